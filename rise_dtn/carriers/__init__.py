@@ -1,0 +1,1 @@
+"""Carriers move opaque bundle bytes between nodes; they never open bundle bodies."""

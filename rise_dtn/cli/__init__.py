@@ -1,0 +1,1 @@
+"""The command line: parse, call a node service, print. No logic lives here."""

@@ -1,0 +1,84 @@
+"""What every command shares: --home, -q, the clock, talking to stderr, progress bars."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from rise_dtn.node.home import Home
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def home_option(function: F) -> F:
+    return click.option(
+        "--home",
+        "home_path",
+        type=click.Path(path_type=Path, file_okay=False),
+        envvar="RISE_HOME",
+        help="Node directory (default: $RISE_HOME, else the platform's data directory).",
+    )(function)
+
+
+def quiet_option(function: F) -> F:
+    return click.option(
+        "-q", "--quiet", is_flag=True, help="Print nothing unless something failed (for cron)."
+    )(function)
+
+
+def open_home(home_path: Path | None) -> Home:
+    return Home.open(home_path)
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def say(line: str) -> None:
+    """Talk to the user on stderr; stdout is for data."""
+    click.echo(line, err=True)
+
+
+def warn(prog: str, line: str) -> None:
+    click.echo(f"{prog}: {line}", err=True)
+
+
+@contextlib.contextmanager
+def progress(label: str, total: int | None, *, quiet: bool) -> Iterator[Callable[[int], None]]:
+    """A progress bar on a terminal; nothing at all in cron, pipes or with -q."""
+    if quiet or total is None or total < (1 << 20) or not sys.stderr.isatty():
+        yield lambda _done: None
+        return
+    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+def stop_on_sigterm(stop: Callable[[], None]) -> None:
+    """Let `kill` (SIGTERM) end a --watch loop as cleanly as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop())
+
+
+def human_bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # pragma: no cover - the loop always returns
+
+
+def ago(seconds_since_epoch: int | None, *, now_seconds: int) -> str:
+    if seconds_since_epoch is None:
+        return "-"
+    delta = max(0, now_seconds - seconds_since_epoch)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if delta >= size:
+            return f"{delta // size}{unit} ago"
+    return f"{delta}s ago"

@@ -1,0 +1,112 @@
+"""The `rise` command group and the `rise-<verb>` aliases.
+
+This is the one place where exceptions become a one-line message on stderr
+and an exit code (STYLE.md section 4). A traceback is shown only with
+RISE_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from rise_dtn import __version__
+from rise_dtn.cli.card_cmd import card_cmd
+from rise_dtn.cli.check_cmd import check_cmd
+from rise_dtn.cli.demo_cmd import demo_cmd
+from rise_dtn.cli.inbox_cmd import inbox_cmd
+from rise_dtn.cli.init_cmd import init_cmd
+from rise_dtn.cli.peer_cmd import peer_cmd
+from rise_dtn.cli.send_cmd import send_cmd
+from rise_dtn.cli.stat_cmd import stat_cmd
+from rise_dtn.cli.toss_cmd import toss_cmd
+from rise_dtn.cli.xfer_cmd import xfer_cmd
+from rise_dtn.core.errors import ExitCode, RiseError
+
+
+@click.group("rise")
+@click.version_option(__version__, prog_name="rise-dtn")
+def group() -> None:
+    """rise-dtn: store-and-forward, encrypted messaging for rarely connected machines.
+
+    \b
+    Start:     rise init --name alice; rise card > alice.card
+    Trust:     rise peer add bob.card
+    Send:      rise-send FILE bob; echo hi | rise-send - bob
+    Carry:     rise-xfer /media/usb   (on both machines)
+    Deliver:   rise-toss; rise inbox
+    Inspect:   rise-stat; rise-check
+
+    Every command takes --home DIR (default $RISE_HOME). See rise(7).
+    """
+
+
+for command in (
+    init_cmd,
+    card_cmd,
+    peer_cmd,
+    send_cmd,
+    toss_cmd,
+    xfer_cmd,
+    stat_cmd,
+    check_cmd,
+    inbox_cmd,
+    demo_cmd,
+):
+    group.add_command(command)
+
+
+def _run(command: click.Command, prog_name: str) -> None:
+    try:
+        command.main(prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo(f"{prog_name}: interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE)
+    except RiseError as exc:
+        click.echo(f"{prog_name}: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo(f"{prog_name}: interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (e.g. `| head`): not our failure
+        sys.exit(ExitCode.OK)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+        if os.environ.get("RISE_DEBUG"):
+            traceback.print_exc()
+        click.echo(
+            f"{prog_name}: internal error: {type(exc).__name__}: {exc} "
+            "(set RISE_DEBUG=1 for details, and please report it)",
+            err=True,
+        )
+        sys.exit(ExitCode.FAILURE)
+
+
+def rise() -> None:
+    _run(group, "rise")
+
+
+def rise_send() -> None:
+    _run(send_cmd, "rise-send")
+
+
+def rise_toss() -> None:
+    _run(toss_cmd, "rise-toss")
+
+
+def rise_xfer() -> None:
+    _run(xfer_cmd, "rise-xfer")
+
+
+def rise_stat() -> None:
+    _run(stat_cmd, "rise-stat")
+
+
+def rise_check() -> None:
+    _run(check_cmd, "rise-check")

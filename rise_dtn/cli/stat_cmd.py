@@ -1,0 +1,39 @@
+"""rise stat / rise-stat: what waits for whom."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import click
+
+from rise_dtn.cli.common import ago, home_option, human_bytes, now, open_home
+from rise_dtn.node.status import status
+
+
+@click.command("stat")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@home_option
+def stat_cmd(as_json: bool, home_path: Path | None) -> None:
+    """Show, per neighbour: bundles and bytes waiting, the oldest, in flight, delivered.
+
+    "In flight" bundles were written to a carrier but not yet confirmed by
+    the neighbour; "delivered" counts the confirmed ones.
+    """
+    home = open_home(home_path)
+    result = status(home)
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(result), indent=2))
+        return
+    current = now()
+    click.echo(f"node {result.node} ({result.node_id})")
+    header = f"{'neighbour':<16} {'waiting':>7} {'bytes':>10} {'oldest':>10} {'in flight':>9} "
+    click.echo(header + f"{'delivered':>9} {'received':>8}")
+    for row in result.neighbours:
+        click.echo(
+            f"{row.name:<16} {row.waiting:>7} {human_bytes(row.waiting_bytes):>10} "
+            f"{ago(row.oldest_queued_at, now_seconds=current):>10} {row.in_flight:>9} "
+            f"{row.delivered:>9} {row.received_waiting:>8}"
+        )
+    click.echo(f"inbox: {result.inbox_unread} unread; quarantine: {result.quarantined}")

@@ -1,0 +1,82 @@
+"""rise toss / rise-toss: deliver received bundles."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from rise_dtn.cli.common import (
+    home_option,
+    now,
+    open_home,
+    quiet_option,
+    say,
+    stop_on_sigterm,
+    warn,
+)
+from rise_dtn.core.errors import ExitCode
+from rise_dtn.node.home import Home
+from rise_dtn.node.toss import Delivered, TossEvent, toss
+from rise_dtn.node.watching import ChangeWaiter
+
+
+def _reporter(quiet: bool) -> tuple[list[int], Callable[[TossEvent], None]]:
+    rejected = [0]
+
+    def on_event(event: TossEvent) -> None:
+        if isinstance(event, Delivered):
+            if not quiet:
+                say(f"delivered {event.kind.name.lower()} from {event.sender}: {event.path}")
+            return
+        if event.action == "quarantined":
+            rejected[0] += 1
+            warn("rise-toss", f"{event.bundle_id}: rejected: {event.reason} (quarantined)")
+        elif not quiet:
+            say(f"{event.bundle_id}: dropped: {event.reason}")
+
+    return rejected, on_event
+
+
+@click.command("toss")
+@click.option("--watch", is_flag=True, help="Keep running; toss bundles as they arrive.")
+@click.option(
+    "--poll",
+    type=click.FloatRange(0.1, 3600),
+    default=5.0,
+    show_default=True,
+    help="With --watch: rescan at least this often (seconds), events or not.",
+)
+@home_option
+@quiet_option
+def toss_cmd(watch: bool, poll: float, home_path: Path | None, quiet: bool) -> None:
+    """Verify, decrypt and deliver the bundles received in the spool.
+
+    Files go to <home>/incoming/<sender>/, messages to `rise inbox`. A bad
+    bundle is quarantined with a one-line reason (exit status 3) and the rest
+    go on; expired and duplicate bundles are dropped.
+    """
+    home = open_home(home_path)
+    rejected, on_event = _reporter(quiet)
+    if not watch:
+        toss(home, now=now(), on_event=on_event)
+        if rejected[0]:
+            raise SystemExit(int(ExitCode.REJECTED))
+        return
+    _watch(home, poll, on_event)
+
+
+def _watch(home: Home, poll: float, on_event: Callable[[TossEvent], None]) -> None:
+    waiter = ChangeWaiter([home.spool.rx], poll_seconds=poll)
+    stop_on_sigterm(waiter.stop)
+    say(f"watching {home.spool.rx} (Ctrl-C to stop)")
+    try:
+        while True:
+            toss(home, now=now(), on_event=on_event)
+            if not waiter.wait():
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        waiter.close()

@@ -1,0 +1,1 @@
+"""Node services: send, toss, xfer, stat, check. Each takes `now` and paths; no printing."""

@@ -1,0 +1,129 @@
+"""rise-check: verify every spool file against the index; --repair rebuilds the index.
+
+The files are the truth. A spool file that does not parse, or whose size
+disagrees with its header, is a problem (moved to quarantine by --repair);
+an index row without a file, or a file without a row, is a stale cache
+(rebuilt by --repair); a tmp file that no live process holds is debris from
+a crash (removed by --repair).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from sqlalchemy import select
+
+from rise_dtn.core.errors import BundleError
+from rise_dtn.core.identity import NodeId
+from rise_dtn.node.home import Home
+from rise_dtn.store.atomic import remove_stale_tmp, stale_tmp
+from rise_dtn.store.index import SpoolEntry
+from rise_dtn.store.spool import read_clear
+
+
+@dataclasses.dataclass(slots=True)
+class CheckReport:
+    files: int = 0
+    problems: list[str] = dataclasses.field(default_factory=list)
+    repaired: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.problems
+
+
+def check(home: Home, *, repair: bool, now: int) -> CheckReport:
+    spool = home.spool
+    spool.check_exists()
+    report = CheckReport()
+    found: dict[tuple[str, str], tuple[Path, NodeId, int, int, int]] = {}
+    for direction, parent, neighbours in (
+        ("tx", spool.tx, spool.tx_neighbours()),
+        ("rx", spool.rx, spool.rx_neighbours()),
+    ):
+        for neighbour in neighbours:
+            for path in spool.files(parent / str(neighbour)):
+                report.files += 1
+                try:
+                    clear, size = read_clear(path)
+                    if path.name != f"{clear.bundle_id}.rsb":
+                        raise BundleError(f"file name does not match bundle id {clear.bundle_id}")
+                    if direction == "tx" and clear.header.recipient != neighbour:
+                        raise BundleError(
+                            f"bundle in tx/{neighbour} is for {clear.header.recipient}"
+                        )
+                except (BundleError, OSError) as exc:
+                    reason = exc.message if isinstance(exc, BundleError) else str(exc)
+                    report.problems.append(f"{direction}/{neighbour}/{path.name}: {reason}")
+                    if repair:
+                        spool.quarantine(path, f"rise-check: {reason}")
+                        report.repaired.append(f"quarantined {path.name}")
+                    continue
+                found[(str(clear.bundle_id), direction)] = (
+                    path,
+                    neighbour,
+                    size,
+                    clear.header.expiry,
+                    clear.header.priority,
+                )
+    _compare_index(home, found, report, repair=repair, now=now)
+    _stale_tmp(home, report, repair=repair)
+    return report
+
+
+def _compare_index(
+    home: Home,
+    found: dict[tuple[str, str], tuple[Path, NodeId, int, int, int]],
+    report: CheckReport,
+    *,
+    repair: bool,
+    now: int,
+) -> None:
+    with home.index.session() as session:
+        rows = {(row.bundle_id, row.direction): row for row in session.scalars(select(SpoolEntry))}
+        for key, row in rows.items():
+            if key not in found:
+                report.problems.append(f"index lists {key[1]}/{key[0]} but the file is gone")
+                if repair:
+                    session.delete(row)
+                    report.repaired.append(f"dropped index row {key[0]}")
+        for key, (path, neighbour, size, expiry, priority) in found.items():
+            cached = rows.get(key)
+            if cached is not None and (cached.size, cached.neighbour) == (size, str(neighbour)):
+                continue
+            report.problems.append(f"{key[1]}/{neighbour}/{path.name} is missing from the index")
+            if repair:
+                session.merge(
+                    SpoolEntry(
+                        bundle_id=key[0],
+                        direction=key[1],
+                        neighbour=str(neighbour),
+                        size=size,
+                        expiry=expiry,
+                        priority=priority,
+                        queued_at=int(os.stat(path).st_mtime) if path.exists() else now,
+                        copies=cached.copies if cached is not None else 0,
+                    )
+                )
+                report.repaired.append(f"indexed {path.name}")
+
+
+def _stale_tmp(home: Home, report: CheckReport, *, repair: bool) -> None:
+    directories = [home.spool.tmp, home.inbox_dir]
+    incoming = home.config.incoming or home.path / "incoming"
+    if incoming.is_dir():
+        directories += [entry for entry in incoming.iterdir() if entry.is_dir()]
+    for parent in (home.spool.tx, home.spool.rx):
+        if parent.is_dir():
+            directories += [entry for entry in parent.iterdir() if entry.is_dir()]
+    for directory in directories:
+        if repair:
+            removed = remove_stale_tmp(directory)
+            if removed:
+                report.repaired.append(f"removed {removed} stale tmp file(s) in {directory}")
+            continue
+        stale = stale_tmp(directory)
+        if stale:
+            report.problems.append(f"{len(stale)} tmp file(s) in {directory} (run --repair)")

@@ -1,0 +1,104 @@
+"""A node's home directory: key, config, peers, spool, incoming and inbox.
+
+<home>/config.toml    settings, see rise-config(5)
+<home>/node.key       secret keys (0600)
+<home>/peers/         trusted cards
+<home>/spool/         see spool/README.md
+<home>/incoming/      delivered files, one folder per sender
+<home>/inbox/         delivered messages
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import secrets
+from pathlib import Path
+
+import platformdirs
+
+from rise_dtn.core.card import Card, check_name
+from rise_dtn.core.errors import StorageError, UsageError
+from rise_dtn.core.identity import Identity
+from rise_dtn.node import config as config_module
+from rise_dtn.node.peers import PeerBook
+from rise_dtn.store.atomic import write_atomic
+from rise_dtn.store.index import Index
+from rise_dtn.store.spool import Spool
+
+KEY_FILE = "node.key"
+CONFIG_FILE = "config.toml"
+
+
+def default_home() -> Path:
+    env = os.environ.get("RISE_HOME")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir("rise-dtn", appauthor=False))
+
+
+class Home:
+    """An opened node. Loads key, config and index lazily: cheap to construct."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.spool = Spool(path / "spool")
+        self.peers = PeerBook(path / "peers")
+        self.inbox_dir = path / "inbox"
+
+    @classmethod
+    def open(cls, path: Path | None) -> Home:
+        home = cls(path or default_home())
+        if not (home.path / KEY_FILE).exists():
+            raise UsageError(f"no rise-dtn node at {home.path} (run `rise init --name NAME`)")
+        return home
+
+    @classmethod
+    def create(cls, path: Path, *, name: str) -> Home:
+        check_name(name, error=UsageError)
+        home = cls(path)
+        if (path / KEY_FILE).exists():
+            raise UsageError(f"a node already exists at {path}")
+        try:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            identity = Identity.from_seeds(secrets.token_bytes(32), secrets.token_bytes(32))
+            write_atomic(path / CONFIG_FILE, config_module.render(name).encode(), mode=0o600)
+            home.spool.create()
+            for directory in (home.peers.directory, home.inbox_dir, path / "incoming"):
+                directory.mkdir(mode=0o700, exist_ok=True)
+            # The key goes last: its presence is what marks a complete node.
+            write_atomic(path / KEY_FILE, identity.to_keyfile(), mode=0o600, what="saving the key")
+        except OSError as exc:
+            raise StorageError(f"cannot create the node at {path}: {exc.strerror}") from None
+        return home
+
+    @functools.cached_property
+    def identity(self) -> Identity:
+        key_path = self.path / KEY_FILE
+        mode = key_path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise UsageError(f"{key_path} is readable by others (mode {mode:o}); chmod 600 it")
+        return Identity.from_keyfile(key_path.read_bytes())
+
+    @functools.cached_property
+    def config(self) -> config_module.Config:
+        return config_module.load(self.path / CONFIG_FILE)
+
+    @functools.cached_property
+    def index(self) -> Index:
+        self.spool.check_exists()
+        url = self.config.index_url or f"sqlite:///{self.spool.index_path}"
+        return Index(url)
+
+    def card(self, *, now: int) -> Card:
+        return Card.create(
+            self.identity, name=self.config.name, addresses=self.config.addresses, now=now
+        )
+
+    def incoming_dir(self, sender_name: str) -> Path:
+        base = self.config.incoming or self.path / "incoming"
+        return base / sender_name
+
+    def close(self) -> None:
+        if "index" in self.__dict__:
+            self.index.close()

@@ -1,0 +1,80 @@
+"""The peer book: cards this node trusts, stored as peers/<name>.card files.
+
+Names are local aliases chosen by this node's operator; the node id inside
+the card is what counts. Only nodes in the book may send to us or receive
+from us (default deny).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from rise_dtn.core.card import Card, check_name
+from rise_dtn.core.errors import PeerError, UsageError
+from rise_dtn.core.identity import NodeId
+from rise_dtn.store.atomic import write_atomic
+
+CARD_SUFFIX = ".card"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Peer:
+    name: str  # local alias
+    card: Card
+
+    @property
+    def node_id(self) -> NodeId:
+        return self.card.node_id
+
+
+class PeerBook:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, name: str) -> Path:
+        return self.directory / f"{name}{CARD_SUFFIX}"
+
+    def all(self) -> list[Peer]:
+        peers = []
+        for path in sorted(self.directory.glob(f"*{CARD_SUFFIX}")):
+            try:
+                card = Card.from_text(path.read_text(encoding="utf-8"))
+            except (PeerError, UnicodeDecodeError, OSError):
+                continue  # a damaged card file trusts nobody; `rise-check` reports it
+            peers.append(Peer(path.name[: -len(CARD_SUFFIX)], card))
+        return peers
+
+    def by_id(self, node_id: NodeId) -> Peer | None:
+        for peer in self.all():
+            if peer.node_id == node_id:
+                return peer
+        return None
+
+    def find(self, name_or_id: str) -> Peer:
+        """A peer by local name or node id, or a UsageError that lists what exists."""
+        for peer in self.all():
+            if name_or_id in (peer.name, str(peer.node_id)):
+                return peer
+        known = ", ".join(peer.name for peer in self.all()) or "none; add one with `rise peer add`"
+        raise UsageError(f"unknown peer {name_or_id!r} (known: {known})")
+
+    def add(self, card: Card, *, name: str | None, self_id: NodeId, replace: bool) -> Peer:
+        alias = check_name(name or card.name, error=UsageError)
+        if card.node_id == self_id:
+            raise PeerError("that is this node's own card")
+        for peer in self.all():
+            if peer.node_id == card.node_id and peer.name != alias:
+                raise UsageError(f"node {card.node_id} is already known as {peer.name!r}")
+            if peer.name == alias and peer.node_id != card.node_id and not replace:
+                raise UsageError(
+                    f"the name {alias!r} is taken by node {peer.node_id} (use --replace or --name)"
+                )
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_atomic(self._path(alias), card.armor().encode(), what="saving the card")
+        return Peer(alias, card)
+
+    def remove(self, name: str) -> Peer:
+        peer = self.find(name)
+        self._path(peer.name).unlink()
+        return peer

@@ -1,0 +1,283 @@
+"""Toss: verify, decrypt and deliver the bundles waiting in rx/.
+
+Each bundle is handled on its own; a bad one is quarantined or dropped with a
+one-line reason and the rest go on. Delivery is a small journal in the index
+(`seen`): decrypt to a tmp file, fsync, record "delivering" with the target
+name, link into place, record "delivered" and only then delete the rx file.
+A crash at any step is finished by the next toss, and a bundle id that was
+delivered once is never delivered again (docs/protocol.md, "Toss").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import os
+import shlex
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from rise_dtn.core.bundle import ContentKind, Inner, Opener
+from rise_dtn.core.errors import BundleError, StorageError
+from rise_dtn.core.identity import BundleId, NodeId
+from rise_dtn.node.home import Home
+from rise_dtn.node.peers import Peer
+from rise_dtn.store.atomic import AtomicFile, remove_stale_tmp, storage_error
+from rise_dtn.store.index import InboxMessage, Seen, SpoolEntry
+from rise_dtn.store.spool import read_clear
+
+ON_DELIVERY_TIMEOUT_SECONDS = 60  # a notifier, not a job runner: keep toss moving
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivered:
+    bundle_id: BundleId
+    kind: ContentKind
+    sender: str  # local name of the sender
+    path: Path
+    size: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rejected:
+    bundle_id: str  # file name stem: the id may be unreadable
+    reason: str
+    action: str  # "quarantined" or "dropped"
+
+
+TossEvent = Delivered | Rejected
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Job:
+    path: Path
+    neighbour: NodeId
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Opened:
+    """A bundle whose first chunk opened and whose sender checked out."""
+
+    job: _Job
+    opener: Opener
+    inner: Inner
+    peer: Peer
+
+    @property
+    def bundle_id(self) -> BundleId:
+        return self.opener.clear.bundle_id
+
+
+def toss(
+    home: Home, *, now: int, on_event: Callable[[TossEvent], None] = lambda _event: None
+) -> list[TossEvent]:
+    """Toss every complete bundle in rx/; return what happened to each."""
+    home.spool.check_exists()
+    remove_stale_tmp(home.spool.tmp)
+    events: list[TossEvent] = []
+    for job in _jobs(home):
+        fd = _lock(job.path)
+        if fd is None:
+            continue  # another toss holds this one, or it is already gone
+        try:
+            event = _toss_one(home, job, now=now)
+        finally:
+            os.close(fd)
+        if event is not None:
+            events.append(event)
+            on_event(event)
+            if isinstance(event, Delivered):
+                _notify(home, event)
+    return events
+
+
+def _jobs(home: Home) -> Iterator[_Job]:
+    for neighbour in home.spool.rx_neighbours():
+        for path in home.spool.files(home.spool.rx_dir(neighbour)):
+            yield _Job(path, neighbour)
+
+
+def _lock(path: Path) -> int | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    if not path.exists():  # tossed by another process between listing and locking
+        os.close(fd)
+        return None
+    return fd
+
+
+def _toss_one(home: Home, job: _Job, *, now: int) -> TossEvent | None:
+    stem = job.path.name.split(".")[0]
+    try:
+        clear, _size = read_clear(job.path)
+        if clear.expired(now):
+            return _drop(home, job, stem, "expired")
+        seen = home.index.seen_state(str(clear.bundle_id))
+        if seen is not None and seen.state == "delivered":
+            return _drop(home, job, stem, "duplicate of a bundle already delivered")
+        return _deliver(home, job, Opener(home.identity, clear), seen, now=now)
+    except BundleError as exc:
+        home.spool.quarantine(job.path, exc.message)
+        _forget(home, stem)
+        return Rejected(stem, exc.message, "quarantined")
+
+
+def _drop(home: Home, job: _Job, stem: str, reason: str) -> Rejected:
+    home.spool.remove(job.path)
+    _forget(home, stem)
+    return Rejected(stem, reason, "dropped")
+
+
+def _forget(home: Home, stem: str) -> None:
+    with home.index.session() as session:
+        row = session.get(SpoolEntry, (stem, "rx"))
+        if row is not None:
+            session.delete(row)
+
+
+def _deliver(home: Home, job: _Job, opener: Opener, seen: Seen | None, *, now: int) -> TossEvent:
+    with open(job.path, "rb") as source:
+        source.seek(opener.clear.size)
+        inner, first_payload = opener.open_first(_read_exact(source, opener.first_chunk_bytes))
+        peer = home.peers.by_id(inner.sender)
+        if peer is None:
+            raise BundleError(f"unknown sender {inner.sender} (not in the peer book)")
+        opener.verify_sender(inner, peer.card.public)
+        opened = _Opened(job, opener, inner, peer)
+        if seen is not None and Path(seen.target).exists():
+            return _finish(home, opened, Path(seen.target), now=now)
+        target = _target(home, opened, seen)
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        remove_stale_tmp(target.parent)
+        try:
+            staged = AtomicFile(target, mode=0o600)
+        except OSError as exc:
+            raise storage_error(exc, "delivering") from None
+        try:
+            staged.write(first_payload)
+            for index, size in opener.chunk_sizes():
+                staged.write(opener.open(index, _read_exact(source, size)))
+            os.fsync(staged.fileno())
+        except OSError as exc:
+            staged.abort()
+            raise storage_error(exc, "delivering") from None
+        except BaseException:
+            staged.abort()
+            raise
+    target = _record_and_link(home, staged, opened, now=now)
+    return _finish(home, opened, target, now=now)
+
+
+def _read_exact(source: object, size: int) -> bytes:
+    data = source.read(size)  # type: ignore[attr-defined]
+    if len(data) != size:
+        raise BundleError("bundle is truncated")
+    return data  # type: ignore[no-any-return]
+
+
+def _target(home: Home, opened: _Opened, seen: Seen | None) -> Path:
+    if seen is not None:
+        return Path(seen.target)  # resume the delivery a crash interrupted
+    meta = opened.inner.meta
+    if meta.kind is ContentKind.MESSAGE:
+        return home.inbox_dir / f"{opened.bundle_id}.msg"
+    assert meta.name is not None  # Meta.decode guarantees a checked name
+    return home.incoming_dir(opened.peer.name) / meta.name
+
+
+def _record_and_link(home: Home, staged: AtomicFile, opened: _Opened, *, now: int) -> Path:
+    """Journal the target, then give the staged file its name without clobbering anything."""
+    bundle_id = str(opened.bundle_id)
+    target = staged.final
+    for attempt in range(1000):
+        if attempt:
+            target = _numbered(staged.final, attempt)
+        with home.index.session() as session:
+            session.merge(
+                Seen(
+                    bundle_id=bundle_id,
+                    expiry=opened.opener.clear.header.expiry,
+                    state="delivering",
+                    sender=str(opened.peer.node_id),
+                    target=str(target),
+                    at=now,
+                )
+            )
+        try:
+            staged.final = target
+            staged.commit(replace=False)
+            return target
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            staged.abort()
+            raise storage_error(exc, "delivering") from None
+    staged.abort()
+    raise StorageError(f"cannot find a free name for {staged.final}")
+
+
+def _numbered(path: Path, number: int) -> Path:
+    """'report.pdf' -> 'report.1.pdf': an existing file is never overwritten."""
+    suffix = "".join(path.suffixes[-1:])
+    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
+    return path.with_name(f"{stem}.{number}{suffix}")
+
+
+def _finish(home: Home, opened: _Opened, target: Path, *, now: int) -> Delivered:
+    bundle_id, peer, kind = opened.bundle_id, opened.peer, opened.inner.meta.kind
+    size = target.stat().st_size
+    with home.index.session() as session:
+        row = session.get(Seen, str(bundle_id))
+        if row is not None:
+            row.state = "delivered"
+        if kind is ContentKind.MESSAGE and session.get(InboxMessage, str(bundle_id)) is None:
+            session.add(
+                InboxMessage(
+                    bundle_id=str(bundle_id),
+                    sender=str(peer.node_id),
+                    sender_name=peer.name,
+                    received_at=now,
+                    size=size,
+                    path=str(target),
+                    read=False,
+                )
+            )
+        entry = session.get(SpoolEntry, (str(bundle_id), "rx"))
+        if entry is not None:
+            session.delete(entry)
+    home.spool.remove(opened.job.path)
+    return Delivered(bundle_id, kind, peer.name, target, size)
+
+
+def _notify(home: Home, event: Delivered) -> None:
+    """Run the configured on_delivery command; its failure never stops the toss."""
+    config = home.config
+    command = config.peer(event.sender).on_delivery or config.on_delivery
+    if not command:
+        return
+    environment = dict(os.environ)
+    environment.update(
+        RISE_BUNDLE_ID=str(event.bundle_id),
+        RISE_KIND=event.kind.name.lower(),
+        RISE_SENDER=event.sender,
+        RISE_PATH=str(event.path),
+        RISE_SIZE=str(event.size),
+        RISE_HOME=str(home.path),
+    )
+    with contextlib.suppress(OSError, ValueError, subprocess.SubprocessError):
+        subprocess.run(
+            shlex.split(command),
+            env=environment,
+            stdin=subprocess.DEVNULL,
+            timeout=ON_DELIVERY_TIMEOUT_SECONDS,
+            check=False,
+        )

@@ -1,0 +1,277 @@
+"""Exchange bundles with a directory (a USB stick): acks in, bundles in, bundles out.
+
+Order matters for "nothing lost": a received bundle is durable in rx/ before
+its ack is written, and its ack is durable on the medium before the copy on
+the medium is removed. A sent bundle stays in tx/ until an ack for it comes
+back (unless --move), so a lost or pulled stick loses nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+from rise_dtn.carriers.directory import DirectoryCarrier, Found
+from rise_dtn.core.ack import MAX_IDS, Ack
+from rise_dtn.core.errors import BundleError, NoSpaceError
+from rise_dtn.core.identity import BundleId, NodeId
+from rise_dtn.node.home import Home
+from rise_dtn.node.peers import Peer
+from rise_dtn.store import locks
+from rise_dtn.store.atomic import atomic_file, copy_into, storage_error, write_atomic
+from rise_dtn.store.index import Release, SpoolEntry
+from rise_dtn.store.spool import read_clear
+
+
+@dataclasses.dataclass(slots=True)
+class XferReport:
+    received: int = 0
+    received_bytes: int = 0
+    duplicates: int = 0
+    sent: int = 0
+    sent_bytes: int = 0
+    released: int = 0  # confirmed by acks (or moved)
+    expired: int = 0
+    rejected: list[str] = dataclasses.field(default_factory=list)  # one-line reasons
+    skipped: list[str] = dataclasses.field(default_factory=list)  # notes, not errors
+    medium_full: bool = False
+
+
+Say = Callable[[str], None]
+
+
+def exchange(
+    home: Home, directory: Path, *, move: bool, now: int, say: Say = lambda _line: None
+) -> XferReport:
+    """One full exchange with `directory`."""
+    home.spool.check_exists()
+    carrier = DirectoryCarrier(directory)
+    report = XferReport()
+    me = home.identity.node_id
+    peers = {peer.node_id: peer for peer in home.peers.all()}
+    carrier.remove_stale(sender=me)
+    _take_acks(home, carrier, peers, report, now=now, say=say)
+    _take_bundles(home, carrier, peers, report, now=now, say=say)
+    for neighbour in home.spool.tx_neighbours():
+        peer = peers.get(neighbour)
+        if peer is None:
+            report.skipped.append(f"tx/{neighbour}: not a known peer, left in the spool")
+            continue
+        try:
+            with locks.held(home.spool.lock_path(f"tx-{neighbour}"), what=f"tx/{peer.name}"):
+                _give_bundles(home, carrier, peer, report, move=move, now=now, say=say)
+        except NoSpaceError:
+            report.medium_full = True
+            say(f"{directory} is full: the rest stays in the spool for the next exchange")
+            break
+    carrier.sync()
+    return report
+
+
+def _take_acks(
+    home: Home,
+    carrier: DirectoryCarrier,
+    peers: dict[NodeId, Peer],
+    report: XferReport,
+    *,
+    now: int,
+    say: Say,
+) -> None:
+    me = home.identity.node_id
+    for found in carrier.acks_for(me):
+        peer = peers.get(found.sender)
+        if peer is None:
+            report.skipped.append(f"{found.path}: ack from unknown node {found.sender}, ignored")
+            continue
+        try:
+            ack = Ack.decode(found.path.read_bytes(), sender=peer.card.public, recipient=me)
+        except (BundleError, OSError) as exc:
+            reason = exc.message if isinstance(exc, BundleError) else str(exc)
+            report.rejected.append(f"{found.path.name}: ack rejected: {reason}")
+            carrier.remove(found.path)
+            continue
+        with locks.held(
+            home.spool.lock_path(f"tx-{peer.node_id}"), wait_seconds=30, what=f"tx/{peer.name}"
+        ):
+            for bundle_id in ack.bundle_ids:
+                if _release(home, peer, bundle_id, how="acked", now=now):
+                    report.released += 1
+                # The neighbour took it; a copy still on the medium is now garbage.
+                carrier.remove(carrier.bundle_path(peer.node_id, me, bundle_id))
+        carrier.remove(found.path)
+        say(f"ack from {peer.name}: {len(ack.bundle_ids)} bundle(s) confirmed")
+
+
+def _release(home: Home, peer: Peer, bundle_id: BundleId, *, how: str, now: int) -> bool:
+    path = home.spool.bundle_path(home.spool.tx_dir(peer.node_id), bundle_id)
+    if not path.exists():
+        return False
+    size = path.stat().st_size
+    home.spool.remove(path)
+    with home.index.session() as session:
+        entry = session.get(SpoolEntry, (str(bundle_id), "tx"))
+        if entry is not None:
+            session.delete(entry)
+        session.merge(
+            Release(
+                bundle_id=str(bundle_id),
+                neighbour=str(peer.node_id),
+                size=size,
+                released_at=now,
+                how=how,
+            )
+        )
+    return True
+
+
+def _take_bundles(
+    home: Home,
+    carrier: DirectoryCarrier,
+    peers: dict[NodeId, Peer],
+    report: XferReport,
+    *,
+    now: int,
+    say: Say,
+) -> None:
+    me = home.identity.node_id
+    acks: dict[NodeId, list[BundleId]] = {}
+    for found in carrier.bundles_for(me):
+        peer = peers.get(found.sender)
+        if peer is None:
+            report.skipped.append(
+                f"{found.path.name}: from unknown node {found.sender}, left on the medium"
+            )
+            continue
+        bundle_id = _take_one(home, carrier, found, peer, report, now=now, say=say)
+        if bundle_id is not None:
+            acks.setdefault(peer.node_id, []).append(bundle_id)
+    for neighbour, ids in acks.items():
+        for start in range(0, len(ids), MAX_IDS):
+            batch = tuple(ids[start : start + MAX_IDS])
+            data = Ack(me, neighbour, now, batch).encode(home.identity)
+            carrier.put_ack(data, recipient=neighbour, sender=me, name=secrets.token_hex(8))
+        for bundle_id in ids:
+            carrier.remove(carrier.bundle_path(me, neighbour, bundle_id))
+
+
+def _take_one(
+    home: Home,
+    carrier: DirectoryCarrier,
+    found: Found,
+    peer: Peer,
+    report: XferReport,
+    *,
+    now: int,
+    say: Say,
+) -> BundleId | None:
+    """Copy one bundle into rx/; return its id if it should be acked."""
+    try:
+        clear, size = read_clear(found.path)
+        if clear.header.recipient != home.identity.node_id:
+            raise BundleError(
+                f"bundle in our folder is for another node ({clear.header.recipient})"
+            )
+    except BundleError as exc:
+        report.rejected.append(f"{found.path.name}: {exc.message}")
+        _quarantine_from_medium(home, found, exc.message)
+        return None
+    except OSError as exc:
+        report.rejected.append(f"{found.path.name}: unreadable: {exc.strerror}")
+        return None
+    bundle_id = clear.bundle_id
+    rx_dir = home.spool.rx_dir(peer.node_id)
+    target = home.spool.bundle_path(rx_dir, bundle_id)
+    seen = home.index.seen_state(str(bundle_id))
+    if target.exists() or (seen is not None and seen.state == "delivered"):
+        report.duplicates += 1
+        return bundle_id  # ack again: the sender never heard the first ack
+    if clear.expired(now):
+        report.expired += 1
+        report.skipped.append(f"{found.path.name}: expired, removed from the medium")
+        carrier.remove(found.path)
+        return None
+    try:
+        rx_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, "creating the spool directory") from None
+    with (
+        open(found.path, "rb") as source,
+        atomic_file(target, tmp_dir=home.spool.tmp, what="receiving a bundle") as out,
+    ):
+        copy_into(source, out, size)
+    with home.index.session() as session:
+        session.merge(
+            SpoolEntry(
+                bundle_id=str(bundle_id),
+                direction="rx",
+                neighbour=str(peer.node_id),
+                size=size,
+                expiry=clear.header.expiry,
+                priority=clear.header.priority,
+                queued_at=now,
+                copies=0,
+            )
+        )
+    report.received += 1
+    report.received_bytes += size
+    say(f"received {bundle_id} from {peer.name} ({size} bytes)")
+    return bundle_id
+
+
+def _quarantine_from_medium(home: Home, found: Found, reason: str) -> None:
+    target = home.spool.quarantine_dir / found.path.name
+    try:
+        with open(found.path, "rb") as source, atomic_file(target, what="quarantining") as out:
+            copy_into(source, out, found.path.stat().st_size)
+        write_atomic(target.with_name(target.name + ".reason"), (reason + "\n").encode())
+        found.path.unlink()
+    except OSError:
+        pass  # leave it on the medium; the next xfer reports it again
+
+
+def _give_bundles(
+    home: Home,
+    carrier: DirectoryCarrier,
+    peer: Peer,
+    report: XferReport,
+    *,
+    move: bool,
+    now: int,
+    say: Say,
+) -> None:
+    me = home.identity.node_id
+    waiting = []
+    for path in home.spool.files(home.spool.tx_dir(peer.node_id)):
+        try:
+            clear, size = read_clear(path)
+        except (BundleError, OSError) as exc:
+            reason = exc.message if isinstance(exc, BundleError) else str(exc)
+            home.spool.quarantine(path, f"damaged in our own spool: {reason}")
+            report.rejected.append(f"{path.name}: damaged in our spool: {reason}")
+            continue
+        if clear.expired(now):
+            _release(home, peer, clear.bundle_id, how="expired", now=now)
+            report.expired += 1
+            continue
+        waiting.append((clear.header.priority, path, clear.bundle_id, size))
+    waiting.sort(key=lambda item: item[0])  # stable: equal priorities stay oldest first
+    for _priority, path, bundle_id, size in waiting:
+        if carrier.holds(peer.node_id, me, bundle_id, size):
+            continue
+        carrier.put_bundle(path, recipient=peer.node_id, sender=me, bundle_id=bundle_id)
+        report.sent += 1
+        report.sent_bytes += size
+        if move:
+            _release(home, peer, bundle_id, how="moved", now=now)
+        else:
+            _count_copy(home, bundle_id)
+        say(f"sent {bundle_id} to {peer.name} ({size} bytes)")
+
+
+def _count_copy(home: Home, bundle_id: BundleId) -> None:
+    with home.index.session() as session:
+        entry = session.get(SpoolEntry, (str(bundle_id), "tx"))
+        if entry is not None:
+            entry.copies += 1

@@ -1,0 +1,1 @@
+"""The spool on disk (the truth) and its SQLAlchemy index (a cache of it)."""

@@ -1,0 +1,177 @@
+"""Crash-safe file writes: tmp, fsync, rename, fsync the directory.
+
+A crash at any instant leaves the old state or the new one, never a torn
+file (STYLE.md, "Atomic spool writes"). A tmp file is flock()ed while it is
+written, so a later process can tell a stale one (lock free) from one still
+being written (lock held) and remove only the former. ENOSPC and EDQUOT
+become `NoSpaceError`, and the partial file is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from rise_dtn.core.errors import NoSpaceError, StorageError
+
+TMP_PREFIX = ".rise-tmp-"
+COPY_BLOCK_BYTES = 8 << 20  # kernel copies in 8 MiB steps: few syscalls, bounded latency
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+
+
+def storage_error(exc: OSError, what: str) -> StorageError:
+    """Turn an OSError into the rise-dtn error a user should see."""
+    if exc.errno in _NO_SPACE:
+        return NoSpaceError(
+            f"no space left while {what}; nothing was lost, retry when space returns"
+        )
+    return StorageError(f"{what} failed: {exc.strerror or exc}")
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class AtomicFile:
+    """A file that appears under its final name only once it is complete and durable."""
+
+    def __init__(self, final: Path, *, tmp_dir: Path | None = None, mode: int = 0o644) -> None:
+        self.final = final
+        tmp_parent = tmp_dir if tmp_dir is not None else final.parent
+        self.tmp = tmp_parent / f"{TMP_PREFIX}{final.name}-{secrets.token_hex(4)}"
+        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.file: BinaryIO = os.fdopen(fd, "wb", buffering=0)
+        self._done = False
+
+    def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            written = self.file.write(view)
+            if written is None:  # pragma: no cover - only for non-blocking files
+                continue
+            view = view[written:]
+
+    def fileno(self) -> int:
+        return self.file.fileno()
+
+    def commit(self, *, replace: bool = True) -> None:
+        """fsync, rename into place, fsync the directory."""
+        os.fsync(self.file.fileno())
+        self.file.close()
+        if replace:
+            os.replace(self.tmp, self.final)
+        else:
+            # link() fails if the name exists: two writers never clobber each other.
+            os.link(self.tmp, self.final)
+            os.unlink(self.tmp)
+        self._done = True
+        fsync_dir(self.final.parent)
+        if self.tmp.parent != self.final.parent:
+            fsync_dir(self.tmp.parent)
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        with contextlib.suppress(OSError):
+            self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+
+
+@contextlib.contextmanager
+def atomic_file(
+    final: Path, *, tmp_dir: Path | None = None, what: str = "writing", mode: int = 0o644
+) -> Iterator[AtomicFile]:
+    """`with atomic_file(path) as out: out.write(...)`; committed on a clean exit."""
+    try:
+        handle = AtomicFile(final, tmp_dir=tmp_dir, mode=mode)
+    except OSError as exc:
+        raise storage_error(exc, what) from None
+    try:
+        yield handle
+        handle.commit()
+    except OSError as exc:
+        handle.abort()
+        raise storage_error(exc, what) from None
+    except BaseException:
+        handle.abort()
+        raise
+
+
+def write_atomic(final: Path, data: bytes, *, what: str = "writing", mode: int = 0o644) -> None:
+    with atomic_file(final, what=what, mode=mode) as out:
+        out.write(data)
+
+
+def copy_into(source: BinaryIO, out: AtomicFile, length: int) -> None:
+    """Copy `length` bytes from `source`'s current offset, in the kernel where it can."""
+    remaining = length
+    src_fd, dst_fd = source.fileno(), out.fileno()
+    offset = source.tell()
+    try:
+        while remaining:
+            copied = os.copy_file_range(
+                src_fd, dst_fd, min(remaining, COPY_BLOCK_BYTES), offset_src=offset
+            )
+            if copied == 0:
+                raise StorageError("source file is shorter than expected")
+            offset += copied
+            remaining -= copied
+    except OSError as exc:
+        if exc.errno not in {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP}:
+            raise
+        source.seek(offset)
+        while remaining:
+            block = source.read(min(remaining, COPY_BLOCK_BYTES))
+            if not block:
+                raise StorageError("source file is shorter than expected") from None
+            out.write(block)
+            remaining -= len(block)
+
+
+def _stale_candidates(directory: Path) -> Iterator[tuple[Path, int]]:
+    """(path, fd holding its lock) for each tmp file no live process holds."""
+    try:
+        entries = [entry for entry in directory.iterdir() if entry.name.startswith(TMP_PREFIX)]
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        try:
+            fd = os.open(entry, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # a live writer holds it
+        try:
+            yield entry, fd
+        finally:
+            os.close(fd)
+
+
+def stale_tmp(directory: Path) -> list[Path]:
+    """Tmp files left by a process that died (no live process holds their lock)."""
+    return [path for path, _fd in _stale_candidates(directory)]
+
+
+def remove_stale_tmp(directory: Path) -> int:
+    """Remove tmp files that no live process holds; return how many went."""
+    removed = 0
+    for path, _fd in _stale_candidates(directory):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
