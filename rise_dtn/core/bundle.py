@@ -46,6 +46,9 @@ MAX_META_BYTES = 512
 MAX_NAME_BYTES = 255
 MAX_PRIORITY = 255
 MAX_BODY_BYTES = 1 << 50  # 1 PiB: refuses absurd claims before any I/O
+# Seconds since the epoch as a signed 64-bit integer: what the spool index
+# (an SQLite INTEGER) and every time_t can hold.
+MAX_EXPIRY = (1 << 63) - 1
 INNER_FIXED_BYTES = NODE_ID_BYTES + SIGNATURE_BYTES
 BUNDLE_ID_PERSON = b"rise-bundle-id-1"
 SIGNATURE_CONTEXT = b"rise-dtn bundle signature v1\x00"
@@ -124,7 +127,12 @@ class Meta:
         value = strict_loads(
             data, max_bytes=MAX_META_BYTES, error=BundleError, what="bundle metadata"
         )
-        if not isinstance(value, list) or not value or not isinstance(value[0], int):
+        if (
+            not isinstance(value, list)
+            or not value
+            or not isinstance(value[0], int)
+            or isinstance(value[0], bool)
+        ):
             raise BundleError("bundle metadata is malformed")
         try:
             kind = ContentKind(value[0])
@@ -137,7 +145,7 @@ class Meta:
         if len(value) not in (2, 3) or not isinstance(value[1], str):
             raise BundleError("bundle metadata is malformed")
         size = value[2] if len(value) == 3 else None
-        if size is not None and (not isinstance(size, int) or size < 0):
+        if len(value) == 3 and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
             raise BundleError("bundle metadata is malformed")
         return cls(kind, check_file_name(value[1]), size)
 
@@ -158,7 +166,7 @@ def check_file_name(name: str) -> str:
         raise BundleError("unsafe file name: empty, '.' or '..'")
     if "/" in name or "\\" in name or "\x00" in name:
         raise BundleError(f"unsafe file name {name[:40]!r}: contains '/', '\\\\' or NUL")
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in name):
+    if any(ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F for char in name):  # C0, DEL, C1
         raise BundleError(f"unsafe file name {name[:40]!r}: contains control characters")
     if name.startswith(".rise-") or name.startswith("-"):
         raise BundleError(f"unsafe file name {name[:40]!r}: reserved prefix")
@@ -195,7 +203,7 @@ def parse_clear(data: bytes) -> ClearPart:
     ):
         raise BundleError("bundle header is malformed")
     _recipient, expiry, priority, body_length = value
-    if expiry < 0 or not 0 <= priority <= MAX_PRIORITY:
+    if not 0 <= expiry <= MAX_EXPIRY or not 0 <= priority <= MAX_PRIORITY:
         raise BundleError("bundle header has out-of-range fields")
     if not PUBLIC_KEY_BYTES < body_length <= MAX_BODY_BYTES:
         raise BundleError(f"bundle header claims an impossible body length {body_length}")

@@ -36,6 +36,9 @@ def _check(value: Any, depth: int) -> None:
         raise ValueError("CBOR nested too deeply")
     if isinstance(value, bool) or value is None:
         return
+    if isinstance(value, int) and not -(1 << 64) <= value < (1 << 64):
+        # cbor2 decodes bignums (tags 2 and 3) itself, without calling the tag hook.
+        raise ValueError("CBOR bignums are not allowed")
     if isinstance(value, int | bytes | str):
         return
     if isinstance(value, list):

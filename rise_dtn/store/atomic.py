@@ -67,8 +67,9 @@ class AtomicFile:
 
     def commit(self, *, replace: bool = True) -> None:
         """fsync, rename into place, fsync the directory."""
-        os.fsync(self.file.fileno())
-        self.file.close()
+        if not self.file.closed:
+            os.fsync(self.file.fileno())
+            self.file.close()
         if replace:
             os.replace(self.tmp, self.final)
         else:

@@ -1,5 +1,0 @@
-import rise_dtn.core.encoding
-
-
-def test_x():
-    assert rise_dtn.core.encoding

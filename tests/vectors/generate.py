@@ -1,0 +1,454 @@
+"""Write the known-answer vectors in tests/vectors/*.json (docs/protocol.md, "Test vectors").
+
+Run by hand, from the project root, after a deliberate format change:
+
+    .venv/bin/python tests/vectors/generate.py
+
+Everything is deterministic: identities come from fixed seeds, each bundle
+from a fixed ephemeral secret, and `now` is a constant. ChaCha20-Poly1305
+nonces are chunk counters and Ed25519 signatures are deterministic, so the
+same inputs always give the same bytes. If running this changes a vector,
+the wire format changed: that needs a new version (docs/protocol.md,
+"Versions"), not a new golden file.
+
+Bundles of a megabyte or more are not stored as hex: their payload is a
+repeated byte ("payload_repeat" x "payload_bytes") and the bundle is given by
+its clear part, each chunk's size and tag, and the SHA-256 of all its bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from rise_dtn.core import ack, bundle, card, sealing
+from rise_dtn.core.bundle import ContentKind, Meta, Sealer
+from rise_dtn.core.encoding import canonical
+from rise_dtn.core.identity import (
+    NODE_ID_PERSON,
+    SIGNATURE_BYTES,
+    Identity,
+    exchange_public_for,
+    x25519,
+)
+
+HERE = Path(__file__).resolve().parent
+NOW = 1_700_000_000  # 2023-11-14T22:13:20Z
+LIFETIME_SECONDS = 30 * 86400  # the default lifetime
+DEFAULT_NICE = 16  # the default priority: one byte on the wire
+INLINE_LIMIT_BYTES = 4096  # bundles larger than this are described, not inlined
+
+
+def secret(label: str) -> bytes:
+    """A fixed 32-byte secret: SHA-256 of a readable label."""
+    return hashlib.sha256(f"rise-dtn test vector: {label}".encode()).digest()
+
+
+IDENTITIES = {
+    name: Identity.from_seeds(secret(f"{name} signing seed"), secret(f"{name} exchange secret"))
+    for name in ("alice", "bob")
+}
+
+MESSAGE_100 = (
+    b"Meet at the old mill at dawn. Bring the radio, two spare batteries "
+    b"and the USB stick. -- A (v1 test)"
+)
+assert len(MESSAGE_100) == 100
+
+SMALL_FILE = b"# shopping\n- rice 5 kg\n- lamp oil\n- 2x AA batteries\n"
+
+
+def identity_record(identity: Identity) -> dict[str, str]:
+    public = identity.public
+    return {
+        "signing_seed_hex": identity.signing_seed.hex(),
+        "exchange_secret_hex": identity.exchange_secret.hex(),
+        "signing_public_hex": public.signing_public.hex(),
+        "exchange_public_hex": public.exchange_public.hex(),
+        "node_id_hex": identity.node_id.raw.hex(),
+        "node_id": str(identity.node_id),
+    }
+
+
+def seal_all(sealer: Sealer, payload: bytes) -> bytes:
+    """The whole bundle: clear part, then the payload cut into chunks and sealed."""
+    parts = [sealer.clear_part(len(payload))]
+    first = sealer.first_payload_bytes
+    pieces = [payload[:first]]
+    pieces += [
+        payload[start : start + sealing.CHUNK_BYTES]
+        for start in range(first, len(payload), sealing.CHUNK_BYTES)
+    ]
+    for number, piece in enumerate(pieces):
+        parts.append(sealer.seal(piece, final=number == len(pieces) - 1))
+    return b"".join(parts)
+
+
+def bundle_vector(
+    name: str,
+    comment: str,
+    *,
+    meta: Meta,
+    payload: bytes,
+    priority: int,
+    repeat: bytes | None = None,
+) -> dict[str, Any]:
+    sender, recipient = IDENTITIES["alice"], IDENTITIES["bob"]
+    ephemeral_secret = secret(f"ephemeral secret for {name}")
+    expiry = NOW + LIFETIME_SECONDS
+    sealer = Sealer(
+        sender=sender,
+        recipient=recipient.public,
+        meta=meta,
+        expiry=expiry,
+        priority=priority,
+        ephemeral_secret=ephemeral_secret,
+    )
+    data = seal_all(sealer, payload)
+    clear = bundle.parse_clear(data)
+    ephemeral_public = exchange_public_for(ephemeral_secret)
+    recipient_public = recipient.public.exchange_public
+    shared = x25519(ephemeral_secret, recipient_public)
+    meta_bytes = meta.encode()
+    signed = bundle.signed_message(recipient.node_id, expiry, ephemeral_public, meta_bytes)
+    body_bytes = clear.header.body_length - len(ephemeral_public)
+    count = sealing.chunk_count(body_bytes)
+    assert count is not None
+    chunks = []
+    for index in range(count):
+        start = clear.size + index * sealing.SEALED_CHUNK_BYTES
+        sealed = data[start : start + sealing.SEALED_CHUNK_BYTES]
+        chunks.append(
+            {
+                "index": index,
+                "final": index == count - 1,
+                "nonce_hex": (index.to_bytes(11, "big") + bytes([index == count - 1])).hex(),
+                "sealed_bytes": len(sealed),
+                "tag_hex": sealed[-sealing.TAG_BYTES :].hex(),
+            }
+        )
+    record: dict[str, Any] = {
+        "name": name,
+        "comment": comment,
+        "sender": "alice",
+        "recipient": "bob",
+        "now": NOW,
+        "expiry": expiry,
+        "priority": priority,
+        "ephemeral_secret_hex": ephemeral_secret.hex(),
+        "ephemeral_public_hex": ephemeral_public.hex(),
+        "bundle_id_hex": clear.bundle_id.raw.hex(),
+        "bundle_id": str(clear.bundle_id),
+        "meta": {"kind": int(meta.kind), "name": meta.name, "size": meta.size},
+        "meta_hex": meta_bytes.hex(),
+        "payload_bytes": len(payload),
+    }
+    if repeat is None:
+        record["payload_hex"] = payload.hex()
+    else:
+        assert payload == repeat * len(payload)
+        record["payload_repeat"] = repeat.hex()
+    record |= {
+        "shared_secret_hex": shared.hex(),
+        "body_key_hex": sealing.derive_key(shared, ephemeral_public, recipient_public).hex(),
+        "chunk0_aad_hex": clear.header.binding(ephemeral_public).hex(),
+        "signed_message_hex": signed.hex(),
+        "signature_hex": sender.sign(signed).hex(),
+        "hop_header_hex": data[bundle.PREFIX_BYTES : clear.size - len(ephemeral_public)].hex(),
+        "body_length": clear.header.body_length,
+        "chunk_count": count,
+        "first_payload_bytes": sealer.first_payload_bytes,
+        "chunks": chunks,
+        "clear_hex": data[: clear.size].hex(),
+        "bundle_bytes": len(data),
+        "bundle_sha256": hashlib.sha256(data).hexdigest(),
+        "overhead_bytes": len(data) - len(payload),
+    }
+    if len(data) <= INLINE_LIMIT_BYTES:
+        record["bundle_hex"] = data.hex()
+    return record
+
+
+def chunk0_filler_size() -> int:
+    """Payload bytes that exactly fill chunk 0 of a message bundle."""
+    probe = Sealer(
+        sender=IDENTITIES["alice"],
+        recipient=IDENTITIES["bob"].public,
+        meta=Meta(ContentKind.MESSAGE),
+        expiry=NOW + LIFETIME_SECONDS,
+        priority=DEFAULT_NICE,
+        ephemeral_secret=secret("probe"),
+    )
+    return probe.first_payload_bytes
+
+
+def invalid_bundles(good: bytes) -> list[dict[str, str]]:
+    """Mutations of a good bundle, each with the rise-dtn error it must raise."""
+    clear = bundle.parse_clear(good)
+    header_start = bundle.PREFIX_BYTES
+    header = bytearray(good[header_start : clear.size - 32])
+    # The header is [recipient, expiry, priority, body_length]: 0x84, 0x50 +
+    # 16 bytes, 0x1a + 4 bytes, priority (1 byte below 24), 0x18 + 1 byte.
+    assert header[0] == 0x84 and header[18] == 0x1A and header[23] < 24 and header[24] == 0x18
+    priority_at = header_start + 23
+    length_at = header_start + 25
+
+    def patched(offset: int, value: int) -> bytes:
+        mutated = bytearray(good)
+        mutated[offset] = value
+        return bytes(mutated)
+
+    long_expiry = (
+        good[:header_start]
+        + bytes(header[:18])
+        + b"\x1b"
+        + bytes(4)
+        + bytes(header[19:23])
+        + good[header_start + 23 :]
+    )
+    return [
+        {
+            "name": "bad-magic",
+            "bundle_hex": (b"RSX" + good[3:]).hex(),
+            "error": "bad magic",
+        },
+        {
+            "name": "unsupported-version",
+            "bundle_hex": patched(3, 2).hex(),
+            "error": "unsupported bundle version 2",
+        },
+        {
+            "name": "non-canonical-header",
+            "comment": "expiry as a uint64 (0x1b) where a uint32 (0x1a) is shortest",
+            "bundle_hex": long_expiry.hex(),
+            "error": "not valid canonical CBOR",
+        },
+        {
+            "name": "impossible-body-length",
+            "comment": "body_length 48 = E + a bare 16-byte tag: no chunk can be that small",
+            "bundle_hex": patched(length_at, 48).hex(),
+            "error": "does not match the chunk framing",
+        },
+        {
+            "name": "priority-changed",
+            "comment": "priority is in the chunk-0 associated data",
+            "bundle_hex": patched(priority_at, good[priority_at] ^ 1).hex(),
+            "error": "chunk 0 fails authentication",
+        },
+        {
+            "name": "tag-flipped",
+            "bundle_hex": patched(len(good) - 1, good[-1] ^ 0x80).hex(),
+            "error": "chunk 0 fails authentication",
+        },
+        {
+            "name": "truncated",
+            "bundle_hex": good[:-1].hex(),
+            "error": "truncated",
+        },
+        {
+            "name": "trailing-byte",
+            "bundle_hex": (good + b"\x00").hex(),
+            "error": "trailing",
+        },
+    ]
+
+
+def bundles_file() -> dict[str, Any]:
+    filler = chunk0_filler_size()
+    vectors = [
+        bundle_vector(
+            "message-100",
+            "a 100-byte message at the default priority: exactly 160 bytes of overhead",
+            meta=Meta(ContentKind.MESSAGE),
+            payload=MESSAGE_100,
+            priority=DEFAULT_NICE,
+        ),
+        bundle_vector(
+            "file-small",
+            "a small named file with its size, at a two-byte priority",
+            meta=Meta(ContentKind.FILE, "shopping.txt", len(SMALL_FILE)),
+            payload=SMALL_FILE,
+            priority=200,
+        ),
+        bundle_vector(
+            "file-no-size",
+            "a named file read from a pipe: the metadata has no size",
+            meta=Meta(ContentKind.FILE, "notes.md"),
+            payload=b"piped\n",
+            priority=0,
+        ),
+        bundle_vector(
+            "message-empty",
+            "an empty message: chunk 0 holds only the inner header",
+            meta=Meta(ContentKind.MESSAGE),
+            payload=b"",
+            priority=DEFAULT_NICE,
+        ),
+        bundle_vector(
+            "chunk0-full",
+            "a message that exactly fills chunk 0: one full, final chunk",
+            meta=Meta(ContentKind.MESSAGE),
+            payload=b"\xab" * filler,
+            priority=DEFAULT_NICE,
+            repeat=b"\xab",
+        ),
+        bundle_vector(
+            "two-chunks",
+            "a file of CHUNK_BYTES + 100 bytes: chunk 0 full, chunk 1 final",
+            meta=Meta(ContentKind.FILE, "big.bin", sealing.CHUNK_BYTES + 100),
+            payload=b"\xcd" * (sealing.CHUNK_BYTES + 100),
+            priority=DEFAULT_NICE,
+            repeat=b"\xcd",
+        ),
+    ]
+    good = bytes.fromhex(vectors[0]["bundle_hex"])
+    return {
+        "description": "rise-dtn bundle v1 known-answer vectors (docs/protocol.md)",
+        "generator": "tests/vectors/generate.py",
+        "constants": {
+            "chunk_bytes": sealing.CHUNK_BYTES,
+            "tag_bytes": sealing.TAG_BYTES,
+            "sealed_chunk_bytes": sealing.SEALED_CHUNK_BYTES,
+        },
+        "identities": {name: identity_record(ident) for name, ident in IDENTITIES.items()},
+        "bundles": vectors,
+        "invalid": invalid_bundles(good),
+    }
+
+
+def cards_file() -> dict[str, Any]:
+    records = []
+    specs: list[tuple[str, str, tuple[tuple[str, str], ...]]] = [
+        ("alice", "alice", (("tcp", "alice.example.org:5454"), ("dir", "/media/usb"))),
+        ("bob", "bob-relay.1", ()),
+    ]
+    for who, name, addresses in specs:
+        identity = IDENTITIES[who]
+        made = card.Card.create(identity, name=name, addresses=addresses, now=NOW)
+        signed_part = canonical(
+            card.Card.signed_part(name, identity.public, addresses, NOW)  # type: ignore[arg-type]
+        )
+        records.append(
+            {
+                "identity": who,
+                "name": name,
+                "addresses": [list(pair) for pair in addresses],
+                "created": NOW,
+                "node_id": str(made.node_id),
+                "signed_part_hex": signed_part.hex(),
+                "signature_hex": made.signature.hex(),
+                "card_hex": made.to_bytes().hex(),
+                "armor": made.armor(),
+            }
+        )
+    good = bytes.fromhex(records[0]["card_hex"])
+    # The version is the second array element: 0x88, 0x6d + 13 bytes, then 0x01.
+    assert good[15] == card.CARD_VERSION
+    wrong_version = good[:15] + b"\x02" + good[16:]
+    name_at = good.index(b"alice")
+    forged = good[:name_at] + b"alicf" + good[name_at + 5 :]
+    return {
+        "description": "rise-dtn contact card v1 known-answer vectors (docs/protocol.md)",
+        "generator": "tests/vectors/generate.py",
+        "identities": {name: identity_record(ident) for name, ident in IDENTITIES.items()},
+        "cards": records,
+        "invalid": [
+            {
+                "name": "unsupported-version",
+                "card_hex": wrong_version.hex(),
+                "error": "unsupported card version 2",
+            },
+            {"name": "name-changed", "card_hex": forged.hex(), "error": "bad signature"},
+        ],
+    }
+
+
+def acks_file(bundles: dict[str, Any]) -> dict[str, Any]:
+    bob, alice = IDENTITIES["bob"], IDENTITIES["alice"]
+    ids = [vector["bundle_id_hex"] for vector in bundles["bundles"][:2]]
+    made = ack.Ack(
+        sender=bob.node_id,
+        recipient=alice.node_id,
+        created=NOW + 3600,
+        bundle_ids=tuple(bundle.BundleId(bytes.fromhex(bid)) for bid in ids),
+    )
+    data = made.encode(bob)
+    body = data[4:-SIGNATURE_BYTES]
+    return {
+        "description": "rise-dtn hop ack v1 known-answer vectors (docs/protocol.md)",
+        "generator": "tests/vectors/generate.py",
+        "identities": {name: identity_record(ident) for name, ident in IDENTITIES.items()},
+        "acks": [
+            {
+                "name": "bob-stored-two",
+                "comment": "bob tells alice he stored the message-100 and file-small bundles",
+                "sender": "bob",
+                "recipient": "alice",
+                "created": made.created,
+                "bundle_ids_hex": ids,
+                "body_hex": body.hex(),
+                "signed_message_hex": (ack.SIGNATURE_CONTEXT + body).hex(),
+                "signature_hex": data[-SIGNATURE_BYTES:].hex(),
+                "ack_hex": data.hex(),
+            }
+        ],
+        "invalid": [
+            {
+                "name": "unsupported-version",
+                "ack_hex": (data[:3] + b"\x02" + data[4:]).hex(),
+                "error": "unsupported ack version",
+            },
+            {
+                "name": "signature-flipped",
+                "ack_hex": (data[:-1] + bytes([data[-1] ^ 1])).hex(),
+                "error": "bad signature",
+            },
+        ],
+    }
+
+
+def ids_file() -> dict[str, Any]:
+    ephemeral = []
+    for label in ("ids: first", "ids: second"):
+        ephemeral_secret = secret(label)
+        ephemeral_public = exchange_public_for(ephemeral_secret)
+        bundle_id = bundle.bundle_id_for(ephemeral_public)
+        ephemeral.append(
+            {
+                "ephemeral_secret_hex": ephemeral_secret.hex(),
+                "ephemeral_public_hex": ephemeral_public.hex(),
+                "bundle_id_hex": bundle_id.raw.hex(),
+                "bundle_id": str(bundle_id),
+            }
+        )
+    identities = {}
+    for name, identity in IDENTITIES.items():
+        identities[name] = identity_record(identity) | {"keyfile_hex": identity.to_keyfile().hex()}
+    return {
+        "description": "rise-dtn node id, bundle id and key file vectors (docs/protocol.md)",
+        "generator": "tests/vectors/generate.py",
+        "node_id_personalisation": NODE_ID_PERSON.decode(),
+        "bundle_id_personalisation": bundle.BUNDLE_ID_PERSON.decode(),
+        "identities": identities,
+        "bundle_ids": ephemeral,
+    }
+
+
+def write(name: str, content: dict[str, Any]) -> None:
+    path = HERE / name
+    path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {path.relative_to(HERE.parent.parent)}")
+
+
+def main() -> None:
+    bundles = bundles_file()
+    write("bundles.json", bundles)
+    write("cards.json", cards_file())
+    write("acks.json", acks_file(bundles))
+    write("ids.json", ids_file())
+
+
+if __name__ == "__main__":
+    main()
