@@ -23,8 +23,8 @@ from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.store.atomic import (
     TMP_PREFIX,
     atomic_file,
-    copy_into,
     fsync_dir,
+    link_or_copy,
     remove_stale_tmp,
     storage_error,
 )
@@ -90,15 +90,14 @@ class DirectoryCarrier:
     def put_bundle(
         self, source: Path, *, recipient: NodeId, sender: NodeId, bundle_id: BundleId
     ) -> None:
-        """Copy a bundle file onto the medium atomically (kernel copy where possible)."""
+        """Put a bundle on the medium atomically: a hard link where the medium
+        shares our filesystem (a shared folder), else a kernel copy."""
         folder = self._prepare(recipient, sender)
         target = folder / f"{bundle_id}{BUNDLE_SUFFIX}"
         try:
-            handle = open(source, "rb")  # noqa: SIM115 - closed by the with below
-        except OSError as exc:
-            raise storage_error(exc, "reading the spool") from None
-        with handle, atomic_file(target, what=f"writing to {self.root}") as out:
-            copy_into(handle, out, os.fstat(handle.fileno()).st_size)
+            link_or_copy(source, target, what=f"writing to {self.root}")
+        except FileExistsError:
+            pass  # a complete copy is already there (names appear only when complete)
 
     def put_ack(self, data: bytes, *, recipient: NodeId, sender: NodeId, name: str) -> None:
         folder = self._prepare(recipient, sender)

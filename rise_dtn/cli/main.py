@@ -7,6 +7,7 @@ RISE_DEBUG=1.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -14,20 +15,40 @@ import traceback
 import click
 
 from rise_dtn import __version__
-from rise_dtn.cli.card_cmd import card_cmd
-from rise_dtn.cli.check_cmd import check_cmd
-from rise_dtn.cli.demo_cmd import demo_cmd
-from rise_dtn.cli.inbox_cmd import inbox_cmd
-from rise_dtn.cli.init_cmd import init_cmd
-from rise_dtn.cli.peer_cmd import peer_cmd
-from rise_dtn.cli.send_cmd import send_cmd
-from rise_dtn.cli.stat_cmd import stat_cmd
-from rise_dtn.cli.toss_cmd import toss_cmd
-from rise_dtn.cli.xfer_cmd import xfer_cmd
 from rise_dtn.core.errors import ExitCode, RiseError
 
+# Subcommands are imported only when used, so `rise-send` does not pay for
+# the QR and file-watching libraries (start-up time is latency for cron users).
+COMMANDS = {
+    "init": "rise_dtn.cli.init_cmd:init_cmd",
+    "card": "rise_dtn.cli.card_cmd:card_cmd",
+    "peer": "rise_dtn.cli.peer_cmd:peer_cmd",
+    "send": "rise_dtn.cli.send_cmd:send_cmd",
+    "toss": "rise_dtn.cli.toss_cmd:toss_cmd",
+    "xfer": "rise_dtn.cli.xfer_cmd:xfer_cmd",
+    "stat": "rise_dtn.cli.stat_cmd:stat_cmd",
+    "check": "rise_dtn.cli.check_cmd:check_cmd",
+    "inbox": "rise_dtn.cli.inbox_cmd:inbox_cmd",
+    "demo": "rise_dtn.cli.demo_cmd:demo_cmd",
+}
 
-@click.group("rise")
+
+def load_command(name: str) -> click.Command:
+    module_name, attribute = COMMANDS[name].split(":")
+    command = getattr(importlib.import_module(module_name), attribute)
+    assert isinstance(command, click.Command)
+    return command
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return load_command(cmd_name) if cmd_name in COMMANDS else None
+
+
+@click.group("rise", cls=LazyGroup)
 @click.version_option(__version__, prog_name="rise-dtn")
 def group() -> None:
     """rise-dtn: store-and-forward, encrypted messaging for rarely connected machines.
@@ -42,21 +63,6 @@ def group() -> None:
 
     Every command takes --home DIR (default $RISE_HOME). See rise(7).
     """
-
-
-for command in (
-    init_cmd,
-    card_cmd,
-    peer_cmd,
-    send_cmd,
-    toss_cmd,
-    xfer_cmd,
-    stat_cmd,
-    check_cmd,
-    inbox_cmd,
-    demo_cmd,
-):
-    group.add_command(command)
 
 
 def _run(command: click.Command, prog_name: str) -> None:
@@ -93,20 +99,20 @@ def rise() -> None:
 
 
 def rise_send() -> None:
-    _run(send_cmd, "rise-send")
+    _run(load_command("send"), "rise-send")
 
 
 def rise_toss() -> None:
-    _run(toss_cmd, "rise-toss")
+    _run(load_command("toss"), "rise-toss")
 
 
 def rise_xfer() -> None:
-    _run(xfer_cmd, "rise-xfer")
+    _run(load_command("xfer"), "rise-xfer")
 
 
 def rise_stat() -> None:
-    _run(stat_cmd, "rise-stat")
+    _run(load_command("stat"), "rise-stat")
 
 
 def rise_check() -> None:
-    _run(check_cmd, "rise-check")
+    _run(load_command("check"), "rise-check")

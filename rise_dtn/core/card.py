@@ -29,7 +29,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 def check_name(name: str, *, error: type[Exception]) -> str:
     """A node name or local alias: letters, digits, '.', '_', '-'; safe as a path part."""
-    if not NAME_PATTERN.match(name) or name in {".", ".."}:
+    # fullmatch: with match(), "$" also matches before a trailing newline ("alice\n").
+    if not NAME_PATTERN.fullmatch(name) or name in {".", ".."}:
         raise error(
             f"invalid name {name!r}: use 1-64 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
@@ -88,10 +89,15 @@ class Card:
         value = strict_loads(data, max_bytes=MAX_CARD_BYTES, error=PeerError, what="card")
         if not isinstance(value, list) or len(value) != 8 or value[0] != CARD_MAGIC:
             raise PeerError("not a rise-dtn card")
-        if value[1] != CARD_VERSION:
+        if value[1] != CARD_VERSION or isinstance(value[1], bool):
             raise PeerError(f"unsupported card version {value[1]!r}")
         _magic, _version, name, signing, exchange, addresses, created, signature = value
-        if not isinstance(name, str) or not isinstance(created, int) or created < 0:
+        if (
+            not isinstance(name, str)
+            or not isinstance(created, int)
+            or isinstance(created, bool)
+            or created < 0
+        ):
             raise PeerError("card has malformed fields")
         check_name(name, error=PeerError)
         if not isinstance(signing, bytes) or not isinstance(exchange, bytes):
@@ -130,7 +136,14 @@ class Card:
             data = base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError):
             raise PeerError("card armor is corrupt (bad base64)") from None
-        return cls.from_bytes(data)
+        card = cls.from_bytes(data)
+        # The headers are not signed, but people compare them by eye: refuse any that lie.
+        shown = {"Name": card.name, "Node": str(card.node_id)}
+        for line in lines:
+            key, colon, value = line.partition(":")
+            if colon and shown.get(key.strip(), value.strip()) != value.strip():
+                raise PeerError(f"card armor header {key.strip()!r} does not match the card")
+        return card
 
 
 def _addresses(value: object) -> tuple[tuple[str, str], ...]:

@@ -136,7 +136,7 @@ class Identity:
             or not isinstance(value[3], bytes)
         ):
             raise UsageError("the key file is not a rise-dtn secret key")
-        if value[1] != KEYFILE_VERSION:
+        if value[1] != KEYFILE_VERSION or isinstance(value[1], bool):
             raise UsageError(f"unsupported key file version {value[1]!r}")
         try:
             return cls.from_seeds(value[2], value[3])
@@ -156,6 +156,9 @@ def hash16(data: bytes, *, person: bytes) -> bytes:
 
 def x25519(secret: bytes, public: bytes) -> bytes:
     """X25519; a low-order public key (all-zero result) is refused."""
+    # PyNaCl does not check lengths here: libsodium would read 32 bytes past a short key.
+    if len(public) != PUBLIC_KEY_BYTES:
+        raise BundleError("invalid public key in bundle")
     try:
         shared = crypto_scalarmult(secret, public)
     except (nacl.exceptions.RuntimeError, nacl.exceptions.TypeError, ValueError):

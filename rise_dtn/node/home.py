@@ -14,6 +14,7 @@ import functools
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
@@ -23,8 +24,10 @@ from rise_dtn.core.identity import Identity
 from rise_dtn.node import config as config_module
 from rise_dtn.node.peers import PeerBook
 from rise_dtn.store.atomic import write_atomic
-from rise_dtn.store.index import Index
 from rise_dtn.store.spool import Spool
+
+if TYPE_CHECKING:
+    from rise_dtn.store.index import Index
 
 KEY_FILE = "node.key"
 CONFIG_FILE = "config.toml"
@@ -86,6 +89,10 @@ class Home:
 
     @functools.cached_property
     def index(self) -> Index:
+        # Imported here: SQLAlchemy is the largest part of start-up, and
+        # `--help`, `rise card` and `rise peer` never touch the index.
+        from rise_dtn.store.index import Index
+
         self.spool.check_exists()
         url = self.config.index_url or f"sqlite:///{self.spool.index_path}"
         return Index(url)

@@ -20,7 +20,13 @@ from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.store import locks
-from rise_dtn.store.atomic import atomic_file, copy_into, storage_error, write_atomic
+from rise_dtn.store.atomic import (
+    atomic_file,
+    copy_into,
+    link_or_copy,
+    storage_error,
+    write_atomic,
+)
 from rise_dtn.store.index import Release, SpoolEntry
 from rise_dtn.store.spool import read_clear
 
@@ -196,11 +202,10 @@ def _take_one(
         rx_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise storage_error(exc, "creating the spool directory") from None
-    with (
-        open(found.path, "rb") as source,
-        atomic_file(target, tmp_dir=home.spool.tmp, what="receiving a bundle") as out,
-    ):
-        copy_into(source, out, size)
+    try:
+        link_or_copy(found.path, target, tmp_dir=home.spool.tmp, what="receiving a bundle")
+    except FileExistsError:
+        pass  # another xfer took it a moment ago
     with home.index.session() as session:
         session.merge(
             SpoolEntry(

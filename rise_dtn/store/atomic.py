@@ -176,3 +176,37 @@ def remove_stale_tmp(directory: Path) -> int:
         path.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+# Hard links are refused across filesystems (EXDEV), on FAT sticks (EPERM,
+# EOPNOTSUPP) and past a file system's link limit (EMLINK); all mean "copy".
+_NO_LINK = {errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.EACCES}
+
+
+def link_or_copy(source: Path, target: Path, *, tmp_dir: Path | None = None, what: str) -> bool:
+    """Give the immutable file `source` a second, durable name `target`.
+
+    On the same filesystem this is a hard link: no byte is copied, and since
+    spool bundles are never modified in place, sharing the inode is safe.
+    Elsewhere it is an atomic kernel copy. Returns True if it linked.
+    """
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_LINK:
+            raise storage_error(exc, what) from None
+    else:
+        try:
+            fsync_dir(target.parent)
+        except OSError as exc:
+            raise storage_error(exc, what) from None
+        return True
+    try:
+        handle = open(source, "rb")  # noqa: SIM115 - closed by the with below
+    except OSError as exc:
+        raise storage_error(exc, what) from None
+    with handle, atomic_file(target, tmp_dir=tmp_dir, what=what) as out:
+        copy_into(handle, out, os.fstat(handle.fileno()).st_size)
+    return False
