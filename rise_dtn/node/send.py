@@ -25,6 +25,7 @@ from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.store.atomic import AtomicFile, atomic_file, copy_into, storage_error
 from rise_dtn.store.index import SpoolEntry
+from rise_dtn.store.pipeline import BackgroundWriter
 
 Progress = Callable[[int], None]
 
@@ -121,7 +122,8 @@ def queue(
     with atomic_file(final_path, tmp_dir=spool.tmp, what="queueing the bundle") as out:
         if size is not None:
             out.write(sealer.clear_part(size))
-            payload_bytes = _seal_stream(sealer, source, out.write, progress)
+            with BackgroundWriter(out.write) as write:
+                payload_bytes = _seal_stream(sealer, source, write, progress)
             if payload_bytes != size:
                 raise StorageError(
                     f"the file changed size while it was read ({size} -> {payload_bytes})"

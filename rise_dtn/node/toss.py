@@ -26,6 +26,7 @@ from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.store.atomic import AtomicFile, remove_stale_tmp, storage_error
 from rise_dtn.store.index import InboxMessage, Seen, SpoolEntry
+from rise_dtn.store.pipeline import BackgroundWriter
 from rise_dtn.store.spool import read_clear
 
 ON_DELIVERY_TIMEOUT_SECONDS = 60  # a notifier, not a job runner: keep toss moving
@@ -163,9 +164,10 @@ def _deliver(home: Home, job: _Job, opener: Opener, seen: Seen | None, *, now: i
         except OSError as exc:
             raise storage_error(exc, "delivering") from None
         try:
-            staged.write(first_payload)
-            for index, size in opener.chunk_sizes():
-                staged.write(opener.open(index, _read_exact(source, size)))
+            with BackgroundWriter(staged.write) as write:
+                write(first_payload)
+                for index, size in opener.chunk_sizes():
+                    write(opener.open(index, _read_exact(source, size)))
             os.fsync(staged.fileno())
         except OSError as exc:
             staged.abort()
