@@ -22,7 +22,7 @@ from rise_dtn.node.toss import Delivered, TossEvent, toss
 from rise_dtn.node.watching import ChangeWaiter
 
 
-def _reporter(quiet: bool) -> tuple[list[int], Callable[[TossEvent], None]]:
+def toss_reporter(quiet: bool) -> tuple[list[int], Callable[[TossEvent], None]]:
     rejected = [0]
 
     def on_event(event: TossEvent) -> None:
@@ -58,7 +58,7 @@ def toss_cmd(watch: bool, poll: float, home_path: Path | None, quiet: bool) -> N
     go on; expired and duplicate bundles are dropped.
     """
     home = open_home(home_path)
-    rejected, on_event = _reporter(quiet)
+    rejected, on_event = toss_reporter(quiet)
     if not watch:
         toss(home, now=now(), on_event=on_event)
         if rejected[0]:

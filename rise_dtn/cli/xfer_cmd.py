@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -16,9 +17,11 @@ from rise_dtn.cli.common import (
     stop_on_sigterm,
     warn,
 )
+from rise_dtn.cli.toss_cmd import toss_reporter
 from rise_dtn.core.errors import ExitCode, NoSpaceError
 from rise_dtn.node import medium
 from rise_dtn.node.home import Home
+from rise_dtn.node.toss import toss
 from rise_dtn.node.watching import ChangeWaiter
 from rise_dtn.node.xfer import Say, XferReport, exchange
 
@@ -40,6 +43,12 @@ def _report(report: XferReport, *, quiet: bool) -> None:
 @click.command("xfer")
 @click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--move", is_flag=True, help="Delete sent bundles from the spool once copied.")
+@click.option(
+    "--toss",
+    "toss_too",
+    is_flag=True,
+    help="Toss what arrived before leaving acks, so they go back on this same trip.",
+)
 @click.option("--watch", is_flag=True, help="Wait for DIRECTORY to be mounted, then exchange.")
 @click.option(
     "--poll",
@@ -51,40 +60,64 @@ def _report(report: XferReport, *, quiet: bool) -> None:
 @home_option
 @quiet_option
 def xfer_cmd(
-    directory: Path, move: bool, watch: bool, poll: float, home_path: Path | None, quiet: bool
+    directory: Path,
+    move: bool,
+    toss_too: bool,
+    watch: bool,
+    poll: float,
+    home_path: Path | None,
+    quiet: bool,
 ) -> None:
     """Exchange bundles with DIRECTORY (a mounted USB stick or any folder).
 
     Writes the bundles waiting for neighbours onto it, takes the bundles
-    addressed to this node into the spool (run `rise-toss` to deliver them),
-    and leaves signed acks so that the senders release what arrived. Sent
-    bundles stay in the spool until acked, unless --move.
+    addressed to this node into the spool (`rise-toss`, or --toss, delivers
+    them), and leaves signed acks for the bundles tossed so far, so that the
+    senders release them. Sent bundles stay in the spool until acked,
+    unless --move.
 
     \b
     Example (a complete sneakernet, on both machines):
-      */10 * * * *  rise-xfer -q /media/usb && rise-toss -q
+      */10 * * * *  rise-xfer -q --toss /media/usb
     """
     home = open_home(home_path)
+    run = _runner(home, directory, move=move, toss_too=toss_too, quiet=quiet)
     if not watch:
-        report = exchange(home, directory, move=move, now=now(), say=_verbose(quiet))
-        _report(report, quiet=quiet)
+        report = run()
         _exit_for(report)
         return
-    _watch(home, directory, move=move, poll=poll, quiet=quiet)
+    _watch(directory, run, poll=poll)
 
 
 def _verbose(quiet: bool) -> Say:
     return (lambda _line: None) if quiet else say
 
 
+def _runner(
+    home: Home, directory: Path, *, move: bool, toss_too: bool, quiet: bool
+) -> Callable[[], XferReport]:
+    rejected_by_toss, on_event = toss_reporter(quiet)
+
+    def run() -> XferReport:
+        toss_step = (lambda: toss(home, now=now(), on_event=on_event)) if toss_too else None
+        report = exchange(
+            home, directory, move=move, now=now(), say=_verbose(quiet), toss=toss_step
+        )
+        report.rejected_by_toss = rejected_by_toss[0]
+        _report(report, quiet=quiet)
+        return report
+
+    return run
+
+
 def _exit_for(report: XferReport) -> None:
     if report.medium_full:
         raise NoSpaceError("the medium is full; the rest stays queued for the next exchange")
-    if report.rejected:
+    if report.rejected or report.rejected_by_toss:
         raise SystemExit(int(ExitCode.REJECTED))
 
 
-def _watch(home: Home, directory: Path, *, move: bool, poll: float, quiet: bool) -> None:
+def _watch(directory: Path, run: Callable[[], XferReport], *, poll: float) -> None:
     """Exchange each time a medium appears at `directory`; say when it may be pulled."""
     parent = directory.parent if directory.parent.is_dir() else Path("/")
     waiter = ChangeWaiter([parent], poll_seconds=poll)
@@ -95,8 +128,7 @@ def _watch(home: Home, directory: Path, *, move: bool, poll: float, quiet: bool)
             if not medium.ready(directory):
                 waiter.wait()
                 continue
-            report = exchange(home, directory, move=move, now=now(), say=_verbose(quiet))
-            _report(report, quiet=quiet)
+            run()
             say(f"done: it is safe to remove {directory}")
             while medium.ready(directory) and waiter.wait():
                 pass

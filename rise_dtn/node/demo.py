@@ -35,19 +35,21 @@ def _exchange_cards(first: Home, second: Home, *, now: int) -> None:
 def _carry(origin: Home, destination: Home, stick: Path, *, now: int, say: Say) -> None:
     report = xfer.exchange(origin, stick, move=False, now=now)
     say(f"  {origin.config.name}: rise-xfer {stick}  -> wrote {report.sent} bundle(s)")
-    report = xfer.exchange(destination, stick, move=False, now=now)
-    say(
-        f"  {destination.config.name}: rise-xfer {stick}  -> took {report.received} bundle(s), "
-        f"left acks for {origin.config.name}"
+    events: list[toss.TossEvent] = []
+    report = xfer.exchange(
+        destination,
+        stick,
+        move=False,
+        now=now,
+        toss=lambda: events.extend(toss.toss(destination, now=now)),
     )
-    for event in toss.toss(destination, now=now):
+    say(f"  {destination.config.name}: rise-xfer --toss {stick}  -> took {report.received}")
+    for event in events:
         if isinstance(event, toss.Delivered):
-            say(
-                f"  {destination.config.name}: rise-toss  -> {event.kind.name.lower()} "
-                f"from {event.sender}: {event.path}"
-            )
+            say(f"    delivered {event.kind.name.lower()} from {event.sender}: {event.path}")
         else:
-            say(f"  {destination.config.name}: rise-toss  -> {event.action}: {event.reason}")
+            say(f"    {event.action}: {event.reason}")
+    say(f"    and left signed acks for {origin.config.name} on the stick")
     report = xfer.exchange(origin, stick, move=False, now=now)
     say(f"  {origin.config.name}: rise-xfer {stick}  -> {report.released} bundle(s) confirmed")
 

@@ -25,7 +25,7 @@ from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.store.atomic import AtomicFile, remove_stale_tmp, storage_error
-from rise_dtn.store.index import InboxMessage, Seen, SpoolEntry
+from rise_dtn.store.index import InboxMessage, PendingAck, Seen, SpoolEntry
 from rise_dtn.store.pipeline import BackgroundWriter
 from rise_dtn.store.spool import read_clear
 
@@ -121,10 +121,10 @@ def _toss_one(home: Home, job: _Job, *, now: int) -> TossEvent | None:
     try:
         clear, _size = read_clear(job.path)
         if clear.expired(now):
-            return _drop(home, job, stem, "expired")
+            return _drop(home, job, stem, "expired", now=now)
         seen = home.index.seen_state(str(clear.bundle_id))
         if seen is not None and seen.state == "delivered":
-            return _drop(home, job, stem, "duplicate of a bundle already delivered")
+            return _drop(home, job, stem, "duplicate of a bundle already delivered", now=now)
         return _deliver(home, job, Opener(home.identity, clear), seen, now=now)
     except BundleError as exc:
         home.spool.quarantine(job.path, exc.message)
@@ -132,7 +132,10 @@ def _toss_one(home: Home, job: _Job, *, now: int) -> TossEvent | None:
         return Rejected(stem, exc.message, "quarantined")
 
 
-def _drop(home: Home, job: _Job, stem: str, reason: str) -> Rejected:
+def _drop(home: Home, job: _Job, stem: str, reason: str, *, now: int) -> Rejected:
+    """Drop a bundle that needs no delivery; the neighbour still gets its ack."""
+    with home.index.session() as session:
+        session.merge(PendingAck(bundle_id=stem, neighbour=str(job.neighbour), created=now))
     home.spool.remove(job.path)
     _forget(home, stem)
     return Rejected(stem, reason, "dropped")
@@ -164,10 +167,16 @@ def _deliver(home: Home, job: _Job, opener: Opener, seen: Seen | None, *, now: i
         except OSError as exc:
             raise storage_error(exc, "delivering") from None
         try:
+            written = len(first_payload)
             with BackgroundWriter(staged.write) as write:
                 write(first_payload)
                 for index, size in opener.chunk_sizes():
-                    write(opener.open(index, _read_exact(source, size)))
+                    plain = opener.open(index, _read_exact(source, size))
+                    written += len(plain)
+                    write(plain)
+            signed_size = inner.meta.size
+            if signed_size is not None and written != signed_size:
+                raise BundleError(f"payload is {written} bytes, the sender signed {signed_size}")
             os.fsync(staged.fileno())
         except OSError as exc:
             staged.abort()
@@ -256,6 +265,9 @@ def _finish(home: Home, opened: _Opened, target: Path, *, now: int) -> Delivered
         entry = session.get(SpoolEntry, (str(bundle_id), "rx"))
         if entry is not None:
             session.delete(entry)
+        session.merge(
+            PendingAck(bundle_id=str(bundle_id), neighbour=str(opened.job.neighbour), created=now)
+        )
     home.spool.remove(opened.job.path)
     return Delivered(bundle_id, kind, peer.name, target, size)
 

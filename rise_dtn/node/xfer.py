@@ -1,9 +1,10 @@
-"""Exchange bundles with a directory (a USB stick): acks in, bundles in, bundles out.
+"""Exchange bundles with a directory (a USB stick): acks in, bundles in, acks out, bundles out.
 
 Order matters for "nothing lost": a received bundle is durable in rx/ before
-its ack is written, and its ack is durable on the medium before the copy on
-the medium is removed. A sent bundle stays in tx/ until an ack for it comes
-back (unless --move), so a lost or pulled stick loses nothing.
+its copy on the medium is removed, and it is acked only once a toss has
+verified and processed it (store/index.py, PendingAck), so a copy damaged on
+the way never releases the sender's good one. A sent bundle stays in tx/
+until an ack for it comes back (unless --move), so a lost stick loses nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import dataclasses
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+
+from sqlalchemy import select
 
 from rise_dtn.carriers.directory import DirectoryCarrier, Found
 from rise_dtn.core.ack import MAX_IDS, Ack
@@ -27,7 +30,7 @@ from rise_dtn.store.atomic import (
     storage_error,
     write_atomic,
 )
-from rise_dtn.store.index import Release, SpoolEntry
+from rise_dtn.store.index import PendingAck, Release, SpoolEntry
 from rise_dtn.store.spool import read_clear
 
 
@@ -43,15 +46,26 @@ class XferReport:
     rejected: list[str] = dataclasses.field(default_factory=list)  # one-line reasons
     skipped: list[str] = dataclasses.field(default_factory=list)  # notes, not errors
     medium_full: bool = False
+    rejected_by_toss: int = 0  # with --toss: bundles the toss quarantined
 
 
 Say = Callable[[str], None]
 
 
 def exchange(
-    home: Home, directory: Path, *, move: bool, now: int, say: Say = lambda _line: None
+    home: Home,
+    directory: Path,
+    *,
+    move: bool,
+    now: int,
+    say: Say = lambda _line: None,
+    toss: Callable[[], object] | None = None,
 ) -> XferReport:
-    """One full exchange with `directory`."""
+    """One full exchange with `directory`.
+
+    `toss`, if given, runs after the bundles are taken and before the acks
+    are written, so that the acks for this exchange's bundles leave at once.
+    """
     home.spool.check_exists()
     carrier = DirectoryCarrier(directory)
     report = XferReport()
@@ -60,6 +74,9 @@ def exchange(
     carrier.remove_stale(sender=me)
     _take_acks(home, carrier, peers, report, now=now, say=say)
     _take_bundles(home, carrier, peers, report, now=now, say=say)
+    if toss is not None:
+        toss()
+    _give_acks(home, carrier, peers, now=now, say=say)
     for neighbour in home.spool.tx_neighbours():
         peer = peers.get(neighbour)
         if peer is None:
@@ -141,25 +158,14 @@ def _take_bundles(
     now: int,
     say: Say,
 ) -> None:
-    me = home.identity.node_id
-    acks: dict[NodeId, list[BundleId]] = {}
-    for found in carrier.bundles_for(me):
+    for found in carrier.bundles_for(home.identity.node_id):
         peer = peers.get(found.sender)
         if peer is None:
             report.skipped.append(
                 f"{found.path.name}: from unknown node {found.sender}, left on the medium"
             )
             continue
-        bundle_id = _take_one(home, carrier, found, peer, report, now=now, say=say)
-        if bundle_id is not None:
-            acks.setdefault(peer.node_id, []).append(bundle_id)
-    for neighbour, ids in acks.items():
-        for start in range(0, len(ids), MAX_IDS):
-            batch = tuple(ids[start : start + MAX_IDS])
-            data = Ack(me, neighbour, now, batch).encode(home.identity)
-            carrier.put_ack(data, recipient=neighbour, sender=me, name=secrets.token_hex(8))
-        for bundle_id in ids:
-            carrier.remove(carrier.bundle_path(me, neighbour, bundle_id))
+        _take_one(home, carrier, found, peer, report, now=now, say=say)
 
 
 def _take_one(
@@ -171,8 +177,8 @@ def _take_one(
     *,
     now: int,
     say: Say,
-) -> BundleId | None:
-    """Copy one bundle into rx/; return its id if it should be acked."""
+) -> None:
+    """Move one bundle from the medium into rx/ (durably, then off the medium)."""
     try:
         clear, size = read_clear(found.path)
         if clear.header.recipient != home.identity.node_id:
@@ -182,22 +188,29 @@ def _take_one(
     except BundleError as exc:
         report.rejected.append(f"{found.path.name}: {exc.message}")
         _quarantine_from_medium(home, found, exc.message)
-        return None
+        return
     except OSError as exc:
         report.rejected.append(f"{found.path.name}: unreadable: {exc.strerror}")
-        return None
+        return
     bundle_id = clear.bundle_id
     rx_dir = home.spool.rx_dir(peer.node_id)
     target = home.spool.bundle_path(rx_dir, bundle_id)
+    if target.exists():
+        # Not tossed yet. If our copy turns out damaged, toss quarantines it
+        # and this copy, left on the medium, is taken next time.
+        report.skipped.append(f"{found.path.name}: already received, waiting for rise-toss")
+        return
     seen = home.index.seen_state(str(bundle_id))
-    if target.exists() or (seen is not None and seen.state == "delivered"):
+    if seen is not None and seen.state == "delivered":
         report.duplicates += 1
-        return bundle_id  # ack again: the sender never heard the first ack
+        _owe_ack(home, peer.node_id, bundle_id, now=now)  # the sender missed our ack
+        carrier.remove(found.path)
+        return
     if clear.expired(now):
         report.expired += 1
         report.skipped.append(f"{found.path.name}: expired, removed from the medium")
         carrier.remove(found.path)
-        return None
+        return
     try:
         rx_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
@@ -219,10 +232,46 @@ def _take_one(
                 copies=0,
             )
         )
+    carrier.remove(found.path)  # durable in rx/ now; the sender keeps its copy until acked
     report.received += 1
     report.received_bytes += size
     say(f"received {bundle_id} from {peer.name} ({size} bytes)")
-    return bundle_id
+
+
+def _owe_ack(home: Home, neighbour: NodeId, bundle_id: BundleId, *, now: int) -> None:
+    with home.index.session() as session:
+        session.merge(PendingAck(bundle_id=str(bundle_id), neighbour=str(neighbour), created=now))
+
+
+def _give_acks(
+    home: Home, carrier: DirectoryCarrier, peers: dict[NodeId, Peer], *, now: int, say: Say
+) -> None:
+    """Write the acks owed to each neighbour, then forget them (a repeat is harmless)."""
+    me = home.identity.node_id
+    with home.index.session() as session:
+        owed = [(row.neighbour, row.bundle_id) for row in session.scalars(select(PendingAck))]
+    by_neighbour: dict[str, list[str]] = {}
+    for neighbour, bundle_id in owed:
+        by_neighbour.setdefault(neighbour, []).append(bundle_id)
+    for neighbour_text, ids in by_neighbour.items():
+        peer = peers.get(NodeId.parse(neighbour_text))
+        if peer is None:
+            continue  # the neighbour was removed; keep the debt in case it comes back
+        for start in range(0, len(ids), MAX_IDS):
+            batch = ids[start : start + MAX_IDS]
+            ack = Ack(me, peer.node_id, now, tuple(BundleId.parse(text) for text in batch))
+            carrier.put_ack(
+                ack.encode(home.identity),
+                recipient=peer.node_id,
+                sender=me,
+                name=secrets.token_hex(8),
+            )
+            with home.index.session() as session:
+                for bundle_id in batch:
+                    row = session.get(PendingAck, (bundle_id, neighbour_text))
+                    if row is not None:
+                        session.delete(row)
+        say(f"left acks for {peer.name}: {len(ids)} bundle(s)")
 
 
 def _quarantine_from_medium(home: Home, found: Found, reason: str) -> None:

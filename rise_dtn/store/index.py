@@ -50,6 +50,20 @@ class Release(Base):
     how: Mapped[str] = mapped_column(String(16))  # "acked", "moved", "expired"
 
 
+class PendingAck(Base):
+    """A hop ack owed to a neighbour: the bundle was verified and processed here.
+
+    Acks are owed only after toss (delivered, duplicate or expired), never for
+    a bundle that is merely stored: a corrupt copy must not release the
+    sender's good one (docs/protocol.md, "Hop acks").
+    """
+
+    __tablename__ = "pending_ack"
+    bundle_id: Mapped[str] = mapped_column(String(26), primary_key=True)
+    neighbour: Mapped[str] = mapped_column(String(26), primary_key=True)
+    created: Mapped[int] = mapped_column(Integer)
+
+
 class Seen(Base):
     """An end-to-end bundle this node has accepted: replays are refused by id."""
 

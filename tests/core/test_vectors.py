@@ -391,6 +391,12 @@ def test_invalid_cards_are_refused(vector: dict[str, str]) -> None:
         Card.from_bytes(bytes.fromhex(vector["card_hex"]))
 
 
+@pytest.mark.parametrize("vector", load("cards.json")["invalid_armor"], ids=lambda v: v["name"])
+def test_invalid_armor_is_refused(vector: dict[str, str]) -> None:
+    with pytest.raises(PeerError, match=vector["error"]):
+        Card.from_text(vector["armor"])
+
+
 # -- hop acks -----------------------------------------------------------------------------
 
 

@@ -12,8 +12,7 @@ from tests.conftest import Node, run
 def carry(sender: Node, receiver: Node, stick: Path) -> None:
     """One round of the stick: sender writes, receiver takes and tosses, sender gets acks."""
     sender.run("rise-xfer", "-q", str(stick))
-    receiver.run("rise-xfer", "-q", str(stick))
-    receiver.run("rise-toss", "-q")
+    receiver.run("rise-xfer", "-q", "--toss", str(stick))
     sender.run("rise-xfer", "-q", str(stick))
 
 

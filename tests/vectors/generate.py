@@ -200,14 +200,11 @@ def invalid_bundles(good: bytes) -> list[dict[str, str]]:
         mutated[offset] = value
         return bytes(mutated)
 
-    long_expiry = (
-        good[:header_start]
-        + bytes(header[:18])
-        + b"\x1b"
-        + bytes(4)
-        + bytes(header[19:23])
-        + good[header_start + 23 :]
-    )
+    def with_expiry(encoded: bytes) -> bytes:
+        """The good bundle with the expiry field (header bytes 18..22) re-encoded."""
+        return good[: header_start + 18] + encoded + good[header_start + 23 :]
+
+    long_expiry = with_expiry(b"\x1b" + bytes(4) + bytes(header[19:23]))
     return [
         {
             "name": "bad-magic",
@@ -224,6 +221,18 @@ def invalid_bundles(good: bytes) -> list[dict[str, str]]:
             "comment": "expiry as a uint64 (0x1b) where a uint32 (0x1a) is shortest",
             "bundle_hex": long_expiry.hex(),
             "error": "not valid canonical CBOR",
+        },
+        {
+            "name": "expiry-out-of-range",
+            "comment": "expiry 2**63, one more than the largest allowed",
+            "bundle_hex": with_expiry(canonical(1 << 63)).hex(),
+            "error": "out-of-range fields",
+        },
+        {
+            "name": "bignum-expiry",
+            "comment": "expiry 2**64 can only be written as a tag-2 bignum: tags are refused",
+            "bundle_hex": with_expiry(bytes.fromhex("c249010000000000000000")).hex(),
+            "error": "not valid CBOR",
         },
         {
             "name": "impossible-body-length",
@@ -361,6 +370,14 @@ def cards_file() -> dict[str, Any]:
                 "error": "unsupported card version 2",
             },
             {"name": "name-changed", "card_hex": forged.hex(), "error": "bad signature"},
+        ],
+        "invalid_armor": [
+            {
+                "name": "node-header-lies",
+                "comment": "headers are unsigned, but one that contradicts the card is refused",
+                "armor": records[0]["armor"].replace(records[0]["node_id"], records[1]["node_id"]),
+                "error": "does not match the card",
+            }
         ],
     }
 
