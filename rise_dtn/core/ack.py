@@ -74,6 +74,7 @@ class Ack:
             or not all(isinstance(part, bytes) and len(part) == NODE_ID_BYTES for part in value[:2])
             or not isinstance(value[2], int)
             or isinstance(value[2], bool)
+            or value[2] < 0
             or not isinstance(value[3], list)
             or not 0 < len(value[3]) <= MAX_IDS
             or not all(isinstance(bid, bytes) and len(bid) == NODE_ID_BYTES for bid in value[3])

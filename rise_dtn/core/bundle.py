@@ -50,6 +50,11 @@ MAX_BODY_BYTES = 1 << 50  # 1 PiB: refuses absurd claims before any I/O
 # (an SQLite INTEGER) and every time_t can hold.
 MAX_EXPIRY = (1 << 63) - 1
 INNER_FIXED_BYTES = NODE_ID_BYTES + SIGNATURE_BYTES
+# Unicode bidirectional formatting characters (UAX #9): they can make a name
+# display as something else.
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
 BUNDLE_ID_PERSON = b"rise-bundle-id-1"
 SIGNATURE_CONTEXT = b"rise-dtn bundle signature v1\x00"
 
@@ -168,6 +173,9 @@ def check_file_name(name: str) -> str:
         raise BundleError(f"unsafe file name {name[:40]!r}: contains '/', '\\\\' or NUL")
     if any(ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F for char in name):  # C0, DEL, C1
         raise BundleError(f"unsafe file name {name[:40]!r}: contains control characters")
+    if any(char in BIDI_CONTROLS for char in name):
+        # "invoice\u202efdp.exe" shows as "invoiceexe.pdf": refuse the disguise.
+        raise BundleError(f"unsafe file name {name[:40]!r}: contains bidirectional controls")
     if name.startswith(".rise-") or name.startswith("-"):
         raise BundleError(f"unsafe file name {name[:40]!r}: reserved prefix")
     if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:

@@ -16,9 +16,9 @@ import cbor2
 # Plain data that may appear in a rise-dtn CBOR object: no tags, no floats.
 Plain = int | bytes | str | bool | None | list[Any] | dict[Any, Any]
 
-# Every rise-dtn structure is at most three levels deep (an array of arrays of
-# scalars); four leaves room for a map inside a list without inviting stack
-# exhaustion from a hostile "[[[[...]]]]".
+# The deepest rise-dtn structure is a card: card array > address list > pair >
+# string, four levels. Anything deeper is refused before it can exhaust the
+# stack ("[[[[...]]]]"); a new, deeper structure must raise this on purpose.
 MAX_DEPTH = 4
 
 
@@ -86,8 +86,8 @@ def split_item(
         raise error(f"{what} is truncated or larger than {max_bytes} bytes") from None
     except (cbor2.CBORDecodeError, ValueError, TypeError, RecursionError, OverflowError):
         value = None
-    # cbor2 refuses trailing bytes in loads(), so find the item's length by
-    # re-encoding: canonical form makes the encoding of a value unique.
+    # cbor2's loads() stops after the first item without saying where, so find
+    # the item's length by re-encoding: canonical form makes it unique.
     try:
         encoded = canonical(value) if value is not None else b""
     except (TypeError, ValueError, cbor2.CBOREncodeError):

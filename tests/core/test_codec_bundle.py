@@ -487,7 +487,18 @@ def test_unsafe_file_names_are_refused_in_a_signed_bundle(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["a", "report.pdf", ".hidden", "x..y", "...", "a b", "ünïcødé.txt", "文件", "x" * 255, "é" * 127],
+    [
+        "a",
+        "report.pdf",
+        ".hidden",
+        "x..y",
+        "...",
+        "a b",
+        "ünïcødé.txt",
+        "文件",
+        "x" * 255,
+        "é" * 127,
+    ],
     ids=repr,
 )
 def test_safe_file_names_pass(name: str) -> None:
