@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from rise_dtn.cli.common import home_option, open_home, say
-from rise_dtn.core.card import ARMOR_BEGIN, Card
+from rise_dtn.core.card import ARMOR_BEGIN, CARD_MAGIC, Card
 from rise_dtn.core.errors import PeerError, UsageError
 
 MAX_CARD_INPUT_BYTES = 1 << 16  # a card is a few hundred bytes; mail around it is fine
@@ -36,7 +36,15 @@ def _read_card(source: str) -> Card:
         raise PeerError(f"{source} is too large to be a card")
     if ARMOR_BEGIN.encode() in data:
         return Card.from_text(data.decode("utf-8", "replace"))
-    return Card.from_bytes(data)  # the binary form, as read from a QR code
+    try:
+        return Card.from_bytes(data)  # the binary form, as read from a QR code
+    except PeerError:
+        if CARD_MAGIC.encode() in data[:32]:
+            raise  # a binary card, but a bad one: keep the precise reason
+        raise PeerError(
+            f"no rise-dtn card in {'stdin' if source == '-' else source} "
+            f"(expected a {ARMOR_BEGIN} block or a binary card)"
+        ) from None
 
 
 @peer_cmd.command("add")
