@@ -24,6 +24,7 @@ def _when(seconds: int) -> str:
 @click.pass_context
 def inbox_cmd(context: click.Context, as_json: bool, home_path: Path | None) -> None:
     """List delivered messages (id, time, sender, size; * marks unread)."""
+    context.obj = home_path  # `rise inbox --home X show ID` works as well as `show --home X`
     if context.invoked_subcommand is not None:
         return
     home = open_home(home_path)
@@ -55,9 +56,10 @@ def inbox_cmd(context: click.Context, as_json: bool, home_path: Path | None) -> 
 @inbox_cmd.command("show")
 @click.argument("message_id")
 @home_option
-def show_cmd(message_id: str, home_path: Path | None) -> None:
+@click.pass_obj
+def show_cmd(group_home: Path | None, message_id: str, home_path: Path | None) -> None:
     """Print a message (by id or a unique prefix of it) and mark it read."""
-    home = open_home(home_path)
+    home = open_home(home_path or group_home)
     message = inbox.find(home, message_id)
     say(f"From: {message.sender_name} ({message.sender_id})")
     say(f"Date: {_when(message.received_at)}")
@@ -70,9 +72,10 @@ def show_cmd(message_id: str, home_path: Path | None) -> None:
 @inbox_cmd.command("delete")
 @click.argument("message_id")
 @home_option
-def delete_cmd(message_id: str, home_path: Path | None) -> None:
+@click.pass_obj
+def delete_cmd(group_home: Path | None, message_id: str, home_path: Path | None) -> None:
     """Delete a message from the inbox."""
-    home = open_home(home_path)
+    home = open_home(home_path or group_home)
     message = inbox.find(home, message_id)
     inbox.delete(home, message.bundle_id)
     say(f"deleted {message.bundle_id}")

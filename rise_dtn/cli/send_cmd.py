@@ -62,8 +62,8 @@ def send_cmd(
         total = send.regular_size(handle)
         with progress(f"sealing for {peer.name}", total, quiet=quiet) as update:
             queued = send.queue(home, peer, handle, options=options, now=now(), progress=update)
-    click.echo(str(queued.bundle_id))
     if not quiet:
+        click.echo(str(queued.bundle_id))
         what = "file" if name is not None else "message"
         say(
             f"queued {what} for {peer.name}: {human_bytes(queued.payload_bytes)} "

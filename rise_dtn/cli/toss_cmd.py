@@ -18,7 +18,7 @@ from rise_dtn.cli.common import (
 )
 from rise_dtn.core.errors import ExitCode
 from rise_dtn.node.home import Home
-from rise_dtn.node.toss import Delivered, TossEvent, toss
+from rise_dtn.node.toss import Delivered, NotifyFailed, TossEvent, toss
 from rise_dtn.node.watching import ChangeWaiter
 
 
@@ -30,7 +30,9 @@ def toss_reporter(quiet: bool) -> tuple[list[int], Callable[[TossEvent], None]]:
             if not quiet:
                 say(f"delivered {event.kind.name.lower()} from {event.sender}: {event.path}")
             return
-        if event.action == "quarantined":
+        if isinstance(event, NotifyFailed):
+            warn("rise-toss", f"{event.bundle_id}: {event.reason}")
+        elif event.action == "quarantined":
             rejected[0] += 1
             warn("rise-toss", f"{event.bundle_id}: rejected: {event.reason} (quarantined)")
         elif not quiet:

@@ -172,3 +172,8 @@ def check_public_keys(signing_public: bytes, exchange_public: bytes) -> None:
     """Raise PeerError unless both public keys have the right shape."""
     if len(signing_public) != PUBLIC_KEY_BYTES or len(exchange_public) != PUBLIC_KEY_BYTES:
         raise PeerError("card has malformed public keys")
+    # A low-order X25519 key makes every shared secret zero: nobody could send to it.
+    try:
+        x25519(bytes([9]) * 32, exchange_public)
+    except BundleError:
+        raise PeerError("card has an invalid (low-order) exchange key") from None

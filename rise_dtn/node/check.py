@@ -15,9 +15,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from rise_dtn.core.errors import BundleError
+from rise_dtn.core.card import Card
+from rise_dtn.core.errors import BundleError, PeerError
 from rise_dtn.core.identity import NodeId
 from rise_dtn.node.home import Home
+from rise_dtn.node.peers import CARD_SUFFIX
 from rise_dtn.store.atomic import remove_stale_tmp, stale_tmp
 from rise_dtn.store.index import SpoolEntry
 from rise_dtn.store.spool import read_clear
@@ -39,6 +41,7 @@ def check(home: Home, *, repair: bool, now: int) -> CheckReport:
     spool.check_exists()
     report = CheckReport()
     found: dict[tuple[str, str], tuple[Path, NodeId, int, int, int]] = {}
+    damaged: set[tuple[str, str]] = set()  # reported once, as damaged, not again as unindexed
     for direction, parent, neighbours in (
         ("tx", spool.tx, spool.tx_neighbours()),
         ("rx", spool.rx, spool.rx_neighbours()),
@@ -57,6 +60,7 @@ def check(home: Home, *, repair: bool, now: int) -> CheckReport:
                 except (BundleError, OSError) as exc:
                     reason = exc.message if isinstance(exc, BundleError) else str(exc)
                     report.problems.append(f"{direction}/{neighbour}/{path.name}: {reason}")
+                    damaged.add((path.name.split(".")[0], direction))
                     if repair:
                         spool.quarantine(path, f"rise-check: {reason}")
                         report.repaired.append(f"quarantined {path.name}")
@@ -68,7 +72,8 @@ def check(home: Home, *, repair: bool, now: int) -> CheckReport:
                     clear.header.expiry,
                     clear.header.priority,
                 )
-    _compare_index(home, found, report, repair=repair, now=now)
+    _compare_index(home, found, damaged, report, repair=repair, now=now)
+    _check_peers(home, report)
     _stale_tmp(home, report, repair=repair)
     return report
 
@@ -76,6 +81,7 @@ def check(home: Home, *, repair: bool, now: int) -> CheckReport:
 def _compare_index(
     home: Home,
     found: dict[tuple[str, str], tuple[Path, NodeId, int, int, int]],
+    damaged: set[tuple[str, str]],
     report: CheckReport,
     *,
     repair: bool,
@@ -84,6 +90,10 @@ def _compare_index(
     with home.index.session() as session:
         rows = {(row.bundle_id, row.direction): row for row in session.scalars(select(SpoolEntry))}
         for key, row in rows.items():
+            if key in damaged:
+                if repair:
+                    session.delete(row)
+                continue
             if key not in found:
                 report.problems.append(f"index lists {key[1]}/{key[0]} but the file is gone")
                 if repair:
@@ -108,6 +118,16 @@ def _compare_index(
                     )
                 )
                 report.repaired.append(f"indexed {path.name}")
+
+
+def _check_peers(home: Home, report: CheckReport) -> None:
+    """A card file that no longer verifies trusts nobody; say so rather than stay silent."""
+    for path in sorted(home.peers.directory.glob(f"*{CARD_SUFFIX}")):
+        try:
+            Card.from_text(path.read_text(encoding="utf-8"))
+        except (PeerError, UnicodeDecodeError, OSError) as exc:
+            reason = exc.message if isinstance(exc, PeerError) else str(exc)
+            report.problems.append(f"peer card {path.name} is damaged and ignored: {reason}")
 
 
 def _stale_tmp(home: Home, report: CheckReport, *, repair: bool) -> None:

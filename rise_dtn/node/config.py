@@ -105,8 +105,10 @@ def load(path: Path) -> Config:
         raise UsageError(f"{path}: {exc}") from None
     try:
         return _from_dict(data, base=path.parent)
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError) as exc:
         raise UsageError(f"{path}: invalid setting: {exc}") from None
+    except KeyError as exc:
+        raise UsageError(f"{path}: {exc.args[0]} (see rise-config(5))") from None
 
 
 def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
@@ -123,7 +125,34 @@ def _optional_str(table: dict[str, Any], key: str) -> str | None:
     return value
 
 
+# Every key a config may hold: a typo is an error, not a silently ignored line.
+KNOWN_KEYS = {
+    "node": {"name", "addresses"},
+    "send": {"lifetime", "nice"},
+    "toss": {"incoming", "on_delivery"},
+    "spool": {"index_url"},
+    "peers": None,  # any peer name; checked below
+}
+PEER_KEYS = {"on_delivery"}
+
+
+def _check_keys(data: dict[str, Any]) -> None:
+    for table, value in data.items():
+        if table not in KNOWN_KEYS:
+            raise KeyError(f"unknown section [{table}]")
+        allowed = KNOWN_KEYS[table]
+        if allowed is not None and isinstance(value, dict):
+            for key in value:
+                if key not in allowed:
+                    raise KeyError(f"unknown key {key!r} in [{table}]")
+    for peer, settings in _table(data, "peers").items():
+        for key in settings if isinstance(settings, dict) else ():
+            if key not in PEER_KEYS:
+                raise KeyError(f"unknown key {key!r} in [peers.{peer}]")
+
+
 def _from_dict(data: dict[str, Any], *, base: Path) -> Config:
+    _check_keys(data)
     node, send, toss, spool = (_table(data, key) for key in ("node", "send", "toss", "spool"))
     name = node.get("name")
     if not isinstance(name, str):

@@ -13,10 +13,12 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from rise_dtn.core.errors import UsageError
 from rise_dtn.node import inbox, send, status, toss, xfer
 from rise_dtn.node.home import Home
 
 Say = Callable[[str], None]
+DEMO_MARKER = ".rise-demo"
 DEMO_FILE_BYTES = 3 * (1 << 20) + 12345  # spans several chunks
 
 
@@ -56,9 +58,15 @@ def _carry(origin: Home, destination: Home, stick: Path, *, now: int, say: Say) 
 
 def run(directory: Path, *, now: int, say: Say) -> None:
     """Build alice and bob in `directory`, pass a message and a file both ways."""
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.mkdir(parents=True)
+    marker = directory / DEMO_MARKER
+    if directory.exists() and any(directory.iterdir()):
+        if not marker.exists():
+            raise UsageError(
+                f"{directory} is not empty and not a rise demo; give an empty or new --dir"
+            )
+        shutil.rmtree(directory)  # our own previous demo network
+    directory.mkdir(parents=True, exist_ok=True)
+    marker.write_text("built by `rise demo`; the next demo run replaces this directory\n")
     stick = directory / "usb-stick"
     stick.mkdir()
     say(f"1. Two nodes in {directory}: alice and bob (rise init)")

@@ -40,11 +40,17 @@ def default_home() -> Path:
     return Path(platformdirs.user_data_dir("rise-dtn", appauthor=False))
 
 
+def _check_key_mode(key_path: Path) -> None:
+    mode = key_path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise UsageError(f"{key_path} is readable by others (mode {mode:o}); chmod 600 it")
+
+
 class Home:
     """An opened node. Loads key, config and index lazily: cheap to construct."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        self.path = path.absolute()  # hooks and messages get paths that work from anywhere
         self.spool = Spool(path / "spool")
         self.peers = PeerBook(path / "peers")
         self.inbox_dir = path / "inbox"
@@ -54,6 +60,8 @@ class Home:
         home = cls(path or default_home())
         if not (home.path / KEY_FILE).exists():
             raise UsageError(f"no rise-dtn node at {home.path} (run `rise init --name NAME`)")
+        # Every command refuses an exposed key, not only those that happen to load it.
+        _check_key_mode(home.path / KEY_FILE)
         return home
 
     @classmethod
@@ -78,9 +86,7 @@ class Home:
     @functools.cached_property
     def identity(self) -> Identity:
         key_path = self.path / KEY_FILE
-        mode = key_path.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise UsageError(f"{key_path} is readable by others (mode {mode:o}); chmod 600 it")
+        _check_key_mode(key_path)
         return Identity.from_keyfile(key_path.read_bytes())
 
     @functools.cached_property

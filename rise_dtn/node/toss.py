@@ -10,7 +10,6 @@ delivered once is never delivered again (docs/protocol.md, "Toss").
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import fcntl
 import os
@@ -48,7 +47,16 @@ class Rejected:
     action: str  # "quarantined" or "dropped"
 
 
-TossEvent = Delivered | Rejected
+@dataclasses.dataclass(frozen=True, slots=True)
+class NotifyFailed:
+    """The delivery happened; only its on_delivery command failed."""
+
+    bundle_id: BundleId
+    reason: str
+    action: str = "delivered, but not notified"
+
+
+TossEvent = Delivered | Rejected | NotifyFailed
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -90,7 +98,11 @@ def toss(
             events.append(event)
             on_event(event)
             if isinstance(event, Delivered):
-                _notify(home, event)
+                warning = _notify(home, event)
+                if warning is not None:
+                    failure = NotifyFailed(event.bundle_id, warning)
+                    events.append(failure)
+                    on_event(failure)
     return events
 
 
@@ -121,10 +133,11 @@ def _toss_one(home: Home, job: _Job, *, now: int) -> TossEvent | None:
     try:
         clear, _size = read_clear(job.path)
         if clear.expired(now):
-            return _drop(home, job, stem, "expired", now=now)
+            return _drop(home, job, clear.bundle_id, stem, "expired", now=now)
         seen = home.index.seen_state(str(clear.bundle_id))
         if seen is not None and seen.state == "delivered":
-            return _drop(home, job, stem, "duplicate of a bundle already delivered", now=now)
+            reason = "duplicate of a bundle already delivered"
+            return _drop(home, job, clear.bundle_id, stem, reason, now=now)
         return _deliver(home, job, Opener(home.identity, clear), seen, now=now)
     except BundleError as exc:
         home.spool.quarantine(job.path, exc.message)
@@ -132,10 +145,19 @@ def _toss_one(home: Home, job: _Job, *, now: int) -> TossEvent | None:
         return Rejected(stem, exc.message, "quarantined")
 
 
-def _drop(home: Home, job: _Job, stem: str, reason: str, *, now: int) -> Rejected:
-    """Drop a bundle that needs no delivery; the neighbour still gets its ack."""
+def _drop(
+    home: Home, job: _Job, bundle_id: BundleId, stem: str, reason: str, *, now: int
+) -> Rejected:
+    """Drop a bundle that needs no delivery; the neighbour still gets its ack.
+
+    The ack names the id inside the bundle, not the file's name: a file in
+    rx/ under another name must neither ack a bundle it is not nor leave an
+    unparsable id in pending_ack (which would stop every later rise-xfer).
+    """
     with home.index.session() as session:
-        session.merge(PendingAck(bundle_id=stem, neighbour=str(job.neighbour), created=now))
+        session.merge(
+            PendingAck(bundle_id=str(bundle_id), neighbour=str(job.neighbour), created=now)
+        )
     home.spool.remove(job.path)
     _forget(home, stem)
     return Rejected(stem, reason, "dropped")
@@ -212,6 +234,10 @@ def _record_and_link(home: Home, staged: AtomicFile, opened: _Opened, *, now: in
     for attempt in range(1000):
         if attempt:
             target = _numbered(staged.final, attempt)
+        if os.path.lexists(target):
+            # Journal only a free name: after a crash, an existing target is
+            # taken to be this delivery's own, so a taken name would lose it.
+            continue
         with home.index.session() as session:
             session.merge(
                 Seen(
@@ -272,12 +298,18 @@ def _finish(home: Home, opened: _Opened, target: Path, *, now: int) -> Delivered
     return Delivered(bundle_id, kind, peer.name, target, size)
 
 
-def _notify(home: Home, event: Delivered) -> None:
-    """Run the configured on_delivery command; its failure never stops the toss."""
+def _notify(home: Home, event: Delivered) -> str | None:
+    """Run the configured on_delivery command; its failure never stops the toss.
+
+    Returns a one-line warning if the command could not run or failed.
+    A per-peer on_delivery = "" turns the node-wide one off for that peer.
+    """
     config = home.config
-    command = config.peer(event.sender).on_delivery or config.on_delivery
+    command = config.peer(event.sender).on_delivery
+    if command is None:
+        command = config.on_delivery
     if not command:
-        return
+        return None
     environment = dict(os.environ)
     environment.update(
         RISE_BUNDLE_ID=str(event.bundle_id),
@@ -287,11 +319,18 @@ def _notify(home: Home, event: Delivered) -> None:
         RISE_SIZE=str(event.size),
         RISE_HOME=str(home.path),
     )
-    with contextlib.suppress(OSError, ValueError, subprocess.SubprocessError):
-        subprocess.run(
+    try:
+        result = subprocess.run(
             shlex.split(command),
             env=environment,
             stdin=subprocess.DEVNULL,
             timeout=ON_DELIVERY_TIMEOUT_SECONDS,
             check=False,
         )
+    except subprocess.TimeoutExpired:
+        return f"on_delivery command timed out after {ON_DELIVERY_TIMEOUT_SECONDS} s"
+    except (OSError, ValueError, subprocess.SubprocessError) as exc:
+        return f"on_delivery command could not run: {exc}"
+    if result.returncode != 0:
+        return f"on_delivery command exited with status {result.returncode}"
+    return None

@@ -232,7 +232,9 @@ def _take_one(
                 copies=0,
             )
         )
-    carrier.remove(found.path)  # durable in rx/ now; the sender keeps its copy until acked
+    # The copy on the medium stays until our ack goes out (_give_acks): until
+    # then the sender would only write it again, and if our copy turns out
+    # damaged, this one is taken next time.
     report.received += 1
     report.received_bytes += size
     say(f"received {bundle_id} from {peer.name} ({size} bytes)")
@@ -271,6 +273,8 @@ def _give_acks(
                     row = session.get(PendingAck, (bundle_id, neighbour_text))
                     if row is not None:
                         session.delete(row)
+            for bundle_id in batch:
+                carrier.remove(carrier.bundle_path(me, peer.node_id, BundleId.parse(bundle_id)))
         say(f"left acks for {peer.name}: {len(ids)} bundle(s)")
 
 

@@ -14,7 +14,7 @@ import errno
 import fcntl
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -116,30 +116,54 @@ def write_atomic(final: Path, data: bytes, *, what: str = "writing", mode: int =
         out.write(data)
 
 
-def copy_into(source: BinaryIO, out: AtomicFile, length: int) -> None:
-    """Copy `length` bytes from `source`'s current offset, in the kernel where it can."""
-    remaining = length
-    src_fd, dst_fd = source.fileno(), out.fileno()
-    offset = source.tell()
+# copy_file_range refuses some pairs of filesystems; sendfile then still
+# copies in the kernel (file to file on Linux); plain reads are the last resort.
+_KERNEL_COPY_REFUSED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP}
+
+
+def _kernel_copy(
+    copy: Callable[[int, int, int, int], int], src_fd: int, dst_fd: int, offset: int, length: int
+) -> int:
+    """Copy with `copy` until done or refused; return how many bytes it copied."""
+    done = 0
     try:
-        while remaining:
-            copied = os.copy_file_range(
-                src_fd, dst_fd, min(remaining, COPY_BLOCK_BYTES), offset_src=offset
-            )
+        while done < length:
+            copied = copy(src_fd, dst_fd, offset + done, min(length - done, COPY_BLOCK_BYTES))
             if copied == 0:
                 raise StorageError("source file is shorter than expected")
-            offset += copied
-            remaining -= copied
+            done += copied
     except OSError as exc:
-        if exc.errno not in {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP}:
+        if exc.errno not in _KERNEL_COPY_REFUSED:
             raise
-        source.seek(offset)
-        while remaining:
-            block = source.read(min(remaining, COPY_BLOCK_BYTES))
-            if not block:
-                raise StorageError("source file is shorter than expected") from None
-            out.write(block)
-            remaining -= len(block)
+    return done
+
+
+def _copy_file_range(src_fd: int, dst_fd: int, offset: int, count: int) -> int:
+    return os.copy_file_range(src_fd, dst_fd, count, offset_src=offset)
+
+
+def _sendfile(src_fd: int, dst_fd: int, offset: int, count: int) -> int:
+    return os.sendfile(dst_fd, src_fd, offset, count)
+
+
+def copy_into(source: BinaryIO, out: AtomicFile, length: int) -> None:
+    """Copy `length` bytes from `source`'s current offset, in the kernel where it can."""
+    src_fd, dst_fd = source.fileno(), out.fileno()
+    offset = source.tell()
+    done = 0
+    for copy in (_copy_file_range, _sendfile):
+        done += _kernel_copy(copy, src_fd, dst_fd, offset + done, length - done)
+        if done == length:
+            return
+    source.seek(offset + done)
+    buffer = bytearray(min(length - done, COPY_BLOCK_BYTES))
+    view = memoryview(buffer)
+    while done < length:
+        count = source.readinto(view[: min(length - done, len(buffer))])  # type: ignore[attr-defined]
+        if not count:
+            raise StorageError("source file is shorter than expected")
+        out.write(view[:count])
+        done += count
 
 
 def _stale_candidates(directory: Path) -> Iterator[tuple[Path, int]]:

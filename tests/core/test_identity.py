@@ -143,7 +143,9 @@ def test_exchange_with_a_key_of_the_wrong_size_is_a_bundle_error(public: bytes) 
 
 
 def test_check_public_keys() -> None:
-    check_public_keys(bytes(32), bytes(32))
+    check_public_keys(bytes(32), ALICE.public.exchange_public)
+    with pytest.raises(PeerError, match="low-order"):
+        check_public_keys(bytes(32), bytes(32))  # the all-zero X25519 key
     for signing, exchange in [(bytes(31), bytes(32)), (bytes(32), bytes(33)), (b"", b"")]:
         with pytest.raises(PeerError, match="malformed public keys"):
             check_public_keys(signing, exchange)

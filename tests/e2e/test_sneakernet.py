@@ -21,7 +21,7 @@ def test_file_and_message_round_trip(pair: tuple[Node, Node], stick: Path, tmp_p
     payload = os.urandom(3 * (1 << 20) + 7)
     source = tmp_path / "data.bin"
     source.write_bytes(payload)
-    bundle_id = alice.run("rise-send", "-q", str(source), "bob").stdout.decode().strip()
+    bundle_id = alice.run("rise-send", str(source), "bob").stdout.decode().strip()
     assert len(bundle_id) == 26
     alice.run("rise-send", "-q", "-", "bob", input=b"hello bob\n")
     stat = json.loads(alice.run("rise-stat", "--json").stdout)
