@@ -77,5 +77,5 @@ def delete_cmd(group_home: Path | None, message_id: str, home_path: Path | None)
     """Delete a message from the inbox."""
     home = open_home(home_path or group_home)
     message = inbox.find(home, message_id)
-    inbox.delete(home, message.bundle_id)
+    inbox.delete(home, message)
     say(f"deleted {message.bundle_id}")

@@ -13,15 +13,13 @@ import dataclasses
 import os
 from pathlib import Path
 
-from sqlalchemy import select
-
 from rise_dtn.core.card import Card
 from rise_dtn.core.errors import BundleError, PeerError
 from rise_dtn.core.identity import NodeId
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import CARD_SUFFIX
 from rise_dtn.store.atomic import remove_stale_tmp, stale_tmp
-from rise_dtn.store.index import SpoolEntry
+from rise_dtn.store.index import EntryRow
 from rise_dtn.store.spool import read_clear
 
 
@@ -87,37 +85,38 @@ def _compare_index(
     repair: bool,
     now: int,
 ) -> None:
-    with home.index.session() as session:
-        rows = {(row.bundle_id, row.direction): row for row in session.scalars(select(SpoolEntry))}
-        for key, row in rows.items():
-            if key in damaged:
-                if repair:
-                    session.delete(row)
-                continue
-            if key not in found:
-                report.problems.append(f"index lists {key[1]}/{key[0]} but the file is gone")
-                if repair:
-                    session.delete(row)
-                    report.repaired.append(f"dropped index row {key[0]}")
-        for key, (path, neighbour, size, expiry, priority) in found.items():
-            cached = rows.get(key)
-            if cached is not None and (cached.size, cached.neighbour) == (size, str(neighbour)):
-                continue
-            report.problems.append(f"{key[1]}/{neighbour}/{path.name} is missing from the index")
+    rows = {(row.bundle_id, row.direction): row for row in home.index.entries()}
+    drop: list[tuple[str, str]] = []
+    put: list[EntryRow] = []
+    for key in rows:
+        if key in damaged:
+            drop.append(key)  # reported once already, as damaged
+        elif key not in found:
+            report.problems.append(f"index lists {key[1]}/{key[0]} but the file is gone")
+            drop.append(key)
             if repair:
-                session.merge(
-                    SpoolEntry(
-                        bundle_id=key[0],
-                        direction=key[1],
-                        neighbour=str(neighbour),
-                        size=size,
-                        expiry=expiry,
-                        priority=priority,
-                        queued_at=int(os.stat(path).st_mtime) if path.exists() else now,
-                        copies=cached.copies if cached is not None else 0,
-                    )
-                )
-                report.repaired.append(f"indexed {path.name}")
+                report.repaired.append(f"dropped index row {key[0]}")
+    for key, (path, neighbour, size, expiry, priority) in found.items():
+        cached = rows.get(key)
+        if cached is not None and (cached.size, cached.neighbour) == (size, str(neighbour)):
+            continue
+        report.problems.append(f"{key[1]}/{neighbour}/{path.name} is missing from the index")
+        put.append(
+            EntryRow(
+                bundle_id=key[0],
+                direction=key[1],
+                neighbour=str(neighbour),
+                size=size,
+                expiry=expiry,
+                priority=priority,
+                queued_at=int(os.stat(path).st_mtime) if path.exists() else now,
+                copies=cached.copies if cached is not None else 0,
+            )
+        )
+        if repair:
+            report.repaired.append(f"indexed {path.name}")
+    if repair:
+        home.index.replace_entries(drop, put)
 
 
 def _check_peers(home: Home, report: CheckReport) -> None:

@@ -5,11 +5,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from sqlalchemy import select
-
 from rise_dtn.core.errors import UsageError
 from rise_dtn.node.home import Home
-from rise_dtn.store.index import InboxMessage
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -24,20 +21,18 @@ class Message:
 
 
 def messages(home: Home) -> list[Message]:
-    with home.index.session() as session:
-        rows = session.scalars(select(InboxMessage).order_by(InboxMessage.received_at)).all()
-        return [
-            Message(
-                row.bundle_id,
-                row.sender_name,
-                row.sender,
-                row.received_at,
-                row.size,
-                Path(row.path),
-                row.read,
-            )
-            for row in rows
-        ]
+    return [
+        Message(
+            row.bundle_id,
+            row.sender_name,
+            row.sender,
+            row.received_at,
+            row.size,
+            Path(row.path),
+            row.read,
+        )
+        for row in home.index.messages()
+    ]
 
 
 def find(home: Home, prefix: str) -> Message:
@@ -51,15 +46,9 @@ def find(home: Home, prefix: str) -> Message:
 
 
 def mark_read(home: Home, bundle_id: str) -> None:
-    with home.index.session() as session:
-        row = session.get(InboxMessage, bundle_id)
-        if row is not None:
-            row.read = True
+    home.index.mark_read(bundle_id)
 
 
-def delete(home: Home, bundle_id: str) -> None:
-    with home.index.session() as session:
-        row = session.get(InboxMessage, bundle_id)
-        if row is not None:
-            Path(row.path).unlink(missing_ok=True)
-            session.delete(row)
+def delete(home: Home, message: Message) -> None:
+    message.path.unlink(missing_ok=True)
+    home.index.delete_message(message.bundle_id)

@@ -24,7 +24,7 @@ from rise_dtn.core.identity import PUBLIC_KEY_BYTES, BundleId
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.store.atomic import AtomicFile, atomic_file, copy_into, storage_error
-from rise_dtn.store.index import SpoolEntry
+from rise_dtn.store.index import EntryRow
 from rise_dtn.store.pipeline import BackgroundWriter
 
 Progress = Callable[[int], None]
@@ -131,19 +131,17 @@ def queue(
         else:
             payload_bytes = _seal_unknown_size(sealer, source, out, home, progress)
     bundle_bytes = final_path.stat().st_size
-    with home.index.session() as session:
-        session.merge(
-            SpoolEntry(
-                bundle_id=str(sealer.bundle_id),
-                direction="tx",
-                neighbour=str(peer.node_id),
-                size=bundle_bytes,
-                expiry=now + lifetime,
-                priority=priority,
-                queued_at=now,
-                copies=0,
-            )
+    home.index.put_entry(
+        EntryRow(
+            bundle_id=str(sealer.bundle_id),
+            direction="tx",
+            neighbour=str(peer.node_id),
+            size=bundle_bytes,
+            expiry=now + lifetime,
+            priority=priority,
+            queued_at=now,
         )
+    )
     return Queued(sealer.bundle_id, peer, kind, payload_bytes, bundle_bytes)
 
 

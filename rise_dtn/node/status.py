@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from sqlalchemy import func, select
-
 from rise_dtn.core.errors import BundleError
 from rise_dtn.node import inbox
 from rise_dtn.node.home import Home
-from rise_dtn.store.index import Release, SpoolEntry
 from rise_dtn.store.spool import read_clear
 
 
@@ -37,26 +34,8 @@ class Status:
 def status(home: Home) -> Status:
     spool = home.spool
     spool.check_exists()
-    with home.index.session() as session:
-        copies = dict(
-            session.execute(
-                select(SpoolEntry.bundle_id, SpoolEntry.copies).where(SpoolEntry.direction == "tx")
-            ).all()
-        )
-        queued = dict(
-            session.execute(
-                select(SpoolEntry.bundle_id, SpoolEntry.queued_at).where(
-                    SpoolEntry.direction == "tx"
-                )
-            ).all()
-        )
-        delivered = dict(
-            session.execute(
-                select(Release.neighbour, func.count())
-                .where(Release.how.in_(("acked", "moved")))
-                .group_by(Release.neighbour)
-            ).all()
-        )
+    cached = {row.bundle_id: row for row in home.index.entries() if row.direction == "tx"}
+    delivered = home.index.delivered_counts()
     rows = []
     for peer in home.peers.all():
         row = NeighbourStatus(peer.name, str(peer.node_id))
@@ -69,8 +48,9 @@ def status(home: Home) -> Status:
             bundle_id = str(clear.bundle_id)
             row.waiting += 1
             row.waiting_bytes += size
-            row.in_flight += 1 if copies.get(bundle_id, 0) > 0 else 0
-            when = queued.get(bundle_id) or int(path.stat().st_mtime)
+            entry = cached.get(bundle_id)
+            row.in_flight += 1 if entry is not None and entry.copies > 0 else 0
+            when = entry.queued_at if entry is not None else int(path.stat().st_mtime)
             if row.oldest_queued_at is None or when < row.oldest_queued_at:
                 row.oldest_queued_at = when
         row.received_waiting = sum(1 for _ in spool.files(spool.rx_dir(peer.node_id)))

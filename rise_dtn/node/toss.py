@@ -24,7 +24,7 @@ from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.store.atomic import AtomicFile, remove_stale_tmp, storage_error
-from rise_dtn.store.index import InboxMessage, PendingAck, Seen, SpoolEntry
+from rise_dtn.store.index import InboxRow, SeenRow
 from rise_dtn.store.pipeline import BackgroundWriter
 from rise_dtn.store.spool import read_clear
 
@@ -154,23 +154,17 @@ def _drop(
     rx/ under another name must neither ack a bundle it is not nor leave an
     unparsable id in pending_ack (which would stop every later rise-xfer).
     """
-    with home.index.session() as session:
-        session.merge(
-            PendingAck(bundle_id=str(bundle_id), neighbour=str(job.neighbour), created=now)
-        )
+    home.index.owe_ack(str(bundle_id), str(job.neighbour), now=now)
     home.spool.remove(job.path)
     _forget(home, stem)
     return Rejected(stem, reason, "dropped")
 
 
 def _forget(home: Home, stem: str) -> None:
-    with home.index.session() as session:
-        row = session.get(SpoolEntry, (stem, "rx"))
-        if row is not None:
-            session.delete(row)
+    home.index.drop_entry(stem, "rx")
 
 
-def _deliver(home: Home, job: _Job, opener: Opener, seen: Seen | None, *, now: int) -> TossEvent:
+def _deliver(home: Home, job: _Job, opener: Opener, seen: SeenRow | None, *, now: int) -> TossEvent:
     with open(job.path, "rb") as source:
         source.seek(opener.clear.size)
         inner, first_payload = opener.open_first(_read_exact(source, opener.first_chunk_bytes))
@@ -217,7 +211,7 @@ def _read_exact(source: object, size: int) -> bytes:
     return data  # type: ignore[no-any-return]
 
 
-def _target(home: Home, opened: _Opened, seen: Seen | None) -> Path:
+def _target(home: Home, opened: _Opened, seen: SeenRow | None) -> Path:
     if seen is not None:
         return Path(seen.target)  # resume the delivery a crash interrupted
     meta = opened.inner.meta
@@ -238,17 +232,16 @@ def _record_and_link(home: Home, staged: AtomicFile, opened: _Opened, *, now: in
             # Journal only a free name: after a crash, an existing target is
             # taken to be this delivery's own, so a taken name would lose it.
             continue
-        with home.index.session() as session:
-            session.merge(
-                Seen(
-                    bundle_id=bundle_id,
-                    expiry=opened.opener.clear.header.expiry,
-                    state="delivering",
-                    sender=str(opened.peer.node_id),
-                    target=str(target),
-                    at=now,
-                )
+        home.index.record_delivering(
+            SeenRow(
+                bundle_id=bundle_id,
+                expiry=opened.opener.clear.header.expiry,
+                state="delivering",
+                sender=str(opened.peer.node_id),
+                target=str(target),
+                at=now,
             )
+        )
         try:
             staged.final = target
             staged.commit(replace=False)
@@ -272,28 +265,19 @@ def _numbered(path: Path, number: int) -> Path:
 def _finish(home: Home, opened: _Opened, target: Path, *, now: int) -> Delivered:
     bundle_id, peer, kind = opened.bundle_id, opened.peer, opened.inner.meta.kind
     size = target.stat().st_size
-    with home.index.session() as session:
-        row = session.get(Seen, str(bundle_id))
-        if row is not None:
-            row.state = "delivered"
-        if kind is ContentKind.MESSAGE and session.get(InboxMessage, str(bundle_id)) is None:
-            session.add(
-                InboxMessage(
-                    bundle_id=str(bundle_id),
-                    sender=str(peer.node_id),
-                    sender_name=peer.name,
-                    received_at=now,
-                    size=size,
-                    path=str(target),
-                    read=False,
-                )
-            )
-        entry = session.get(SpoolEntry, (str(bundle_id), "rx"))
-        if entry is not None:
-            session.delete(entry)
-        session.merge(
-            PendingAck(bundle_id=str(bundle_id), neighbour=str(opened.job.neighbour), created=now)
+    message = None
+    if kind is ContentKind.MESSAGE:
+        message = InboxRow(
+            bundle_id=str(bundle_id),
+            sender=str(peer.node_id),
+            sender_name=peer.name,
+            received_at=now,
+            size=size,
+            path=str(target),
         )
+    home.index.finish_delivery(
+        str(bundle_id), neighbour=str(opened.job.neighbour), message=message, now=now
+    )
     home.spool.remove(opened.job.path)
     return Delivered(bundle_id, kind, peer.name, target, size)
 

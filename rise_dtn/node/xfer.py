@@ -2,7 +2,7 @@
 
 Order matters for "nothing lost": a received bundle is durable in rx/ before
 its copy on the medium is removed, and it is acked only once a toss has
-verified and processed it (store/index.py, PendingAck), so a copy damaged on
+verified and processed it (store/index.py, pending_ack), so a copy damaged on
 the way never releases the sender's good one. A sent bundle stays in tx/
 until an ack for it comes back (unless --move), so a lost stick loses nothing.
 """
@@ -13,8 +13,6 @@ import dataclasses
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-
-from sqlalchemy import select
 
 from rise_dtn.carriers.directory import DirectoryCarrier, Found
 from rise_dtn.core.ack import MAX_IDS, Ack
@@ -30,7 +28,7 @@ from rise_dtn.store.atomic import (
     storage_error,
     write_atomic,
 )
-from rise_dtn.store.index import PendingAck, Release, SpoolEntry
+from rise_dtn.store.index import EntryRow
 from rise_dtn.store.spool import read_clear
 
 
@@ -133,19 +131,7 @@ def _release(home: Home, peer: Peer, bundle_id: BundleId, *, how: str, now: int)
         return False
     size = path.stat().st_size
     home.spool.remove(path)
-    with home.index.session() as session:
-        entry = session.get(SpoolEntry, (str(bundle_id), "tx"))
-        if entry is not None:
-            session.delete(entry)
-        session.merge(
-            Release(
-                bundle_id=str(bundle_id),
-                neighbour=str(peer.node_id),
-                size=size,
-                released_at=now,
-                how=how,
-            )
-        )
+    home.index.release(str(bundle_id), str(peer.node_id), size=size, how=how, now=now)
     return True
 
 
@@ -203,7 +189,7 @@ def _take_one(
     seen = home.index.seen_state(str(bundle_id))
     if seen is not None and seen.state == "delivered":
         report.duplicates += 1
-        _owe_ack(home, peer.node_id, bundle_id, now=now)  # the sender missed our ack
+        home.index.owe_ack(str(bundle_id), str(peer.node_id), now=now)  # the sender missed our ack
         carrier.remove(found.path)
         return
     if clear.expired(now):
@@ -219,19 +205,17 @@ def _take_one(
         link_or_copy(found.path, target, tmp_dir=home.spool.tmp, what="receiving a bundle")
     except FileExistsError:
         pass  # another xfer took it a moment ago
-    with home.index.session() as session:
-        session.merge(
-            SpoolEntry(
-                bundle_id=str(bundle_id),
-                direction="rx",
-                neighbour=str(peer.node_id),
-                size=size,
-                expiry=clear.header.expiry,
-                priority=clear.header.priority,
-                queued_at=now,
-                copies=0,
-            )
+    home.index.put_entry(
+        EntryRow(
+            bundle_id=str(bundle_id),
+            direction="rx",
+            neighbour=str(peer.node_id),
+            size=size,
+            expiry=clear.header.expiry,
+            priority=clear.header.priority,
+            queued_at=now,
         )
+    )
     # The copy on the medium stays until our ack goes out (_give_acks): until
     # then the sender would only write it again, and if our copy turns out
     # damaged, this one is taken next time.
@@ -240,18 +224,12 @@ def _take_one(
     say(f"received {bundle_id} from {peer.name} ({size} bytes)")
 
 
-def _owe_ack(home: Home, neighbour: NodeId, bundle_id: BundleId, *, now: int) -> None:
-    with home.index.session() as session:
-        session.merge(PendingAck(bundle_id=str(bundle_id), neighbour=str(neighbour), created=now))
-
-
 def _give_acks(
     home: Home, carrier: DirectoryCarrier, peers: dict[NodeId, Peer], *, now: int, say: Say
 ) -> None:
     """Write the acks owed to each neighbour, then forget them (a repeat is harmless)."""
     me = home.identity.node_id
-    with home.index.session() as session:
-        owed = [(row.neighbour, row.bundle_id) for row in session.scalars(select(PendingAck))]
+    owed = home.index.acks_owed()
     by_neighbour: dict[str, list[str]] = {}
     for neighbour, bundle_id in owed:
         by_neighbour.setdefault(neighbour, []).append(bundle_id)
@@ -268,11 +246,7 @@ def _give_acks(
                 sender=me,
                 name=secrets.token_hex(8),
             )
-            with home.index.session() as session:
-                for bundle_id in batch:
-                    row = session.get(PendingAck, (bundle_id, neighbour_text))
-                    if row is not None:
-                        session.delete(row)
+            home.index.acks_sent(neighbour_text, batch)
             for bundle_id in batch:
                 carrier.remove(carrier.bundle_path(me, peer.node_id, BundleId.parse(bundle_id)))
         say(f"left acks for {peer.name}: {len(ids)} bundle(s)")
@@ -324,12 +298,5 @@ def _give_bundles(
         if move:
             _release(home, peer, bundle_id, how="moved", now=now)
         else:
-            _count_copy(home, bundle_id)
+            home.index.count_copy(str(bundle_id))
         say(f"sent {bundle_id} to {peer.name} ({size} bytes)")
-
-
-def _count_copy(home: Home, bundle_id: BundleId) -> None:
-    with home.index.session() as session:
-        entry = session.get(SpoolEntry, (str(bundle_id), "tx"))
-        if entry is not None:
-            entry.copies += 1

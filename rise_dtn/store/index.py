@@ -1,92 +1,140 @@
-"""The spool index: SQLAlchemy 2 on SQLite (WAL) by default, any URL by config.
+"""The spool index: SQLAlchemy 2 Core on SQLite (WAL) by default, any URL by config.
 
-The bundle tables are a cache of the spool files (`rise-check --repair`
-rebuilds them). Two tables are not derivable from files and are the index's
-own truth: `seen` (which bundle ids were already delivered, so a replay is
-refused) and `inbox` (which messages a user has read). Timestamps are
-passed in; this module never reads the clock.
+The spool tables are a cache of the spool files (`rise-check --repair`
+rebuilds them). Three tables are the index's own truth: `seen` (bundle ids
+already delivered, so a replay is refused), `pending_ack` (acks owed to
+neighbours) and `inbox` (which messages were read). Every operation is one
+transaction, named for what it means to the node; no SQL leaves this module.
+Timestamps are passed in: this module never reads the clock.
+
+Core rather than the ORM: each rise-* command is a short process, and the
+ORM would add a fifth to its start-up time for no gain in a schema this small.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy
-from sqlalchemy import Engine, Integer, String, event, func, select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    and_,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from rise_dtn.core.errors import StorageError
 
+metadata = MetaData()
 
-class Base(DeclarativeBase):
-    pass
+# One bundle file in tx/ or rx/ (a cache of the file and its header).
+SpoolEntry = Table(
+    "spool_entry",
+    metadata,
+    Column("bundle_id", String(26), primary_key=True),
+    Column("direction", String(2), primary_key=True),  # "tx" or "rx"
+    Column("neighbour", String(26), index=True),
+    Column("size", Integer, nullable=False),
+    Column("expiry", Integer, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("queued_at", Integer, nullable=False),
+    Column("copies", Integer, nullable=False, default=0),  # times written to a carrier
+)
+
+# A tx bundle the neighbour confirmed, or that was moved (--move) or expired.
+Release = Table(
+    "release",
+    metadata,
+    Column("bundle_id", String(26), primary_key=True),
+    Column("neighbour", String(26), index=True),
+    Column("size", Integer, nullable=False),
+    Column("released_at", Integer, nullable=False),
+    Column("how", String(16), nullable=False),  # "acked", "moved", "expired"
+)
+
+# A hop ack owed to a neighbour: the bundle was verified and processed here.
+# Acks are owed only after toss (delivered, duplicate or expired), never for a
+# bundle merely stored: a corrupt copy must not release the sender's good one.
+PendingAck = Table(
+    "pending_ack",
+    metadata,
+    Column("bundle_id", String(26), primary_key=True),
+    Column("neighbour", String(26), primary_key=True),
+    Column("created", Integer, nullable=False),
+)
+
+# An end-to-end bundle this node accepted: the delivery journal and replay guard.
+Seen = Table(
+    "seen",
+    metadata,
+    Column("bundle_id", String(26), primary_key=True),
+    Column("expiry", Integer, nullable=False),
+    Column("state", String(12), nullable=False),  # "delivering" then "delivered"
+    Column("sender", String(26), nullable=False),
+    Column("target", String(4096), nullable=False),  # where the payload goes
+    Column("at", Integer, nullable=False),
+)
+
+# A message delivered to this node, stored as a file under inbox/.
+InboxMessage = Table(
+    "inbox",
+    metadata,
+    Column("bundle_id", String(26), primary_key=True),
+    Column("sender", String(26), nullable=False),
+    Column("sender_name", String(64), nullable=False),
+    Column("received_at", Integer, nullable=False, index=True),
+    Column("size", Integer, nullable=False),
+    Column("path", String(4096), nullable=False),
+    Column("read", Boolean, nullable=False, default=False),
+)
 
 
-class SpoolEntry(Base):
-    """One bundle file in tx/ or rx/ (cache of the file and its header)."""
-
-    __tablename__ = "spool_entry"
-    bundle_id: Mapped[str] = mapped_column(String(26), primary_key=True)
-    direction: Mapped[str] = mapped_column(String(2), primary_key=True)  # "tx" or "rx"
-    neighbour: Mapped[str] = mapped_column(String(26), index=True)
-    size: Mapped[int] = mapped_column(Integer)
-    expiry: Mapped[int] = mapped_column(Integer)
-    priority: Mapped[int] = mapped_column(Integer)
-    queued_at: Mapped[int] = mapped_column(Integer)
-    copies: Mapped[int] = mapped_column(Integer, default=0)  # times written to a carrier
+@dataclasses.dataclass(frozen=True, slots=True)
+class EntryRow:
+    bundle_id: str
+    direction: str
+    neighbour: str
+    size: int
+    expiry: int
+    priority: int
+    queued_at: int
+    copies: int = 0
 
 
-class Release(Base):
-    """A tx bundle the neighbour confirmed (or that was moved with --move)."""
-
-    __tablename__ = "release"
-    bundle_id: Mapped[str] = mapped_column(String(26), primary_key=True)
-    neighbour: Mapped[str] = mapped_column(String(26), index=True)
-    size: Mapped[int] = mapped_column(Integer)
-    released_at: Mapped[int] = mapped_column(Integer)
-    how: Mapped[str] = mapped_column(String(16))  # "acked", "moved", "expired"
-
-
-class PendingAck(Base):
-    """A hop ack owed to a neighbour: the bundle was verified and processed here.
-
-    Acks are owed only after toss (delivered, duplicate or expired), never for
-    a bundle that is merely stored: a corrupt copy must not release the
-    sender's good one (docs/protocol.md, "Hop acks").
-    """
-
-    __tablename__ = "pending_ack"
-    bundle_id: Mapped[str] = mapped_column(String(26), primary_key=True)
-    neighbour: Mapped[str] = mapped_column(String(26), primary_key=True)
-    created: Mapped[int] = mapped_column(Integer)
+@dataclasses.dataclass(frozen=True, slots=True)
+class SeenRow:
+    bundle_id: str
+    expiry: int
+    state: str
+    sender: str
+    target: str
+    at: int
 
 
-class Seen(Base):
-    """An end-to-end bundle this node has accepted: replays are refused by id."""
-
-    __tablename__ = "seen"
-    bundle_id: Mapped[str] = mapped_column(String(26), primary_key=True)
-    expiry: Mapped[int] = mapped_column(Integer)
-    state: Mapped[str] = mapped_column(String(12))  # "delivering" then "delivered"
-    sender: Mapped[str] = mapped_column(String(26))
-    target: Mapped[str] = mapped_column(String(4096))  # where the payload goes
-    at: Mapped[int] = mapped_column(Integer)
-
-
-class InboxMessage(Base):
-    """A message delivered to this node, stored as a file under inbox/."""
-
-    __tablename__ = "inbox"
-    bundle_id: Mapped[str] = mapped_column(String(26), primary_key=True)
-    sender: Mapped[str] = mapped_column(String(26))
-    sender_name: Mapped[str] = mapped_column(String(64))
-    received_at: Mapped[int] = mapped_column(Integer, index=True)
-    size: Mapped[int] = mapped_column(Integer)
-    path: Mapped[str] = mapped_column(String(4096))
-    read: Mapped[bool] = mapped_column(sqlalchemy.Boolean, default=False)
+@dataclasses.dataclass(frozen=True, slots=True)
+class InboxRow:
+    bundle_id: str
+    sender: str
+    sender_name: str
+    received_at: int
+    size: int
+    path: str
+    read: bool = False
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -99,43 +147,186 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _upsert(
+    connection: Connection, table: Table, keys: dict[str, Any], values: dict[str, Any]
+) -> None:
+    """Insert or replace by primary key, portably (no dialect-specific UPSERT)."""
+    where = and_(*(table.c[name] == value for name, value in keys.items()))
+    if connection.execute(update(table).where(where).values(**values)).rowcount == 0:
+        connection.execute(insert(table).values(**keys, **values))
+
+
+def _entry_values(row: EntryRow) -> dict[str, Any]:
+    values = dataclasses.asdict(row)
+    del values["bundle_id"], values["direction"]
+    return values
+
+
 class Index:
-    """A session factory over the index database."""
+    """The node's index; each method is one transaction."""
 
     def __init__(self, url: str) -> None:
         try:
             self.engine: Engine = sqlalchemy.create_engine(url)
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
-            Base.metadata.create_all(self.engine)
+            metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot open the index at {url}: {_reason(exc)}") from None
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A transaction: committed on a clean exit, rolled back otherwise."""
+    def transaction(self) -> Iterator[Connection]:
+        """Committed on a clean exit, rolled back otherwise."""
         try:
-            with Session(self.engine) as session, session.begin():
-                yield session
+            with self.engine.begin() as connection:
+                yield connection
         except SQLAlchemyError as exc:
             raise StorageError(f"index failure: {_reason(exc)}") from None
 
     def close(self) -> None:
         self.engine.dispose()
 
-    # The few queries used in more than one place.
+    # Spool entries (cache of tx/ and rx/).
 
-    def seen_state(self, bundle_id: str) -> Seen | None:
-        with self.session() as session:
-            row = session.get(Seen, bundle_id)
-            if row is not None:
-                session.expunge(row)
-            return row
+    def put_entry(self, row: EntryRow) -> None:
+        with self.transaction() as connection:
+            keys = {"bundle_id": row.bundle_id, "direction": row.direction}
+            _upsert(connection, SpoolEntry, keys, _entry_values(row))
 
-    def count(self, model: type[Base], **where: Any) -> int:
-        with self.session() as session:
-            query = select(func.count()).select_from(model).filter_by(**where)
-            return int(session.execute(query).scalar_one())
+    def drop_entry(self, bundle_id: str, direction: str) -> None:
+        with self.transaction() as connection:
+            connection.execute(_delete_entry(bundle_id, direction))
+
+    def entries(self) -> list[EntryRow]:
+        with self.transaction() as connection:
+            rows = connection.execute(select(SpoolEntry)).mappings().all()
+        return [EntryRow(**row) for row in rows]
+
+    def count_copy(self, bundle_id: str) -> None:
+        with self.transaction() as connection:
+            connection.execute(
+                update(SpoolEntry)
+                .where(SpoolEntry.c.bundle_id == bundle_id, SpoolEntry.c.direction == "tx")
+                .values(copies=SpoolEntry.c.copies + 1)
+            )
+
+    def replace_entries(self, drop: list[tuple[str, str]], put: list[EntryRow]) -> None:
+        """rise-check --repair: make the cache match the files, in one transaction."""
+        with self.transaction() as connection:
+            for bundle_id, direction in drop:
+                connection.execute(_delete_entry(bundle_id, direction))
+            for row in put:
+                keys = {"bundle_id": row.bundle_id, "direction": row.direction}
+                _upsert(connection, SpoolEntry, keys, _entry_values(row))
+
+    # Releases (tx bundles that left for good).
+
+    def release(self, bundle_id: str, neighbour: str, *, size: int, how: str, now: int) -> None:
+        with self.transaction() as connection:
+            connection.execute(_delete_entry(bundle_id, "tx"))
+            values = {"neighbour": neighbour, "size": size, "released_at": now, "how": how}
+            _upsert(connection, Release, {"bundle_id": bundle_id}, values)
+
+    def delivered_counts(self) -> dict[str, int]:
+        """Per neighbour: bundles it confirmed (acked) or took (moved)."""
+        query = (
+            select(Release.c.neighbour, func.count())
+            .where(Release.c.how.in_(("acked", "moved")))
+            .group_by(Release.c.neighbour)
+        )
+        with self.transaction() as connection:
+            return {neighbour: int(count) for neighbour, count in connection.execute(query)}
+
+    # The delivery journal.
+
+    def seen_state(self, bundle_id: str) -> SeenRow | None:
+        with self.transaction() as connection:
+            row = (
+                connection.execute(select(Seen).where(Seen.c.bundle_id == bundle_id))
+                .mappings()
+                .first()
+            )
+        return SeenRow(**row) if row is not None else None
+
+    def record_delivering(self, row: SeenRow) -> None:
+        with self.transaction() as connection:
+            values = dataclasses.asdict(row)
+            del values["bundle_id"]
+            _upsert(connection, Seen, {"bundle_id": row.bundle_id}, values)
+
+    def finish_delivery(
+        self, bundle_id: str, *, neighbour: str, message: InboxRow | None, now: int
+    ) -> None:
+        """Delivered: journal it, file the message, forget the rx entry, owe the ack."""
+        with self.transaction() as connection:
+            connection.execute(
+                update(Seen).where(Seen.c.bundle_id == bundle_id).values(state="delivered")
+            )
+            if message is not None:
+                exists = connection.execute(
+                    select(InboxMessage.c.bundle_id).where(InboxMessage.c.bundle_id == bundle_id)
+                ).first()
+                if exists is None:
+                    connection.execute(insert(InboxMessage).values(**dataclasses.asdict(message)))
+            connection.execute(_delete_entry(bundle_id, "rx"))
+            _owe(connection, bundle_id, neighbour, now)
+
+    # Hop acks owed.
+
+    def owe_ack(self, bundle_id: str, neighbour: str, *, now: int) -> None:
+        with self.transaction() as connection:
+            _owe(connection, bundle_id, neighbour, now)
+
+    def acks_owed(self) -> list[tuple[str, str]]:
+        """(neighbour, bundle id) for every ack not yet on a carrier."""
+        with self.transaction() as connection:
+            query = select(PendingAck.c.neighbour, PendingAck.c.bundle_id)
+            return [(neighbour, bundle_id) for neighbour, bundle_id in connection.execute(query)]
+
+    def acks_sent(self, neighbour: str, bundle_ids: list[str]) -> None:
+        with self.transaction() as connection:
+            connection.execute(
+                delete(PendingAck).where(
+                    PendingAck.c.neighbour == neighbour, PendingAck.c.bundle_id.in_(bundle_ids)
+                )
+            )
+
+    # The inbox.
+
+    def messages(self) -> list[InboxRow]:
+        with self.transaction() as connection:
+            query = select(InboxMessage).order_by(InboxMessage.c.received_at)
+            return [InboxRow(**row) for row in connection.execute(query).mappings()]
+
+    def mark_read(self, bundle_id: str) -> None:
+        with self.transaction() as connection:
+            connection.execute(
+                update(InboxMessage).where(InboxMessage.c.bundle_id == bundle_id).values(read=True)
+            )
+
+    def delete_message(self, bundle_id: str) -> None:
+        with self.transaction() as connection:
+            connection.execute(delete(InboxMessage).where(InboxMessage.c.bundle_id == bundle_id))
+
+    def count(self, table: Table, **where: Any) -> int:
+        """Rows in `table` matching `where` (for rise-check and tests)."""
+        query = select(func.count()).select_from(table)
+        for name, value in where.items():
+            query = query.where(table.c[name] == value)
+        with self.transaction() as connection:
+            return int(connection.execute(query).scalar_one())
+
+
+def _delete_entry(bundle_id: str, direction: str) -> sqlalchemy.Delete:
+    return delete(SpoolEntry).where(
+        SpoolEntry.c.bundle_id == bundle_id, SpoolEntry.c.direction == direction
+    )
+
+
+def _owe(connection: Connection, bundle_id: str, neighbour: str, now: int) -> None:
+    _upsert(
+        connection, PendingAck, {"bundle_id": bundle_id, "neighbour": neighbour}, {"created": now}
+    )
 
 
 def _reason(exc: SQLAlchemyError) -> str:
