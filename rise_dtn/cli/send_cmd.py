@@ -49,6 +49,7 @@ def send_cmd(
       tar c photos | rise-send --name photos.tar - bob
     """
     home = open_home(home_path)
+    home.prewarm_index()
     peer = home.peers.find(node)
     if name is None and source != "-":
         name = Path(source).name

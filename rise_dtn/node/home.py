@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import secrets
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -92,6 +94,17 @@ class Home:
     @functools.cached_property
     def config(self) -> config_module.Config:
         return config_module.load(self.path / CONFIG_FILE)
+
+    def prewarm_index(self) -> None:
+        """Import the index's libraries in the background while the caller seals.
+
+        SQLAlchemy's import is most of a command's start-up; a send touches
+        the index only at the end, so the import can overlap the sealing
+        (which runs in libsodium and the kernel, outside the GIL).
+        """
+        threading.Thread(
+            target=importlib.import_module, args=("rise_dtn.store.index",), daemon=True
+        ).start()
 
     @functools.cached_property
     def index(self) -> Index:
