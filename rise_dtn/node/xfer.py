@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rise_dtn.carriers.directory import DirectoryCarrier, Found
 from rise_dtn.core.ack import MAX_IDS, Ack
-from rise_dtn.core.errors import BundleError, NoSpaceError
+from rise_dtn.core.errors import BundleError, NoSpaceError, RiseError
 from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
@@ -219,9 +219,23 @@ def _take_one(
     # The copy on the medium stays until our ack goes out (_give_acks): until
     # then the sender would only write it again, and if our copy turns out
     # damaged, this one is taken next time.
+    if (home.spool.quarantine_dir / target.name).exists():
+        # Toss already rejected a copy of this bundle, so the copy left on the
+        # medium is most likely the same damaged bytes. Off it goes (ours is
+        # durable in rx/): the sender, whose check goes by name and size,
+        # then writes its good copy again instead of never replacing it.
+        carrier.remove(found.path)
     report.received += 1
     report.received_bytes += size
     say(f"received {bundle_id} from {peer.name} ({size} bytes)")
+
+
+def _parses(text: str) -> bool:
+    try:
+        BundleId.parse(text)
+    except RiseError:
+        return False
+    return True
 
 
 def _give_acks(
@@ -229,9 +243,11 @@ def _give_acks(
 ) -> None:
     """Write the acks owed to each neighbour, then forget them (a repeat is harmless)."""
     me = home.identity.node_id
-    owed = home.index.acks_owed()
     by_neighbour: dict[str, list[str]] = {}
-    for neighbour, bundle_id in owed:
+    for neighbour, bundle_id in home.index.acks_owed():
+        if not (_parses(neighbour) and _parses(bundle_id)):
+            home.index.acks_sent(neighbour, [bundle_id])  # damaged: must not block every xfer
+            continue
         by_neighbour.setdefault(neighbour, []).append(bundle_id)
     for neighbour_text, ids in by_neighbour.items():
         peer = peers.get(NodeId.parse(neighbour_text))

@@ -113,7 +113,12 @@ class Spool:
         target = self.quarantine_dir / path.name
         try:
             write_atomic(target.with_name(target.name + REASON_SUFFIX), (reason + "\n").encode())
-            os.replace(path, target)
+            if target.exists() and os.path.samefile(path, target):
+                # Hard links (xfer links bundles in from the medium) to one file:
+                # rename() would succeed and do nothing, leaving it in rx/ forever.
+                path.unlink()
+            else:
+                os.replace(path, target)
             fsync_dir(self.quarantine_dir)
             fsync_dir(path.parent)
         except FileNotFoundError:
