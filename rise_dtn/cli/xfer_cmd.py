@@ -112,7 +112,9 @@ def _runner(
 
 def _exit_for(report: XferReport) -> None:
     if report.medium_full:
-        raise NoSpaceError("the medium is full; the rest stays queued for the next exchange")
+        raise NoSpaceError(
+            "no space left on the medium; the rest stays queued for the next exchange"
+        )
     if report.rejected or report.rejected_by_toss:
         raise SystemExit(int(ExitCode.REJECTED))
 

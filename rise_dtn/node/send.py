@@ -7,6 +7,7 @@ is complete and fsynced (store/atomic.py); a crash leaves no half bundle.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import secrets
@@ -19,12 +20,11 @@ from typing import BinaryIO
 
 from rise_dtn.core import sealing
 from rise_dtn.core.bundle import ContentKind, Meta, Sealer, check_file_name
-from rise_dtn.core.errors import BundleError, StorageError, UsageError
+from rise_dtn.core.errors import BundleError, RiseError, StorageError, UsageError
 from rise_dtn.core.identity import PUBLIC_KEY_BYTES, BundleId
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.store.atomic import AtomicFile, atomic_file, copy_into, storage_error
-from rise_dtn.store.index import EntryRow
 from rise_dtn.store.pipeline import BackgroundWriter
 
 Progress = Callable[[int], None]
@@ -119,29 +119,39 @@ def queue(
     except OSError as exc:
         raise storage_error(exc, "creating the spool directory") from None
     final_path = spool.bundle_path(tx_dir, sealer.bundle_id)
-    with atomic_file(final_path, tmp_dir=spool.tmp, what="queueing the bundle") as out:
-        if size is not None:
-            out.write(sealer.clear_part(size))
-            with BackgroundWriter(out.write) as write:
-                payload_bytes = _seal_stream(sealer, source, write, progress)
-            if payload_bytes != size:
-                raise StorageError(
-                    f"the file changed size while it was read ({size} -> {payload_bytes})"
-                )
-        else:
-            payload_bytes = _seal_unknown_size(sealer, source, out, home, progress)
-    bundle_bytes = final_path.stat().st_size
-    home.index.put_entry(
-        EntryRow(
-            bundle_id=str(sealer.bundle_id),
-            direction="tx",
-            neighbour=str(peer.node_id),
-            size=bundle_bytes,
-            expiry=now + lifetime,
-            priority=priority,
-            queued_at=now,
+    try:
+        with atomic_file(final_path, tmp_dir=spool.tmp, what="queueing the bundle") as out:
+            if size is not None:
+                out.write(sealer.clear_part(size))
+                with BackgroundWriter(out.write) as write:
+                    payload_bytes = _seal_stream(sealer, source, write, progress)
+                if payload_bytes != size:
+                    raise StorageError(
+                        f"the file changed size while it was read ({size} -> {payload_bytes})"
+                    )
+            else:
+                payload_bytes = _seal_unknown_size(sealer, source, out, home, progress)
+        bundle_bytes = final_path.stat().st_size
+        from rise_dtn.store.index import EntryRow  # late: see Home.prewarm_index
+
+        home.index.put_entry(
+            EntryRow(
+                bundle_id=str(sealer.bundle_id),
+                direction="tx",
+                neighbour=str(peer.node_id),
+                size=bundle_bytes,
+                expiry=now + lifetime,
+                priority=priority,
+                queued_at=now,
+            )
         )
-    )
+    except BaseException:
+        # An error must mean "not queued", or the user's retry sends it twice; but
+        # the rename may be done (a failed fsync of tx/ after it, a full index).
+        # The bundle id is new, so nobody else has a file under this name.
+        with contextlib.suppress(RiseError):
+            spool.remove(final_path)
+        raise
     return Queued(sealer.bundle_id, peer, kind, payload_bytes, bundle_bytes)
 
 

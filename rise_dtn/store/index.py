@@ -14,6 +14,7 @@ ORM would add a fifth to its start-up time for no gain in a schema this small.
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -38,7 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from rise_dtn.core.errors import StorageError
+from rise_dtn.core.errors import NoSpaceError, StorageError
 
 metadata = MetaData()
 
@@ -172,7 +173,7 @@ class Index:
                 event.listen(self.engine, "connect", _sqlite_pragmas)
             metadata.create_all(self.engine)
         except SQLAlchemyError as exc:
-            raise StorageError(f"cannot open the index at {url}: {_reason(exc)}") from None
+            raise _index_error(exc, f"cannot open the index at {url}") from None
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -181,7 +182,7 @@ class Index:
             with self.engine.begin() as connection:
                 yield connection
         except SQLAlchemyError as exc:
-            raise StorageError(f"index failure: {_reason(exc)}") from None
+            raise _index_error(exc, "index failure") from None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -327,6 +328,20 @@ def _owe(connection: Connection, bundle_id: str, neighbour: str, now: int) -> No
     _upsert(
         connection, PendingAck, {"bundle_id": bundle_id, "neighbour": neighbour}, {"created": now}
     )
+
+
+# SQLite reports a full disk as SQLITE_FULL on a write, and as
+# SQLITE_IOERR_SHMSIZE when it cannot even grow its shared-memory file, which
+# every WAL reader needs: on a disk with no block left, opening the index fails.
+_SQLITE_NO_SPACE = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR_SHMSIZE}
+
+
+def _index_error(exc: SQLAlchemyError, what: str) -> StorageError:
+    if getattr(getattr(exc, "orig", None), "sqlite_errorcode", None) in _SQLITE_NO_SPACE:
+        return NoSpaceError(
+            "no space left for the index; nothing was lost, retry when space returns"
+        )
+    return StorageError(f"{what}: {_reason(exc)}")
 
 
 def _reason(exc: SQLAlchemyError) -> str:
