@@ -42,15 +42,35 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_CREATE_ATTEMPTS = 100  # each failure needs a concurrent cleaner; 100 in a row is a bug
+
+
+def _still_named(path: Path, fd: int) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
 class AtomicFile:
     """A file that appears under its final name only once it is complete and durable."""
 
     def __init__(self, final: Path, *, tmp_dir: Path | None = None, mode: int = 0o644) -> None:
         self.final = final
         tmp_parent = tmp_dir if tmp_dir is not None else final.parent
-        self.tmp = tmp_parent / f"{TMP_PREFIX}{final.name}-{secrets.token_hex(4)}"
-        fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for _attempt in range(_CREATE_ATTEMPTS):
+            self.tmp = tmp_parent / f"{TMP_PREFIX}{final.name}-{secrets.token_hex(4)}"
+            fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+            # Between open() and flock() a cleaner in another process may take
+            # the new file for stale and unlink it: wait for the lock (a
+            # cleaner holds it only for an instant), then make sure the name
+            # still leads to our file, else start again under a new name.
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if _still_named(self.tmp, fd):
+                break
+            os.close(fd)
+        else:
+            raise OSError(errno.EAGAIN, "tmp files keep vanishing", str(tmp_parent))
         self.file: BinaryIO = os.fdopen(fd, "wb", buffering=0)
         self._done = False
 
