@@ -32,14 +32,3 @@ def held(path: Path, *, wait_seconds: float = 0.0, what: str = "the spool") -> I
         yield
     finally:
         os.close(fd)
-
-
-def try_hold(path: Path) -> int | None:
-    """Take the lock without waiting: the fd to close to release it, or None if held."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
