@@ -134,6 +134,8 @@ def _watch(directory: Path, run: Callable[[], XferReport], *, poll: float) -> No
             say(f"done: it is safe to remove {directory}")
             while medium.ready(directory) and waiter.wait():
                 pass
+            if not waiter.stopping.is_set():
+                say(f"{directory} was removed; waiting for the next medium")
     except KeyboardInterrupt:
         pass
     finally:
