@@ -1,0 +1,251 @@
+"""The carrier session protocol, sans I/O: offer, request from offset, data, stored, done.
+
+One state machine for every live carrier (TCP, pipes, serial): the carrier
+feeds received bytes in with `receive_data()`, takes decoded peer events
+out with `next_event()`, and turns our own events into bytes with `send()`.
+It never touches sockets, files or the clock (STYLE.md, "One facade per
+conversation"; the model is h11). Both directions run at once: each side
+offers its bundles and requests the peer's.
+
+Wire format (docs/protocol.md, "Session"): frames of a 4-byte big-endian
+length, then canonical CBOR `[type, ...]`. A receiver confirms a bundle with
+STORED only once it is durable; the sender then releases it. After a cut,
+the next session's REQUEST names the offset to resume from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from rise_dtn.core.encoding import canonical, strict_loads
+from rise_dtn.core.errors import PeerError
+from rise_dtn.core.identity import BundleId
+
+# 256 KiB of bundle per DATA frame: large enough for line rate on a LAN,
+# small enough that a 300 bit/s radio link can interleave an urgent offer.
+MAX_DATA_BYTES = 256 * 1024
+MAX_FRAME_BYTES = MAX_DATA_BYTES + 64  # a DATA frame's CBOR framing is < 40 bytes
+MAX_OFFERS_PENDING = 4096  # a peer cannot make us track unbounded state
+MAX_BUNDLE_BYTES = 1 << 50  # as in bundle.MAX_BODY_BYTES: refuses absurd claims
+LENGTH_BYTES = 4
+
+
+class FrameType(enum.IntEnum):
+    OFFER = 1
+    REQUEST = 2
+    DATA = 3
+    STORED = 4
+    DONE = 5
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Offer:
+    """'I have this bundle for you': its id, total size and priority."""
+
+    bundle_id: BundleId
+    size: int
+    priority: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Request:
+    """'Send me this bundle from `offset`' (offset == size: 'I already have it')."""
+
+    bundle_id: BundleId
+    offset: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Data:
+    bundle_id: BundleId
+    offset: int
+    payload: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Stored:
+    """'I have stored this bundle durably': the sender may release it."""
+
+    bundle_id: BundleId
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Done:
+    """'I have nothing more to offer in this session.'"""
+
+
+class NeedData:
+    """No complete frame yet: feed more bytes."""
+
+
+NEED_DATA = NeedData()
+Event = Offer | Request | Data | Stored | Done
+
+
+@dataclasses.dataclass(slots=True)
+class _Incoming:
+    """A bundle the peer offered us."""
+
+    size: int
+    next_offset: int | None = None  # set once we request it
+
+
+@dataclasses.dataclass(slots=True)
+class _Outgoing:
+    """A bundle we offered the peer."""
+
+    size: int
+    requested_from: int | None = None
+    next_offset: int = 0
+
+
+class Session:
+    """One side of a session. Our events go through `send`; the peer's come from `next_event`."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._incoming: dict[BundleId, _Incoming] = {}
+        self._outgoing: dict[BundleId, _Outgoing] = {}
+        self.peer_done = False
+        self.we_done = False
+
+    # The peer's side.
+
+    def receive_data(self, data: bytes) -> None:
+        self._buffer += data
+
+    def next_event(self) -> Event | NeedData:
+        """The next event from the peer, checked against the session state."""
+        if len(self._buffer) < LENGTH_BYTES:
+            return NEED_DATA
+        length = int.from_bytes(self._buffer[:LENGTH_BYTES], "big")
+        if not 0 < length <= MAX_FRAME_BYTES:
+            raise PeerError(f"protocol error: frame of {length} bytes")
+        if len(self._buffer) < LENGTH_BYTES + length:
+            return NEED_DATA
+        frame = bytes(self._buffer[LENGTH_BYTES : LENGTH_BYTES + length])
+        del self._buffer[: LENGTH_BYTES + length]
+        event = _decode(frame)
+        self._check_incoming(event)
+        return event
+
+    def _check_incoming(self, event: Event) -> None:
+        if isinstance(event, Offer):
+            if self.peer_done:
+                raise PeerError("protocol error: offer after done")
+            if len(self._incoming) >= MAX_OFFERS_PENDING:
+                raise PeerError("protocol error: too many offers pending")
+            self._incoming.setdefault(event.bundle_id, _Incoming(event.size))
+        elif isinstance(event, Request):
+            outgoing = self._outgoing.get(event.bundle_id)
+            if outgoing is None or not 0 <= event.offset <= outgoing.size:
+                raise PeerError("protocol error: request for a bundle not offered")
+            outgoing.requested_from = outgoing.next_offset = event.offset
+        elif isinstance(event, Data):
+            incoming = self._incoming.get(event.bundle_id)
+            if incoming is None or incoming.next_offset is None:
+                raise PeerError("protocol error: data for a bundle not requested")
+            end = event.offset + len(event.payload)
+            if event.offset != incoming.next_offset or end > incoming.size:
+                raise PeerError("protocol error: data out of order or past the end")
+            incoming.next_offset = end
+        elif isinstance(event, Stored):
+            if self._outgoing.pop(event.bundle_id, None) is None:
+                raise PeerError("protocol error: stored for a bundle not offered")
+        else:
+            self.peer_done = True
+
+    # Our side.
+
+    def send(self, event: Event) -> bytes:
+        """Encode one of our events, after checking it makes sense now."""
+        if isinstance(event, Offer):
+            if self.we_done:
+                raise ValueError("cannot offer after done")
+            self._outgoing.setdefault(event.bundle_id, _Outgoing(event.size))
+        elif isinstance(event, Request):
+            incoming = self._incoming.get(event.bundle_id)
+            if incoming is None or not 0 <= event.offset <= incoming.size:
+                raise ValueError("cannot request a bundle the peer did not offer")
+            incoming.next_offset = event.offset
+        elif isinstance(event, Data):
+            outgoing = self._outgoing.get(event.bundle_id)
+            if outgoing is None or outgoing.requested_from is None:
+                raise ValueError("cannot send data the peer did not request")
+            if event.offset != outgoing.next_offset or len(event.payload) > MAX_DATA_BYTES:
+                raise ValueError("data must follow on from the last offset, in small frames")
+            outgoing.next_offset += len(event.payload)
+        elif isinstance(event, Stored):
+            incoming = self._incoming.pop(event.bundle_id, None)
+            if incoming is None or incoming.next_offset != incoming.size:
+                raise ValueError("cannot confirm a bundle not completely received")
+        else:
+            self.we_done = True
+        frame = _encode(event)
+        return len(frame).to_bytes(LENGTH_BYTES, "big") + frame
+
+    def waiting_for_peer(self) -> bool:
+        """True while a bundle we requested is still arriving."""
+        return any(
+            item.next_offset is not None and item.next_offset < item.size
+            for item in self._incoming.values()
+        )
+
+    @property
+    def finished(self) -> bool:
+        """Both sides are done and nothing is in flight either way."""
+        return (
+            self.peer_done
+            and self.we_done
+            and not self._outgoing
+            and not any(item.next_offset is not None for item in self._incoming.values())
+        )
+
+
+def _encode(event: Event) -> bytes:
+    if isinstance(event, Offer):
+        return canonical([FrameType.OFFER, event.bundle_id.raw, event.size, event.priority])
+    if isinstance(event, Request):
+        return canonical([FrameType.REQUEST, event.bundle_id.raw, event.offset])
+    if isinstance(event, Data):
+        return canonical([FrameType.DATA, event.bundle_id.raw, event.offset, event.payload])
+    if isinstance(event, Stored):
+        return canonical([FrameType.STORED, event.bundle_id.raw])
+    return canonical([FrameType.DONE])
+
+
+def _uint(value: object, limit: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
+        raise PeerError("protocol error: malformed frame")
+    return value
+
+
+def _bundle_id(value: object) -> BundleId:
+    if not isinstance(value, bytes) or len(value) != 16:
+        raise PeerError("protocol error: malformed frame")
+    return BundleId(value)
+
+
+def _decode(frame: bytes) -> Event:
+    value = strict_loads(frame, max_bytes=MAX_FRAME_BYTES, error=PeerError, what="session frame")
+    if not isinstance(value, list) or not value:
+        raise PeerError("protocol error: malformed frame")
+    kind = _uint(value[0], 255)
+    fields = value[1:]
+    shapes = {FrameType.OFFER: 3, FrameType.REQUEST: 2, FrameType.DATA: 3, FrameType.STORED: 1}
+    if kind == FrameType.DONE and not fields:
+        return Done()
+    if kind not in shapes or len(fields) != shapes[FrameType(kind)]:
+        raise PeerError(f"protocol error: unknown or malformed frame type {kind}")
+    bundle_id = _bundle_id(fields[0])
+    if kind == FrameType.OFFER:
+        return Offer(bundle_id, _uint(fields[1], MAX_BUNDLE_BYTES), _uint(fields[2], 255))
+    if kind == FrameType.REQUEST:
+        return Request(bundle_id, _uint(fields[1], MAX_BUNDLE_BYTES))
+    if kind == FrameType.DATA:
+        payload = fields[2]
+        if not isinstance(payload, bytes) or not 0 < len(payload) <= MAX_DATA_BYTES:
+            raise PeerError("protocol error: malformed data frame")
+        return Data(bundle_id, _uint(fields[1], MAX_BUNDLE_BYTES), payload)
+    return Stored(bundle_id)

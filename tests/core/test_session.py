@@ -1,0 +1,233 @@
+"""The sans-I/O session machine: a two-sided harness, resume after a cut, hostile peers."""
+
+from __future__ import annotations
+
+import hashlib
+
+import cbor2
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rise_dtn.core.errors import PeerError
+from rise_dtn.core.identity import BundleId
+from rise_dtn.core.session import (
+    LENGTH_BYTES,
+    MAX_DATA_BYTES,
+    NEED_DATA,
+    Data,
+    Done,
+    Event,
+    NeedData,
+    Offer,
+    Request,
+    Session,
+    Stored,
+    _encode,
+)
+
+
+def bid(text: str) -> BundleId:
+    return BundleId(hashlib.blake2b(text.encode(), digest_size=16).digest())
+
+
+def drain(session: Session) -> list[Event]:
+    events: list[Event] = []
+    while not isinstance(event := session.next_event(), NeedData):
+        events.append(event)
+    return events
+
+
+class Side:
+    """One node: bundles to give, and what it has received (a dict stands in for the spool)."""
+
+    def __init__(self, outbox: dict[BundleId, bytes], have: dict[BundleId, bytes] | None = None):
+        self.session = Session()
+        self.outbox = outbox
+        self.received: dict[BundleId, bytearray] = {
+            k: bytearray(v) for k, v in (have or {}).items()
+        }
+        self.released: list[BundleId] = []
+        self.wire = bytearray()
+
+    def start(self) -> None:
+        for bundle_id, body in self.outbox.items():
+            self.wire += self.session.send(Offer(bundle_id, len(body), 16))
+        self.wire += self.session.send(Done())
+
+    def handle(self, event: Event) -> None:
+        session = self.session
+        if isinstance(event, Offer):
+            have = len(self.received.setdefault(event.bundle_id, bytearray()))
+            self.wire += session.send(Request(event.bundle_id, have))
+            if have == event.size:
+                self.wire += session.send(Stored(event.bundle_id))
+        elif isinstance(event, Request):
+            body = self.outbox[event.bundle_id]
+            for offset in range(event.offset, len(body), MAX_DATA_BYTES):
+                piece = body[offset : offset + MAX_DATA_BYTES]
+                self.wire += session.send(Data(event.bundle_id, offset, piece))
+        elif isinstance(event, Data):
+            self.received[event.bundle_id] += event.payload
+        elif isinstance(event, Stored):
+            self.released.append(event.bundle_id)
+
+
+def run_pair(
+    left: Side, right: Side, *, sizes: dict[BundleId, int], cut_after: int | None = None
+) -> None:
+    """Shuttle bytes both ways until both are finished (or the link is cut)."""
+    left.start()
+    right.start()
+    moved = 0
+    for _round in range(10_000):
+        progressed = False
+        for sender, receiver in ((left, right), (right, left)):
+            if sender.wire:
+                data = bytes(sender.wire)
+                if cut_after is not None and moved + len(data) > cut_after:
+                    receiver.session.receive_data(data[: cut_after - moved])
+                    drain_into(receiver, sizes)
+                    return
+                moved += len(data)
+                sender.wire.clear()
+                receiver.session.receive_data(data)
+                drain_into(receiver, sizes)
+                progressed = True
+        if not progressed:
+            break
+    assert left.session.finished and right.session.finished
+
+
+def drain_into(side: Side, sizes: dict[BundleId, int]) -> None:
+    for event in drain(side.session):
+        side.handle(event)
+        if (
+            isinstance(event, Data)
+            and len(side.received[event.bundle_id]) == sizes[event.bundle_id]
+        ):
+            side.wire += side.session.send(Stored(event.bundle_id))
+
+
+def test_both_directions_in_one_session() -> None:
+    a_out = {bid("a1"): b"x" * 700_000, bid("a2"): b"hello"}
+    b_out = {bid("b1"): bytes(range(256)) * 5000}
+    sizes = {k: len(v) for k, v in {**a_out, **b_out}.items()}
+    alice, bob = Side(a_out), Side(b_out)
+    run_pair(alice, bob, sizes=sizes)
+    assert {k: bytes(v) for k, v in bob.received.items()} == a_out
+    assert {k: bytes(v) for k, v in alice.received.items()} == b_out
+    assert sorted(alice.released) == sorted(a_out)
+    assert bob.released == [bid("b1")]
+
+
+@pytest.mark.parametrize("cut_after", [0, 3, 100, 300_000, 650_001])
+def test_cut_link_resumes_from_offset_without_duplicates(cut_after: int) -> None:
+    body = bytes(range(256)) * 3000  # 768,000 bytes
+    bundle = bid("big")
+    sizes = {bundle: len(body)}
+    alice, bob = Side({bundle: body}), Side({})
+    run_pair(alice, bob, sizes=sizes, cut_after=cut_after)
+    partial = bytes(bob.received.get(bundle, b""))
+    assert body.startswith(partial)
+    # Next session: bob still holds the partial bundle and asks for the rest.
+    alice2, bob2 = Side({bundle: body}), Side({}, have={bundle: partial})
+    run_pair(alice2, bob2, sizes=sizes)
+    assert bytes(bob2.received[bundle]) == body
+    assert alice2.released == [bundle]
+
+
+def test_already_complete_bundle_is_confirmed_without_data() -> None:
+    bundle = bid("done")
+    alice, bob = Side({bundle: b"abc"}), Side({}, have={bundle: b"abc"})
+    run_pair(alice, bob, sizes={bundle: 3})
+    assert alice.released == [bundle]
+
+
+def test_byte_at_a_time_delivery() -> None:
+    sender, receiver = Session(), Session()
+    wire = sender.send(Offer(bid("x"), 10, 3)) + sender.send(Done())
+    events: list[Event] = []
+    for byte in wire:
+        receiver.receive_data(bytes([byte]))
+        events += drain(receiver)
+    assert events == [Offer(bid("x"), 10, 3), Done()]
+
+
+def raw_frame(event: Event) -> bytes:
+    """A frame as a hostile peer could send it, skipping the sender's own checks."""
+    frame = _encode(event)
+    return len(frame).to_bytes(LENGTH_BYTES, "big") + frame
+
+
+def test_data_for_a_bundle_not_requested_is_refused() -> None:
+    receiver = Session()
+    receiver.receive_data(raw_frame(Offer(bid("x"), 10, 0)))
+    drain(receiver)
+    receiver.receive_data(raw_frame(Data(bid("x"), 0, b"abc")))
+    with pytest.raises(PeerError, match="not requested"):
+        drain(receiver)
+
+
+def test_data_out_of_order_is_refused() -> None:
+    receiver, sender = Session(), Session()
+    receiver.receive_data(sender.send(Offer(bid("x"), 10, 0)))
+    drain(receiver)
+    sender.receive_data(receiver.send(Request(bid("x"), 0)))
+    drain(sender)
+    receiver.receive_data(raw_frame(Data(bid("x"), 5, b"abc")))  # skips ahead
+    with pytest.raises(PeerError, match="out of order"):
+        drain(receiver)
+
+
+def test_stored_for_unknown_bundle_and_offer_after_done() -> None:
+    session = Session()
+    session.receive_data(raw_frame(Stored(bid("x"))))
+    with pytest.raises(PeerError, match="not offered"):
+        drain(session)
+    session = Session()
+    session.receive_data(raw_frame(Done()) + raw_frame(Offer(bid("y"), 1, 0)))
+    with pytest.raises(PeerError, match="after done"):
+        drain(session)
+
+
+def test_huge_claimed_frame_is_refused_before_buffering() -> None:
+    session = Session()
+    session.receive_data((1 << 31).to_bytes(LENGTH_BYTES, "big"))
+    with pytest.raises(PeerError, match="frame of"):
+        session.next_event()
+
+
+def test_our_own_mistakes_are_caller_errors() -> None:
+    session = Session()
+    with pytest.raises(ValueError):
+        session.send(Data(bid("x"), 0, b"a"))
+    with pytest.raises(ValueError):
+        session.send(Stored(bid("x")))
+    assert session.next_event() is NEED_DATA
+
+
+@settings(
+    max_examples=300, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_raise_only_peer_error(data: bytes) -> None:
+    session = Session()
+    session.receive_data(data)
+    try:
+        drain(session)
+    except PeerError:
+        pass
+
+
+@settings(max_examples=200, derandomize=True, database=None)
+@given(st.lists(st.integers(0, 6), max_size=8), st.binary(max_size=40))
+def test_framed_garbage_raises_only_peer_error(kinds: list[int], blob: bytes) -> None:
+    session = Session()
+    for kind in kinds:
+        frame = cbor2.dumps([kind, blob[:16], len(blob), blob])
+        session.receive_data(len(frame).to_bytes(LENGTH_BYTES, "big") + frame)
+    try:
+        drain(session)
+    except PeerError:
+        pass
