@@ -30,6 +30,8 @@ COMMANDS = {
     "check": "rise_dtn.cli.check_cmd:check_cmd",
     "inbox": "rise_dtn.cli.inbox_cmd:inbox_cmd",
     "demo": "rise_dtn.cli.demo_cmd:demo_cmd",
+    "call": "rise_dtn.cli.call_cmd:call_cmd",
+    "daemon": "rise_dtn.cli.daemon_cmd:daemon_cmd",
 }
 
 
@@ -133,3 +135,11 @@ def rise_stat() -> None:
 
 def rise_check() -> None:
     _run(load_command("check"), "rise-check")
+
+
+def rise_call() -> None:
+    _run(load_command("call"), "rise-call")
+
+
+def rise_daemon() -> None:
+    _run(load_command("daemon"), "rise-daemon")

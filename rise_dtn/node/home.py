@@ -53,9 +53,9 @@ class Home:
 
     def __init__(self, path: Path) -> None:
         self.path = path.absolute()  # hooks and messages get paths that work from anywhere
-        self.spool = Spool(path / "spool")
-        self.peers = PeerBook(path / "peers")
-        self.inbox_dir = path / "inbox"
+        self.spool = Spool(self.path / "spool")
+        self.peers = PeerBook(self.path / "peers")
+        self.inbox_dir = self.path / "inbox"
 
     @classmethod
     def open(cls, path: Path | None) -> Home:

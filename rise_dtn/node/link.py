@@ -23,6 +23,7 @@ import asyncio
 import dataclasses
 import os
 from pathlib import Path
+from typing import Protocol
 
 from rise_dtn.core.errors import BundleError
 from rise_dtn.core.identity import BundleId
@@ -40,6 +41,17 @@ from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.store.atomic import fsync_dir, storage_error
 from rise_dtn.store.spool import read_clear
+
+
+class ByteReader(Protocol):
+    async def read(self, size: int = -1, /) -> bytes: ...
+
+
+class ByteWriter(Protocol):
+    def write(self, data: bytes, /) -> None: ...
+
+    async def drain(self) -> None: ...
+
 
 READ_BYTES = 1 << 18  # one DATA frame's worth per read
 PARTIAL_SUFFIX = ".part"
@@ -69,7 +81,7 @@ class Link:
         self._requests: asyncio.Queue[Request | None] = asyncio.Queue()
         self._partial_dir = home.spool.tmp / "partial" / str(peer.node_id)
 
-    async def run(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> LinkReport:
+    async def run(self, reader: ByteReader, writer: ByteWriter) -> LinkReport:
         """Exchange everything both ways; return when both sides are done."""
         self._partial_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         for offer, path in self._offers():
@@ -104,7 +116,7 @@ class Link:
         found.sort(key=lambda item: item[0].priority)  # stable: oldest first within a priority
         return found
 
-    async def _handle_events(self, writer: asyncio.StreamWriter) -> None:
+    async def _handle_events(self, writer: ByteWriter) -> None:
         while not isinstance(event := self.session.next_event(), NeedData):
             if isinstance(event, Offer):
                 self._on_offer(event, writer)
@@ -116,7 +128,7 @@ class Link:
                 self._on_stored(event)
         await writer.drain()
 
-    def _on_offer(self, offer: Offer, writer: asyncio.StreamWriter) -> None:
+    def _on_offer(self, offer: Offer, writer: ByteWriter) -> None:
         self._sizes[offer.bundle_id] = offer.size
         rx_path = self.home.spool.bundle_path(
             self.home.spool.rx_dir(self.peer.node_id), offer.bundle_id
@@ -138,7 +150,7 @@ class Link:
     def _partial(self, bundle_id: BundleId) -> Path:
         return self._partial_dir / f"{bundle_id}{PARTIAL_SUFFIX}"
 
-    def _on_data(self, data: Data, writer: asyncio.StreamWriter) -> None:
+    def _on_data(self, data: Data, writer: ByteWriter) -> None:
         partial = self._partial(data.bundle_id)
         try:
             with open(partial, "ab") as out:
@@ -150,7 +162,7 @@ class Link:
         if data.offset + len(data.payload) == self._sizes[data.bundle_id]:
             self._complete(data.bundle_id, writer)
 
-    def _complete(self, bundle_id: BundleId, writer: asyncio.StreamWriter) -> None:
+    def _complete(self, bundle_id: BundleId, writer: ByteWriter) -> None:
         """Make the received bundle durable in rx/, then confirm it."""
         partial = self._partial(bundle_id)
         spool = self.home.spool
@@ -202,7 +214,7 @@ class Link:
         )
         self.report.released += 1
 
-    async def _pump(self, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, writer: ByteWriter) -> None:
         """Send requested bundles, one at a time, while the reader keeps reading."""
         while (request := await self._requests.get()) is not None:
             path = self._offered.get(request.bundle_id)

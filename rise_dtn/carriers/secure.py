@@ -1,0 +1,94 @@
+"""An encrypted, authenticated byte stream over any asyncio reader/writer (Noise IK).
+
+Each Noise message travels as a 2-byte big-endian length and the message;
+session frames are cut into messages of at most 65,519 bytes of plaintext.
+This module moves bytes; it never parses bundles or session frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from rise_dtn.core.errors import PeerError
+from rise_dtn.core.handshake import MAX_PLAINTEXT_BYTES, Cipher, Initiator, Responder
+from rise_dtn.core.identity import Identity
+
+HANDSHAKE_TIMEOUT_SECONDS = 30  # a slowloris gets no more than this before any bundle moves
+
+
+async def _read_message(reader: asyncio.StreamReader) -> bytes:
+    try:
+        length = int.from_bytes(await reader.readexactly(2), "big")
+        if length == 0:
+            raise PeerError("link protocol error: empty message")
+        return await reader.readexactly(length)
+    except asyncio.IncompleteReadError:
+        return b""
+
+
+def _frame(message: bytes) -> bytes:
+    return len(message).to_bytes(2, "big") + message
+
+
+class SecureChannel:
+    """Reader and writer in one: `read`, `write`, `drain`, `close`, as Link expects."""
+
+    def __init__(
+        self, cipher: Cipher, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self._cipher = cipher
+        self._reader = reader
+        self._writer = writer
+
+    async def read(self, _size: int = -1) -> bytes:
+        """The next message's plaintext; b'' once the link is closed."""
+        message = await _read_message(self._reader)
+        if not message:
+            return b""
+        return self._cipher.decrypt(message)
+
+    def write(self, data: bytes) -> None:
+        for start in range(0, len(data), MAX_PLAINTEXT_BYTES):
+            piece = data[start : start + MAX_PLAINTEXT_BYTES]
+            self._writer.write(_frame(self._cipher.encrypt(piece)))
+
+    async def drain(self) -> None:
+        await self._writer.drain()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+async def call(
+    identity: Identity,
+    remote_exchange_public: bytes,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+) -> SecureChannel:
+    """Open the channel as the caller; PeerError if the other side is not who we called."""
+    initiator = Initiator(identity, remote_exchange_public)
+    writer.write(_frame(initiator.first_message()))
+    await writer.drain()
+    reply = await asyncio.wait_for(_read_message(reader), HANDSHAKE_TIMEOUT_SECONDS)
+    if not reply:
+        raise PeerError("the node closed the link during the handshake (does it know us?)")
+    return SecureChannel(initiator.finish(reply), reader, writer)
+
+
+async def answer(
+    identity: Identity, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> tuple[bytes, Responder]:
+    """Read the caller's first message: its X25519 key, and the responder to accept with."""
+    responder = Responder(identity)
+    first = await asyncio.wait_for(_read_message(reader), HANDSHAKE_TIMEOUT_SECONDS)
+    if not first:
+        raise PeerError("the caller closed the link during the handshake")
+    return responder.read_first(first), responder
+
+
+def accept(
+    responder: Responder, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> SecureChannel:
+    reply, cipher = responder.accept()
+    writer.write(_frame(reply))
+    return SecureChannel(cipher, reader, writer)

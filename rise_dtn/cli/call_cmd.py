@@ -1,0 +1,53 @@
+"""rise call / rise-call: exchange bundles with a neighbour over TCP, now."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from rise_dtn.cli.common import home_option, human_bytes, now, open_home, quiet_option, say
+from rise_dtn.cli.toss_cmd import toss_reporter
+from rise_dtn.core.errors import ExitCode
+from rise_dtn.node import online
+from rise_dtn.node.toss import toss
+
+
+@click.command("call")
+@click.argument("node")
+@click.option("--address", help="HOST:PORT to dial (default: the tcp address on NODE's card).")
+@click.option("--toss", "toss_too", is_flag=True, help="Toss what arrived when the call ends.")
+@home_option
+@quiet_option
+def call_cmd(
+    node: str, address: str | None, toss_too: bool, home_path: Path | None, quiet: bool
+) -> None:
+    """Call NODE and exchange everything queued both ways, in priority order.
+
+    The link is encrypted and both nodes prove their keys (Noise IK) before
+    any bundle moves. Each bundle is confirmed only once the other side has
+    stored it durably; a call cut at any byte resumes where it stopped on
+    the next call.
+
+    \b
+    Example:
+      rise-call bob --address bob.example.org:5454
+    """
+    home = open_home(home_path)
+    peer = home.peers.find(node)
+    host, port = online.address_of(peer, address)
+    report = asyncio.run(online.call(home, peer, host, port))
+    if not quiet:
+        say(
+            f"{peer.name}: received {report.received} ({human_bytes(report.received_bytes)}), "
+            f"sent {report.sent} ({human_bytes(report.sent_bytes)}), "
+            f"confirmed {report.released}"
+        )
+    rejected = len(report.rejected)
+    if toss_too:
+        counted, on_event = toss_reporter(quiet)
+        toss(home, now=now(), on_event=on_event)
+        rejected += counted[0]
+    if rejected:
+        raise SystemExit(int(ExitCode.REJECTED))

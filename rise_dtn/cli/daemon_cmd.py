@@ -1,0 +1,55 @@
+"""rise daemon / rise-daemon: answer neighbours' calls over TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import click
+
+from rise_dtn.cli.common import home_option, now, open_home, say
+from rise_dtn.cli.toss_cmd import toss_reporter
+from rise_dtn.node import online
+from rise_dtn.node.toss import toss
+
+
+@click.command("daemon")
+@click.option(
+    "--listen",
+    default="127.0.0.1:5454",
+    show_default=True,
+    help="HOST:PORT to listen on (port 0 picks a free one and prints it).",
+)
+@click.option("--no-toss", is_flag=True, help="Leave received bundles in the spool for rise-toss.")
+@home_option
+def daemon_cmd(listen: str, no_toss: bool, home_path: Path | None) -> None:
+    """Answer calls from neighbours: exchange bundles both ways, toss what arrives.
+
+    Only nodes in the peer book get past the handshake (default deny). Each
+    session is logged on stderr; SIGTERM or Ctrl-C stops the daemon.
+    """
+    home = open_home(home_path)
+    host, port = online.parse_address(listen, listening=True)
+    _rejected, on_event = toss_reporter(False)
+
+    def log(line: str) -> None:
+        say(line)
+        if not no_toss:
+            toss(home, now=now(), on_event=on_event)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await online.serve(
+            home,
+            host,
+            port,
+            log=log,
+            stop=stop,
+            ready=lambda bound: say(f"listening on {host}:{bound}"),
+        )
+
+    asyncio.run(main())

@@ -1,0 +1,70 @@
+"""The Noise IK handshake: who may talk, and what a tampered message does."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_codec_support import ALICE, BOB, MALLORY
+
+from rise_dtn.core.errors import PeerError
+from rise_dtn.core.handshake import MAX_PLAINTEXT_BYTES, Initiator, Responder
+
+
+def test_both_sides_learn_the_truth_and_talk() -> None:
+    initiator = Initiator(ALICE, BOB.public.exchange_public)
+    responder = Responder(BOB)
+    assert responder.read_first(initiator.first_message()) == ALICE.public.exchange_public
+    reply, bob_cipher = responder.accept()
+    alice_cipher = initiator.finish(reply)
+    sealed = alice_cipher.encrypt(b"x" * MAX_PLAINTEXT_BYTES)
+    assert bob_cipher.decrypt(sealed) == b"x" * MAX_PLAINTEXT_BYTES
+    assert alice_cipher.decrypt(bob_cipher.encrypt(b"back")) == b"back"
+
+
+def test_calling_the_wrong_key_fails() -> None:
+    initiator = Initiator(ALICE, BOB.public.exchange_public)
+    with pytest.raises(PeerError):
+        Responder(MALLORY).read_first(initiator.first_message())
+
+
+def test_a_reply_from_an_impostor_fails() -> None:
+    initiator = Initiator(ALICE, BOB.public.exchange_public)
+    first = initiator.first_message()
+    impostor = Responder(MALLORY)
+    with pytest.raises(PeerError):
+        impostor.read_first(first)
+    # An impostor's own reply to a fresh handshake cannot satisfy alice either.
+    other = Initiator(MALLORY, MALLORY.public.exchange_public)
+    mallory = Responder(MALLORY)
+    mallory.read_first(other.first_message())
+    reply, _cipher = mallory.accept()
+    with pytest.raises(PeerError):
+        initiator.finish(reply)
+
+
+@pytest.mark.parametrize("position", [0, 31, 32, 60, 95])
+def test_tampered_first_message_fails(position: int) -> None:
+    first = bytearray(Initiator(ALICE, BOB.public.exchange_public).first_message())
+    first[position] ^= 0x01
+    with pytest.raises(PeerError):
+        Responder(BOB).read_first(bytes(first))
+
+
+def test_tampered_or_replayed_transport_message_fails() -> None:
+    initiator = Initiator(ALICE, BOB.public.exchange_public)
+    responder = Responder(BOB)
+    responder.read_first(initiator.first_message())
+    reply, bob = responder.accept()
+    alice = initiator.finish(reply)
+    sealed = bytearray(alice.encrypt(b"hello"))
+    sealed[-1] ^= 0x01
+    with pytest.raises(PeerError):
+        bob.decrypt(bytes(sealed))
+
+
+@settings(max_examples=100, derandomize=True, database=None)
+@given(st.binary(max_size=200))
+def test_garbage_first_messages_raise_only_peer_error(data: bytes) -> None:
+    with pytest.raises(PeerError):
+        Responder(BOB).read_first(data)

@@ -1,0 +1,80 @@
+"""rise-daemon and rise-call as real processes on 127.0.0.1 (groundwork of [online])."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN, Node, command_env
+
+
+@pytest.fixture
+def daemon(pair: tuple[Node, Node]) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """bob's daemon on a free port; yields the process and the port."""
+    _alice, bob = pair
+    process = subprocess.Popen(
+        [str(BIN / "rise-daemon"), "--listen", "127.0.0.1:0"],
+        env=command_env(bob.home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    line = process.stderr.readline().decode()  # bounded: the daemon prints this first
+    assert line.startswith("listening on 127.0.0.1:"), line
+    port = int(line.strip().rsplit(":", 1)[1])
+    yield process, port
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=20)
+
+
+def test_call_delivers_both_ways_and_daemon_tosses(
+    pair: tuple[Node, Node], daemon: tuple[subprocess.Popen[bytes], int], tmp_path: Path
+) -> None:
+    alice, bob = pair
+    _process, port = daemon
+    payload = os.urandom(5 * (1 << 20) + 3)
+    (tmp_path / "data.bin").write_bytes(payload)
+    alice.run("rise-send", "-q", str(tmp_path / "data.bin"), "bob")
+    bob.run("rise-send", "-q", "-", "alice", input=b"hello alice")
+    alice.run("rise-call", "-q", "--toss", "bob", "--address", f"127.0.0.1:{port}")
+    assert alice.run("rise", "inbox", "--json").stdout.count(b'"sender": "bob"') == 1
+    target = bob.incoming / "alice" / "data.bin"
+    for _attempt in range(200):  # the daemon tosses right after the session; poll, bounded
+        if target.exists():
+            break
+        time.sleep(0.05)
+    assert target.read_bytes() == payload
+    assert not list((alice.spool / "tx").rglob("*.rsb"))
+
+
+def test_unknown_key_and_garbage_are_refused_good_peer_still_served(
+    pair: tuple[Node, Node], node_factory: object, daemon: tuple[subprocess.Popen[bytes], int]
+) -> None:
+    alice, bob = pair
+    process, port = daemon
+    eve = node_factory("eve")  # type: ignore[operator]
+    eve.run("rise", "peer", "add", "-", input=bob.card())
+    result = eve.run("rise-call", "bob", "--address", f"127.0.0.1:{port}", check=False)
+    assert result.returncode == 4
+    assert result.stderr.decode().count("\n") == 1
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"\x00\x60" + os.urandom(96))  # a garbage handshake
+        sock.settimeout(10)
+        assert sock.recv(100) == b""  # cut off
+    alice.run("rise-send", "-q", "-", "bob", input=b"still here")
+    alice.run("rise-call", "-q", "bob", "--address", f"127.0.0.1:{port}")
+    assert process.poll() is None  # the daemon survived both
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+    assert process.stderr is not None
+    log = process.stderr.read().decode()
+    assert "not in the peer book" in log
+    assert "Traceback" not in log
