@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from rise_dtn.node import link as link_module
 from rise_dtn.node import send, toss
 from rise_dtn.node.home import Home
 from rise_dtn.node.link import Link, LinkReport
@@ -110,20 +111,24 @@ def test_session_moves_everything_both_ways(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("cut_after", [10, 5000, 1_500_000, 3_000_000])
-def test_cut_link_resumes_and_delivers_once(tmp_path: Path, cut_after: int) -> None:
+def test_cut_link_resumes_and_delivers_once(
+    tmp_path: Path, cut_after: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(link_module, "CHECKPOINT_BYTES", 256 * 1024)  # resume points in 3 MiB
     alice, bob = make_pair(tmp_path)
     payload = os.urandom(3 * (1 << 20) + 5)
     queue(alice, "bob", payload, "big.bin")
     queue(alice, "bob", b"second", "second.txt")
     asyncio.run(session(alice, bob, cut_after=cut_after))
-    partial = [path.stat().st_size for path in (bob.spool.tmp / "partial").rglob("*.part")]
-    if 100_000 < cut_after < len(payload):
-        assert partial and 0 < max(partial) < len(payload)  # a real mid-bundle cut
+    partial_dir = bob.spool.tmp / "partial"
+    partial = [path.stat().st_size for path in partial_dir.rglob("*.part")]
+    durable = [int(path.read_text()) for path in partial_dir.rglob("*.part.ok")]
+    if 300_000 < cut_after < len(payload):
+        assert durable and 0 < max(durable) <= max(partial) < len(payload)  # a mid-bundle cut
     left, right = asyncio.run(session(alice, bob))  # the next call resumes from there
     assert left is not None and right is not None
-    if partial:
-        bundles = sum(path.stat().st_size for path in bob.spool.rx.rglob("*.rsb"))
-        assert left.sent_bytes == bundles - sum(partial)  # nothing sent twice
+    bundles = sum(path.stat().st_size for path in bob.spool.rx.rglob("*.rsb"))
+    assert left.sent_bytes == bundles - sum(durable)  # only what was not durable is sent again
     got = delivered(bob)
     assert got == {
         "big.bin": hashlib.sha256(payload).digest(),
