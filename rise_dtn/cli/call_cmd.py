@@ -17,11 +17,21 @@ from rise_dtn.node.toss import toss
 @click.command("call")
 @click.argument("node")
 @click.option("--address", help="HOST:PORT to dial (default: the tcp address on NODE's card).")
+@click.option(
+    "--command",
+    help="Talk over the pipes of this shell command instead of TCP, "
+    "e.g. 'ssh relay rise-daemon --stdio'.",
+)
 @click.option("--toss", "toss_too", is_flag=True, help="Toss what arrived when the call ends.")
 @home_option
 @quiet_option
 def call_cmd(
-    node: str, address: str | None, toss_too: bool, home_path: Path | None, quiet: bool
+    node: str,
+    address: str | None,
+    command: str | None,
+    toss_too: bool,
+    home_path: Path | None,
+    quiet: bool,
 ) -> None:
     """Call NODE and exchange everything queued both ways, in priority order.
 
@@ -31,13 +41,17 @@ def call_cmd(
     the next call.
 
     \b
-    Example:
+    Examples:
       rise-call bob --address bob.example.org:5454
+      rise-call relay --command 'ssh relay.example.org rise-daemon --stdio'
     """
     home = open_home(home_path)
     peer = home.peers.find(node)
-    host, port = online.address_of(peer, address)
-    report = asyncio.run(online.call(home, peer, host, port))
+    if command is not None:
+        report = asyncio.run(online.call_command(home, peer, command))
+    else:
+        host, port = online.address_of(peer, address)
+        report = asyncio.run(online.call(home, peer, host, port))
     if not quiet:
         say(
             f"{peer.name}: received {report.received} ({human_bytes(report.received_bytes)}), "

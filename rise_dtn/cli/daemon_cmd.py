@@ -21,9 +21,14 @@ from rise_dtn.node.toss import toss
     show_default=True,
     help="HOST:PORT to listen on (port 0 picks a free one and prints it).",
 )
+@click.option(
+    "--stdio",
+    is_flag=True,
+    help="Serve one session over stdin/stdout (for rise-call --command, e.g. over SSH).",
+)
 @click.option("--no-toss", is_flag=True, help="Leave received bundles in the spool for rise-toss.")
 @home_option
-def daemon_cmd(listen: str, no_toss: bool, home_path: Path | None) -> None:
+def daemon_cmd(listen: str, stdio: bool, no_toss: bool, home_path: Path | None) -> None:
     """Answer calls from neighbours: exchange bundles both ways, toss what arrives.
 
     Only nodes in the peer book get past the handshake (default deny). Each
@@ -37,6 +42,10 @@ def daemon_cmd(listen: str, no_toss: bool, home_path: Path | None) -> None:
         say(line)
         if not no_toss:
             toss(home, now=now(), on_event=on_event)
+
+    if stdio:
+        asyncio.run(online.answer_stdio(home, log=log))
+        return
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from collections.abc import Callable
 
@@ -52,21 +53,58 @@ def address_of(peer: Peer, override: str | None) -> tuple[str, int]:
 
 
 async def call(home: Home, peer: Peer, host: str, port: int) -> LinkReport:
-    """Dial `peer`, authenticate both ways, exchange everything queued both ways."""
+    """Dial `peer` over TCP, authenticate both ways, exchange everything both ways."""
     try:
         reader, writer = await asyncio.open_connection(host, port)
     except OSError as exc:
         raise PeerError(f"cannot reach {peer.name} at {host}:{port}: {exc.strerror}") from None
+    try:
+        return await call_over(home, peer, reader, writer)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
+
+
+async def call_over(
+    home: Home, peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> LinkReport:
+    """A session as the caller over any byte streams (TCP, a pipe to `ssh ... --stdio`)."""
     try:
         channel = await secure.call(home.identity, peer.card.public.exchange_public, reader, writer)
         link = Link(home, peer, now=int(time.time()))
         return await link.run(channel, channel)
     except (TimeoutError, ConnectionError) as exc:
         raise PeerError(f"link to {peer.name} failed: {exc or type(exc).__name__}") from None
+
+
+async def call_command(home: Home, peer: Peer, command: str) -> LinkReport:
+    """Run the operator's `command` (e.g. 'ssh relay rise-daemon --stdio'); talk over its pipes."""
+    process = await asyncio.create_subprocess_shell(
+        command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdin is not None and process.stdout is not None
+    try:
+        return await call_over(home, peer, process.stdout, process.stdin)
+    finally:
+        process.stdin.close()
+        with contextlib.suppress(ProcessLookupError):
+            await asyncio.wait_for(process.wait(), 30)
+
+
+async def answer_stdio(home: Home, *, log: Log) -> None:
+    """One session as the answering side over stdin/stdout (`rise-daemon --stdio`)."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    transport, protocol = await loop.connect_write_pipe(
+        asyncio.streams.FlowControlMixin, sys.stdout.buffer
+    )
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    try:
+        await _answer(home, reader, writer, log=log)
     finally:
         writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.wait_closed()
 
 
 async def serve(

@@ -78,3 +78,16 @@ def test_unknown_key_and_garbage_are_refused_good_peer_still_served(
     log = process.stderr.read().decode()
     assert "not in the peer book" in log
     assert "Traceback" not in log
+
+
+def test_call_over_a_pipe_to_a_stdio_daemon(pair: tuple[Node, Node]) -> None:
+    """The SSH-style transport, with a local subprocess pipe standing in for ssh."""
+    alice, bob = pair
+    alice.run("rise-send", "-q", "-", "bob", input=b"through the pipe")
+    bob.run("rise-send", "-q", "-", "alice", input=b"and back")
+    command = f"RISE_HOME={bob.home} {BIN / 'rise-daemon'} --stdio"
+    alice.run("rise-call", "-q", "--toss", "bob", "--command", command)
+    assert b'"sender": "alice"' in bob.run("rise", "inbox", "--json").stdout
+    assert b'"sender": "bob"' in alice.run("rise", "inbox", "--json").stdout
+    assert not list((alice.spool / "tx").rglob("*.rsb"))
+    assert not list((bob.spool / "tx").rglob("*.rsb"))
