@@ -32,6 +32,7 @@ COMMANDS = {
     "demo": "rise_dtn.cli.demo_cmd:demo_cmd",
     "call": "rise_dtn.cli.call_cmd:call_cmd",
     "daemon": "rise_dtn.cli.daemon_cmd:daemon_cmd",
+    "bundle": "rise_dtn.cli.bundle_cmd:bundle_cmd",
 }
 
 
@@ -143,3 +144,7 @@ def rise_call() -> None:
 
 def rise_daemon() -> None:
     _run(load_command("daemon"), "rise-daemon")
+
+
+def rise_bundle() -> None:
+    _run(load_command("bundle"), "rise-bundle")

@@ -1,0 +1,83 @@
+"""rise bundle / rise-bundle: write or read a stream of bundles (tapes, CDs, pipes)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import BinaryIO, cast
+
+import click
+
+from rise_dtn.cli.common import home_option, human_bytes, now, open_home, quiet_option, say, warn
+from rise_dtn.cli.toss_cmd import toss_reporter
+from rise_dtn.core.errors import ExitCode, UsageError
+from rise_dtn.node import bundle_stream
+from rise_dtn.node.toss import toss
+
+
+def _open(path: str, mode: str) -> BinaryIO:
+    if path == "-":
+        return sys.stdout.buffer if "w" in mode else sys.stdin.buffer
+    try:
+        return cast(BinaryIO, open(path, mode))
+    except OSError as exc:
+        raise UsageError(f"cannot open {path}: {exc.strerror}") from None
+
+
+@click.command("bundle")
+@click.option("--out", "out_path", metavar="FILE|-", help="Write waiting bundles to FILE.")
+@click.option("--in", "in_path", metavar="FILE|-", help="Read bundles for this node from FILE.")
+@click.option("--to", "to_names", multiple=True, help="With --out: only for this peer (repeat).")
+@click.option("--move", is_flag=True, help="With --out: remove written bundles from the spool.")
+@click.option("--toss", "toss_too", is_flag=True, help="With --in: toss what was read.")
+@home_option
+@quiet_option
+def bundle_cmd(
+    out_path: str | None,
+    in_path: str | None,
+    to_names: tuple[str, ...],
+    move: bool,
+    toss_too: bool,
+    home_path: Path | None,
+    quiet: bool,
+) -> None:
+    """Write the waiting bundles as one stream (--out), or take them from one (--in).
+
+    For carriers that only go one way: a tape, a CD, a shell pipeline. No
+    acks travel back, so --out keeps the bundles in the spool unless --move.
+
+    \b
+    Examples:
+      rise-bundle --out /media/cdrom/outgoing.rss
+      rise-bundle --out - --to bob | ssh gateway rise-bundle --in - --toss
+    """
+    if (out_path is None) == (in_path is None):
+        raise UsageError("give exactly one of --out FILE or --in FILE")
+    home = open_home(home_path)
+    if out_path is not None:
+        neighbours = [home.peers.find(name).node_id for name in to_names] or None
+        handle = _open(out_path, "wb")
+        with handle:
+            report = bundle_stream.write_stream(
+                home, handle, neighbours=neighbours, move=move, now=now()
+            )
+        if not quiet:
+            say(f"wrote {report.bundles} bundle(s), {human_bytes(report.bytes)}")
+        return
+    assert in_path is not None
+    handle = _open(in_path, "rb")
+    with handle:
+        report = bundle_stream.read_stream(home, handle, now=now())
+    for line in report.rejected:
+        warn("rise-bundle", f"rejected: {line}")
+    if not quiet:
+        for line in report.skipped:
+            say(f"note: skipped {line}")
+        say(f"read {report.bundles} bundle(s), {human_bytes(report.bytes)}")
+    rejected = len(report.rejected)
+    if toss_too:
+        counted, on_event = toss_reporter(quiet)
+        toss(home, now=now(), on_event=on_event)
+        rejected += counted[0]
+    if rejected:
+        raise SystemExit(int(ExitCode.REJECTED))

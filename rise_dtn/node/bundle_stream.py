@@ -1,0 +1,169 @@
+"""A self-contained stream of bundles, for tapes, CDs and shell pipelines (rise-bundle).
+
+    stream  = "RSS" 0x01, then records, then an end record
+    record  = CBOR [from-node-id, to-node-id, size]  followed by size bundle bytes
+    end     = CBOR []
+
+The stream is one-way: no acks travel back, so `--out` keeps what it wrote
+in the spool unless `--move`. The `from` field is not trusted: it only says
+which peer's rx/ folder a bundle lands in (unknown nodes are skipped,
+default deny); toss verifies the sender's signature inside every bundle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from collections.abc import Iterable
+from typing import BinaryIO
+
+from rise_dtn.core import bundle
+from rise_dtn.core.encoding import canonical, split_item
+from rise_dtn.core.errors import BundleError, UsageError
+from rise_dtn.core.identity import NODE_ID_BYTES, NodeId
+from rise_dtn.node.home import Home
+from rise_dtn.store.atomic import atomic_file, storage_error
+from rise_dtn.store.spool import read_clear
+
+MAGIC = b"RSS\x01"
+MAX_RECORD_HEADER_BYTES = 64
+COPY_BYTES = 1 << 20
+
+
+@dataclasses.dataclass(slots=True)
+class StreamReport:
+    bundles: int = 0
+    bytes: int = 0
+    skipped: list[str] = dataclasses.field(default_factory=list)
+    rejected: list[str] = dataclasses.field(default_factory=list)
+
+
+def write_stream(
+    home: Home, out: BinaryIO, *, neighbours: Iterable[NodeId] | None, move: bool, now: int
+) -> StreamReport:
+    """Write every waiting (unexpired) bundle for `neighbours` (default: all peers)."""
+    report = StreamReport()
+    me = home.identity.node_id
+    peers = {peer.node_id: peer for peer in home.peers.all()}
+    wanted = list(neighbours) if neighbours is not None else list(peers)
+    out.write(MAGIC)
+    written = []
+    for neighbour in wanted:
+        for path in home.spool.files(home.spool.tx_dir(neighbour)):
+            try:
+                clear, size = read_clear(path)
+            except (BundleError, OSError):
+                continue  # rise-check reports damaged files
+            if clear.expired(now):
+                continue
+            out.write(canonical([me.raw, neighbour.raw, size]))
+            with open(path, "rb") as source:
+                while block := source.read(COPY_BYTES):
+                    out.write(block)
+            written.append((neighbour, clear.bundle_id, size, path))
+            report.bundles += 1
+            report.bytes += size
+    out.write(canonical([]))
+    out.flush()
+    with contextlib.suppress(OSError, ValueError):
+        os.fsync(out.fileno())  # a pipe cannot be fsynced; a file can
+    if move:
+        for neighbour, bundle_id, size, path in written:
+            home.spool.remove(path)
+            home.index.release(str(bundle_id), str(neighbour), size=size, how="moved", now=now)
+    return report
+
+
+def _read_exact(source: BinaryIO, size: int) -> bytes:
+    data = source.read(size)
+    if len(data) != size:
+        raise BundleError("bundle stream is truncated")
+    return data
+
+
+def _record_header(source: BinaryIO) -> list[object]:
+    """Read one CBOR record header byte by byte (it is tiny) without over-reading."""
+    buffer = b""
+    while len(buffer) < MAX_RECORD_HEADER_BYTES:
+        byte = source.read(1)
+        if not byte:
+            raise BundleError("bundle stream is truncated (no end record)")
+        buffer += byte
+        try:
+            value, used = split_item(
+                buffer, max_bytes=MAX_RECORD_HEADER_BYTES, error=BundleError, what="stream record"
+            )
+        except BundleError:
+            continue  # not a complete item yet
+        if used == len(buffer) and isinstance(value, list):
+            return value
+    raise BundleError("bundle stream has a malformed record header")
+
+
+def read_stream(home: Home, source: BinaryIO, *, now: int) -> StreamReport:
+    """Take the bundles addressed to this node into rx/; skip the rest."""
+    if source.read(len(MAGIC)) != MAGIC:
+        raise UsageError("not a rise-dtn bundle stream (bad magic)")
+    report = StreamReport()
+    me = home.identity.node_id
+    peers = {peer.node_id: peer for peer in home.peers.all()}
+    while True:
+        header = _record_header(source)
+        if not header:
+            return report
+        if (
+            len(header) != 3
+            or not all(
+                isinstance(part, bytes) and len(part) == NODE_ID_BYTES for part in header[:2]
+            )
+            or not isinstance(header[2], int)
+            or not 0 < header[2] <= bundle.MAX_BODY_BYTES
+        ):
+            raise BundleError("bundle stream has a malformed record header")
+        sender, recipient, size = NodeId(header[0]), NodeId(header[1]), header[2]  # type: ignore[arg-type]
+        if recipient != me or sender not in peers:
+            why = "for another node" if recipient != me else f"from unknown node {sender}"
+            report.skipped.append(f"a {size}-byte bundle {why}")
+            _skip(source, size)
+            continue
+        _take(home, source, sender, size, report)
+
+
+def _skip(source: BinaryIO, size: int) -> None:
+    remaining = size
+    while remaining:
+        block = source.read(min(remaining, COPY_BYTES))
+        if not block:
+            raise BundleError("bundle stream is truncated")
+        remaining -= len(block)
+
+
+def _take(home: Home, source: BinaryIO, sender: NodeId, size: int, report: StreamReport) -> None:
+    spool = home.spool
+    head = _read_exact(source, min(size, bundle.MAX_CLEAR_BYTES))
+    try:
+        clear = bundle.parse_clear(head)
+        if clear.total_bytes != size or clear.header.recipient != home.identity.node_id:
+            raise BundleError("record size or recipient does not match the bundle")
+    except BundleError as exc:
+        report.rejected.append(exc.message)
+        _skip(source, size - len(head))
+        return
+    rx_dir = spool.rx_dir(sender)
+    try:
+        rx_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, "creating the spool directory") from None
+    target = spool.bundle_path(rx_dir, clear.bundle_id)
+    with atomic_file(target, tmp_dir=spool.tmp, what="receiving a bundle") as out:
+        out.write(head)
+        remaining = size - len(head)
+        while remaining:
+            block = source.read(min(remaining, COPY_BYTES))
+            if not block:
+                raise BundleError("bundle stream is truncated")
+            out.write(block)
+            remaining -= len(block)
+    report.bundles += 1
+    report.bytes += size
