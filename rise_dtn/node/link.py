@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from rise_dtn.core.errors import BundleError
+from rise_dtn.core.errors import BundleError, PeerError
 from rise_dtn.core.identity import BundleId
 from rise_dtn.core.session import (
     MAX_DATA_BYTES,
@@ -51,7 +51,11 @@ class ByteWriter(Protocol):
     async def drain(self) -> None: ...
 
 
-READ_BYTES = 1 << 18  # one DATA frame's worth per read
+READ_BYTES = 1 << 18
+# A neighbour that sends nothing for 5 minutes is cut off: long enough for a
+# slow radio link's largest frame, short enough that a stalled peer frees
+# its slot in the daemon.
+IDLE_SECONDS = 300.0  # one DATA frame's worth per read
 PARTIAL_SUFFIX = ".part"
 CHECKPOINT_SUFFIX = ".part.ok"
 # fsync a partial copy every 16 MiB: a cut loses at most that much progress,
@@ -72,7 +76,10 @@ class LinkReport:
 class Link:
     """The spool side of one session with `peer`."""
 
-    def __init__(self, home: Home, peer: Peer, *, now: int) -> None:
+    def __init__(
+        self, home: Home, peer: Peer, *, now: int, idle_seconds: float = IDLE_SECONDS
+    ) -> None:
+        self.idle_seconds = idle_seconds
         self.home = home
         self.peer = peer
         self.now = now
@@ -94,7 +101,12 @@ class Link:
         pump = asyncio.create_task(self._pump(writer))
         try:
             while not self.session.finished:
-                data = await reader.read(READ_BYTES)
+                try:
+                    data = await asyncio.wait_for(reader.read(READ_BYTES), self.idle_seconds)
+                except TimeoutError:
+                    raise PeerError(
+                        f"{self.peer.name} sent nothing for {self.idle_seconds:g} s"
+                    ) from None
                 if not data:
                     break  # the link was cut; partial copies wait for the next session
                 self.session.receive_data(data)

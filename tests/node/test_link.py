@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from rise_dtn.core.errors import PeerError
 from rise_dtn.node import link as link_module
 from rise_dtn.node import send, toss
 from rise_dtn.node.home import Home
@@ -136,3 +137,18 @@ def test_cut_link_resumes_and_delivers_once(
     }
     assert not list(alice.spool.tx.rglob("*.rsb"))
     assert not list((bob.spool.tmp / "partial").rglob("*.part"))
+
+
+def test_silent_neighbour_is_cut_off(tmp_path: Path) -> None:
+    alice, _bob = make_pair(tmp_path)
+
+    async def scenario() -> None:
+        mine, theirs = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=mine)
+        link = Link(alice, alice.peers.find("bob"), now=int(time.time()), idle_seconds=0.3)
+        with pytest.raises(PeerError, match="sent nothing"):
+            await asyncio.wait_for(link.run(reader, writer), timeout=10)
+        writer.close()
+        theirs.close()
+
+    asyncio.run(scenario())
