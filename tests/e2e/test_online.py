@@ -7,32 +7,9 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import BIN, Node, command_env
-
-
-@pytest.fixture
-def daemon(pair: tuple[Node, Node]) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """bob's daemon on a free port; yields the process and the port."""
-    _alice, bob = pair
-    process = subprocess.Popen(
-        [str(BIN / "rise-daemon"), "--listen", "127.0.0.1:0"],
-        env=command_env(bob.home),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    line = process.stderr.readline().decode()  # bounded: the daemon prints this first
-    assert line.startswith("listening on 127.0.0.1:"), line
-    port = int(line.strip().rsplit(":", 1)[1])
-    yield process, port
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=20)
+from tests.conftest import BIN, Node
 
 
 def test_call_delivers_both_ways_and_daemon_tosses(
