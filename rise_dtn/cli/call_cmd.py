@@ -11,6 +11,7 @@ from rise_dtn.cli.common import home_option, human_bytes, now, open_home, quiet_
 from rise_dtn.cli.toss_cmd import toss_reporter
 from rise_dtn.core.errors import ExitCode
 from rise_dtn.node import online
+from rise_dtn.node.caller import call_lock
 from rise_dtn.node.toss import toss
 
 
@@ -47,11 +48,12 @@ def call_cmd(
     """
     home = open_home(home_path)
     peer = home.peers.find(node)
-    if command is not None:
-        report = asyncio.run(online.call_command(home, peer, command))
-    else:
-        host, port = online.address_of(peer, address)
-        report = asyncio.run(online.call(home, peer, host, port))
+    with call_lock(home, peer):  # never two calls to one neighbour (cron, rise-caller)
+        if command is not None:
+            report = asyncio.run(online.call_command(home, peer, command))
+        else:
+            host, port = online.address_of(peer, address)
+            report = asyncio.run(online.call(home, peer, host, port))
     if not quiet:
         say(
             f"{peer.name}: received {report.received} ({human_bytes(report.received_bytes)}), "

@@ -33,6 +33,7 @@ COMMANDS = {
     "call": "rise_dtn.cli.call_cmd:call_cmd",
     "daemon": "rise_dtn.cli.daemon_cmd:daemon_cmd",
     "bundle": "rise_dtn.cli.bundle_cmd:bundle_cmd",
+    "caller": "rise_dtn.cli.caller_cmd:caller_cmd",
 }
 
 
@@ -148,3 +149,7 @@ def rise_daemon() -> None:
 
 def rise_bundle() -> None:
     _run(load_command("bundle"), "rise-bundle")
+
+
+def rise_caller() -> None:
+    _run(load_command("caller"), "rise-caller")

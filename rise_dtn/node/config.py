@@ -46,6 +46,13 @@ nice = {nice}
 # The index database; any SQLAlchemy URL (default: SQLite in the spool).
 # index_url = "postgresql+psycopg://rise@localhost/rise"
 
+# Scheduled calls for rise-caller (one [[calls]] table per call), e.g.
+# [[calls]]
+# node = "bob"
+# cron = "*/10 * * * *"       # when, in cron syntax (local time)
+# address = "bob.example.org:5454"   # or: command = "ssh bob rise-daemon --stdio"
+# window = "22:00-06:00"      # optional: only call within this daily window
+
 # Per-peer settings, by the peer's local name:
 # [peers.bob]
 # on_delivery = "/usr/local/bin/handle-bob"
@@ -87,6 +94,7 @@ class Config:
     on_delivery: str | None = None
     index_url: str | None = None
     peers: dict[str, PeerSettings] = dataclasses.field(default_factory=dict)
+    calls: tuple[Any, ...] = ()  # raw [[calls]] tables; see node/schedule.py
 
     def peer(self, name: str) -> PeerSettings:
         return self.peers.get(name, PeerSettings())
@@ -132,6 +140,7 @@ KNOWN_KEYS = {
     "toss": {"incoming", "on_delivery"},
     "spool": {"index_url"},
     "peers": None,  # any peer name; checked below
+    "calls": None,  # an array of tables, checked by node/schedule.py
 }
 PEER_KEYS = {"on_delivery"}
 
@@ -178,4 +187,12 @@ def _from_dict(data: dict[str, Any], *, base: Path) -> Config:
         on_delivery=_optional_str(toss, "on_delivery"),
         index_url=_optional_str(spool, "index_url"),
         peers=peers,
+        calls=tuple(_calls(data)),
     )
+
+
+def _calls(data: dict[str, Any]) -> list[Any]:
+    calls = data.get("calls", [])
+    if not isinstance(calls, list):
+        raise TypeError("calls must be an array of tables: [[calls]]")
+    return calls

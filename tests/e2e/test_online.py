@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -68,3 +69,26 @@ def test_call_over_a_pipe_to_a_stdio_daemon(pair: tuple[Node, Node]) -> None:
     assert b'"sender": "bob"' in alice.run("rise", "inbox", "--json").stdout
     assert not list((alice.spool / "tx").rglob("*.rsb"))
     assert not list((bob.spool / "tx").rglob("*.rsb"))
+
+
+def test_caller_makes_the_configured_calls_and_calls_never_overlap(
+    pair: tuple[Node, Node], daemon: tuple[subprocess.Popen[bytes], int]
+) -> None:
+    alice, bob = pair
+    _process, port = daemon
+    config = alice.home / "config.toml"
+    config.write_text(
+        config.read_text()
+        + f'\n[[calls]]\nnode = "bob"\ncron = "*/5 * * * *"\naddress = "127.0.0.1:{port}"\n'
+    )
+    alice.run("rise-send", "-q", "-", "bob", input=b"scheduled")
+    alice.run("rise-caller", "--now")
+    assert not list((alice.spool / "tx").rglob("*.rsb"))
+    # While a call to bob holds the lock (cron, rise-caller), another waits its turn.
+    bob_id = bob.node_id
+    lock_path = alice.spool / "locks" / f"call-{bob_id}.lock"
+    with open(lock_path, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = alice.run("rise-call", "bob", "--address", f"127.0.0.1:{port}", check=False)
+    assert result.returncode == 6
+    assert b"a call to bob" in result.stderr

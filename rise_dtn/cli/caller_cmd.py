@@ -1,0 +1,60 @@
+"""rise caller / rise-caller: run the calls listed in config.toml on their schedules."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import click
+
+from rise_dtn.cli.common import home_option, now, open_home, say
+from rise_dtn.cli.toss_cmd import toss_reporter
+from rise_dtn.core.errors import ExitCode
+from rise_dtn.node import caller
+from rise_dtn.node.schedule import parse_calls
+from rise_dtn.node.toss import toss
+
+
+@click.command("caller")
+@click.option(
+    "--now", "right_now", is_flag=True, help="Make every listed call once, now, and exit."
+)
+@click.option("--no-toss", is_flag=True, help="Leave received bundles in the spool for rise-toss.")
+@home_option
+def caller_cmd(right_now: bool, no_toss: bool, home_path: Path | None) -> None:
+    """Call neighbours on the schedules in config.toml ([[calls]]), retrying with backoff.
+
+    Each [[calls]] table names a node, a cron schedule (local time) and
+    optionally an address or a command and a daily window. A failed call is
+    retried after 30 s, 1 min, 2 min, ... up to an hour, never past its next
+    scheduled time. Plain cron lines calling `rise-call` work too; both take
+    the same per-neighbour lock, so two calls to one neighbour never overlap.
+    """
+    home = open_home(home_path)
+    plans = parse_calls(list(home.config.calls))
+    if not plans:
+        say("no [[calls]] in config.toml: nothing to do (see rise-config(5))")
+        return
+    _rejected, on_event = toss_reporter(False)
+
+    def log(line: str) -> None:
+        say(line)
+        if not no_toss:
+            toss(home, now=now(), on_event=on_event)
+
+    if right_now:
+        failed = asyncio.run(caller.run_all_now(home, plans, log=log))
+        if failed:
+            raise SystemExit(int(ExitCode.PEER))
+        return
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        say(f"{len(plans)} call(s) scheduled (Ctrl-C to stop)")
+        await caller.run_schedule(home, plans, stop=stop, log=log)
+
+    asyncio.run(main())
