@@ -9,10 +9,14 @@ import click
 
 from rise_dtn.cli.common import home_option, human_bytes, now, open_home, quiet_option, say
 from rise_dtn.cli.toss_cmd import toss_reporter
-from rise_dtn.core.errors import ExitCode
-from rise_dtn.node import online
+from rise_dtn.core.errors import ExitCode, UsageError
+from rise_dtn.node import discovery, online
 from rise_dtn.node.caller import call_lock
+from rise_dtn.node.home import Home
+from rise_dtn.node.peers import Peer
 from rise_dtn.node.toss import toss
+
+DISCOVERY_SECONDS = 12.0  # beacons come every 5 s: two chances to hear one
 
 
 @click.command("call")
@@ -23,6 +27,13 @@ from rise_dtn.node.toss import toss
     help="Talk over the pipes of this shell command instead of TCP, "
     "e.g. 'ssh relay rise-daemon --stdio'.",
 )
+@click.option(
+    "--discover-on",
+    default=discovery.DEFAULT_TARGET,
+    show_default=True,
+    metavar="HOST:PORT",
+    help="With no address known: listen here for NODE's LAN beacon (rise-daemon --announce).",
+)
 @click.option("--toss", "toss_too", is_flag=True, help="Toss what arrived when the call ends.")
 @home_option
 @quiet_option
@@ -30,6 +41,7 @@ def call_cmd(
     node: str,
     address: str | None,
     command: str | None,
+    discover_on: str,
     toss_too: bool,
     home_path: Path | None,
     quiet: bool,
@@ -52,7 +64,7 @@ def call_cmd(
         if command is not None:
             report = asyncio.run(online.call_command(home, peer, command))
         else:
-            host, port = online.address_of(peer, address)
+            host, port = _where(home, peer, address, discover_on)
             report = asyncio.run(online.call(home, peer, host, port))
     if not quiet:
         say(
@@ -67,3 +79,19 @@ def call_cmd(
         rejected += counted[0]
     if rejected:
         raise SystemExit(int(ExitCode.REJECTED))
+
+
+def _where(home: Home, peer: Peer, address: str | None, discover_on: str) -> tuple[str, int]:
+    """The given address, the card's, or the one the peer announces on the LAN."""
+    try:
+        return online.address_of(peer, address)
+    except UsageError:
+        found = asyncio.run(
+            discovery.find(home, peer, listen=discover_on, timeout=DISCOVERY_SECONDS)
+        )
+        if found is None:
+            raise UsageError(
+                f"no address for {peer.name}: give --address, put one on its card, "
+                f"or run its daemon with --announce (listened {DISCOVERY_SECONDS:g} s)"
+            ) from None
+        return found

@@ -10,7 +10,7 @@ import click
 
 from rise_dtn.cli.common import home_option, now, open_home, say
 from rise_dtn.cli.toss_cmd import toss_reporter
-from rise_dtn.node import online
+from rise_dtn.node import discovery, online
 from rise_dtn.node.toss import toss
 
 
@@ -26,9 +26,28 @@ from rise_dtn.node.toss import toss
     is_flag=True,
     help="Serve one session over stdin/stdout (for rise-call --command, e.g. over SSH).",
 )
+@click.option(
+    "--announce",
+    is_flag=True,
+    help="Send signed presence beacons on the LAN, so peers can call without an address.",
+)
+@click.option(
+    "--announce-to",
+    default=discovery.DEFAULT_TARGET,
+    show_default=True,
+    metavar="HOST:PORT",
+    help="Where beacons go (a multicast group, or any address).",
+)
 @click.option("--no-toss", is_flag=True, help="Leave received bundles in the spool for rise-toss.")
 @home_option
-def daemon_cmd(listen: str, stdio: bool, no_toss: bool, home_path: Path | None) -> None:
+def daemon_cmd(
+    listen: str,
+    stdio: bool,
+    announce: bool,
+    announce_to: str,
+    no_toss: bool,
+    home_path: Path | None,
+) -> None:
     """Answer calls from neighbours: exchange bundles both ways, toss what arrives.
 
     Only nodes in the peer book get past the handshake (default deny). Each
@@ -52,13 +71,19 @@ def daemon_cmd(listen: str, stdio: bool, no_toss: bool, home_path: Path | None) 
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await online.serve(
-            home,
-            host,
-            port,
-            log=log,
-            stop=stop,
-            ready=lambda bound: say(f"listening on {host}:{bound}"),
-        )
+        beacons: list[asyncio.Task[None]] = []
+
+        def ready(bound: int) -> None:
+            say(f"listening on {host}:{bound}")
+            if announce:
+                beacons.append(
+                    loop.create_task(
+                        discovery.announce(home, port=bound, target=announce_to, stop=stop)
+                    )
+                )
+
+        await online.serve(home, host, port, log=log, stop=stop, ready=ready)
+        for task in beacons:
+            await task
 
     asyncio.run(main())

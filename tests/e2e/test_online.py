@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.conftest import BIN, Node
+from tests.conftest import BIN, Node, command_env
 
 
 def test_call_delivers_both_ways_and_daemon_tosses(
@@ -92,3 +92,34 @@ def test_caller_makes_the_configured_calls_and_calls_never_overlap(
         result = alice.run("rise-call", "bob", "--address", f"127.0.0.1:{port}", check=False)
     assert result.returncode == 6
     assert b"a call to bob" in result.stderr
+
+
+def test_call_finds_an_announcing_daemon_without_an_address(pair: tuple[Node, Node]) -> None:
+    """LAN discovery, with the beacons sent to 127.0.0.1 instead of a multicast group."""
+    alice, bob = pair
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        beacon_port = probe.getsockname()[1]
+    target = f"127.0.0.1:{beacon_port}"
+    process = subprocess.Popen(
+        [
+            str(BIN / "rise-daemon"),
+            "--listen",
+            "127.0.0.1:0",
+            "--announce",
+            "--announce-to",
+            target,
+        ],
+        env=command_env(bob.home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert process.stderr is not None
+        assert process.stderr.readline().startswith(b"listening on")
+        alice.run("rise-send", "-q", "-", "bob", input=b"found you")
+        alice.run("rise-call", "-q", "--toss", "bob", "--discover-on", target)
+        assert not list((alice.spool / "tx").rglob("*.rsb"))
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0

@@ -1,0 +1,44 @@
+"""Presence beacons: known nodes verified, strangers ignored, forged or stale ones refused."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_codec_support import ALICE, BOB
+
+from rise_dtn.core import beacon
+from rise_dtn.core.errors import BundleError
+from rise_dtn.core.identity import NodeId, PublicIdentity
+
+NOW = 1_800_000_000
+
+
+def knows_alice(node_id: NodeId) -> PublicIdentity | None:
+    return ALICE.public if node_id == ALICE.node_id else None
+
+
+def test_round_trip_for_a_known_node() -> None:
+    data = beacon.encode(ALICE, port=5454, now=NOW)
+    presence = beacon.decode(data, known=knows_alice, now=NOW + 10)
+    assert presence == beacon.Presence(ALICE.node_id, 5454, NOW)
+
+
+def test_stranger_is_ignored_forgery_and_staleness_refused() -> None:
+    assert beacon.decode(beacon.encode(BOB, port=1, now=NOW), known=knows_alice, now=NOW) is None
+    data = bytearray(beacon.encode(ALICE, port=5454, now=NOW))
+    data[-1] ^= 1
+    with pytest.raises(BundleError, match="bad signature"):
+        beacon.decode(bytes(data), known=knows_alice, now=NOW)
+    with pytest.raises(BundleError, match="stale"):
+        beacon.decode(beacon.encode(ALICE, port=5454, now=NOW), known=knows_alice, now=NOW + 3600)
+
+
+@settings(max_examples=200, derandomize=True, database=None)
+@given(st.binary(max_size=300))
+def test_garbage_raises_only_bundle_error(data: bytes) -> None:
+    for candidate in (data, beacon.MAGIC + data):
+        try:
+            beacon.decode(candidate, known=knows_alice, now=NOW)
+        except BundleError:
+            pass
