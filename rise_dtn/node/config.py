@@ -56,6 +56,7 @@ nice = {nice}
 # Per-peer settings, by the peer's local name:
 # [peers.bob]
 # on_delivery = "/usr/local/bin/handle-bob"
+# max_rate = "2M"             # bytes per second each way on live links
 """
 
 
@@ -82,6 +83,7 @@ def check_nice(nice: int) -> int:
 @dataclasses.dataclass(frozen=True, slots=True)
 class PeerSettings:
     on_delivery: str | None = None
+    max_rate_bytes: int | None = None  # per direction, on live links; None: unlimited
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -142,7 +144,22 @@ KNOWN_KEYS = {
     "peers": None,  # any peer name; checked below
     "calls": None,  # an array of tables, checked by node/schedule.py
 }
-PEER_KEYS = {"on_delivery"}
+PEER_KEYS = {"on_delivery", "max_rate"}
+_RATE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)\s*$")
+
+
+def parse_rate(text: str | int) -> int:
+    """'500K', '2M', '1G' or plain bytes per second."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        rate = text
+    else:
+        match = _RATE.match(str(text))
+        if not match:
+            raise UsageError(f"not a rate: {text!r} (bytes per second, e.g. 500K, 2M)")
+        rate = int(match.group(1)) * 1024 ** " KMG".index((match.group(2) or " ").upper())
+    if rate < 1024:
+        raise UsageError(f"rate too low: {text!r} (at least 1K bytes per second)")
+    return rate
 
 
 def _check_keys(data: dict[str, Any]) -> None:
@@ -173,9 +190,7 @@ def _from_dict(data: dict[str, Any], *, base: Path) -> Config:
         raise TypeError("[send] nice must be an integer")
     incoming = _optional_str(toss, "incoming")
     peers = {
-        str(peer): PeerSettings(
-            on_delivery=_optional_str(_table(_table(data, "peers"), peer), "on_delivery")
-        )
+        str(peer): _peer_settings(_table(_table(data, "peers"), peer))
         for peer in _table(data, "peers")
     }
     return Config(
@@ -188,6 +203,14 @@ def _from_dict(data: dict[str, Any], *, base: Path) -> Config:
         index_url=_optional_str(spool, "index_url"),
         peers=peers,
         calls=tuple(_calls(data)),
+    )
+
+
+def _peer_settings(table: dict[str, Any]) -> PeerSettings:
+    rate = table.get("max_rate")
+    return PeerSettings(
+        on_delivery=_optional_str(table, "on_delivery"),
+        max_rate_bytes=parse_rate(rate) if rate is not None else None,
     )
 
 

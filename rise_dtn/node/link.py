@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -73,6 +74,23 @@ class LinkReport:
     rejected: list[str] = dataclasses.field(default_factory=list)
 
 
+class RateLimit:
+    """A token bucket per direction: at most `rate` bytes a second, bursts of one second."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._tokens = float(rate)
+        self._last = time.monotonic()
+
+    async def spend(self, count: int) -> None:
+        now = time.monotonic()
+        self._tokens = min(self.rate, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        self._tokens -= count
+        if self._tokens < 0:
+            await asyncio.sleep(-self._tokens / self.rate)
+
+
 class Link:
     """The spool side of one session with `peer`."""
 
@@ -80,6 +98,9 @@ class Link:
         self, home: Home, peer: Peer, *, now: int, idle_seconds: float = IDLE_SECONDS
     ) -> None:
         self.idle_seconds = idle_seconds
+        rate = home.config.peer(peer.name).max_rate_bytes
+        self._limit_in = RateLimit(rate) if rate is not None else None
+        self._limit_out = RateLimit(rate) if rate is not None else None
         self.home = home
         self.peer = peer
         self.now = now
@@ -109,6 +130,8 @@ class Link:
                     ) from None
                 if not data:
                     break  # the link was cut; partial copies wait for the next session
+                if self._limit_in is not None:
+                    await self._limit_in.spend(len(data))
                 self.session.receive_data(data)
                 await self._handle_events(writer)
         finally:
@@ -282,6 +305,8 @@ class Link:
                 handle.seek(request.offset)
                 offset = request.offset
                 while block := handle.read(MAX_DATA_BYTES):
+                    if self._limit_out is not None:
+                        await self._limit_out.spend(len(block))
                     writer.write(self.session.send(Data(request.bundle_id, offset, block)))
                     offset += len(block)
                     await writer.drain()
