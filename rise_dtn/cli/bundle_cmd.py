@@ -9,10 +9,9 @@ from typing import BinaryIO, cast
 import click
 
 from rise_dtn.cli.common import home_option, human_bytes, now, open_home, quiet_option, say, warn
-from rise_dtn.cli.toss_cmd import toss_reporter
-from rise_dtn.core.errors import ExitCode, UsageError
+from rise_dtn.cli.toss_cmd import finish_with_toss
+from rise_dtn.core.errors import UsageError
 from rise_dtn.node import bundle_stream
-from rise_dtn.node.toss import toss
 
 
 def _open(path: str, mode: str) -> BinaryIO:
@@ -74,10 +73,4 @@ def bundle_cmd(
         for line in report.skipped:
             say(f"note: skipped {line}")
         say(f"read {report.bundles} bundle(s), {human_bytes(report.bytes)}")
-    rejected = len(report.rejected)
-    if toss_too:
-        counted, on_event = toss_reporter(quiet)
-        toss(home, now=now(), on_event=on_event)
-        rejected += counted[0]
-    if rejected:
-        raise SystemExit(int(ExitCode.REJECTED))
+    finish_with_toss(home, rejected=len(report.rejected), toss_too=toss_too, quiet=quiet)

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import click
 
-from rise_dtn.cli.common import home_option, human_bytes, now, open_home, quiet_option, say
-from rise_dtn.cli.toss_cmd import toss_reporter
-from rise_dtn.core.errors import ExitCode, UsageError
+from rise_dtn.cli.common import home_option, human_bytes, open_home, quiet_option, say
+from rise_dtn.cli.toss_cmd import finish_with_toss
+from rise_dtn.core.errors import UsageError
 from rise_dtn.node import discovery, online
 from rise_dtn.node.caller import call_lock
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
-from rise_dtn.node.toss import toss
 
 DISCOVERY_SECONDS = 12.0  # beacons come every 5 s: two chances to hear one
 
@@ -72,13 +71,7 @@ def call_cmd(
             f"sent {report.sent} ({human_bytes(report.sent_bytes)}), "
             f"confirmed {report.released}"
         )
-    rejected = len(report.rejected)
-    if toss_too:
-        counted, on_event = toss_reporter(quiet)
-        toss(home, now=now(), on_event=on_event)
-        rejected += counted[0]
-    if rejected:
-        raise SystemExit(int(ExitCode.REJECTED))
+    finish_with_toss(home, rejected=len(report.rejected), toss_too=toss_too, quiet=quiet)
 
 
 def _where(home: Home, peer: Peer, address: str | None, discover_on: str) -> tuple[str, int]:

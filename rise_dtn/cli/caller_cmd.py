@@ -8,12 +8,11 @@ from pathlib import Path
 
 import click
 
-from rise_dtn.cli.common import home_option, now, open_home, say
-from rise_dtn.cli.toss_cmd import toss_reporter
+from rise_dtn.cli.common import home_option, open_home, say
+from rise_dtn.cli.toss_cmd import session_logger
 from rise_dtn.core.errors import ExitCode
 from rise_dtn.node import caller
 from rise_dtn.node.schedule import parse_calls
-from rise_dtn.node.toss import toss
 
 
 @click.command("caller")
@@ -36,12 +35,7 @@ def caller_cmd(right_now: bool, no_toss: bool, home_path: Path | None) -> None:
     if not plans:
         say("no [[calls]] in config.toml: nothing to do (see rise-config(5))")
         return
-    _rejected, on_event = toss_reporter(False)
-
-    def log(line: str) -> None:
-        say(line)
-        if not no_toss:
-            toss(home, now=now(), on_event=on_event)
+    log = session_logger(home, toss_after=not no_toss)
 
     if right_now:
         failed = asyncio.run(caller.run_all_now(home, plans, log=log))

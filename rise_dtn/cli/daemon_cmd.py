@@ -8,10 +8,9 @@ from pathlib import Path
 
 import click
 
-from rise_dtn.cli.common import home_option, now, open_home, say
-from rise_dtn.cli.toss_cmd import toss_reporter
+from rise_dtn.cli.common import home_option, open_home, say
+from rise_dtn.cli.toss_cmd import session_logger
 from rise_dtn.node import discovery, online
-from rise_dtn.node.toss import toss
 
 
 @click.command("daemon")
@@ -55,12 +54,7 @@ def daemon_cmd(
     """
     home = open_home(home_path)
     host, port = online.parse_address(listen, listening=True)
-    _rejected, on_event = toss_reporter(False)
-
-    def log(line: str) -> None:
-        say(line)
-        if not no_toss:
-            toss(home, now=now(), on_event=on_event)
+    log = session_logger(home, toss_after=not no_toss)
 
     if stdio:
         asyncio.run(online.answer_stdio(home, log=log))

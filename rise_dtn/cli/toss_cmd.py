@@ -82,3 +82,25 @@ def _watch(home: Home, poll: float, on_event: Callable[[TossEvent], None]) -> No
         pass
     finally:
         waiter.close()
+
+
+def finish_with_toss(home: Home, *, rejected: int, toss_too: bool, quiet: bool) -> None:
+    """After a carrier run: toss if asked, then exit 3 if anything was rejected on the way."""
+    if toss_too:
+        counted, on_event = toss_reporter(quiet)
+        toss(home, now=now(), on_event=on_event)
+        rejected += counted[0]
+    if rejected:
+        raise SystemExit(int(ExitCode.REJECTED))
+
+
+def session_logger(home: Home, *, toss_after: bool) -> Callable[[str], None]:
+    """For daemons and schedulers: print each session's line, then toss what it brought."""
+    _rejected, on_event = toss_reporter(False)
+
+    def log(line: str) -> None:
+        say(line)
+        if toss_after:
+            toss(home, now=now(), on_event=on_event)
+
+    return log
