@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from pathlib import Path
 
 import click
 
-from rise_dtn.cli.common import home_option, open_home, say
+from rise_dtn.cli.common import home_option, open_home, say, stop_event_on_signals
 from rise_dtn.cli.toss_cmd import session_logger
 from rise_dtn.core.errors import ExitCode
 from rise_dtn.node import caller
@@ -44,10 +43,7 @@ def caller_cmd(right_now: bool, no_toss: bool, home_path: Path | None) -> None:
         return
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        stop = stop_event_on_signals()
         say(f"{len(plans)} call(s) scheduled (Ctrl-C to stop)")
         await caller.run_schedule(home, plans, stop=stop, log=log)
 

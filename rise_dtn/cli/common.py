@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import sys
@@ -63,6 +64,15 @@ def progress(label: str, total: int | None, *, quiet: bool) -> Iterator[Callable
 def stop_on_sigterm(stop: Callable[[], None]) -> None:
     """Let `kill` (SIGTERM) end a --watch loop as cleanly as Ctrl-C does."""
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop())
+
+
+def stop_event_on_signals() -> asyncio.Event:
+    """Inside a running loop: an event that SIGTERM or Ctrl-C sets, for daemons."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
 
 
 def human_bytes(size: int) -> str:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from pathlib import Path
 
 import click
 
-from rise_dtn.cli.common import home_option, open_home, say
+from rise_dtn.cli.common import home_option, open_home, say, stop_event_on_signals
 from rise_dtn.cli.toss_cmd import session_logger
 from rise_dtn.node import discovery, online
 
@@ -61,17 +60,14 @@ def daemon_cmd(
         return
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        stop = stop_event_on_signals()
         beacons: list[asyncio.Task[None]] = []
 
         def ready(bound: int) -> None:
             say(f"listening on {host}:{bound}")
             if announce:
                 beacons.append(
-                    loop.create_task(
+                    asyncio.get_running_loop().create_task(
                         discovery.announce(home, port=bound, target=announce_to, stop=stop)
                     )
                 )

@@ -17,6 +17,7 @@ import shlex
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from rise_dtn.core.bundle import ContentKind, Inner, Opener
 from rise_dtn.core.errors import BundleError, StorageError
@@ -204,11 +205,11 @@ def _deliver(home: Home, job: _Job, opener: Opener, seen: SeenRow | None, *, now
     return _finish(home, opened, target, now=now)
 
 
-def _read_exact(source: object, size: int) -> bytes:
-    data = source.read(size)  # type: ignore[attr-defined]
+def _read_exact(source: BinaryIO, size: int) -> bytes:
+    data = source.read(size)
     if len(data) != size:
         raise BundleError("bundle is truncated")
-    return data  # type: ignore[no-any-return]
+    return data
 
 
 def _target(home: Home, opened: _Opened, seen: SeenRow | None) -> Path:

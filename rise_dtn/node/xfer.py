@@ -16,17 +16,14 @@ from pathlib import Path
 
 from rise_dtn.carriers.directory import DirectoryCarrier, Found
 from rise_dtn.core.ack import MAX_IDS, Ack
-from rise_dtn.core.errors import BundleError, NoSpaceError, RiseError
+from rise_dtn.core.errors import BundleError, NoSpaceError, RiseError, StorageError
 from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.store import locks
 from rise_dtn.store.atomic import (
-    atomic_file,
-    copy_into,
     link_or_copy,
     storage_error,
-    write_atomic,
 )
 from rise_dtn.store.index import EntryRow
 from rise_dtn.store.spool import read_clear
@@ -269,14 +266,18 @@ def _give_acks(
 
 
 def _quarantine_from_medium(home: Home, found: Found, reason: str) -> None:
-    target = home.spool.quarantine_dir / found.path.name
+    """Bring a rejected bundle into the spool, then quarantine it as toss does."""
+    # Under its own name (quarantine keeps it) and not a .rise-tmp- name, so
+    # a concurrent stale-tmp cleaner never takes it.
+    staged = home.spool.tmp / "from-medium" / found.path.name
     try:
-        with open(found.path, "rb") as source, atomic_file(target, what="quarantining") as out:
-            copy_into(source, out, found.path.stat().st_size)
-        write_atomic(target.with_name(target.name + ".reason"), (reason + "\n").encode())
+        staged.parent.mkdir(mode=0o700, exist_ok=True)
+        staged.unlink(missing_ok=True)
+        link_or_copy(found.path, staged, what="quarantining")
+        home.spool.quarantine(staged, reason)
         found.path.unlink()
-    except OSError:
-        pass  # leave it on the medium; the next xfer reports it again
+    except (OSError, StorageError):
+        staged.unlink(missing_ok=True)  # leave it on the medium; the next xfer reports it again
 
 
 def _give_bundles(
