@@ -19,7 +19,10 @@ from rise_dtn.node import demo
     help="Where to build the network (default: spool/demo/ in a checkout, else a temp dir).",
 )
 def demo_cmd(directory: Path | None) -> None:
-    """Build nodes alice and bob, pass a message and a file over a directory 'USB stick'.
+    """Build alice, relay1, relay2 and bob; send a message and a file over both relays.
+
+    Each link is a directory standing in for a USB stick; the bundles are
+    onion-wrapped, each relay peels one layer, and bob's receipts come back.
 
     Everything the demo does is what the real commands do; it prints each
     step and where to look afterwards.

@@ -27,6 +27,8 @@ COMMANDS = {
     "toss": "rise_dtn.cli.toss_cmd:toss_cmd",
     "xfer": "rise_dtn.cli.xfer_cmd:xfer_cmd",
     "stat": "rise_dtn.cli.stat_cmd:stat_cmd",
+    "status": "rise_dtn.cli.status_cmd:status_cmd",
+    "map": "rise_dtn.cli.map_cmd:map_cmd",
     "check": "rise_dtn.cli.check_cmd:check_cmd",
     "inbox": "rise_dtn.cli.inbox_cmd:inbox_cmd",
     "demo": "rise_dtn.cli.demo_cmd:demo_cmd",

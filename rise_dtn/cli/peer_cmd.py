@@ -51,8 +51,13 @@ def _read_card(source: str) -> Card:
 @click.argument("card", metavar="CARD|-")
 @click.option("--name", help="Local name for the peer (default: the name on its card).")
 @click.option("--replace", is_flag=True, help="Replace a different peer that has this name.")
+@click.option(
+    "--relay", is_flag=True, help="This neighbour relays: route through it and take its maps."
+)
 @home_option
-def add_cmd(card: str, name: str | None, replace: bool, home_path: Path | None) -> None:
+def add_cmd(
+    card: str, name: str | None, replace: bool, relay: bool, home_path: Path | None
+) -> None:
     """Trust the node whose card is in CARD (a file, or - for stdin).
 
     The card's self-signature is verified; check the node id it prints with
@@ -62,8 +67,11 @@ def add_cmd(card: str, name: str | None, replace: bool, home_path: Path | None) 
     peer = home.peers.add(
         _read_card(card), name=name, self_id=home.identity.node_id, replace=replace
     )
+    if relay:
+        peer = home.peers.set_relay(peer.name, relay=True)
     click.echo(f"{peer.name}\t{peer.node_id}")
-    say(f"added peer {peer.name!r}; verify its node id with them out of band")
+    role = " as a relay" if relay else ""
+    say(f"added peer {peer.name!r}{role}; verify its node id with them out of band")
 
 
 @peer_cmd.command("list")
@@ -80,13 +88,15 @@ def list_cmd(as_json: bool, home_path: Path | None) -> None:
                 "node_id": str(peer.node_id),
                 "card_name": peer.card.name,
                 "addresses": dict(peer.card.addresses),
+                "relay": peer.relay,
             }
             for peer in peers
         ]
         click.echo(json.dumps(rows, indent=2))
         return
     for peer in peers:
-        click.echo(f"{peer.name}\t{peer.node_id}\t{peer.card.name}")
+        role = "\trelay" if peer.relay else ""
+        click.echo(f"{peer.name}\t{peer.node_id}\t{peer.card.name}{role}")
     if not peers:
         say("no peers yet: `rise peer add CARD`")
 
@@ -99,3 +109,19 @@ def remove_cmd(name: str, home_path: Path | None) -> None:
     home = open_home(home_path)
     peer = home.peers.remove(name)
     say(f"removed peer {peer.name!r} ({peer.node_id})")
+
+
+@peer_cmd.command("relay")
+@click.argument("name")
+@click.argument("state", type=click.Choice(["on", "off"]))
+@home_option
+def relay_cmd(name: str, state: str, home_path: Path | None) -> None:
+    """Mark peer NAME as a relay (on) or not (off).
+
+    This node routes its bundles only through relays, and takes map bundles
+    only from them. Whether this node itself forwards for others is
+    [relay] enabled in its config.
+    """
+    home = open_home(home_path)
+    peer = home.peers.set_relay(name, relay=state == "on")
+    say(f"{peer.name} is {'now' if peer.relay else 'no longer'} a relay for this node")

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from rise_dtn.cli.common import ago, home_option, human_bytes, now, open_home
-from rise_dtn.node.status import status
+from rise_dtn.node.status import SENT_STATES, status
 
 
 @click.command("stat")
@@ -19,14 +19,15 @@ def stat_cmd(as_json: bool, home_path: Path | None) -> None:
     """Show, per neighbour: bundles and bytes waiting, the oldest, in flight, delivered.
 
     "In flight" bundles were written to a carrier but not yet confirmed by
-    the neighbour; "delivered" counts the confirmed ones.
+    the neighbour; "delivered" counts the confirmed ones. Bundles sent over
+    relays are counted by their end-to-end state (see `rise status`).
     """
     home = open_home(home_path)
-    result = status(home)
+    current = now()
+    result = status(home, now=current)
     if as_json:
         click.echo(json.dumps(dataclasses.asdict(result), indent=2))
         return
-    current = now()
     click.echo(f"node {result.node} ({result.node_id})")
     header = f"{'neighbour':<16} {'waiting':>7} {'bytes':>10} {'oldest':>10} {'in flight':>9} "
     click.echo(header + f"{'delivered':>9} {'received':>8}")
@@ -37,3 +38,6 @@ def stat_cmd(as_json: bool, home_path: Path | None) -> None:
             f"{row.delivered:>9} {row.received_waiting:>8}"
         )
     click.echo(f"inbox: {result.inbox_unread} unread; quarantine: {result.quarantined}")
+    if result.sent or result.held_for_route:
+        states = ", ".join(f"{result.sent.get(state, 0)} {state}" for state in SENT_STATES[1:])
+        click.echo(f"sent over relays: {states}; {result.held_for_route} held for a route")

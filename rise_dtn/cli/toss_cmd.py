@@ -36,7 +36,7 @@ def toss_reporter(quiet: bool) -> tuple[list[int], Callable[[TossEvent], None]]:
             rejected[0] += 1
             warn("rise-toss", f"{event.bundle_id}: rejected: {event.reason} (quarantined)")
         elif not quiet:
-            say(f"{event.bundle_id}: dropped: {event.reason}")
+            say(f"{event.bundle_id}: {event.action}: {event.reason}")
 
     return rejected, on_event
 

@@ -34,12 +34,21 @@ from rise_dtn.core.identity import (
 
 MAGIC = b"RSB"
 VERSION = 1
-SUPPORTED_VERSIONS = {1: "current"}  # version -> status; see protocol.md "Versions"
+ONION_VERSION = 2  # a Sphinx-style relay packet (core/onion.py, protocol.md section 20)
+# version -> status; see protocol.md "Versions"
+SUPPORTED_VERSIONS = {1: "current (direct bundle)", 2: "current (onion packet)"}
 PREFIX_BYTES = len(MAGIC) + 1
 # recipient (17) + expiry (<= 9) + priority (<= 2) + length (<= 9) + array (1)
 # is at most 38 bytes; 64 leaves room without letting a header grow.
 MAX_HOP_HEADER_BYTES = 64
 MAX_CLEAR_BYTES = PREFIX_BYTES + MAX_HOP_HEADER_BYTES + PUBLIC_KEY_BYTES
+# An onion packet's routing header has at most this many slots: 8 relays and
+# the destination (protocol.md section 20).
+MAX_ROUTE_SLOTS = 9
+# One routing slot: kind (1), next hop (16), next expiry (8), next priority
+# (1), payload tag (16), cancel commitment (16), next MAC (16).
+SLOT_BYTES = 74
+MAC_BYTES = 16
 # A file name is at most 255 bytes on every common filesystem; the rest of
 # the metadata is a few integers.
 MAX_META_BYTES = 512
@@ -60,10 +69,12 @@ SIGNATURE_CONTEXT = b"rise-dtn bundle signature v1\x00"
 
 
 class ContentKind(enum.IntEnum):
-    """What the sealed payload is; onion layers and receipts come as new kinds."""
+    """What the sealed payload is (protocol.md section 7 and 21)."""
 
     MESSAGE = 1
     FILE = 2
+    RECEIPT = 3  # end to end: "I delivered bundle X" (core/receipt.py)
+    MAP = 4  # to a neighbour: some of the links this relay knows (core/routemap.py)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,10 +85,13 @@ class HopHeader:
     expiry: int  # seconds since the Unix epoch
     priority: int  # 0 is most urgent, 255 least ("nice")
     body_length: int  # bytes after the hop header: E plus sealed chunks
+    slots: int = 0  # onion packets only: routing slots; 0 marks a direct bundle
 
     def encode(self) -> bytes:
-        header = canonical([self.recipient.raw, self.expiry, self.priority, self.body_length])
-        return MAGIC + bytes([VERSION]) + header
+        fields = [self.recipient.raw, self.expiry, self.priority, self.body_length]
+        if self.slots:
+            return MAGIC + bytes([ONION_VERSION]) + canonical([*fields, self.slots])
+        return MAGIC + bytes([VERSION]) + canonical(fields)
 
     def binding(self, ephemeral_public: bytes) -> bytes:
         """Associated data of chunk 0: every header field but the body length.
@@ -96,8 +110,14 @@ class ClearPart:
     """The parsed cleartext part of a bundle."""
 
     header: HopHeader
-    ephemeral_public: bytes
+    ephemeral_public: bytes  # E of a direct bundle, alpha of an onion packet
     size: int  # bytes of magic, header and E: where the sealed chunks start
+    version: int = VERSION
+    slots: int = 0  # routing slots of an onion packet; 0 for a direct bundle
+
+    @property
+    def onion(self) -> bool:
+        return self.version == ONION_VERSION
 
     @property
     def bundle_id(self) -> BundleId:
@@ -143,7 +163,7 @@ class Meta:
             kind = ContentKind(value[0])
         except ValueError:
             raise BundleError(f"unknown content kind {value[0]}") from None
-        if kind is ContentKind.MESSAGE:
+        if kind is not ContentKind.FILE:
             if len(value) != 1:
                 raise BundleError("bundle metadata is malformed")
             return cls(kind)
@@ -198,31 +218,45 @@ def parse_clear(data: bytes) -> ClearPart:
         raise BundleError("not a rise-dtn bundle (bad magic)")
     version = data[len(MAGIC)]
     if version not in SUPPORTED_VERSIONS:
-        raise BundleError(f"unsupported bundle version {version} (this node reads version 1)")
+        raise BundleError(
+            f"unsupported bundle version {version} (this node reads versions 1 and 2)"
+        )
     value, header_bytes = split_item(
         data[PREFIX_BYTES:], max_bytes=MAX_HOP_HEADER_BYTES, error=BundleError, what="bundle header"
     )
+    fields = 5 if version == ONION_VERSION else 4
     if (
         not isinstance(value, list)
-        or len(value) != 4
+        or len(value) != fields
         or not isinstance(value[0], bytes)
         or len(value[0]) != NODE_ID_BYTES
         or not all(isinstance(field, int) and not isinstance(field, bool) for field in value[1:])
     ):
         raise BundleError("bundle header is malformed")
-    _recipient, expiry, priority, body_length = value
+    expiry, priority, body_length = value[1:4]
     if not 0 <= expiry <= MAX_EXPIRY or not 0 <= priority <= MAX_PRIORITY:
         raise BundleError("bundle header has out-of-range fields")
     if not PUBLIC_KEY_BYTES < body_length <= MAX_BODY_BYTES:
         raise BundleError(f"bundle header claims an impossible body length {body_length}")
-    if sealing.chunk_count(body_length - PUBLIC_KEY_BYTES) is None:
+    slots = value[4] if version == ONION_VERSION else 0
+    if version == ONION_VERSION:
+        if not 1 <= slots <= MAX_ROUTE_SLOTS:
+            raise BundleError(f"onion packet claims {slots} routing slots (1 to 9 allowed)")
+        if body_length <= onion_header_bytes(slots):
+            raise BundleError("onion packet is too short for its routing header")
+    elif sealing.chunk_count(body_length - PUBLIC_KEY_BYTES) is None:
         raise BundleError("bundle body length does not match the chunk framing")
     start = PREFIX_BYTES + header_bytes
     ephemeral = data[start : start + PUBLIC_KEY_BYTES]
     if len(ephemeral) != PUBLIC_KEY_BYTES:
         raise BundleError("bundle is truncated (no ephemeral key)")
-    header = HopHeader(NodeId(value[0]), expiry, priority, body_length)
-    return ClearPart(header, ephemeral, start + PUBLIC_KEY_BYTES)
+    header = HopHeader(NodeId(value[0]), expiry, priority, body_length, slots)
+    return ClearPart(header, ephemeral, start + PUBLIC_KEY_BYTES, version, slots)
+
+
+def onion_header_bytes(slots: int) -> int:
+    """alpha, the routing slots and the MAC: the fixed part of an onion body."""
+    return PUBLIC_KEY_BYTES + slots * SLOT_BYTES + MAC_BYTES
 
 
 def signed_message(

@@ -20,6 +20,22 @@ MAX_LIFETIME_SECONDS = 10 * 365 * 86400
 # Lower is sooner, as with nice(1). 16 is a small number so that it costs one
 # byte on the wire; urgent traffic can still go below it.
 DEFAULT_NICE = 16
+# Relays per route when [send] hops is not set: 0 keeps a node that has no
+# relays working (direct bundles); a node that routes sets it, e.g. to 2.
+DEFAULT_HOPS = 0
+MAX_HOPS = 8  # the onion header has 9 slots: 8 relays and the destination
+MAX_COPIES = 4  # node-disjoint routes are scarce in small maps; more would rarely exist
+# A relay holds at most this much for one neighbour at a time: enough for a
+# day of files on a busy link, small enough that one neighbour cannot fill the disk.
+DEFAULT_RELAY_MAX_BYTES = 1 << 30
+DEFAULT_RELAY_MAX_BUNDLES = 10_000
+# Map exchange (protocol.md section 21): how many links one map names, how
+# often a neighbour gets a fresh one, how long a learned link is trusted, and
+# how far (in re-advertisements) a link may travel.
+DEFAULT_MAP_SIZE = 8
+DEFAULT_MAP_REFRESH_SECONDS = 3600
+DEFAULT_MAP_LIFETIME_SECONDS = 86400
+DEFAULT_MAP_MAX_DISTANCE = 2
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -35,6 +51,22 @@ name = "{name}"
 # Default bundle lifetime ("30d", "12h", "3600") and priority (0 urgent .. 255 bulk).
 lifetime = "30d"
 nice = {nice}
+# Relays per route (0 = direct to a neighbour) and copies over disjoint routes.
+# hops = 2
+# copies = 1
+
+[relay]
+# Forward onion packets for neighbours (default off), within per-neighbour quotas.
+# enabled = true
+# max_bytes = "1G"
+# max_bundles = 10000
+
+[map]
+# Map exchange between relays: links per map, how often, how long they last.
+# size = 8
+# refresh = "1h"
+# lifetime = "1d"
+# max_distance = 2
 
 [toss]
 # Where delivered files go (default: <home>/incoming/<sender>/).
@@ -57,6 +89,8 @@ nice = {nice}
 # [peers.bob]
 # on_delivery = "/usr/local/bin/handle-bob"
 # max_rate = "2M"             # bytes per second each way on live links
+# relay_max_bytes = "100M"    # what this node holds for bob as a relay
+# relay_max_bundles = 1000
 """
 
 
@@ -84,6 +118,23 @@ def check_nice(nice: int) -> int:
 class PeerSettings:
     on_delivery: str | None = None
     max_rate_bytes: int | None = None  # per direction, on live links; None: unlimited
+    relay_max_bytes: int | None = None  # None: the [relay] default
+    relay_max_bundles: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RelaySettings:
+    enabled: bool = False  # default deny: a node forwards nothing until told to
+    max_bytes: int = DEFAULT_RELAY_MAX_BYTES
+    max_bundles: int = DEFAULT_RELAY_MAX_BUNDLES
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MapSettings:
+    size: int = DEFAULT_MAP_SIZE
+    refresh_seconds: int = DEFAULT_MAP_REFRESH_SECONDS
+    lifetime_seconds: int = DEFAULT_MAP_LIFETIME_SECONDS
+    max_distance: int = DEFAULT_MAP_MAX_DISTANCE
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -97,6 +148,10 @@ class Config:
     index_url: str | None = None
     peers: dict[str, PeerSettings] = dataclasses.field(default_factory=dict)
     calls: tuple[Any, ...] = ()  # raw [[calls]] tables; see node/schedule.py
+    hops: int = DEFAULT_HOPS
+    copies: int = 1
+    relay: RelaySettings = dataclasses.field(default_factory=RelaySettings)
+    map: MapSettings = dataclasses.field(default_factory=MapSettings)
 
     def peer(self, name: str) -> PeerSettings:
         return self.peers.get(name, PeerSettings())
@@ -138,25 +193,35 @@ def _optional_str(table: dict[str, Any], key: str) -> str | None:
 # Every key a config may hold: a typo is an error, not a silently ignored line.
 KNOWN_KEYS = {
     "node": {"name", "addresses"},
-    "send": {"lifetime", "nice"},
+    "send": {"lifetime", "nice", "hops", "copies"},
+    "relay": {"enabled", "max_bytes", "max_bundles"},
+    "map": {"size", "refresh", "lifetime", "max_distance"},
     "toss": {"incoming", "on_delivery"},
     "spool": {"index_url"},
     "peers": None,  # any peer name; checked below
     "calls": None,  # an array of tables, checked by node/schedule.py
 }
-PEER_KEYS = {"on_delivery", "max_rate"}
+PEER_KEYS = {"on_delivery", "max_rate", "relay_max_bytes", "relay_max_bundles"}
 _RATE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)\s*$")
+
+
+def parse_size(text: str | int) -> int:
+    """'500K', '2M', '1G' or plain bytes."""
+    if isinstance(text, int) and not isinstance(text, bool):
+        return text
+    match = _RATE.match(str(text))
+    if not match:
+        raise UsageError(f"not a size: {text!r} (bytes, e.g. 500K, 2M, 1G)")
+    multiplier: int = 1024 ** " KMG".index((match.group(2) or " ").upper())
+    return int(match.group(1)) * multiplier
 
 
 def parse_rate(text: str | int) -> int:
     """'500K', '2M', '1G' or plain bytes per second."""
-    if isinstance(text, int) and not isinstance(text, bool):
-        rate = text
-    else:
-        match = _RATE.match(str(text))
-        if not match:
-            raise UsageError(f"not a rate: {text!r} (bytes per second, e.g. 500K, 2M)")
-        rate = int(match.group(1)) * 1024 ** " KMG".index((match.group(2) or " ").upper())
+    try:
+        rate = parse_size(text)
+    except UsageError:
+        raise UsageError(f"not a rate: {text!r} (bytes per second, e.g. 500K, 2M)") from None
     if rate < 1024:
         raise UsageError(f"rate too low: {text!r} (at least 1K bytes per second)")
     return rate
@@ -203,14 +268,57 @@ def _from_dict(data: dict[str, Any], *, base: Path) -> Config:
         index_url=_optional_str(spool, "index_url"),
         peers=peers,
         calls=tuple(_calls(data)),
+        hops=_bounded_int(send, "send", "hops", DEFAULT_HOPS, 0, MAX_HOPS),
+        copies=_bounded_int(send, "send", "copies", 1, 1, MAX_COPIES),
+        relay=_relay_settings(_table(data, "relay")),
+        map=_map_settings(_table(data, "map")),
+    )
+
+
+def _bounded_int(  # noqa: PLR0917 - reads as the sentence it checks
+    table: dict[str, Any], section: str, key: str, default: int, low: int, high: int
+) -> int:
+    value = table.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"[{section}] {key} must be an integer from {low} to {high}")
+    return value
+
+
+def _relay_settings(table: dict[str, Any]) -> RelaySettings:
+    enabled = table.get("enabled", False)
+    if not isinstance(enabled, bool):
+        raise TypeError("[relay] enabled must be true or false")
+    return RelaySettings(
+        enabled=enabled,
+        max_bytes=parse_size(table.get("max_bytes", DEFAULT_RELAY_MAX_BYTES)),
+        max_bundles=_bounded_int(
+            table, "relay", "max_bundles", DEFAULT_RELAY_MAX_BUNDLES, 1, 10**9
+        ),
+    )
+
+
+def _map_settings(table: dict[str, Any]) -> MapSettings:
+    return MapSettings(
+        size=_bounded_int(table, "map", "size", DEFAULT_MAP_SIZE, 1, 64),
+        refresh_seconds=parse_duration(table.get("refresh", DEFAULT_MAP_REFRESH_SECONDS)),
+        lifetime_seconds=parse_duration(table.get("lifetime", DEFAULT_MAP_LIFETIME_SECONDS)),
+        max_distance=_bounded_int(table, "map", "max_distance", DEFAULT_MAP_MAX_DISTANCE, 0, 8),
     )
 
 
 def _peer_settings(table: dict[str, Any]) -> PeerSettings:
     rate = table.get("max_rate")
+    relay_bytes = table.get("relay_max_bytes")
+    relay_bundles = table.get("relay_max_bundles")
     return PeerSettings(
         on_delivery=_optional_str(table, "on_delivery"),
         max_rate_bytes=parse_rate(rate) if rate is not None else None,
+        relay_max_bytes=parse_size(relay_bytes) if relay_bytes is not None else None,
+        relay_max_bundles=(
+            _bounded_int(table, "peers", "relay_max_bundles", 0, 0, 10**9)
+            if relay_bundles is not None
+            else None
+        ),
     )
 
 

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
+import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from rise_dtn.core.errors import UsageError
-from rise_dtn.node import inbox, send, status, toss, xfer
-from rise_dtn.node.home import Home
+from rise_dtn.node import inbox, routed, send, status, toss, xfer
+from rise_dtn.node.home import CONFIG_FILE, Home
 
 Say = Callable[[str], None]
 DEMO_MARKER = ".rise-demo"
@@ -34,9 +36,24 @@ def _exchange_cards(first: Home, second: Home, *, now: int) -> None:
     second.peers.add(first.card(now=now), name=None, self_id=second.identity.node_id, replace=True)
 
 
+def _neighbours(first: Home, second: Home, *, now: int) -> None:
+    """Two nodes that meet: swap cards and mark each other as relays where they relay."""
+    _exchange_cards(first, second, now=now)
+    for home, other in ((first, second), (second, first)):
+        if other.config.relay.enabled:
+            home.peers.set_relay(other.config.name, relay=True)
+
+
+def _make_relay(home: Home) -> Home:
+    config = home.path / CONFIG_FILE
+    config.write_text(config.read_text().replace("# enabled = true", "enabled = true"))
+    return Home.open(home.path)
+
+
 def _carry(origin: Home, destination: Home, stick: Path, *, now: int, say: Say) -> None:
+    """One trip of a stick: origin writes, destination takes and tosses, origin reads the acks."""
     report = xfer.exchange(origin, stick, move=False, now=now)
-    say(f"  {origin.config.name}: rise-xfer {stick}  -> wrote {report.sent} bundle(s)")
+    say(f"  {origin.config.name}: rise-xfer {stick.name}  -> wrote {report.sent} bundle(s)")
     events: list[toss.TossEvent] = []
     report = xfer.exchange(
         destination,
@@ -45,19 +62,18 @@ def _carry(origin: Home, destination: Home, stick: Path, *, now: int, say: Say) 
         now=now,
         toss=lambda: events.extend(toss.toss(destination, now=now)),
     )
-    say(f"  {destination.config.name}: rise-xfer --toss {stick}  -> took {report.received}")
+    say(f"  {destination.config.name}: rise-xfer --toss {stick.name}  -> took {report.received}")
     for event in events:
         if isinstance(event, toss.Delivered):
             say(f"    delivered {event.kind.name.lower()} from {event.sender}: {event.path}")
         else:
             say(f"    {event.action}: {event.reason}")
-    say(f"    and left signed acks for {origin.config.name} on the stick")
     report = xfer.exchange(origin, stick, move=False, now=now)
-    say(f"  {origin.config.name}: rise-xfer {stick}  -> {report.released} bundle(s) confirmed")
+    if report.released:
+        say(f"  {origin.config.name}: rise-xfer {stick.name}  -> {report.released} confirmed")
 
 
-def run(directory: Path, *, now: int, say: Say) -> None:
-    """Build alice and bob in `directory`, pass a message and a file both ways."""
+def _prepare(directory: Path) -> None:
     marker = directory / DEMO_MARKER
     if directory.exists() and any(directory.iterdir()):
         if not marker.exists():
@@ -67,57 +83,78 @@ def run(directory: Path, *, now: int, say: Say) -> None:
         shutil.rmtree(directory)  # our own previous demo network
     directory.mkdir(parents=True, exist_ok=True)
     marker.write_text("built by `rise demo`; the next demo run replaces this directory\n")
-    stick = directory / "usb-stick"
-    stick.mkdir()
-    say(f"1. Two nodes in {directory}: alice and bob (rise init)")
+
+
+def run(directory: Path, *, now: int, say: Say) -> None:
+    """Build alice, two relays and bob; send a message and a file over the relays."""
+    _prepare(directory)
+    rng = random.SystemRandom()
+    say(f"1. Four nodes in {directory} (rise init): alice, relay1, relay2, bob")
     alice = Home.create(directory / "alice", name="alice")
+    relay1 = _make_relay(Home.create(directory / "relay1", name="relay1"))
+    relay2 = _make_relay(Home.create(directory / "relay2", name="relay2"))
     bob = Home.create(directory / "bob", name="bob")
-    say(f"  alice = {alice.identity.node_id}\n  bob   = {bob.identity.node_id}")
-    say("2. They swap contact cards out of band (rise card | rise peer add -)")
-    _exchange_cards(alice, bob, now=now)
-    say("3. alice queues a message and a 3 MiB file for bob (rise-send)")
+    chain = [alice, relay1, relay2, bob]
+    for home in chain:
+        say(f"  {home.config.name:<7} = {home.identity.node_id}")
+    say("2. Neighbours swap cards (rise card | rise peer add --relay -):")
+    say("   alice -- relay1 -- relay2 -- bob; relays have [relay] enabled = true")
+    sticks = []
+    for first, second in itertools.pairwise(chain):
+        _neighbours(first, second, now=now)
+        stick = directory / f"stick-{first.config.name}-{second.config.name}"
+        stick.mkdir()
+        sticks.append(stick)
+    say("   alice and bob swap cards too; bob's card names relay2 as its relay (via)")
+    bob_card = bob.card(now=now, via=[relay2.identity.node_id])
+    alice.peers.add(bob_card, name=None, self_id=alice.identity.node_id, replace=True)
+    bob.peers.add(alice.card(now=now), name=None, self_id=bob.identity.node_id, replace=True)
+    say("3. relay1 tells alice which relays it knows (a map bundle, on the first stick)")
+    _carry(relay1, alice, sticks[0], now=now, say=say)
+    say("4. alice sends bob a message and a 3 MiB file over 2 relays (rise-send --hops 2)")
     bob_peer = alice.peers.find("bob")
-    queued = send.queue(
+    two_hops = routed.RouteOptions(hops=2)
+    queued = routed.queue_routed(
         alice,
         bob_peer,
         io.BytesIO(b"Hello Bob, the meeting is at six.\n"),
         options=send.SendOptions(),
+        route=two_hops,
         now=now,
+        rng=rng,
     )
-    say(f"  message bundle {queued.bundle_id}: {queued.bundle_bytes} bytes on the wire")
+    names = {home.identity.node_id: home.config.name for home in chain}
+    path = " -> ".join(names[relay] for relay in queued.copies[0].relays)
+    say(f"  message {queued.bundle_id}: a route drawn for it alone: alice -> {path} -> bob")
     payload = os.urandom(DEMO_FILE_BYTES)
     source = directory / "photo.jpg"
     source.write_bytes(payload)
     with open(source, "rb") as handle:
-        queued = send.queue(
-            alice, bob_peer, handle, options=send.SendOptions(name="photo.jpg"), now=now
+        routed.queue_routed(
+            alice,
+            bob_peer,
+            handle,
+            options=send.SendOptions(name="photo.jpg"),
+            route=two_hops,
+            now=now,
+            rng=rng,
         )
-    say(f"  file bundle {queued.bundle_id}: {queued.bundle_bytes} bytes")
-    say("4. The USB stick goes from alice to bob and back (rise-xfer, rise-toss)")
-    _carry(alice, bob, stick, now=now, say=say)
+    say("5. The sticks travel hop by hop; each relay peels one layer (rise-xfer --toss)")
+    for (origin, destination), stick in zip(itertools.pairwise(chain), sticks, strict=True):
+        _carry(origin, destination, stick, now=now, say=say)
     delivered = bob.incoming_dir("alice") / "photo.jpg"
     same = hashlib.sha256(delivered.read_bytes()).digest() == hashlib.sha256(payload).digest()
     say(f"  bob's copy of photo.jpg is {'identical' if same else 'DIFFERENT'} (sha256)")
     for message in inbox.messages(bob):
         say(f"  bob's inbox: from {message.sender_name}: {message.path.read_text().strip()!r}")
-    say("5. bob answers (echo ... | rise-send - alice) and the stick goes round again")
-    send.queue(
-        bob,
-        bob.peers.find("alice"),
-        io.BytesIO(b"See you at six. -- Bob\n"),
-        options=send.SendOptions(),
-        now=now,
-    )
-    _carry(bob, alice, stick, now=now, say=say)
-    for message in inbox.messages(alice):
-        say(f"  alice's inbox: from {message.sender_name}: {message.path.read_text().strip()!r}")
-    say("6. Nothing is left waiting (rise-stat):")
-    for home in (alice, bob):
-        for row in status.status(home).neighbours:
-            say(
-                f"  {home.config.name} -> {row.name}: waiting {row.waiting}, "
-                f"delivered {row.delivered}"
-            )
+    say("6. bob's signed receipts travel back over the relays")
+    backwards = list(zip(itertools.pairwise(reversed(chain)), reversed(sticks), strict=True))
+    for (origin, destination), stick in backwards:
+        _carry(origin, destination, stick, now=now, say=say)
+    say("7. alice sees both delivered (rise status):")
+    for row in status.sent_status(alice, now=now):
+        say(f"  {row.bundle_id}  {row.state}  via {' -> '.join(row.routes[0])}")
     say(f"Done. Try: RISE_HOME={directory / 'bob'} rise inbox")
+    say(f"     and: RISE_HOME={directory / 'alice'} rise map")
     if not same:
         raise RuntimeError("the demo file arrived damaged")

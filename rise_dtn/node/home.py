@@ -15,6 +15,7 @@ import importlib
 import os
 import secrets
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +23,7 @@ import platformdirs
 
 from rise_dtn.core.card import Card, check_name
 from rise_dtn.core.errors import StorageError, UsageError
-from rise_dtn.core.identity import Identity
+from rise_dtn.core.identity import Identity, NodeId
 from rise_dtn.node import config as config_module
 from rise_dtn.node.peers import PeerBook
 from rise_dtn.store.atomic import write_atomic
@@ -30,6 +31,7 @@ from rise_dtn.store.spool import Spool
 
 if TYPE_CHECKING:
     from rise_dtn.store.index import Index
+    from rise_dtn.store.relay_index import RelayIndex
 
 KEY_FILE = "node.key"
 CONFIG_FILE = "config.toml"
@@ -116,9 +118,17 @@ class Home:
         url = self.config.index_url or f"sqlite:///{self.spool.index_path}"
         return Index(url)
 
-    def card(self, *, now: int) -> Card:
+    @functools.cached_property
+    def relay_index(self) -> RelayIndex:
+        from rise_dtn.store.relay_index import RelayIndex
+
+        return RelayIndex(self.index)
+
+    def card(self, *, now: int, via: Sequence[NodeId] = ()) -> Card:
+        """This node's card; `via` adds the relays next to it as ("via", id) addresses."""
+        hints = tuple(("via", str(node_id)) for node_id in via)
         return Card.create(
-            self.identity, name=self.config.name, addresses=self.config.addresses, now=now
+            self.identity, name=self.config.name, addresses=self.config.addresses + hints, now=now
         )
 
     def incoming_dir(self, sender_name: str) -> Path:

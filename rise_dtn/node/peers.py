@@ -16,12 +16,16 @@ from rise_dtn.core.identity import NodeId
 from rise_dtn.store.atomic import write_atomic
 
 CARD_SUFFIX = ".card"
+# peers/<name>.relay marks a neighbour this node may route through and take
+# maps from (`rise peer add --relay`, `rise peer relay NAME on|off`).
+RELAY_SUFFIX = ".relay"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Peer:
     name: str  # local alias
     card: Card
+    relay: bool = False
 
     @property
     def node_id(self) -> NodeId:
@@ -42,12 +46,19 @@ class PeerBook:
                 card = Card.from_text(path.read_text(encoding="utf-8"))
             except (PeerError, UnicodeDecodeError, OSError):
                 continue  # a damaged card file trusts nobody; `rise-check` reports it
-            peers.append(Peer(path.name[: -len(CARD_SUFFIX)], card))
+            name = path.name[: -len(CARD_SUFFIX)]
+            peers.append(Peer(name, card, (self.directory / f"{name}{RELAY_SUFFIX}").exists()))
         return peers
 
     def by_id(self, node_id: NodeId) -> Peer | None:
         for peer in self.all():
             if peer.node_id == node_id:
+                return peer
+        return None
+
+    def by_id_text(self, node_id: str) -> Peer | None:
+        for peer in self.all():
+            if str(peer.node_id) == node_id:
                 return peer
         return None
 
@@ -77,4 +88,15 @@ class PeerBook:
     def remove(self, name: str) -> Peer:
         peer = self.find(name)
         self._path(peer.name).unlink()
+        (self.directory / f"{peer.name}{RELAY_SUFFIX}").unlink(missing_ok=True)
         return peer
+
+    def set_relay(self, name: str, *, relay: bool) -> Peer:
+        """Mark or unmark a neighbour as a relay for this node's routes."""
+        peer = self.find(name)
+        marker = self.directory / f"{peer.name}{RELAY_SUFFIX}"
+        if relay:
+            write_atomic(marker, b"", what="marking the relay")
+        else:
+            marker.unlink(missing_ok=True)
+        return Peer(peer.name, peer.card, relay)

@@ -61,7 +61,7 @@ def _read_full(source: BinaryIO, size: int) -> bytes:
     return b"".join(parts)
 
 
-def _seal_stream(
+def seal_stream(
     sealer: Sealer, source: BinaryIO, write: Callable[[bytes], object], progress: Progress
 ) -> int:
     """Seal everything `source` yields into `out`; return the payload size.
@@ -83,18 +83,31 @@ def _seal_stream(
         current = following
 
 
-def queue(
+@dataclasses.dataclass(frozen=True, slots=True)
+class Prepared:
+    """A bundle about to be sealed: its sealer and the settings it was made with."""
+
+    peer: Peer
+    sealer: Sealer | None  # None for a bundle sealed earlier (held for a route)
+    kind: ContentKind
+    size: int | None  # payload bytes, if the source says in advance
+    expiry: int
+    priority: int
+
+
+def prepare(
     home: Home,
     peer: Peer,
     source: BinaryIO,
     *,
     options: SendOptions,
     now: int,
-    progress: Progress = lambda _done: None,
-) -> Queued:
-    """Seal `source` for `peer` and commit it to tx/<peer>/. Returns what was queued."""
+    kind: ContentKind | None = None,
+) -> Prepared:
+    """Check the options and make the sealer (the signature is made here)."""
     config = home.config
-    kind = ContentKind.FILE if options.name is not None else ContentKind.MESSAGE
+    if kind is None:
+        kind = ContentKind.FILE if options.name is not None else ContentKind.MESSAGE
     if options.name is not None:
         try:
             check_file_name(options.name)
@@ -112,6 +125,24 @@ def queue(
         priority=priority,
         ephemeral_secret=secrets.token_bytes(32),
     )
+    return Prepared(peer, sealer, kind, size, now + lifetime, priority)
+
+
+def queue(
+    home: Home,
+    peer: Peer,
+    source: BinaryIO,
+    *,
+    options: SendOptions,
+    now: int,
+    progress: Progress = lambda _done: None,
+    kind: ContentKind | None = None,
+) -> Queued:
+    """Seal `source` for `peer` and commit it to tx/<peer>/. Returns what was queued."""
+    prepared = prepare(home, peer, source, options=options, now=now, kind=kind)
+    sealer = prepared.sealer
+    assert sealer is not None
+    size, priority, expiry = prepared.size, prepared.priority, prepared.expiry
     spool = home.spool
     tx_dir = spool.tx_dir(peer.node_id)
     try:
@@ -124,7 +155,7 @@ def queue(
             if size is not None:
                 out.write(sealer.clear_part(size))
                 with BackgroundWriter(out.write) as write:
-                    payload_bytes = _seal_stream(sealer, source, write, progress)
+                    payload_bytes = seal_stream(sealer, source, write, progress)
                 if payload_bytes != size:
                     raise StorageError(
                         f"the file changed size while it was read ({size} -> {payload_bytes})"
@@ -140,7 +171,7 @@ def queue(
                 direction="tx",
                 neighbour=str(peer.node_id),
                 size=bundle_bytes,
-                expiry=now + lifetime,
+                expiry=expiry,
                 priority=priority,
                 queued_at=now,
             )
@@ -152,7 +183,7 @@ def queue(
         with contextlib.suppress(RiseError):
             spool.remove(final_path)
         raise
-    return Queued(sealer.bundle_id, peer, kind, payload_bytes, bundle_bytes)
+    return Queued(sealer.bundle_id, peer, prepared.kind, payload_bytes, bundle_bytes)
 
 
 def _seal_unknown_size(
@@ -169,7 +200,7 @@ def _seal_unknown_size(
     except OSError as exc:
         raise storage_error(exc, "queueing the bundle") from None
     with staging:
-        payload_bytes = _seal_stream(sealer, source, staging.write, progress)
+        payload_bytes = seal_stream(sealer, source, staging.write, progress)
         out.write(sealer.clear_part(payload_bytes))
         staging.flush()
         staging.seek(0)

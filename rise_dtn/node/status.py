@@ -29,9 +29,81 @@ class Status:
     neighbours: list[NeighbourStatus]
     quarantined: int
     inbox_unread: int
+    sent: dict[str, int] = dataclasses.field(default_factory=dict)  # routed bundles by state
+    held_for_route: int = 0
 
 
-def status(home: Home) -> Status:
+@dataclasses.dataclass(frozen=True, slots=True)
+class SentStatus:
+    """One end-to-end bundle sent over relays, and where it stands."""
+
+    bundle_id: str
+    recipient: str  # local name
+    state: str  # see SENT_STATES
+    created: int
+    expiry: int
+    size: int
+    delivered_at: int | None
+    routes: list[list[str]]  # relay names, one list per copy
+
+
+SENT_STATES = ("held", "queued", "in transit", "delivered", "expired")
+
+
+def sent_status(home: Home, *, now: int, bundle_id: str | None = None) -> list[SentStatus]:
+    """queued: the first relay has not confirmed any copy; in transit: it has;
+    delivered: the recipient's receipt came back; expired: past its lifetime."""
+    from rise_dtn.core.encoding import strict_loads
+    from rise_dtn.core.identity import NodeId
+    from rise_dtn.node import routes
+
+    names = routes.names(home, now=now)
+    waiting = {row.bundle_id for row in home.index.entries() if row.direction == "tx"}
+    found = []
+    for row in home.relay_index.sent(bundle_id):
+        copies = strict_loads(row.copies, max_bytes=1 << 16, error=BundleError, what="copies")
+        assert isinstance(copies, list)
+        paths = [
+            [names.get(NodeId(raw), str(NodeId(raw))[:8]) for raw in copy[2]] for copy in copies
+        ]
+        if row.delivered_at is not None:
+            state = "delivered"
+        elif row.expiry <= now:
+            state = "expired"
+        elif any(str(_bundle_id(copy[1])) in waiting for copy in copies):
+            state = "queued"
+        else:
+            state = "in transit"
+        recipient = names.get(NodeId.parse(row.recipient), row.recipient)
+        found.append(
+            SentStatus(
+                row.bundle_id,
+                recipient,
+                state,
+                row.created,
+                row.expiry,
+                row.size,
+                row.delivered_at,
+                paths,
+            )
+        )
+    for held in home.relay_index.held():
+        if bundle_id in (None, held.bundle_id):
+            recipient = names.get(NodeId.parse(held.recipient), held.recipient)
+            found.append(
+                SentStatus(held.bundle_id, recipient, "held", 0, held.expiry, held.size, None, [])
+            )
+    return found
+
+
+def _bundle_id(raw: object) -> object:
+    from rise_dtn.core.identity import BundleId
+
+    assert isinstance(raw, bytes)
+    return BundleId(raw)
+
+
+def status(home: Home, *, now: int | None = None) -> Status:
     spool = home.spool
     spool.check_exists()
     cached = {row.bundle_id: row for row in home.index.entries() if row.direction == "tx"}
@@ -55,10 +127,15 @@ def status(home: Home) -> Status:
                 row.oldest_queued_at = when
         row.received_waiting = sum(1 for _ in spool.files(spool.rx_dir(peer.node_id)))
         rows.append(row)
-    return Status(
+    result = Status(
         node=home.config.name,
         node_id=str(home.identity.node_id),
         neighbours=rows,
         quarantined=len(spool.quarantined()),
         inbox_unread=sum(1 for message in inbox.messages(home) if not message.read),
     )
+    if now is not None:
+        for sent in sent_status(home, now=now):
+            result.sent[sent.state] = result.sent.get(sent.state, 0) + 1
+        result.held_for_route = result.sent.pop("held", 0)
+    return result

@@ -17,9 +17,9 @@ import shlex
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
-from rise_dtn.core.bundle import ContentKind, Inner, Opener
+from rise_dtn.core.bundle import ClearPart, ContentKind, Inner, Opener
 from rise_dtn.core.errors import BundleError, StorageError
 from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.node.home import Home
@@ -57,7 +57,57 @@ class NotifyFailed:
     action: str = "delivered, but not notified"
 
 
-TossEvent = Delivered | Rejected | NotifyFailed
+@dataclasses.dataclass(frozen=True, slots=True)
+class Accepted:
+    """A receipt or a map from a peer, taken in (nothing to deliver to a person)."""
+
+    bundle_id: BundleId
+    kind: ContentKind
+    sender: str
+    action: str = "accepted"
+
+    @property
+    def reason(self) -> str:
+        return f"{self.kind.name.lower()} from {self.sender}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Forwarded:
+    """A relay passed an onion packet on to its next hop."""
+
+    bundle_id: str  # the packet's id as it arrived
+    next_hop: str  # local name of the neighbour it now waits for
+    action: str = "forwarded"
+
+    @property
+    def reason(self) -> str:
+        return f"to {self.next_hop}"
+
+
+TossEvent = Delivered | Rejected | NotifyFailed | Accepted | Forwarded
+CONTROL_KINDS = frozenset({ContentKind.RECEIPT, ContentKind.MAP})
+
+
+class Source(Protocol):
+    """Where a bundle's sealed chunks are read from: a file, or a peeled onion payload."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+    def finish(self) -> None:
+        """Called once the bundle is read: check what the carrier around it promised."""
+
+
+class FileSource:
+    """A direct bundle in rx/: nothing around it to check."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+
+    def read(self, size: int, /) -> bytes:
+        return self._handle.read(size)
+
+    def finish(self) -> None:
+        return None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,6 +124,7 @@ class _Opened:
     opener: Opener
     inner: Inner
     peer: Peer
+    hop_id: BundleId | None = None  # the onion packet's id, if it came in one
 
     @property
     def bundle_id(self) -> BundleId:
@@ -104,7 +155,19 @@ def toss(
                     failure = NotifyFailed(event.bundle_id, warning)
                     events.append(failure)
                     on_event(failure)
+    if any(isinstance(event, Accepted) and event.kind is ContentKind.MAP for event in events):
+        _route_held(home, now=now, on_event=on_event)
     return events
+
+
+def _route_held(home: Home, *, now: int, on_event: Callable[[TossEvent], None]) -> None:
+    """A new map may open a route for bundles held by `rise-send --wait`."""
+    import random
+
+    from rise_dtn.node import routed  # late: routed imports the sending side
+
+    for bundle_id, outcome in routed.retry_held(home, now=now, rng=random.SystemRandom()):
+        on_event(Rejected(bundle_id, "was held for a route", outcome))
 
 
 def _jobs(home: Home) -> Iterator[_Job]:
@@ -135,15 +198,50 @@ def _toss_one(home: Home, job: _Job, *, now: int) -> TossEvent | None:
         clear, _size = read_clear(job.path)
         if clear.expired(now):
             return _drop(home, job, clear.bundle_id, stem, "expired", now=now)
+        if clear.onion:
+            from rise_dtn.node import relay  # late: relay imports this module
+
+            return relay.toss_packet(home, job.path, job.neighbour, clear, now=now)
         seen = home.index.seen_state(str(clear.bundle_id))
         if seen is not None and seen.state == "delivered":
             reason = "duplicate of a bundle already delivered"
             return _drop(home, job, clear.bundle_id, stem, reason, now=now)
-        return _deliver(home, job, Opener(home.identity, clear), seen, now=now)
+        with open(job.path, "rb") as handle:
+            handle.seek(clear.size)
+            opener = Opener(home.identity, clear)
+            return _deliver(home, job, opener, seen, FileSource(handle), now=now)
     except BundleError as exc:
         home.spool.quarantine(job.path, exc.message)
         _forget(home, stem)
         return Rejected(stem, exc.message, "quarantined")
+
+
+def deliver_peeled(
+    home: Home,
+    path: Path,
+    neighbour: NodeId,
+    inner: ClearPart,
+    source: Source,
+    *,
+    hop_id: BundleId,
+    now: int,
+) -> TossEvent:
+    """Deliver the direct bundle that an onion packet for this node carried.
+
+    `source` yields the peeled payload after the inner clear part and
+    checks the onion's payload tag in `finish()`, before anything is
+    committed. The hop ack goes to the neighbour under the packet's own id.
+    """
+    job = _Job(path, neighbour)
+    stem = path.name.split(".")[0]
+    if inner.expired(now):
+        return _drop(home, job, hop_id, stem, "expired", now=now)
+    seen = home.index.seen_state(str(inner.bundle_id))
+    if seen is not None and seen.state == "delivered":
+        reason = "duplicate of a bundle already delivered (another copy)"
+        return _drop(home, job, hop_id, stem, reason, now=now)
+    opener = Opener(home.identity, inner)
+    return _deliver(home, job, opener, seen, source, now=now, hop_id=hop_id)
 
 
 def _drop(
@@ -165,47 +263,90 @@ def _forget(home: Home, stem: str) -> None:
     home.index.drop_entry(stem, "rx")
 
 
-def _deliver(home: Home, job: _Job, opener: Opener, seen: SeenRow | None, *, now: int) -> TossEvent:
-    with open(job.path, "rb") as source:
-        source.seek(opener.clear.size)
-        inner, first_payload = opener.open_first(_read_exact(source, opener.first_chunk_bytes))
-        peer = home.peers.by_id(inner.sender)
-        if peer is None:
-            raise BundleError(f"unknown sender {inner.sender} (not in the peer book)")
-        opener.verify_sender(inner, peer.card.public)
-        opened = _Opened(job, opener, inner, peer)
-        if seen is not None and Path(seen.target).exists():
-            return _finish(home, opened, Path(seen.target), now=now)
-        target = _target(home, opened, seen)
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        remove_stale_tmp(target.parent)
-        try:
-            staged = AtomicFile(target, mode=0o600)
-        except OSError as exc:
-            raise storage_error(exc, "delivering") from None
-        try:
-            written = len(first_payload)
-            with BackgroundWriter(staged.write) as write:
-                write(first_payload)
-                for index, size in opener.chunk_sizes():
-                    plain = opener.open(index, _read_exact(source, size))
-                    written += len(plain)
-                    write(plain)
-            signed_size = inner.meta.size
-            if signed_size is not None and written != signed_size:
-                raise BundleError(f"payload is {written} bytes, the sender signed {signed_size}")
-            os.fsync(staged.fileno())
-        except OSError as exc:
-            staged.abort()
-            raise storage_error(exc, "delivering") from None
-        except BaseException:
-            staged.abort()
-            raise
+def _deliver(
+    home: Home,
+    job: _Job,
+    opener: Opener,
+    seen: SeenRow | None,
+    source: Source,
+    *,
+    now: int,
+    hop_id: BundleId | None = None,
+) -> TossEvent:
+    inner, first_payload = opener.open_first(_read_exact(source, opener.first_chunk_bytes))
+    peer = home.peers.by_id(inner.sender)
+    if peer is None:
+        raise BundleError(f"unknown sender {inner.sender} (not in the peer book)")
+    opener.verify_sender(inner, peer.card.public)
+    opened = _Opened(job, opener, inner, peer, hop_id)
+    if inner.meta.kind in CONTROL_KINDS:
+        return _deliver_control(home, opened, source, first_payload, now=now)
+    if seen is not None and Path(seen.target).exists():
+        source.finish()
+        return _finish(home, opened, Path(seen.target), now=now)
+    target = _target(home, opened, seen)
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    remove_stale_tmp(target.parent)
+    try:
+        staged = AtomicFile(target, mode=0o600)
+    except OSError as exc:
+        raise storage_error(exc, "delivering") from None
+    try:
+        written = len(first_payload)
+        with BackgroundWriter(staged.write) as write:
+            write(first_payload)
+            for index, size in opener.chunk_sizes():
+                plain = opener.open(index, _read_exact(source, size))
+                written += len(plain)
+                write(plain)
+        signed_size = inner.meta.size
+        if signed_size is not None and written != signed_size:
+            raise BundleError(f"payload is {written} bytes, the sender signed {signed_size}")
+        source.finish()
+        os.fsync(staged.fileno())
+    except OSError as exc:
+        staged.abort()
+        raise storage_error(exc, "delivering") from None
+    except BaseException:
+        staged.abort()
+        raise
     target = _record_and_link(home, staged, opened, now=now)
     return _finish(home, opened, target, now=now)
 
 
-def _read_exact(source: BinaryIO, size: int) -> bytes:
+def _deliver_control(
+    home: Home, opened: _Opened, source: Source, first_payload: bytes, *, now: int
+) -> TossEvent:
+    """A receipt or a map: small, handled here, never written to incoming/ or the inbox."""
+    opener = opened.opener
+    if opener.chunk_count != 1:
+        raise BundleError(f"{opened.inner.meta.kind.name.lower()} bundle is too large")
+    source.finish()
+    from rise_dtn.node import control  # late: control imports the sending side
+
+    control.accept(home, opened.peer, opened.inner.meta.kind, first_payload, now=now)
+    home.index.record_delivering(
+        SeenRow(
+            bundle_id=str(opened.bundle_id),
+            expiry=opener.clear.header.expiry,
+            state="delivering",
+            sender=str(opened.peer.node_id),
+            target="",
+            at=now,
+        )
+    )
+    home.index.finish_delivery(
+        str(opened.bundle_id),
+        neighbour=str(opened.job.neighbour),
+        message=None,
+        now=now,
+        hop_id=str(opened.hop_id) if opened.hop_id else None,
+    )
+    home.spool.remove(opened.job.path)
+    return Accepted(opened.bundle_id, opened.inner.meta.kind, opened.peer.name)
+
+
+def _read_exact(source: Source, size: int) -> bytes:
     data = source.read(size)
     if len(data) != size:
         raise BundleError("bundle is truncated")
@@ -277,7 +418,11 @@ def _finish(home: Home, opened: _Opened, target: Path, *, now: int) -> Delivered
             path=str(target),
         )
     home.index.finish_delivery(
-        str(bundle_id), neighbour=str(opened.job.neighbour), message=message, now=now
+        str(bundle_id),
+        neighbour=str(opened.job.neighbour),
+        message=message,
+        now=now,
+        hop_id=str(opened.hop_id) if opened.hop_id else None,
     )
     home.spool.remove(opened.job.path)
     return Delivered(bundle_id, kind, peer.name, target, size)

@@ -72,6 +72,11 @@ def exchange(
     if toss is not None:
         toss()
     _give_acks(home, carrier, peers, now=now, say=say)
+    if home.config.relay.enabled:
+        from rise_dtn.node import control  # late: only relays pay for the routing modules
+
+        for name in control.refresh_maps(home, now=now):
+            say(f"queued a fresh map for {name}")
     for neighbour in home.spool.tx_neighbours():
         peer = peers.get(neighbour)
         if peer is None:

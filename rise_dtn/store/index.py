@@ -148,7 +148,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _upsert(
+def upsert(
     connection: Connection, table: Table, keys: dict[str, Any], values: dict[str, Any]
 ) -> None:
     """Insert or replace by primary key, portably (no dialect-specific UPSERT)."""
@@ -157,7 +157,7 @@ def _upsert(
         connection.execute(insert(table).values(**keys, **values))
 
 
-def _entry_values(row: EntryRow) -> dict[str, Any]:
+def entry_values(row: EntryRow) -> dict[str, Any]:
     values = dataclasses.asdict(row)
     del values["bundle_id"], values["direction"]
     return values
@@ -192,11 +192,11 @@ class Index:
     def put_entry(self, row: EntryRow) -> None:
         with self.transaction() as connection:
             keys = {"bundle_id": row.bundle_id, "direction": row.direction}
-            _upsert(connection, SpoolEntry, keys, _entry_values(row))
+            upsert(connection, SpoolEntry, keys, entry_values(row))
 
     def drop_entry(self, bundle_id: str, direction: str) -> None:
         with self.transaction() as connection:
-            connection.execute(_delete_entry(bundle_id, direction))
+            connection.execute(delete_entry(bundle_id, direction))
 
     def entries(self) -> list[EntryRow]:
         with self.transaction() as connection:
@@ -215,18 +215,18 @@ class Index:
         """rise-check --repair: make the cache match the files, in one transaction."""
         with self.transaction() as connection:
             for bundle_id, direction in drop:
-                connection.execute(_delete_entry(bundle_id, direction))
+                connection.execute(delete_entry(bundle_id, direction))
             for row in put:
                 keys = {"bundle_id": row.bundle_id, "direction": row.direction}
-                _upsert(connection, SpoolEntry, keys, _entry_values(row))
+                upsert(connection, SpoolEntry, keys, entry_values(row))
 
     # Releases (tx bundles that left for good).
 
     def release(self, bundle_id: str, neighbour: str, *, size: int, how: str, now: int) -> None:
         with self.transaction() as connection:
-            connection.execute(_delete_entry(bundle_id, "tx"))
+            connection.execute(delete_entry(bundle_id, "tx"))
             values = {"neighbour": neighbour, "size": size, "released_at": now, "how": how}
-            _upsert(connection, Release, {"bundle_id": bundle_id}, values)
+            upsert(connection, Release, {"bundle_id": bundle_id}, values)
 
     def delivered_counts(self) -> dict[str, int]:
         """Per neighbour: bundles it confirmed (acked) or took (moved)."""
@@ -253,12 +253,23 @@ class Index:
         with self.transaction() as connection:
             values = dataclasses.asdict(row)
             del values["bundle_id"]
-            _upsert(connection, Seen, {"bundle_id": row.bundle_id}, values)
+            upsert(connection, Seen, {"bundle_id": row.bundle_id}, values)
 
     def finish_delivery(
-        self, bundle_id: str, *, neighbour: str, message: InboxRow | None, now: int
+        self,
+        bundle_id: str,
+        *,
+        neighbour: str,
+        message: InboxRow | None,
+        now: int,
+        hop_id: str | None = None,
     ) -> None:
-        """Delivered: journal it, file the message, forget the rx entry, owe the ack."""
+        """Delivered: journal it, file the message, forget the rx entry, owe the ack.
+
+        `hop_id` is the id of the packet as it arrived when that differs from
+        the end-to-end id (an onion packet): the ack and the rx entry use it.
+        """
+        hop_id = hop_id or bundle_id
         with self.transaction() as connection:
             connection.execute(
                 update(Seen).where(Seen.c.bundle_id == bundle_id).values(state="delivered")
@@ -269,14 +280,14 @@ class Index:
                 ).first()
                 if exists is None:
                     connection.execute(insert(InboxMessage).values(**dataclasses.asdict(message)))
-            connection.execute(_delete_entry(bundle_id, "rx"))
-            _owe(connection, bundle_id, neighbour, now)
+            connection.execute(delete_entry(hop_id, "rx"))
+            owe(connection, hop_id, neighbour, now)
 
     # Hop acks owed.
 
     def owe_ack(self, bundle_id: str, neighbour: str, *, now: int) -> None:
         with self.transaction() as connection:
-            _owe(connection, bundle_id, neighbour, now)
+            owe(connection, bundle_id, neighbour, now)
 
     def acks_owed(self) -> list[tuple[str, str]]:
         """(neighbour, bundle id) for every ack not yet on a carrier."""
@@ -318,14 +329,14 @@ class Index:
             return int(connection.execute(query).scalar_one())
 
 
-def _delete_entry(bundle_id: str, direction: str) -> sqlalchemy.Delete:
+def delete_entry(bundle_id: str, direction: str) -> sqlalchemy.Delete:
     return delete(SpoolEntry).where(
         SpoolEntry.c.bundle_id == bundle_id, SpoolEntry.c.direction == direction
     )
 
 
-def _owe(connection: Connection, bundle_id: str, neighbour: str, now: int) -> None:
-    _upsert(
+def owe(connection: Connection, bundle_id: str, neighbour: str, now: int) -> None:
+    upsert(
         connection, PendingAck, {"bundle_id": bundle_id, "neighbour": neighbour}, {"created": now}
     )
 

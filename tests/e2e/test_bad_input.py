@@ -150,7 +150,7 @@ def test_xfer_quarantines_bad_clear_parts_and_takes_the_rest(
         "cut-in-header": (sound[:20], "truncated"),
         "empty": (b"", "truncated"),
         "magic": (flip(sound, 0), "bad magic"),
-        "version": (b"RSB\x02" + sound[4:], "unsupported bundle version 2"),
+        "version": (b"RSB\x03" + sound[4:], "unsupported bundle version 3"),
         "version-255": (b"RSB\xff" + sound[4:], "unsupported bundle version 255"),
         "recipient-byte": (flip(sound, 10), "for another node"),
         "for-carol": (seal(alice, carol)[1], f"for another node ({carol.node_id})"),

@@ -213,8 +213,8 @@ def invalid_bundles(good: bytes) -> list[dict[str, str]]:
         },
         {
             "name": "unsupported-version",
-            "bundle_hex": patched(3, 2).hex(),
-            "error": "unsupported bundle version 2",
+            "bundle_hex": patched(3, 3).hex(),
+            "error": "unsupported bundle version 3",
         },
         {
             "name": "non-canonical-header",

@@ -1,0 +1,257 @@
+"""Bundles nodes send each other about the network: receipts, cancels and maps.
+
+- A receipt goes back end to end, over a fresh route, when a bundle that
+  came over relays is delivered; it makes the sender's `rise-stat` say
+  "delivered", and for a bundle sent in several copies it releases the cancel
+  tokens that make relays still holding other copies drop them.
+- A map goes from a relay to a neighbour, direct (never routed): a bounded
+  random subset of the links it knows and the cards of the relays on them.
+Formats: docs/protocol.md sections 21 and 22. Decoding a peer's payload is
+decoding untrusted input: every failure is a one-line BundleError.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import random
+
+from rise_dtn.core.bundle import ContentKind
+from rise_dtn.core.card import Card
+from rise_dtn.core.encoding import canonical, strict_loads
+from rise_dtn.core.errors import BundleError, PeerError, RiseError
+from rise_dtn.core.identity import NODE_ID_BYTES, BundleId, NodeId
+from rise_dtn.core.onion import SlotKind, padded_payload_bytes
+from rise_dtn.core.routing import Link, advertise, merge
+from rise_dtn.node import routed, routes, send
+from rise_dtn.node.home import Home
+from rise_dtn.node.onion_send import PacketWriter, RouteNode, packet_writers
+from rise_dtn.node.peers import Peer
+from rise_dtn.store.index import EntryRow
+from rise_dtn.store.relay_index import LinkRow
+
+RECEIPT_VERSION = 1
+MAP_VERSION = 1
+# A map names at most 64 links and carries at most 128 cards: a few dozen KiB,
+# one sealed chunk, whatever a hostile neighbour claims.
+MAX_MAP_LINKS = 64
+MAX_MAP_CARDS = 128
+MAX_CONTROL_BYTES = 64 * 1024
+# Receipts take this many relays when the node sets no [send] hops: a routed
+# bundle deserves a routed receipt.
+RECEIPT_HOPS = 2
+
+
+def accept(home: Home, peer: Peer, kind: ContentKind, payload: bytes, *, now: int) -> None:
+    """Take in a receipt or a map from `peer` (the signed end-to-end sender)."""
+    if kind is ContentKind.RECEIPT:
+        _accept_receipt(home, peer, payload, now=now)
+    elif kind is ContentKind.MAP:
+        _accept_map(home, peer, payload, now=now)
+
+
+# Receipts and cancels.
+
+
+def send_receipt(home: Home, delivered: object, *, now: int) -> None:
+    """Queue a receipt for a bundle delivered from relays; a failure never undoes the delivery."""
+    from rise_dtn.node.toss import Delivered
+
+    assert isinstance(delivered, Delivered)
+    peer = home.peers.find(delivered.sender)
+    payload = canonical([RECEIPT_VERSION, delivered.bundle_id.raw, now])
+    hops = home.config.hops or RECEIPT_HOPS
+    with contextlib.suppress(RiseError):  # the delivery stands; the sender sees "in transit"
+        routed.queue_routed(
+            home,
+            peer,
+            io.BytesIO(payload),
+            options=send.SendOptions(),
+            route=routed.RouteOptions(hops=hops, copies=1, wait=True),
+            now=now,
+            rng=random.SystemRandom(),
+            kind=ContentKind.RECEIPT,
+        )
+
+
+def _accept_receipt(home: Home, peer: Peer, payload: bytes, *, now: int) -> None:
+    value = strict_loads(payload, max_bytes=MAX_CONTROL_BYTES, error=BundleError, what="receipt")
+    if (
+        not isinstance(value, list)
+        or len(value) != 3
+        or value[0] != RECEIPT_VERSION
+        or not isinstance(value[1], bytes)
+        or len(value[1]) != NODE_ID_BYTES
+    ):
+        raise BundleError("receipt is malformed")
+    bundle_id = str(BundleId(value[1]))
+    rows = home.relay_index.sent(bundle_id)
+    if not rows or rows[0].recipient != str(peer.node_id):
+        raise BundleError(f"receipt from {peer.name} for a bundle not sent to it")
+    row = home.relay_index.mark_delivered(bundle_id, now=now)
+    if row is not None:
+        copies = strict_loads(
+            row.copies, max_bytes=MAX_CONTROL_BYTES, error=BundleError, what="copies"
+        )
+        if isinstance(copies, list) and len(copies) > 1:
+            _cancel_copies(home, copies, expiry=row.expiry, now=now)
+
+
+def _cancel_copies(home: Home, copies: list[object], *, expiry: int, now: int) -> None:
+    """Send each copy's relays, in order, the tokens that drop it wherever it still waits."""
+    cards = routes.relay_cards(home, now=now)
+    for copy in copies:
+        assert isinstance(copy, list)
+        _first, _packet, relays, tokens = copy
+        nodes = [cards.get(NodeId(raw)) for raw in relays]
+        if not nodes or any(card is None for card in nodes):
+            continue  # a relay left the map: its copy expires on its own
+        route = [RouteNode(card.node_id, card.public) for card in nodes if card is not None]
+        writer = PacketWriter(
+            home,
+            route,
+            route[-1],
+            kinds=(SlotKind.CANCEL_FORWARD, SlotKind.CANCEL_END),
+            inner_bytes=padded_payload_bytes(0),
+            expiry=expiry,
+            priority=0,
+            rng=random.SystemRandom(),
+            now=now,
+            tokens=tuple(tokens),
+        )
+        with packet_writers([writer]):
+            cancel = writer.commit()
+        home.index.put_entry(
+            EntryRow(
+                bundle_id=str(cancel.packet_id),
+                direction="tx",
+                neighbour=str(cancel.first_hop),
+                size=writer.packet_bytes,
+                expiry=writer.sealer.first_expiry,
+                priority=0,
+                queued_at=now,
+            )
+        )
+
+
+# Maps.
+
+
+def refresh_maps(
+    home: Home, *, now: int, rng: random.Random | None = None, force: bool = False
+) -> list[str]:
+    """Queue a fresh map for every neighbour whose last one is older than [map] refresh.
+
+    Only a relay ([relay] enabled) tells others what it knows. Returns the
+    names of the neighbours that got one.
+    """
+    config = home.config
+    if not config.relay.enabled:
+        return []
+    rng = rng or random.SystemRandom()
+    last_sent = home.relay_index.maps_sent()
+    cards = routes.relay_cards(home, now=now)
+    cards[home.identity.node_id] = home.card(now=now)
+    view = routes.view(home, now=now, cards=cards)
+    sent = []
+    for peer in home.peers.all():
+        if not force and now - last_sent.get(str(peer.node_id), 0) < config.map.refresh_seconds:
+            continue
+        links = advertise(
+            view,
+            to=peer.node_id,
+            size=config.map.size,
+            max_distance=config.map.max_distance,
+            rng=rng,
+        )
+        if not links:
+            continue
+        ends = {node for link in links for node in (link.a, link.b)}
+        shared = [cards[node].to_bytes() for node in sorted(ends) if node in cards]
+        payload = canonical(
+            [MAP_VERSION, [[link.a.raw, link.b.raw, link.distance] for link in links], shared]
+        )
+        send.queue(
+            home,
+            peer,
+            io.BytesIO(payload),
+            options=send.SendOptions(lifetime_seconds=config.map.lifetime_seconds),
+            now=now,
+            kind=ContentKind.MAP,
+        )
+        home.relay_index.map_sent(str(peer.node_id), now=now)
+        sent.append(peer.name)
+    return sent
+
+
+def _accept_map(home: Home, peer: Peer, payload: bytes, *, now: int) -> None:
+    if not peer.relay:
+        hint = f"`rise peer relay {peer.name} on`"
+        raise BundleError(f"map from {peer.name}, which is not marked as a relay ({hint})")
+    links, cards = _decode_map(payload)
+    config = home.config.map
+    # A new map from a neighbour replaces its previous one (RelayIndex.learn).
+    merged = merge(
+        [],
+        links,
+        via=peer.node_id,
+        now=now,
+        lifetime_seconds=config.lifetime_seconds,
+        max_distance=config.max_distance,
+        self_id=home.identity.node_id,
+    )
+    rows = [
+        LinkRow(
+            a=str(known.link.a),
+            b=str(known.link.b),
+            via=str(known.via),
+            distance=known.link.distance,
+            learned_at=known.learned_at,
+            expiry=known.expiry,
+        )
+        for known in merged
+    ]
+    home.relay_index.learn(
+        via=str(peer.node_id),
+        links=rows,
+        cards={str(card.node_id): card.to_bytes() for card in cards},
+        card_expiry=now + config.lifetime_seconds,
+    )
+
+
+def _decode_map(payload: bytes) -> tuple[list[Link], list[Card]]:
+    value = strict_loads(payload, max_bytes=MAX_CONTROL_BYTES, error=BundleError, what="map")
+    if (
+        not isinstance(value, list)
+        or len(value) != 3
+        or value[0] != MAP_VERSION
+        or not isinstance(value[1], list)
+        or not isinstance(value[2], list)
+        or len(value[1]) > MAX_MAP_LINKS
+        or len(value[2]) > MAX_MAP_CARDS
+    ):
+        raise BundleError("map is malformed")
+    links = [_decode_link(entry) for entry in value[1]]
+    cards = []
+    for data in value[2]:
+        if not isinstance(data, bytes):
+            raise BundleError("map is malformed (card)")
+        try:
+            cards.append(Card.from_bytes(data))
+        except PeerError as exc:
+            raise BundleError(f"map carries a bad card: {exc.message}") from None
+    return links, cards
+
+
+def _decode_link(entry: object) -> Link:
+    if (
+        not isinstance(entry, list)
+        or len(entry) != 3
+        or not all(isinstance(end, bytes) and len(end) == NODE_ID_BYTES for end in entry[:2])
+        or not isinstance(entry[2], int)
+        or isinstance(entry[2], bool)
+        or not 0 <= entry[2] <= 255
+        or entry[0] == entry[1]
+    ):
+        raise BundleError("map is malformed (link)")
+    return Link.of(NodeId(entry[0]), NodeId(entry[1]), entry[2])

@@ -1,0 +1,329 @@
+"""Send over relays: seal the end-to-end bundle once, wrap it for fresh routes, track it.
+
+`rise-send --hops N` (or [send] hops) lands here. With no route and
+`--wait`, the sealed bundle waits in spool/held/ and every toss that learns
+a map tries again (`retry_held`). What was sent, and its fate, is in the
+`sent` table: queued, in transit, delivered (a receipt came back), expired.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import random
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from rise_dtn.core.bundle import ContentKind, Sealer
+from rise_dtn.core.errors import RiseError, StorageError
+from rise_dtn.core.identity import PUBLIC_KEY_BYTES, BundleId
+from rise_dtn.core.onion import SlotKind
+from rise_dtn.core.routing import NoRoute
+from rise_dtn.node import routes, send
+from rise_dtn.node.home import Home
+from rise_dtn.node.onion_send import Copy, PacketWriter, RouteNode, encode_copies, packet_writers
+from rise_dtn.node.peers import Peer
+from rise_dtn.store.atomic import atomic_file, storage_error
+from rise_dtn.store.index import EntryRow
+from rise_dtn.store.relay_index import HeldRow, SentRow
+
+BLOCK_BYTES = 1 << 20
+HELD_DIR = "held"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RouteOptions:
+    """How a bundle travels; None means the node's configured default."""
+
+    hops: int | None = None
+    copies: int | None = None
+    via: tuple[str, ...] = ()
+    wait: bool = False
+
+    def routed(self, home: Home) -> bool:
+        hops = self.hops if self.hops is not None else home.config.hops
+        copies = self.copies if self.copies is not None else home.config.copies
+        return bool(hops or self.via or copies > 1)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RoutedQueued:
+    bundle_id: BundleId
+    peer: Peer
+    kind: ContentKind
+    payload_bytes: int
+    copies: tuple[Copy, ...]  # empty when held for a route
+    held_because: str | None = None
+
+
+def queue_routed(
+    home: Home,
+    peer: Peer,
+    source: BinaryIO,
+    *,
+    options: send.SendOptions,
+    route: RouteOptions,
+    now: int,
+    rng: random.Random,
+    progress: send.Progress = lambda _done: None,
+    kind: ContentKind | None = None,
+) -> RoutedQueued:
+    prepared = send.prepare(home, peer, source, options=options, now=now, kind=kind)
+    sealer = prepared.sealer
+    assert sealer is not None  # freshly prepared, never a held one
+    hops = route.hops if route.hops is not None else home.config.hops
+    copies = route.copies if route.copies is not None else home.config.copies
+    try:
+        drawn = _draw(home, peer, hops, copies, route.via, prepared.kind, now=now, rng=rng)
+    except NoRoute as exc:
+        if not route.wait:
+            raise
+        size = _hold(home, sealer, source, prepared, hops=hops, copies=copies, progress=progress)
+        return RoutedQueued(sealer.bundle_id, peer, prepared.kind, size, (), exc.message)
+    destination = RouteNode(peer.node_id, peer.card.public)
+    if prepared.size is not None:
+        inner_bytes = _inner_bytes(sealer, prepared.size)
+        writers = _writers(home, drawn, destination, inner_bytes, prepared, now=now, rng=rng)
+        with packet_writers(writers):
+            fan = _fan(writers)
+            fan(sealer.clear_part(prepared.size))
+            payload = send.seal_stream(sealer, source, fan, progress)
+            if payload != prepared.size:
+                raise StorageError(
+                    f"the file changed size while it was read ({prepared.size} -> {payload})"
+                )
+            committed = [writer.commit() for writer in writers]
+    else:
+        with _staging(home) as staging:
+            payload = send.seal_stream(sealer, source, staging.write, progress)
+            staging.seek(0)
+            writers = _writers(
+                home, drawn, destination, _inner_bytes(sealer, payload), prepared, now=now, rng=rng
+            )
+            with packet_writers(writers):
+                fan = _fan(writers)
+                fan(sealer.clear_part(payload))
+                _pump(staging, fan)
+                committed = [writer.commit() for writer in writers]
+    _record(home, sealer.bundle_id, writers, committed, prepared, payload_bytes=payload, now=now)
+    return RoutedQueued(sealer.bundle_id, peer, prepared.kind, payload, tuple(committed))
+
+
+def _inner_bytes(sealer: Sealer, payload_bytes: int) -> int:
+    return (
+        len(sealer.clear_part(payload_bytes)) + sealer.body_length(payload_bytes) - PUBLIC_KEY_BYTES
+    )
+
+
+def _writers(
+    home: Home,
+    drawn: Sequence[Sequence[RouteNode]],
+    destination: RouteNode,
+    inner_bytes: int,
+    prepared: send.Prepared,
+    *,
+    now: int,
+    rng: random.Random,
+) -> list[PacketWriter]:
+    writers: list[PacketWriter] = []
+    with packet_writers(writers):
+        for relays in drawn:
+            writers.append(
+                PacketWriter(
+                    home,
+                    relays,
+                    destination,
+                    kinds=(SlotKind.FORWARD, SlotKind.DELIVER),
+                    inner_bytes=inner_bytes,
+                    expiry=prepared.expiry,
+                    priority=prepared.priority,
+                    rng=rng,
+                    now=now,
+                )
+            )
+    return writers
+
+
+def _fan(writers: Sequence[PacketWriter]) -> Callable[[bytes], None]:
+    def write(block: bytes) -> None:
+        for writer in writers:
+            writer.write(block)
+
+    return write
+
+
+def _pump(handle: BinaryIO, write: Callable[[bytes], None]) -> None:
+    while block := handle.read(BLOCK_BYTES):
+        write(block)
+
+
+@contextlib.contextmanager
+def _staging(home: Home) -> Iterator[BinaryIO]:
+    try:
+        handle = tempfile.TemporaryFile(dir=home.spool.tmp)  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise storage_error(exc, "queueing the bundle") from None
+    with handle:
+        yield handle
+
+
+def _record(
+    home: Home,
+    bundle_id: BundleId,
+    writers: Sequence[PacketWriter],
+    copies: Sequence[Copy],
+    prepared: send.Prepared,
+    *,
+    payload_bytes: int,
+    now: int,
+) -> None:
+    try:
+        for writer, copy in zip(writers, copies, strict=True):
+            home.index.put_entry(
+                EntryRow(
+                    bundle_id=str(copy.packet_id),
+                    direction="tx",
+                    neighbour=str(copy.first_hop),
+                    size=writer.packet_bytes,
+                    expiry=writer.sealer.first_expiry,
+                    priority=prepared.priority,
+                    queued_at=now,
+                )
+            )
+        if prepared.kind is ContentKind.RECEIPT:
+            return  # a receipt is the network's business, not one the user follows
+        home.relay_index.put_sent(
+            SentRow(
+                bundle_id=str(bundle_id),
+                recipient=str(prepared.peer.node_id),
+                created=now,
+                expiry=prepared.expiry,
+                size=payload_bytes,
+                copies=encode_copies(copies),
+            ),
+            recipient_route=",".join(str(relay) for relay in copies[0].relays),
+        )
+    except BaseException:
+        # An error must mean "not queued", or a retry would send it twice.
+        for writer in writers:
+            with contextlib.suppress(RiseError, OSError):
+                writer.path.unlink(missing_ok=True)
+        raise
+
+
+def held_path(home: Home, bundle_id: BundleId) -> Path:
+    return home.spool.root / HELD_DIR / f"{bundle_id}.bundle"
+
+
+def _hold(
+    home: Home,
+    sealer: Sealer,
+    source: BinaryIO,
+    prepared: send.Prepared,
+    *,
+    hops: int,
+    copies: int,
+    progress: send.Progress,
+) -> int:
+    """Seal the end-to-end bundle into spool/held/ until a route exists."""
+    path = held_path(home, sealer.bundle_id)
+    try:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, "holding the bundle") from None
+    with _staging(home) as staging:
+        payload = send.seal_stream(sealer, source, staging.write, progress)
+        staging.seek(0)
+        with atomic_file(path, tmp_dir=home.spool.tmp, what="holding the bundle") as out:
+            out.write(sealer.clear_part(payload))
+            _pump(staging, out.write)
+    home.relay_index.hold(
+        HeldRow(
+            bundle_id=str(sealer.bundle_id),
+            recipient=str(prepared.peer.node_id),
+            hops=hops,
+            copies=copies,
+            expiry=prepared.expiry,
+            priority=prepared.priority,
+            size=payload,
+            kind=int(prepared.kind),
+        )
+    )
+    return payload
+
+
+def retry_held(home: Home, *, now: int, rng: random.Random) -> list[tuple[str, str]]:
+    """Try again to route every held bundle; return (bundle id, what happened)."""
+    outcomes = []
+    for row in home.relay_index.held():
+        path = held_path(home, BundleId.parse(row.bundle_id))
+        peer = home.peers.by_id_text(row.recipient)
+        if row.expiry <= now or peer is None or not path.exists():
+            home.relay_index.release_held(row.bundle_id)
+            path.unlink(missing_ok=True)
+            outcomes.append((row.bundle_id, "expired" if row.expiry <= now else "dropped"))
+            continue
+        try:
+            drawn = _draw(
+                home, peer, row.hops, row.copies, (), ContentKind(row.kind), now=now, rng=rng
+            )
+        except NoRoute:
+            continue
+        _send_held(home, peer, row, path, drawn, now=now, rng=rng)
+        outcomes.append((row.bundle_id, "routed"))
+    return outcomes
+
+
+def _draw(  # noqa: PLR0917 - the route request, in the order rise-send takes it
+    home: Home,
+    peer: Peer,
+    hops: int,
+    copies: int,
+    via: Sequence[str],
+    kind: ContentKind,
+    *,
+    now: int,
+    rng: random.Random,
+) -> list[list[RouteNode]]:
+    # A receipt takes a shorter route rather than none; a user's bundle keeps its --hops.
+    hops = max(hops, 1)
+    shortest = 1 if kind is ContentKind.RECEIPT and not via else hops
+    for attempt in range(hops, shortest - 1, -1):
+        try:
+            return routes.draw(home, peer, hops=attempt, copies=copies, via=via, now=now, rng=rng)
+        except NoRoute:
+            if attempt == shortest:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _send_held(
+    home: Home,
+    peer: Peer,
+    row: HeldRow,
+    path: Path,
+    drawn: Sequence[Sequence[RouteNode]],
+    *,
+    now: int,
+    rng: random.Random,
+) -> None:
+    prepared = send.Prepared(
+        peer=peer,
+        sealer=None,
+        kind=ContentKind(row.kind),
+        size=row.size,
+        expiry=row.expiry,
+        priority=row.priority,
+    )
+    destination = RouteNode(peer.node_id, peer.card.public)
+    inner_bytes = path.stat().st_size
+    writers = _writers(home, drawn, destination, inner_bytes, prepared, now=now, rng=rng)
+    with packet_writers(writers), open(path, "rb") as handle:
+        _pump(handle, _fan(writers))
+        committed = [writer.commit() for writer in writers]
+    bundle_id = BundleId.parse(row.bundle_id)
+    _record(home, bundle_id, writers, committed, prepared, payload_bytes=row.size, now=now)
+    home.relay_index.release_held(row.bundle_id)
+    path.unlink(missing_ok=True)

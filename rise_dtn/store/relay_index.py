@@ -1,0 +1,306 @@
+"""The index tables of routing: what a relay holds, what we sent, the map we know.
+
+A separate module (and MetaData) from store/index.py so that a node that
+never routes pays nothing for them; the tables live in the same database
+and each method is one transaction on the same engine.
+
+What a relay records names only neighbours (who handed it a packet, to whom
+it goes next) and per-hop bundle ids: never an end-to-end sender,
+recipient or payload (protocol.md section 20.7; a test inspects it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+
+from rise_dtn.store.index import (
+    EntryRow,
+    Index,
+    Seen,
+    SeenRow,
+    SpoolEntry,
+    delete_entry,
+    entry_values,
+    owe,
+    upsert,
+)
+
+metadata = MetaData()
+
+# A packet this node forwards as a relay, by the id it has on the next hop.
+Relayed = Table(
+    "relayed",
+    metadata,
+    Column("bundle_id", String(26), primary_key=True),
+    Column("from_neighbour", String(26), nullable=False, index=True),
+    Column("size", Integer, nullable=False),
+    Column("expiry", Integer, nullable=False),
+    Column("commitment", String(32), nullable=False, index=True),  # hex; cancels match it
+)
+
+# An end-to-end bundle this node sent over relays: its fate, for rise-stat.
+Sent = Table(
+    "sent",
+    metadata,
+    Column("bundle_id", String(26), primary_key=True),  # the end-to-end (inner) id
+    Column("recipient", String(26), nullable=False),
+    Column("created", Integer, nullable=False),
+    Column("expiry", Integer, nullable=False),
+    Column("size", Integer, nullable=False),  # payload bytes
+    Column("copies", LargeBinary, nullable=False),  # CBOR: routes, first-hop ids, cancel tokens
+    Column("delivered_at", Integer, nullable=True),
+    Column("cancelled", Integer, nullable=False, default=0),
+)
+
+# A card a relay neighbour told us about (map bundles), so routes can use it.
+MapCard = Table(
+    "map_card",
+    metadata,
+    Column("node_id", String(26), primary_key=True),
+    Column("card", LargeBinary, nullable=False),
+    Column("expiry", Integer, nullable=False),
+)
+
+# A link (a, b) a relay neighbour (via) told us about.
+MapLink = Table(
+    "map_link",
+    metadata,
+    Column("a", String(26), primary_key=True),
+    Column("b", String(26), primary_key=True),
+    Column("via", String(26), primary_key=True),
+    Column("distance", Integer, nullable=False),
+    Column("learned_at", Integer, nullable=False),
+    Column("expiry", Integer, nullable=False),
+)
+
+# When each neighbour last got a map from us.
+MapSent = Table(
+    "map_sent",
+    metadata,
+    Column("neighbour", String(26), primary_key=True),
+    Column("at", Integer, nullable=False),
+)
+
+# The last route drawn to each recipient: the next bundle takes another one.
+LastRoute = Table(
+    "last_route",
+    metadata,
+    Column("recipient", String(26), primary_key=True),
+    Column("route", String(26 * 9 + 8), nullable=False),  # node ids joined by ","
+)
+
+# An end-to-end bundle sealed but waiting for a route (rise-send --wait).
+Held = Table(
+    "held",
+    metadata,
+    Column("bundle_id", String(26), primary_key=True),
+    Column("recipient", String(26), nullable=False),
+    Column("hops", Integer, nullable=False),
+    Column("copies", Integer, nullable=False),
+    Column("expiry", Integer, nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("kind", Integer, nullable=False),
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RelayedRow:
+    bundle_id: str
+    from_neighbour: str
+    size: int
+    expiry: int
+    commitment: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SentRow:
+    bundle_id: str
+    recipient: str
+    created: int
+    expiry: int
+    size: int
+    copies: bytes
+    delivered_at: int | None = None
+    cancelled: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LinkRow:
+    a: str
+    b: str
+    via: str
+    distance: int
+    learned_at: int
+    expiry: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HeldRow:
+    bundle_id: str
+    recipient: str
+    hops: int
+    copies: int
+    expiry: int
+    priority: int
+    size: int
+    kind: int
+
+
+class RelayIndex:
+    """Routing state on top of the node's Index; each method is one transaction."""
+
+    def __init__(self, index: Index) -> None:
+        self._index = index
+        with index.transaction() as connection:
+            metadata.create_all(connection)
+
+    # Relay side.
+
+    def held_for(self, neighbour: str) -> tuple[int, int]:
+        """(bundles, bytes) this node holds as a relay for `neighbour` (not yet acked)."""
+        query = (
+            select(func.count(), func.coalesce(func.sum(Relayed.c.size), 0))
+            .select_from(Relayed.join(SpoolEntry, SpoolEntry.c.bundle_id == Relayed.c.bundle_id))
+            .where(Relayed.c.from_neighbour == neighbour, SpoolEntry.c.direction == "tx")
+        )
+        with self._index.transaction() as connection:
+            count, size = connection.execute(query).one()
+            return int(count), int(size)
+
+    def holding(self, commitment: str) -> list[tuple[str, str]]:
+        """(bundle id, next hop) of packets still in tx/ under this cancel commitment."""
+        query = (
+            select(SpoolEntry.c.bundle_id, SpoolEntry.c.neighbour)
+            .select_from(Relayed.join(SpoolEntry, SpoolEntry.c.bundle_id == Relayed.c.bundle_id))
+            .where(Relayed.c.commitment == commitment, SpoolEntry.c.direction == "tx")
+        )
+        with self._index.transaction() as connection:
+            return [(row[0], row[1]) for row in connection.execute(query)]
+
+    def record_forwarded(
+        self, *, entry: EntryRow, from_neighbour: str, commitment: str, arrived: SeenRow
+    ) -> None:
+        """The next hop's packet is durable in tx/: index it, remember the arrival, owe the ack."""
+        with self._index.transaction() as connection:
+            keys = {"bundle_id": entry.bundle_id, "direction": "tx"}
+            upsert(connection, SpoolEntry, keys, entry_values(entry))
+            relayed = {"from_neighbour": from_neighbour, "size": entry.size}
+            relayed.update(expiry=entry.expiry, commitment=commitment)
+            upsert(connection, Relayed, {"bundle_id": entry.bundle_id}, relayed)
+            _handled(connection, arrived, from_neighbour)
+
+    def record_handled(self, arrived: SeenRow, *, neighbour: str) -> None:
+        """A packet that ends here without a delivery (a cancel): remember it, owe the ack."""
+        with self._index.transaction() as connection:
+            _handled(connection, arrived, neighbour)
+
+    def forget_expired(self, now: int) -> None:
+        with self._index.transaction() as connection:
+            connection.execute(delete(Relayed).where(Relayed.c.expiry <= now))
+            connection.execute(delete(MapLink).where(MapLink.c.expiry <= now))
+            connection.execute(delete(MapCard).where(MapCard.c.expiry <= now))
+
+    # Sender side.
+
+    def put_sent(self, row: SentRow, *, recipient_route: str) -> None:
+        with self._index.transaction() as connection:
+            connection.execute(delete(Sent).where(Sent.c.bundle_id == row.bundle_id))
+            connection.execute(insert(Sent).values(**dataclasses.asdict(row)))
+            upsert(connection, LastRoute, {"recipient": row.recipient}, {"route": recipient_route})
+
+    def sent(self, bundle_id: str | None = None) -> list[SentRow]:
+        query = select(Sent).order_by(Sent.c.created)
+        if bundle_id is not None:
+            query = query.where(Sent.c.bundle_id == bundle_id)
+        with self._index.transaction() as connection:
+            return [SentRow(**row) for row in connection.execute(query).mappings()]
+
+    def mark_delivered(self, bundle_id: str, *, now: int) -> SentRow | None:
+        """Record a receipt; return the row the first time only (cancels go out once)."""
+        with self._index.transaction() as connection:
+            row = connection.execute(select(Sent).where(Sent.c.bundle_id == bundle_id)).mappings()
+            found = row.first()
+            if found is None or found["delivered_at"] is not None:
+                return None
+            connection.execute(
+                update(Sent).where(Sent.c.bundle_id == bundle_id).values(delivered_at=now)
+            )
+            return SentRow(**{**found, "delivered_at": now})
+
+    def last_route(self, recipient: str) -> list[str]:
+        query = select(LastRoute.c.route).where(LastRoute.c.recipient == recipient)
+        with self._index.transaction() as connection:
+            route = connection.execute(query).scalar_one_or_none()
+        return route.split(",") if route else []
+
+    def hold(self, row: HeldRow) -> None:
+        with self._index.transaction() as connection:
+            connection.execute(delete(Held).where(Held.c.bundle_id == row.bundle_id))
+            connection.execute(insert(Held).values(**dataclasses.asdict(row)))
+
+    def held(self) -> list[HeldRow]:
+        with self._index.transaction() as connection:
+            rows = connection.execute(select(Held).order_by(Held.c.priority)).mappings()
+            return [HeldRow(**row) for row in rows]
+
+    def release_held(self, bundle_id: str) -> None:
+        with self._index.transaction() as connection:
+            connection.execute(delete(Held).where(Held.c.bundle_id == bundle_id))
+
+    # The map.
+
+    def links(self, now: int) -> list[LinkRow]:
+        with self._index.transaction() as connection:
+            rows = connection.execute(select(MapLink).where(MapLink.c.expiry > now)).mappings()
+            return [LinkRow(**row) for row in rows]
+
+    def cards(self, now: int) -> dict[str, bytes]:
+        query = select(MapCard.c.node_id, MapCard.c.card).where(MapCard.c.expiry > now)
+        with self._index.transaction() as connection:
+            return {row[0]: row[1] for row in connection.execute(query)}
+
+    def learn(
+        self, *, via: str, links: Iterable[LinkRow], cards: dict[str, bytes], card_expiry: int
+    ) -> None:
+        """Replace what `via` told us before with its latest map."""
+        with self._index.transaction() as connection:
+            connection.execute(delete(MapLink).where(MapLink.c.via == via))
+            for link in links:
+                connection.execute(insert(MapLink).values(**dataclasses.asdict(link)))
+            for node_id, card in cards.items():
+                upsert(
+                    connection, MapCard, {"node_id": node_id}, {"card": card, "expiry": card_expiry}
+                )
+
+    def maps_sent(self) -> dict[str, int]:
+        with self._index.transaction() as connection:
+            return {row[0]: row[1] for row in connection.execute(select(MapSent))}
+
+    def map_sent(self, neighbour: str, *, now: int) -> None:
+        with self._index.transaction() as connection:
+            upsert(connection, MapSent, {"neighbour": neighbour}, {"at": now})
+
+
+def _handled(connection: Connection, arrived: SeenRow, neighbour: str) -> None:
+    values = dataclasses.asdict(arrived)
+    del values["bundle_id"]
+    upsert(connection, Seen, {"bundle_id": arrived.bundle_id}, values)
+    connection.execute(delete_entry(arrived.bundle_id, "rx"))
+    owe(connection, arrived.bundle_id, neighbour, arrived.at)
