@@ -107,6 +107,7 @@ class MapView:
     __slots__ = (
         "_adjacent",
         "_distance",
+        "_learned",
         "_names",
         "_numbered",
         "_told_by",
@@ -132,6 +133,7 @@ class MapView:
             raise ValueError("every relay must be a neighbour")
         self._names = dict(names or {})
         self._numbered: NumberedMap | None = None
+        self._learned: list[Link] | None = None
         self._adjacent: dict[NodeId, set[NodeId]] = {self_id: set(self.neighbours)}
         for neighbour in self.neighbours:
             self._adjacent.setdefault(neighbour, set()).add(self_id)
@@ -161,7 +163,9 @@ class MapView:
 
     def learned(self) -> list[Link]:
         """The learned links, each once, at the shortest distance any neighbour told it."""
-        return [Link(a, b, distance) for (a, b), distance in self._distance.items()]
+        if self._learned is None:
+            self._learned = [Link(a, b, distance) for (a, b), distance in self._distance.items()]
+        return list(self._learned)
 
     def told_by(self, link: Link) -> frozenset[NodeId]:
         """The neighbours whose maps carried `link` (empty for an unknown link)."""
