@@ -14,25 +14,32 @@ the wire format changed: that needs a new version (docs/protocol.md,
 Bundles of a megabyte or more are not stored as hex: their payload is a
 repeated byte ("payload_repeat" x "payload_bytes") and the bundle is given by
 its clear part, each chunk's size and tag, and the SHA-256 of all its bytes.
+
+Onion packets (onions.json) also take their filler from fixed labels, so the
+random parts a sender draws are fixed too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rise_dtn.core import ack, bundle, card, sealing
-from rise_dtn.core.bundle import ContentKind, Meta, Sealer
+from rise_dtn.core import ack, bundle, card, onion, sealing
+from rise_dtn.core.bundle import MAC_BYTES, SLOT_BYTES, ContentKind, Meta, Sealer
 from rise_dtn.core.encoding import canonical
 from rise_dtn.core.identity import (
     NODE_ID_PERSON,
+    PUBLIC_KEY_BYTES,
     SIGNATURE_BYTES,
     Identity,
     exchange_public_for,
     x25519,
 )
+from rise_dtn.core.onion import Hop, OnionPeeler, OnionSealer, SlotKind
 
 HERE = Path(__file__).resolve().parent
 NOW = 1_700_000_000  # 2023-11-14T22:13:20Z
@@ -50,6 +57,14 @@ IDENTITIES = {
     name: Identity.from_seeds(secret(f"{name} signing seed"), secret(f"{name} exchange secret"))
     for name in ("alice", "bob")
 }
+
+# Relays for the onion vectors only: the other files keep naming alice and bob.
+RELAYS = {
+    name: Identity.from_seeds(secret(f"{name} signing seed"), secret(f"{name} exchange secret"))
+    for name in ("carol", "dave")
+}
+# Each hop's cleartext expiry is the bundle's less a jitter (protocol.md section 20.9).
+ONION_JITTER_SECONDS = {"carol": 1234, "dave": 567, "bob": 89}
 
 MESSAGE_100 = (
     b"Meet at the old mill at dawn. Bring the radio, two spare batteries "
@@ -453,6 +468,288 @@ def ids_file() -> dict[str, Any]:
     }
 
 
+def fixed_bytes(label: str, size: int) -> bytes:
+    """`size` fixed bytes: the secrets of numbered labels, concatenated."""
+    return b"".join(secret(f"{label} {number}") for number in range(size // 32 + 1))[:size]
+
+
+def onion_packet(
+    hops: Sequence[Hop], payload: bytes, *, ephemeral_secret: bytes, filler: bytes
+) -> bytes:
+    """The first hop's packet: the payload zero-padded to its bucket, then the header."""
+    padded = onion.padded_payload_bytes(len(payload))
+    sealer = OnionSealer(
+        hops,
+        slots=len(hops),
+        payload_bytes=padded,
+        ephemeral_secret=ephemeral_secret,
+        filler=filler,
+    )
+    body = sealer.transform(payload + bytes(padded - len(payload)))
+    return sealer.clear() + body
+
+
+def onion_hop_record(name: str, identity: Identity, packet: bytes) -> tuple[dict[str, Any], bytes]:
+    """What one hop sees and derives; returns the record and the peeled payload."""
+    clear = bundle.parse_clear(packet)
+    routing_end = clear.size + clear.slots * SLOT_BYTES + MAC_BYTES
+    peeler = OnionPeeler(identity, clear, packet[clear.size : routing_end])
+    peeled = peeler.transform(packet[routing_end:])
+    peeler.check_payload()
+    alpha = clear.ephemeral_public
+    shared = identity.exchange(alpha)
+    keys = onion._hop_keys(shared)  # the vectors show every intermediate value
+    slot = peeler.slot
+    next_name = next(
+        (who for who, person in onion_people().items() if person.node_id == slot.next_hop), None
+    )
+    record: dict[str, Any] = {
+        "node": name,
+        "packet_hex": packet.hex(),
+        "packet_bytes": len(packet),
+        "hop_header_hex": packet[bundle.PREFIX_BYTES : clear.size - PUBLIC_KEY_BYTES].hex(),
+        "expiry": clear.header.expiry,
+        "priority": clear.header.priority,
+        "body_length": clear.header.body_length,
+        "slots": clear.slots,
+        "alpha_hex": alpha.hex(),
+        "bundle_id_hex": clear.bundle_id.raw.hex(),
+        "bundle_id": str(clear.bundle_id),
+        "routing_hex": packet[clear.size : routing_end - MAC_BYTES].hex(),
+        "mac_hex": packet[routing_end - MAC_BYTES : routing_end].hex(),
+        "shared_secret_hex": shared.hex(),
+        "header_key_hex": keys.header.hex(),
+        "mac_key_hex": keys.mac.hex(),
+        "payload_key_hex": keys.payload.hex(),
+        "tag_key_hex": keys.tag.hex(),
+        "blinding_hex": onion._blinding(alpha, shared).hex(),
+        "slot_hex": slot.encode().hex(),
+        "slot": {
+            "kind": int(slot.kind),
+            "kind_name": slot.kind.name,
+            "next_hop": next_name,
+            "next_hop_hex": slot.next_hop.raw.hex() if slot.next_hop else None,
+            "next_expiry": slot.next_expiry,
+            "next_priority": slot.next_priority,
+            "payload_tag_hex": slot.payload_tag.hex(),
+            "commitment_hex": slot.commitment.hex(),
+            "next_mac_hex": slot.next_mac.hex(),
+        },
+    }
+    if slot.next_hop is not None:
+        record["next_alpha_hex"] = peeler.next_clear()[
+            clear.size - PUBLIC_KEY_BYTES : clear.size
+        ].hex()
+        record["next_bundle_id_hex"] = peeler.next_bundle_id.raw.hex()
+        return record, peeler.next_clear() + peeled
+    return record, peeled
+
+
+def onion_people() -> dict[str, Identity]:
+    return IDENTITIES | RELAYS
+
+
+def onion_vector(
+    name: str,
+    comment: str,
+    *,
+    route: Sequence[str],
+    kinds: tuple[SlotKind, SlotKind],
+    commitments: Sequence[bytes],
+    payload: bytes,
+) -> dict[str, Any]:
+    people = onion_people()
+    expiry = NOW + LIFETIME_SECONDS
+    hops = [
+        Hop(
+            people[who].node_id,
+            people[who].public.exchange_public,
+            kinds[1] if position == len(route) - 1 else kinds[0],
+            expiry - ONION_JITTER_SECONDS[who],
+            DEFAULT_NICE,
+            commitments[position],
+        )
+        for position, who in enumerate(route)
+    ]
+    ephemeral_secret = secret(f"onion ephemeral secret for {name}")
+    filler = fixed_bytes(f"onion filler for {name}", len(hops) * SLOT_BYTES)
+    packet = onion_packet(hops, payload, ephemeral_secret=ephemeral_secret, filler=filler)
+    records = []
+    for who in route:
+        record, packet = onion_hop_record(who, people[who], packet)
+        records.append(record)
+    return {
+        "name": name,
+        "comment": comment,
+        "sender": "alice",
+        "route": list(route),
+        "now": NOW,
+        "expiry": expiry,
+        "hops": [
+            {
+                "node": who,
+                "kind": int(hop.kind),
+                "expiry": hop.expiry,
+                "priority": hop.priority,
+                "commitment_hex": hop.commitment.hex(),
+            }
+            for who, hop in zip(route, hops, strict=True)
+        ],
+        "slots": len(hops),
+        "ephemeral_secret_hex": ephemeral_secret.hex(),
+        "filler_hex": filler.hex(),
+        "payload_hex": payload.hex(),
+        "payload_bytes": len(payload),
+        "padded_payload_bytes": onion.padded_payload_bytes(len(payload)),
+        "packets": records,
+        "final_payload_hex": packet.hex(),
+    }
+
+
+def invalid_onions(good: dict[str, Any]) -> list[dict[str, str]]:
+    """Mutations of the first hop's packet, each with the error the hop must raise."""
+    first = good["packets"][0]
+    packet = bytes.fromhex(first["packet_hex"])
+    clear = bundle.parse_clear(packet)
+    alpha_at = clear.size - PUBLIC_KEY_BYTES
+    mac_at = clear.size + clear.slots * SLOT_BYTES
+
+    def flipped(position: int, mask: int) -> bytes:
+        changed = bytearray(packet)
+        changed[position] ^= mask
+        return bytes(changed)
+
+    later = dataclasses.replace(clear.header, expiry=clear.header.expiry + 1)
+    hops = [
+        Hop(
+            onion_people()[hop["node"]].node_id,
+            onion_people()[hop["node"]].public.exchange_public,
+            SlotKind(hop["kind"]),
+            hop["expiry"],
+            hop["priority"],
+            bytes.fromhex(hop["commitment_hex"]),
+        )
+        for hop in good["hops"]
+    ]
+    # A sender may write any kind byte; the MAC holds and the slot is refused.
+    odd_kind = dataclasses.replace(hops[0], kind=7)
+    odd = onion_packet(
+        [odd_kind, *hops[1:]],
+        bytes.fromhex(good["payload_hex"]),
+        ephemeral_secret=secret("onion ephemeral secret for unknown-slot-kind"),
+        filler=fixed_bytes("onion filler for unknown-slot-kind", len(hops) * SLOT_BYTES),
+    )
+    return [
+        {
+            "name": "mac-flipped",
+            "node": "carol",
+            "packet_hex": flipped(mac_at + MAC_BYTES - 1, 0x01).hex(),
+            "error": "routing header MAC",
+        },
+        {
+            "name": "slot-flipped",
+            "comment": "the first byte of the routing slots: carol's slot kind, encrypted",
+            "node": "carol",
+            "packet_hex": flipped(clear.size, 0x01).hex(),
+            "error": "routing header MAC",
+        },
+        {
+            "name": "expiry-changed",
+            "comment": "the cleartext expiry one second later: the MAC covers the hop header",
+            "node": "carol",
+            "packet_hex": (later.encode() + packet[alpha_at:]).hex(),
+            "error": "routing header MAC",
+        },
+        {
+            "name": "alpha-not-canonical",
+            "comment": "alpha's top bit set: X25519 ignores it, the MAC and the bundle id do not",
+            "node": "carol",
+            "packet_hex": flipped(clear.size - 1, 0x80).hex(),
+            "error": "routing header MAC",
+        },
+        {
+            "name": "alpha-low-order",
+            "comment": "alpha all zero: a low-order point, refused before any key is derived",
+            "node": "carol",
+            "packet_hex": (packet[:alpha_at] + bytes(32) + packet[clear.size :]).hex(),
+            "error": "invalid public key",
+        },
+        {
+            "name": "payload-flipped",
+            "comment": "the last payload byte: the header passes, the payload tag does not",
+            "node": "carol",
+            "packet_hex": flipped(len(packet) - 1, 0x01).hex(),
+            "error": "payload tag",
+        },
+        {
+            "name": "for-another-node",
+            "comment": "carol's packet handed to dave",
+            "node": "dave",
+            "packet_hex": packet.hex(),
+            "error": "for another node",
+        },
+        {
+            "name": "unknown-slot-kind",
+            "comment": "a packet whose first slot has kind 7, under a valid MAC",
+            "node": "carol",
+            "packet_hex": odd.hex(),
+            "error": "unknown slot kind 7",
+        },
+    ]
+
+
+def onions_file(bundles: dict[str, Any]) -> dict[str, Any]:
+    inner = bytes.fromhex(bundles["bundles"][0]["bundle_hex"])  # message-100, alice to bob
+    tokens = {who: secret(f"cancel token for {who}")[: onion.COMMITMENT_BYTES] for who in RELAYS}
+    data = onion_vector(
+        "message-100-over-2-relays",
+        "the message-100 bundle from alice to bob over carol and dave; "
+        "the relays' commitments are those of the cancel tokens",
+        route=("carol", "dave", "bob"),
+        kinds=(SlotKind.FORWARD, SlotKind.DELIVER),
+        commitments=[
+            onion.commitment_for(tokens["carol"]),
+            onion.commitment_for(tokens["dave"]),
+            secret("onion destination commitment")[: onion.COMMITMENT_BYTES],
+        ],
+        payload=inner,
+    )
+    data["cancel_tokens_hex"] = {who: token.hex() for who, token in tokens.items()}
+    data["direct_bundle_bytes"] = len(inner)
+    cancel = onion_vector(
+        "cancel-over-2-relays",
+        "the cancel for that copy: the tokens themselves ride carol's and dave's slots",
+        route=("carol", "dave"),
+        kinds=(SlotKind.CANCEL_FORWARD, SlotKind.CANCEL_END),
+        commitments=[tokens["carol"], tokens["dave"]],
+        payload=b"",
+    )
+    return {
+        "description": "rise-dtn onion packet (bundle v2) known-answer vectors (docs/protocol.md)",
+        "generator": "tests/vectors/generate.py",
+        "constants": {
+            "slot_bytes": SLOT_BYTES,
+            "mac_bytes": MAC_BYTES,
+            "tag_bytes": onion.TAG_BYTES,
+            "commitment_bytes": onion.COMMITMENT_BYTES,
+            "min_payload_bytes": onion.MIN_PAYLOAD_BYTES,
+            "max_route_slots": bundle.MAX_ROUTE_SLOTS,
+            "personalisations": {
+                "blinding": onion.PERSON_BLIND.decode(),
+                "header": onion.PERSON_HEADER.decode(),
+                "mac": onion.PERSON_MAC.decode(),
+                "payload": onion.PERSON_PAYLOAD.decode(),
+                "tag": onion.PERSON_TAG.decode(),
+                "cancel": onion.PERSON_CANCEL.decode(),
+                "bundle_id": bundle.BUNDLE_ID_PERSON.decode(),
+            },
+        },
+        "identities": {name: identity_record(ident) for name, ident in onion_people().items()},
+        "onions": [data, cancel],
+        "invalid": invalid_onions(data),
+    }
+
+
 def write(name: str, content: dict[str, Any]) -> None:
     path = HERE / name
     path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n")
@@ -465,6 +762,7 @@ def main() -> None:
     write("cards.json", cards_file())
     write("acks.json", acks_file(bundles))
     write("ids.json", ids_file())
+    write("onions.json", onions_file(bundles))
 
 
 if __name__ == "__main__":
