@@ -48,6 +48,8 @@ MAX_ROUTE_SLOTS = 9
 # One routing slot: kind (1), next hop (16), next expiry (8), next priority
 # (1), payload tag (16), cancel commitment (16), next MAC (16).
 SLOT_BYTES = 74
+# The payload key stream is ChaCha20 with a 32-bit block counter: 2**38 bytes.
+MAX_ONION_PAYLOAD_BYTES = 1 << 38
 MAC_BYTES = 16
 # A file name is at most 255 bytes on every common filesystem; the rest of
 # the metadata is a few integers.
@@ -244,6 +246,8 @@ def parse_clear(data: bytes) -> ClearPart:
             raise BundleError(f"onion packet claims {slots} routing slots (1 to 9 allowed)")
         if body_length <= onion_header_bytes(slots):
             raise BundleError("onion packet is too short for its routing header")
+        if body_length - onion_header_bytes(slots) > MAX_ONION_PAYLOAD_BYTES:
+            raise BundleError("onion packet claims a payload over 256 GiB")
     elif sealing.chunk_count(body_length - PUBLIC_KEY_BYTES) is None:
         raise BundleError("bundle body length does not match the chunk framing")
     start = PREFIX_BYTES + header_bytes

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import hmac
 from collections.abc import Sequence
 
-import nacl.encoding
-import nacl.hash
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.poly1305 import Poly1305
 
@@ -140,9 +139,8 @@ class _HopKeys:
 
 
 def _derive(secret: bytes, person: bytes) -> bytes:
-    return nacl.hash.blake2b(
-        secret, digest_size=32, person=person, encoder=nacl.encoding.RawEncoder
-    )
+    # hashlib's BLAKE2b: libsodium's bit for bit, without PyNaCl's per-call checks.
+    return hashlib.blake2b(secret, digest_size=32, person=person).digest()
 
 
 def _hop_keys(shared: bytes) -> _HopKeys:
@@ -169,19 +167,12 @@ def _xor(left: bytes, right: bytes) -> bytes:
 
 def _mac(key: bytes, header: HopHeader, alpha: bytes, beta: bytes) -> bytes:
     """gamma: binds the cleartext hop header, alpha and the routing slots."""
-    return nacl.hash.blake2b(
-        header.encode() + alpha + beta,
-        digest_size=MAC_BYTES,
-        key=key,
-        encoder=nacl.encoding.RawEncoder,
-    )
+    return hashlib.blake2b(header.encode() + alpha + beta, digest_size=MAC_BYTES, key=key).digest()
 
 
 def commitment_for(token: bytes) -> bytes:
     """What a relay stores for a copy: the hash of the cancel token that may drop it."""
-    return nacl.hash.blake2b(
-        token, digest_size=COMMITMENT_BYTES, person=PERSON_CANCEL, encoder=nacl.encoding.RawEncoder
-    )
+    return hashlib.blake2b(token, digest_size=COMMITMENT_BYTES, person=PERSON_CANCEL).digest()
 
 
 def padded_payload_bytes(inner_bytes: int) -> int:

@@ -79,9 +79,12 @@ def _accept_receipt(home: Home, peer: Peer, payload: bytes, *, now: int) -> None
     if (
         not isinstance(value, list)
         or len(value) != 3
-        or value[0] != RECEIPT_VERSION
+        or not _is_version(value[0], RECEIPT_VERSION)
         or not isinstance(value[1], bytes)
         or len(value[1]) != NODE_ID_BYTES
+        or not isinstance(value[2], int)
+        or isinstance(value[2], bool)
+        or value[2] < 0
     ):
         raise BundleError("receipt is malformed")
     bundle_id = str(BundleId(value[1]))
@@ -224,7 +227,7 @@ def _decode_map(payload: bytes) -> tuple[list[Link], list[Card]]:
     if (
         not isinstance(value, list)
         or len(value) != 3
-        or value[0] != MAP_VERSION
+        or not _is_version(value[0], MAP_VERSION)
         or not isinstance(value[1], list)
         or not isinstance(value[2], list)
         or len(value[1]) > MAX_MAP_LINKS
@@ -255,3 +258,8 @@ def _decode_link(entry: object) -> Link:
     ):
         raise BundleError("map is malformed (link)")
     return Link.of(NodeId(entry[0]), NodeId(entry[1]), entry[2])
+
+
+def _is_version(value: object, version: int) -> bool:
+    # CBOR true must not pass for 1 (True == 1 in Python).
+    return isinstance(value, int) and not isinstance(value, bool) and value == version

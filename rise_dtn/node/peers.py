@@ -35,11 +35,25 @@ class Peer:
 class PeerBook:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        # Verified cards, until the directory changes: a relay asks for its
+        # peers once per packet, and each card costs a signature check.
+        self._cached: tuple[int, list[Peer]] | None = None
 
     def _path(self, name: str) -> Path:
         return self.directory / f"{name}{CARD_SUFFIX}"
 
     def all(self) -> list[Peer]:
+        try:
+            stamp = self.directory.stat().st_mtime_ns
+        except OSError:
+            stamp = -1
+        if self._cached is not None and self._cached[0] == stamp and stamp != -1:
+            return list(self._cached[1])
+        peers = self._load()
+        self._cached = (stamp, peers)
+        return list(peers)
+
+    def _load(self) -> list[Peer]:
         peers = []
         for path in sorted(self.directory.glob(f"*{CARD_SUFFIX}")):
             try:
@@ -82,11 +96,13 @@ class PeerBook:
                     f"the name {alias!r} is taken by node {peer.node_id} (use --replace or --name)"
                 )
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._cached = None
         write_atomic(self._path(alias), card.armor().encode(), what="saving the card")
         return Peer(alias, card)
 
     def remove(self, name: str) -> Peer:
         peer = self.find(name)
+        self._cached = None
         self._path(peer.name).unlink()
         (self.directory / f"{peer.name}{RELAY_SUFFIX}").unlink(missing_ok=True)
         return peer
@@ -95,6 +111,7 @@ class PeerBook:
         """Mark or unmark a neighbour as a relay for this node's routes."""
         peer = self.find(name)
         marker = self.directory / f"{peer.name}{RELAY_SUFFIX}"
+        self._cached = None
         if relay:
             write_atomic(marker, b"", what="marking the relay")
         else:

@@ -22,9 +22,16 @@ from rise_dtn.core.errors import BundleError
 from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.core.onion import OnionPeeler, SlotKind, commitment_for
 from rise_dtn.node import toss
+from rise_dtn.node.forwarding import (
+    MAX_BATCHED_PAYLOAD_BYTES,
+    ForwardBatch,
+    check_forward,
+    check_quota,
+    relayed_seen,
+)
 from rise_dtn.node.home import Home
 from rise_dtn.store.atomic import atomic_file
-from rise_dtn.store.index import EntryRow, SeenRow
+from rise_dtn.store.index import EntryRow
 
 BLOCK_BYTES = 1 << 20  # the hot path works in large blocks
 
@@ -61,31 +68,68 @@ class PeeledSource:
 
 
 def toss_packet(
-    home: Home, path: Path, neighbour: NodeId, clear: ClearPart, *, now: int
-) -> toss.TossEvent:
-    """Handle one onion packet from rx/<neighbour>/; BundleError means quarantine."""
+    home: Home,
+    path: Path,
+    neighbour: NodeId,
+    clear: ClearPart,
+    *,
+    now: int,
+    batch: ForwardBatch | None = None,
+    lock_fd: int = -1,
+) -> toss.TossEvent | None:
+    """Handle one onion packet from rx/<neighbour>/; BundleError means quarantine.
+
+    A small FORWARD packet joins `batch` and its event comes when the batch
+    is flushed (None here); everything else is done at once.
+    """
     stem = path.name.split(".")[0]
-    seen = home.index.seen_state(str(clear.bundle_id))
-    if seen is not None:
-        # Sphinx replay detection: the same alpha means the same packet.
-        return _drop(home, path, neighbour, clear, "replay of a packet already handled", now=now)
     with open(path, "rb") as handle:
         handle.seek(clear.size)
         routing = handle.read(clear.slots * bundle.SLOT_BYTES + bundle.MAC_BYTES)
         peeler = OnionPeeler(home.identity, clear, routing)
-        source = PeeledSource(handle, peeler)
         kind = peeler.slot.kind
+        small = peeler.payload_bytes <= MAX_BATCHED_PAYLOAD_BYTES
+        if kind is SlotKind.FORWARD and batch is not None and lock_fd >= 0 and small:
+            payload = handle.read(peeler.payload_bytes + 1)
+            if len(payload) != peeler.payload_bytes:
+                raise BundleError("onion packet is truncated")
+            batch.add(path, neighbour, peeler, payload, lock_fd)
+            return None
+        if home.index.seen_state(str(clear.bundle_id)) is not None:
+            # Sphinx replay detection: the same alpha means the same packet.
+            return _drop(
+                home, path, neighbour, clear, "replay of a packet already handled", now=now
+            )
+        source = PeeledSource(handle, peeler)
         if kind is SlotKind.DELIVER:
             return _deliver(home, path, neighbour, source, peeler, now=now)
         if kind in (SlotKind.CANCEL_FORWARD, SlotKind.CANCEL_END):
+            if peeler.payload_bytes > MAX_BATCHED_PAYLOAD_BYTES:
+                raise BundleError("cancel packet is too large")
+            peeled = PeeledBytes(source.read(peeler.payload_bytes))
+            source.finish()  # a tampered cancel drops nothing
             dropped = _cancel(home, peeler, now=now)
             if dropped is not None or kind is SlotKind.CANCEL_END:
-                source.finish()
-                _record(home, clear, neighbour, now=now)
+                home.relay_index.record_handled(relayed_seen(clear, now), neighbour=str(neighbour))
                 home.spool.remove(path)
                 reason = dropped or "cancel: nothing held here"
                 return toss.Rejected(stem, reason, "dropped")
+            return _forward(home, path, neighbour, peeled, peeler, now=now)
         return _forward(home, path, neighbour, source, peeler, now=now)
+
+
+class PeeledBytes:
+    """A payload already peeled and checked, read back for forwarding."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def read(self, size: int, /) -> bytes:
+        block, self._data = self._data[:size], self._data[size:]
+        return block
+
+    def finish(self) -> None:
+        return None
 
 
 def _deliver(
@@ -130,23 +174,16 @@ def _forward(
     home: Home,
     path: Path,
     neighbour: NodeId,
-    source: PeeledSource,
+    source: toss.Source,
     peeler: OnionPeeler,
     *,
     now: int,
 ) -> toss.TossEvent:
-    config = home.config
-    if not config.relay.enabled:
-        raise BundleError("this node does not relay ([relay] enabled is off)")
-    previous = home.peers.by_id(neighbour)
-    next_hop = home.peers.by_id(peeler.slot.next_hop) if peeler.slot.next_hop else None
-    if previous is None:
-        raise BundleError(f"packet from {neighbour}, which is not a neighbour")
-    if next_hop is None:
-        raise BundleError(f"next hop {peeler.slot.next_hop} is not a neighbour of this node")
-    if peeler.slot.next_expiry <= now:
-        raise BundleError("next hop's expiry has passed")
-    _check_quota(home, previous.name, str(neighbour), peeler.clear.total_bytes)
+    """One packet, streamed in constant memory (large payloads, cancels)."""
+    peers = {peer.node_id: peer for peer in home.peers.all()}
+    previous, next_hop = check_forward(home, peers, neighbour, peeler, now=now)
+    count, held = home.relay_index.held_for(str(neighbour))
+    check_quota(home, previous.name, count=count, held_bytes=held, size=peeler.clear.total_bytes)
     next_id = peeler.next_bundle_id
     tx_dir = home.spool.tx_dir(next_hop.node_id)
     tx_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -162,56 +199,21 @@ def _forward(
             remaining -= len(block)
             out.write(block)
         source.finish()  # a tagged payload never leaves this node
-    home.relay_index.record_forwarded(
-        entry=EntryRow(
-            bundle_id=str(next_id),
-            direction="tx",
-            neighbour=str(next_hop.node_id),
-            size=peeler.clear.total_bytes,
-            expiry=peeler.slot.next_expiry,
-            priority=peeler.slot.next_priority,
-            queued_at=now,
-        ),
-        from_neighbour=str(neighbour),
-        commitment=peeler.slot.commitment.hex(),  # already BLAKE2b(token): 20.2, 22.2
-        arrived=_seen_row(peeler.clear, now),
+    entry = EntryRow(
+        bundle_id=str(next_id),
+        direction="tx",
+        neighbour=str(next_hop.node_id),
+        size=peeler.clear.total_bytes,
+        expiry=peeler.slot.next_expiry,
+        priority=peeler.slot.next_priority,
+        queued_at=now,
+    )
+    commitment = peeler.slot.commitment.hex()  # already BLAKE2b(token): 20.2, 22.2
+    home.relay_index.record_forwarded_many(
+        [(entry, str(neighbour), commitment, relayed_seen(peeler.clear, now))], replays=[]
     )
     home.spool.remove(path)
     return toss.Forwarded(path.name.split(".")[0], next_hop.name)
-
-
-def _check_quota(home: Home, name: str, neighbour: str, size: int) -> None:
-    settings = home.config.peer(name)
-    relay = home.config.relay
-    max_bytes = (
-        settings.relay_max_bytes if settings.relay_max_bytes is not None else relay.max_bytes
-    )
-    max_bundles = (
-        settings.relay_max_bundles if settings.relay_max_bundles is not None else relay.max_bundles
-    )
-    count, held = home.relay_index.held_for(neighbour)
-    if count + 1 > max_bundles:
-        raise BundleError(f"over relay quota for {name}: {count} bundles held (max {max_bundles})")
-    if held + size > max_bytes:
-        raise BundleError(
-            f"over relay quota for {name}: {held + size} bytes would be held (max {max_bytes})"
-        )
-
-
-def _seen_row(clear: ClearPart, now: int) -> SeenRow:
-    # A relayed packet is remembered by its id alone: no sender, no target.
-    return SeenRow(
-        bundle_id=str(clear.bundle_id),
-        expiry=clear.header.expiry,
-        state="relayed",
-        sender="",
-        target="",
-        at=now,
-    )
-
-
-def _record(home: Home, clear: ClearPart, neighbour: NodeId, *, now: int) -> None:
-    home.relay_index.record_handled(_seen_row(clear, now), neighbour=str(neighbour))
 
 
 def _drop(

@@ -71,12 +71,17 @@ def view(home: Home, *, now: int, cards: dict[NodeId, Card] | None = None) -> Ma
         for row in home.relay_index.links(now)
     ]
     relays = cards if cards is not None else relay_cards(home, now=now)
+    # Names for messages such as "relay r3 in --via is not a neighbour": the
+    # user typed names, so NoRoute answers in names, not in node ids.
+    names = {node_id: card.name for node_id, card in relays.items()}
+    names.update({peer.node_id: peer.name for peer in peers})
     return MapView(
         self_id=home.identity.node_id,
         neighbours=[peer.node_id for peer in peers],
         relays=[peer.node_id for peer in peers if peer.relay],
         links=[link for link in known if _usable(link.link, relays)],
         now=now,
+        names=names,
     )
 
 

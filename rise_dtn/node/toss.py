@@ -17,7 +17,7 @@ import shlex
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from rise_dtn.core.bundle import ClearPart, ContentKind, Inner, Opener
 from rise_dtn.core.errors import BundleError, StorageError
@@ -28,6 +28,9 @@ from rise_dtn.store.atomic import AtomicFile, remove_stale_tmp, storage_error
 from rise_dtn.store.index import InboxRow, SeenRow
 from rise_dtn.store.pipeline import BackgroundWriter
 from rise_dtn.store.spool import read_clear
+
+if TYPE_CHECKING:
+    from rise_dtn.node.forwarding import ForwardBatch
 
 ON_DELIVERY_TIMEOUT_SECONDS = 60  # a notifier, not a job runner: keep toss moving
 
@@ -138,23 +141,28 @@ def toss(
     home.spool.check_exists()
     remove_stale_tmp(home.spool.tmp)
     events: list[TossEvent] = []
-    for job in _jobs(home):
-        fd = _lock(job.path)
-        if fd is None:
-            continue  # another toss holds this one, or it is already gone
-        try:
-            event = _toss_one(home, job, now=now)
-        finally:
-            os.close(fd)
-        if event is not None:
-            events.append(event)
-            on_event(event)
-            if isinstance(event, Delivered):
-                warning = _notify(home, event)
-                if warning is not None:
-                    failure = NotifyFailed(event.bundle_id, warning)
-                    events.append(failure)
-                    on_event(failure)
+
+    def emit(event: TossEvent) -> None:
+        events.append(event)
+        on_event(event)
+        if isinstance(event, Delivered):
+            warning = _notify(home, event)
+            if warning is not None:
+                emit(NotifyFailed(event.bundle_id, warning))
+
+    from rise_dtn.node.forwarding import ForwardBatch  # late: it imports this module
+
+    with ForwardBatch(home, now=now, emit=emit) as batch:
+        for job in _jobs(home):
+            fd = _lock(job.path)
+            if fd is None:
+                continue  # another toss holds this one, or it is already gone
+            try:
+                event = _toss_one(home, job, now=now, batch=batch, lock_fd=fd)
+            finally:
+                os.close(fd)
+            if event is not None:
+                emit(event)
     if any(isinstance(event, Accepted) and event.kind is ContentKind.MAP for event in events):
         _route_held(home, now=now, on_event=on_event)
     return events
@@ -192,7 +200,9 @@ def _lock(path: Path) -> int | None:
     return fd
 
 
-def _toss_one(home: Home, job: _Job, *, now: int) -> TossEvent | None:
+def _toss_one(
+    home: Home, job: _Job, *, now: int, batch: ForwardBatch | None = None, lock_fd: int = -1
+) -> TossEvent | None:
     stem = job.path.name.split(".")[0]
     try:
         clear, _size = read_clear(job.path)
@@ -201,7 +211,9 @@ def _toss_one(home: Home, job: _Job, *, now: int) -> TossEvent | None:
         if clear.onion:
             from rise_dtn.node import relay  # late: relay imports this module
 
-            return relay.toss_packet(home, job.path, job.neighbour, clear, now=now)
+            return relay.toss_packet(
+                home, job.path, job.neighbour, clear, now=now, batch=batch, lock_fd=lock_fd
+            )
         seen = home.index.seen_state(str(clear.bundle_id))
         if seen is not None and seen.state == "delivered":
             reason = "duplicate of a bundle already delivered"

@@ -32,11 +32,11 @@ from sqlalchemy import (
 from rise_dtn.store.index import (
     EntryRow,
     Index,
+    PendingAck,
     Seen,
     SeenRow,
     SpoolEntry,
     delete_entry,
-    entry_values,
     owe,
     upsert,
 )
@@ -194,17 +194,69 @@ class RelayIndex:
         with self._index.transaction() as connection:
             return [(row[0], row[1]) for row in connection.execute(query)]
 
-    def record_forwarded(
-        self, *, entry: EntryRow, from_neighbour: str, commitment: str, arrived: SeenRow
-    ) -> None:
-        """The next hop's packet is durable in tx/: index it, remember the arrival, owe the ack."""
+    def seen_among(self, bundle_ids: list[str]) -> set[str]:
+        """Which of these packet ids were handled before (replays)."""
+        query = select(Seen.c.bundle_id).where(Seen.c.bundle_id.in_(bundle_ids))
         with self._index.transaction() as connection:
-            keys = {"bundle_id": entry.bundle_id, "direction": "tx"}
-            upsert(connection, SpoolEntry, keys, entry_values(entry))
-            relayed = {"from_neighbour": from_neighbour, "size": entry.size}
-            relayed.update(expiry=entry.expiry, commitment=commitment)
-            upsert(connection, Relayed, {"bundle_id": entry.bundle_id}, relayed)
-            _handled(connection, arrived, from_neighbour)
+            return {row[0] for row in connection.execute(query)}
+
+    def record_forwarded_many(
+        self,
+        forwarded: list[tuple[EntryRow, str, str, SeenRow]],
+        *,
+        replays: list[tuple[SeenRow, str]],
+    ) -> None:
+        """Next hops' packets are durable in tx/: index them, remember arrivals, owe acks.
+
+        `forwarded` holds (tx entry, previous hop, cancel commitment, arrival);
+        one transaction for the whole batch, written idempotently (a batch
+        redone after a crash writes the same rows again).
+        """
+        next_ids = [entry.bundle_id for entry, _, _, _ in forwarded]
+        arrivals = [(arrived, neighbour) for _, neighbour, _, arrived in forwarded] + replays
+        arrived_ids = [arrived.bundle_id for arrived, _ in arrivals]
+        with self._index.transaction() as connection:
+            if forwarded:
+                connection.execute(
+                    delete(SpoolEntry).where(
+                        SpoolEntry.c.bundle_id.in_(next_ids), SpoolEntry.c.direction == "tx"
+                    )
+                )
+                connection.execute(
+                    insert(SpoolEntry),
+                    [dataclasses.asdict(entry) for entry, _, _, _ in forwarded],
+                )
+                connection.execute(delete(Relayed).where(Relayed.c.bundle_id.in_(next_ids)))
+                connection.execute(
+                    insert(Relayed),
+                    [
+                        {
+                            "bundle_id": entry.bundle_id,
+                            "from_neighbour": neighbour,
+                            "size": entry.size,
+                            "expiry": entry.expiry,
+                            "commitment": commitment,
+                        }
+                        for entry, neighbour, commitment, _ in forwarded
+                    ],
+                )
+                fresh = [dataclasses.asdict(arrived) for _, _, _, arrived in forwarded]
+                fresh_ids = [row["bundle_id"] for row in fresh]
+                connection.execute(delete(Seen).where(Seen.c.bundle_id.in_(fresh_ids)))
+                connection.execute(insert(Seen), fresh)
+            connection.execute(
+                delete(SpoolEntry).where(
+                    SpoolEntry.c.bundle_id.in_(arrived_ids), SpoolEntry.c.direction == "rx"
+                )
+            )
+            connection.execute(delete(PendingAck).where(PendingAck.c.bundle_id.in_(arrived_ids)))
+            connection.execute(
+                insert(PendingAck),
+                [
+                    {"bundle_id": arrived.bundle_id, "neighbour": neighbour, "created": arrived.at}
+                    for arrived, neighbour in arrivals
+                ],
+            )
 
     def record_handled(self, arrived: SeenRow, *, neighbour: str) -> None:
         """A packet that ends here without a delivery (a cancel): remember it, owe the ack."""
