@@ -227,6 +227,11 @@ def _take_one(
         # durable in rx/): the sender, whose check goes by name and size,
         # then writes its good copy again instead of never replacing it.
         carrier.remove(found.path)
+    elif found.path != carrier.bundle_path(home.identity.node_id, peer.node_id, bundle_id):
+        # Not under its id: our ack removes a copy by its id, so this one
+        # would be taken again at every exchange, for ever (a replay under
+        # another name). Ours is durable in rx/.
+        carrier.remove(found.path)
     report.received += 1
     report.received_bytes += size
     say(f"received {bundle_id} from {peer.name} ({size} bytes)")
