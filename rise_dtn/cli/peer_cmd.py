@@ -87,7 +87,7 @@ def list_cmd(as_json: bool, home_path: Path | None) -> None:
                 "name": peer.name,
                 "node_id": str(peer.node_id),
                 "card_name": peer.card.name,
-                "addresses": dict(peer.card.addresses),
+                "addresses": [list(pair) for pair in peer.card.addresses],
                 "relay": peer.relay,
             }
             for peer in peers

@@ -32,6 +32,8 @@ def toss_reporter(quiet: bool) -> tuple[list[int], Callable[[TossEvent], None]]:
             return
         if isinstance(event, NotifyFailed):
             warn("rise-toss", f"{event.bundle_id}: {event.reason}")
+        elif event.action == "deferred":
+            warn("rise-toss", f"{event.bundle_id}: deferred: {event.reason}")
         elif event.action == "quarantined":
             rejected[0] += 1
             warn("rise-toss", f"{event.bundle_id}: rejected: {event.reason} (quarantined)")

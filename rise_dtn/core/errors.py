@@ -40,6 +40,13 @@ class BundleError(RiseError):
     exit_code = ExitCode.REJECTED
 
 
+class Deferred(RiseError):
+    """A sound bundle this node cannot take yet (a relay quota is full): it stays
+    where it is, unacknowledged, and is tried again by the next toss."""
+
+    exit_code = ExitCode.BUSY
+
+
 class PeerError(RiseError):
     """An untrusted card or neighbour is malformed, unknown or refused."""
 

@@ -35,13 +35,19 @@ class Digest16:
     """A 16-byte name derived by hashing, shown as 26 lower-case base32 letters."""
 
     raw: bytes
+    # The base32 text, made once: ids are index keys, printed many times per packet.
+    _text: list[str] = dataclasses.field(
+        default_factory=list, init=False, compare=False, repr=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         if len(self.raw) != NODE_ID_BYTES:
             raise ValueError(f"a {type(self).__name__} is 16 bytes")
 
     def __str__(self) -> str:
-        return base64.b32encode(self.raw).decode("ascii").rstrip("=").lower()
+        if not self._text:
+            self._text.append(base64.b32encode(self.raw).decode("ascii").rstrip("=").lower())
+        return self._text[0]
 
     @classmethod
     def parse(cls, text: str) -> Self:

@@ -174,6 +174,8 @@ def load(path: Path) -> Config:
         raise UsageError(f"{path}: invalid setting: {exc}") from None
     except KeyError as exc:
         raise UsageError(f"{path}: {exc.args[0]} (see rise-config(5))") from None
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc.message}") from None
 
 
 def _table(data: dict[str, Any], key: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ decoding untrusted input: every failure is a one-line BundleError.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import random
 
@@ -40,6 +41,8 @@ MAX_CONTROL_BYTES = 64 * 1024
 # Receipts take this many relays when the node sets no [send] hops: a routed
 # bundle deserves a routed receipt.
 RECEIPT_HOPS = 2
+# A neighbour sees a new random subset of this relay's links once a week.
+MAP_EPOCH_SECONDS = 7 * 86400
 
 
 def accept(home: Home, peer: Peer, kind: ContentKind, payload: bytes, *, now: int) -> None:
@@ -141,23 +144,28 @@ def _cancel_copies(home: Home, copies: list[object], *, expiry: int, now: int) -
 
 
 def refresh_maps(
-    home: Home, *, now: int, rng: random.Random | None = None, force: bool = False
+    home: Home, *, now: int, force: bool = False, only: Peer | None = None
 ) -> list[str]:
     """Queue a fresh map for every neighbour whose last one is older than [map] refresh.
 
-    Only a relay ([relay] enabled) tells others what it knows. Returns the
-    names of the neighbours that got one.
+    Only a relay ([relay] enabled) tells others what it knows, and only
+    about neighbours it has met (exchanged bundles with, or marked relay).
+    Each neighbour's subset is drawn from a generator seeded by this node's
+    key, the neighbour and the week: refreshes within a week repeat the same
+    subset (keeping it alive) instead of showing a neighbour more links each
+    time. Returns the names of the neighbours that got one.
     """
     config = home.config
     if not config.relay.enabled:
         return []
-    rng = rng or random.SystemRandom()
     last_sent = home.relay_index.maps_sent()
     cards = routes.relay_cards(home, now=now)
     cards[home.identity.node_id] = home.card(now=now)
     view = routes.view(home, now=now, cards=cards)
+    met = routes.met(home)
+    me = home.identity.node_id
     sent = []
-    for peer in home.peers.all():
+    for peer in [only] if only is not None else home.peers.all():
         if not force and now - last_sent.get(str(peer.node_id), 0) < config.map.refresh_seconds:
             continue
         links = advertise(
@@ -165,8 +173,11 @@ def refresh_maps(
             to=peer.node_id,
             size=config.map.size,
             max_distance=config.map.max_distance,
-            rng=rng,
+            rng=_subset_rng(home, peer, now=now),
         )
+        # Our own links only to neighbours we have met: the peer book also
+        # holds correspondents reached over relays, with no link to them.
+        links = [link for link in links if not link.touches(me) or link.a in met or link.b in met]
         if not links:
             continue
         ends = {node for link in links for node in (link.a, link.b)}
@@ -185,6 +196,17 @@ def refresh_maps(
         home.relay_index.map_sent(str(peer.node_id), now=now)
         sent.append(peer.name)
     return sent
+
+
+def _subset_rng(home: Home, peer: Peer, *, now: int) -> random.Random:
+    epoch = now // MAP_EPOCH_SECONDS
+    seed = hashlib.blake2b(
+        peer.node_id.raw + epoch.to_bytes(8, "big"),
+        digest_size=32,
+        key=home.identity.signing_seed,
+        person=b"rise-map-subset",
+    ).digest()
+    return random.Random(seed)
 
 
 def _accept_map(home: Home, peer: Peer, payload: bytes, *, now: int) -> None:

@@ -2,8 +2,8 @@
 
 Forwarding one small packet is a few hundred microseconds of crypto; its
 fsyncs and index commit would be milliseconds. So a toss peels each packet
-into a locked tmp file, and every BATCH_PACKETS packets (and at the end)
-makes them all durable with one syncfs, renames them into tx/, fsyncs the
+into one locked staging directory, and every BATCH_PACKETS packets (and at
+the end) makes them all durable with one syncfs, renames them into tx/, fsyncs the
 few directories involved, records them in one transaction, and only then
 deletes the packets from rx/. The order per packet is the one relay.py
 keeps for a single packet, so a crash anywhere is just as harmless: peeling
@@ -21,18 +21,18 @@ from pathlib import Path
 from types import TracebackType
 
 from rise_dtn.core.bundle import ClearPart
-from rise_dtn.core.errors import BundleError
+from rise_dtn.core.errors import BundleError, Deferred
 from rise_dtn.core.identity import NodeId
 from rise_dtn.core.onion import OnionPeeler
 from rise_dtn.node import toss
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
-from rise_dtn.store.atomic import AtomicFile, fsync_dir, storage_error, sync_filesystem
+from rise_dtn.store.atomic import StagingDirectory, fsync_dir, storage_error, sync_filesystem
 from rise_dtn.store.index import EntryRow, SeenRow
 
-# 256 packets: the sync is amortised over many, and a crash redoes little;
-# the batch holds two descriptors per packet, far below any fd limit.
-BATCH_PACKETS = 256
+# 1024 packets: the sync and the commit are amortised over many, a crash
+# redoes a second of work at most, and the batch holds ~1 MiB of index rows.
+BATCH_PACKETS = 1024
 # Larger packets stream one by one (relay.py): a batch holds payloads in memory.
 MAX_BATCHED_PAYLOAD_BYTES = 1 << 20
 
@@ -41,8 +41,8 @@ MAX_BATCHED_PAYLOAD_BYTES = 1 << 20
 class _Pending:
     path: Path  # the packet in rx/
     neighbour: NodeId  # who handed it to us
-    lock_fd: int  # keeps the rx file ours until it is gone
-    out: AtomicFile  # the next hop's packet, locked, not yet synced
+    staged: Path  # the next hop's packet, in the batch's staging directory
+    final: Path  # where it goes in tx/<next hop>/
     entry: EntryRow
     commitment: str
     arrived: SeenRow
@@ -71,6 +71,8 @@ class ForwardBatch:
         self._pending: list[_Pending] = []
         self._peers: dict[NodeId, Peer] | None = None
         self._held: dict[str, list[int]] = {}  # neighbour -> [bundles, bytes] held for it
+        self._staging: StagingDirectory | None = None
+        self._made: set[Path] = set()  # tx/ directories known to exist
 
     def __enter__(self) -> ForwardBatch:
         return self
@@ -91,9 +93,7 @@ class ForwardBatch:
             self._peers = {peer.node_id: peer for peer in self._home.peers.all()}
         return self._peers
 
-    def add(
-        self, path: Path, neighbour: NodeId, peeler: OnionPeeler, payload: bytes, lock_fd: int
-    ) -> None:
+    def add(self, path: Path, neighbour: NodeId, peeler: OnionPeeler, payload: bytes) -> None:
         """Check, peel and write one FORWARD packet; BundleError means quarantine it."""
         home = self._home
         previous, next_hop = check_forward(home, self.peers(), neighbour, peeler, now=self._now)
@@ -103,15 +103,13 @@ class ForwardBatch:
         next_id = peeler.next_bundle_id
         tx_dir = home.spool.tx_dir(next_hop.node_id)
         try:
-            tx_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            out = AtomicFile(home.spool.bundle_path(tx_dir, next_id), tmp_dir=home.spool.tmp)
+            if self._staging is None:
+                self._staging = StagingDirectory(home.spool.tmp)
+            staged = self._staging.write(peeler.next_clear() + peeled)
+            if tx_dir not in self._made:
+                tx_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self._made.add(tx_dir)
         except OSError as exc:
-            raise storage_error(exc, "forwarding") from None
-        try:
-            out.write(peeler.next_clear())
-            out.write(peeled)
-        except OSError as exc:
-            out.abort()
             raise storage_error(exc, "forwarding") from None
         held = self._held[str(neighbour)]
         held[0] += 1
@@ -120,8 +118,8 @@ class ForwardBatch:
             _Pending(
                 path,
                 neighbour,
-                os.dup(lock_fd),
-                out,
+                staged,
+                home.spool.bundle_path(tx_dir, next_id),
                 EntryRow(
                     bundle_id=str(next_id),
                     direction="tx",
@@ -159,17 +157,19 @@ class ForwardBatch:
             (replays if is_replay else fresh).append(item)
             known.add(item.arrived.bundle_id)  # the same packet twice in one batch
         try:
-            for item in replays:
-                item.out.abort()
             if fresh:
                 sync_filesystem(home.spool.tmp)
             for item in fresh:
-                item.out.commit(synced=True)
-            for directory in {item.out.final.parent for item in fresh} | {home.spool.tmp}:
+                os.replace(item.staged, item.final)
+            for directory in {item.final.parent for item in fresh}:
                 fsync_dir(directory)
         except OSError as exc:
-            self._abort(pending)
+            self._abort()
             raise storage_error(exc, "forwarding") from None
+        finally:
+            if self._staging is not None:
+                self._staging.close()  # replays' files go with it
+                self._staging = None
         home.relay_index.record_forwarded_many(
             [(item.entry, str(item.neighbour), item.commitment, item.arrived) for item in fresh],
             replays=[(item.arrived, str(item.neighbour)) for item in replays],
@@ -177,23 +177,23 @@ class ForwardBatch:
         for item in pending:
             with contextlib.suppress(FileNotFoundError):
                 item.path.unlink()
-            os.close(item.lock_fd)
         for directory in {item.path.parent for item in pending}:
             fsync_dir(directory)
+        replay_paths = {item.path for item in replays}
         for item in pending:
             stem = item.path.name.split(".")[0]
-            if item in replays:
+            if item.path in replay_paths:
                 reason = "replay of a packet already handled"
                 self._emit(toss.Rejected(stem, reason, "dropped"))
             else:
                 self._emit(toss.Forwarded(stem, item.next_name))
 
-    def _abort(self, pending: list[_Pending] | None = None) -> None:
-        for item in self._pending if pending is None else pending:
-            item.out.abort()
-            with contextlib.suppress(OSError):
-                os.close(item.lock_fd)
+    def _abort(self) -> None:
+        """Forget the batch: the packets stay in rx/ for the next toss."""
         self._pending = []
+        if self._staging is not None:
+            self._staging.close()
+            self._staging = None
 
 
 def check_forward(
@@ -214,7 +214,12 @@ def check_forward(
 
 
 def check_quota(home: Home, name: str, *, count: int, held_bytes: int, size: int) -> None:
-    """Refuse a packet that would put the previous hop over its relay quota."""
+    """Defer a packet that would put the previous hop over its relay quota.
+
+    It is not quarantined (it is sound) nor acked (the previous hop keeps its
+    copy): it waits in rx/ and the next toss tries again, so a full quota
+    slows a neighbour down without losing or piling up anything.
+    """
     settings = home.config.peer(name)
     relay = home.config.relay
     max_bytes = relay.max_bytes if settings.relay_max_bytes is None else settings.relay_max_bytes
@@ -222,9 +227,12 @@ def check_quota(home: Home, name: str, *, count: int, held_bytes: int, size: int
         relay.max_bundles if settings.relay_max_bundles is None else settings.relay_max_bundles
     )
     if count + 1 > max_bundles:
-        raise BundleError(f"over relay quota for {name}: {count} bundles held (max {max_bundles})")
+        raise Deferred(
+            f"over relay quota for {name}: {count} bundles held (max {max_bundles}); "
+            "left in rx/ until the next hop takes some"
+        )
     if held_bytes + size > max_bytes:
-        raise BundleError(
+        raise Deferred(
             f"over relay quota for {name}: {held_bytes + size} bytes would be held "
-            f"(max {max_bytes})"
+            f"(max {max_bytes}); left in rx/ until the next hop takes some"
         )

@@ -114,6 +114,10 @@ class Link:
     async def run(self, reader: ByteReader, writer: ByteWriter) -> LinkReport:
         """Exchange everything both ways; return when both sides are done."""
         self._partial_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.home.config.relay.enabled:
+            from rise_dtn.node import control  # late: only relays pay for routing
+
+            control.refresh_maps(self.home, now=self.now, only=self.peer)
         for offer, path in self._offers():
             self._offered[offer.bundle_id] = path
             writer.write(self.session.send(offer))

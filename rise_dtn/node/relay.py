@@ -75,7 +75,6 @@ def toss_packet(
     *,
     now: int,
     batch: ForwardBatch | None = None,
-    lock_fd: int = -1,
 ) -> toss.TossEvent | None:
     """Handle one onion packet from rx/<neighbour>/; BundleError means quarantine.
 
@@ -89,11 +88,11 @@ def toss_packet(
         peeler = OnionPeeler(home.identity, clear, routing)
         kind = peeler.slot.kind
         small = peeler.payload_bytes <= MAX_BATCHED_PAYLOAD_BYTES
-        if kind is SlotKind.FORWARD and batch is not None and lock_fd >= 0 and small:
+        if kind is SlotKind.FORWARD and batch is not None and small:
             payload = handle.read(peeler.payload_bytes + 1)
             if len(payload) != peeler.payload_bytes:
                 raise BundleError("onion packet is truncated")
-            batch.add(path, neighbour, peeler, payload, lock_fd)
+            batch.add(path, neighbour, peeler, payload)
             return None
         if home.index.seen_state(str(clear.bundle_id)) is not None:
             # Sphinx replay detection: the same alpha means the same packet.

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from rise_dtn.core.bundle import ContentKind, Sealer
-from rise_dtn.core.errors import RiseError, StorageError
+from rise_dtn.core.errors import RiseError, StorageError, UsageError
 from rise_dtn.core.identity import PUBLIC_KEY_BYTES, BundleId
 from rise_dtn.core.onion import SlotKind
 from rise_dtn.core.routing import NoRoute
@@ -31,6 +31,10 @@ from rise_dtn.store.relay_index import HeldRow, SentRow
 
 BLOCK_BYTES = 1 << 20
 HELD_DIR = "held"
+# Relays per route when routing is asked for (--copies, a receipt) but no
+# --hops or [send] hops says how many: two relays is the least that keeps
+# any single relay from knowing both ends.
+DEFAULT_ROUTED_HOPS = 2
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -46,6 +50,20 @@ class RouteOptions:
         hops = self.hops if self.hops is not None else home.config.hops
         copies = self.copies if self.copies is not None else home.config.copies
         return bool(hops or self.via or copies > 1)
+
+    def resolve(self, home: Home) -> tuple[int, int]:
+        """(relays per route, copies), checked; routing implied by copies means 2 relays."""
+        hops = self.hops if self.hops is not None else home.config.hops
+        copies = self.copies if self.copies is not None else home.config.copies
+        if self.via and copies > 1:
+            raise UsageError("--via forces one route; --copies needs routes drawn from the map")
+        if self.via and self.wait:
+            raise UsageError("--via and --wait do not mix: a forced route exists now or not")
+        if self.via:
+            hops = len(self.via)
+        elif not hops:
+            hops = DEFAULT_ROUTED_HOPS
+        return hops, copies
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -73,8 +91,7 @@ def queue_routed(
     prepared = send.prepare(home, peer, source, options=options, now=now, kind=kind)
     sealer = prepared.sealer
     assert sealer is not None  # freshly prepared, never a held one
-    hops = route.hops if route.hops is not None else home.config.hops
-    copies = route.copies if route.copies is not None else home.config.copies
+    hops, copies = route.resolve(home)
     try:
         drawn = _draw(home, peer, hops, copies, route.via, prepared.kind, now=now, rng=rng)
     except NoRoute as exc:

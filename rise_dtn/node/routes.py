@@ -9,6 +9,7 @@ the onion layers need.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Sequence
 
@@ -59,8 +60,28 @@ def relay_cards(home: Home, *, now: int) -> dict[NodeId, Card]:
     return cards
 
 
-def view(home: Home, *, now: int, cards: dict[NodeId, Card] | None = None) -> MapView:
-    peers = home.peers.all()
+def met(home: Home) -> set[NodeId]:
+    """Peers this node has really exchanged bundles with (or marked relay).
+
+    The peer book also holds correspondents reached only over relays; a map
+    must not tell of a link to them that does not exist.
+    """
+    found = {peer.node_id for peer in home.peers.all() if peer.relay}
+    found.update(home.spool.rx_neighbours())
+    for node_id in home.index.delivered_counts():
+        with contextlib.suppress(UsageError):
+            found.add(NodeId.parse(node_id))
+    return found
+
+
+def view(
+    home: Home,
+    *,
+    now: int,
+    cards: dict[NodeId, Card] | None = None,
+    neighbours: set[NodeId] | None = None,
+) -> MapView:
+    peers = [peer for peer in home.peers.all() if neighbours is None or peer.node_id in neighbours]
     known = [
         KnownLink(
             Link.of(NodeId.parse(row.a), NodeId.parse(row.b), row.distance),

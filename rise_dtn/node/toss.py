@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from rise_dtn.core.bundle import ClearPart, ContentKind, Inner, Opener
-from rise_dtn.core.errors import BundleError, StorageError
+from rise_dtn.core.errors import BundleError, Deferred, StorageError
 from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
@@ -158,13 +158,16 @@ def toss(
             if fd is None:
                 continue  # another toss holds this one, or it is already gone
             try:
-                event = _toss_one(home, job, now=now, batch=batch, lock_fd=fd)
+                event = _toss_one(home, job, now=now, batch=batch)
             finally:
                 os.close(fd)
             if event is not None:
                 emit(event)
     if any(isinstance(event, Accepted) and event.kind is ContentKind.MAP for event in events):
         _route_held(home, now=now, on_event=on_event)
+    if home.config.relay.enabled or home.spool.root.joinpath("held").exists():
+        # Routing records outlive nothing they are for (a seized relay keeps no log).
+        home.relay_index.forget_expired(now)
     return events
 
 
@@ -201,7 +204,7 @@ def _lock(path: Path) -> int | None:
 
 
 def _toss_one(
-    home: Home, job: _Job, *, now: int, batch: ForwardBatch | None = None, lock_fd: int = -1
+    home: Home, job: _Job, *, now: int, batch: ForwardBatch | None = None
 ) -> TossEvent | None:
     stem = job.path.name.split(".")[0]
     try:
@@ -211,9 +214,7 @@ def _toss_one(
         if clear.onion:
             from rise_dtn.node import relay  # late: relay imports this module
 
-            return relay.toss_packet(
-                home, job.path, job.neighbour, clear, now=now, batch=batch, lock_fd=lock_fd
-            )
+            return relay.toss_packet(home, job.path, job.neighbour, clear, now=now, batch=batch)
         seen = home.index.seen_state(str(clear.bundle_id))
         if seen is not None and seen.state == "delivered":
             reason = "duplicate of a bundle already delivered"
@@ -222,6 +223,8 @@ def _toss_one(
             handle.seek(clear.size)
             opener = Opener(home.identity, clear)
             return _deliver(home, job, opener, seen, FileSource(handle), now=now)
+    except Deferred as exc:
+        return Rejected(stem, exc.message, "deferred")
     except BundleError as exc:
         home.spool.quarantine(job.path, exc.message)
         _forget(home, stem)
@@ -336,6 +339,15 @@ def _deliver_control(
     source.finish()
     from rise_dtn.node import control  # late: control imports the sending side
 
+    if opened.inner.meta.kind is ContentKind.MAP and not opened.peer.relay:
+        # Default deny, without a quarantine pile: the sender gets its ack and
+        # stops offering the map; this node's operator sees why.
+        stem = opened.job.path.name.split(".")[0]
+        reason = (
+            f"map from {opened.peer.name}, which is not marked as a relay "
+            f"(`rise peer relay {opened.peer.name} on` to take its maps)"
+        )
+        return _drop(home, opened.job, opened.hop_id or opened.bundle_id, stem, reason, now=now)
     control.accept(home, opened.peer, opened.inner.meta.kind, first_payload, now=now)
     home.index.record_delivering(
         SeenRow(

@@ -223,8 +223,7 @@ class RelayIndex:
                     )
                 )
                 connection.execute(
-                    insert(SpoolEntry),
-                    [dataclasses.asdict(entry) for entry, _, _, _ in forwarded],
+                    insert(SpoolEntry), [_entry_dict(entry) for entry, _, _, _ in forwarded]
                 )
                 connection.execute(delete(Relayed).where(Relayed.c.bundle_id.in_(next_ids)))
                 connection.execute(
@@ -240,7 +239,7 @@ class RelayIndex:
                         for entry, neighbour, commitment, _ in forwarded
                     ],
                 )
-                fresh = [dataclasses.asdict(arrived) for _, _, _, arrived in forwarded]
+                fresh = [_seen_dict(arrived) for _, _, _, arrived in forwarded]
                 fresh_ids = [row["bundle_id"] for row in fresh]
                 connection.execute(delete(Seen).where(Seen.c.bundle_id.in_(fresh_ids)))
                 connection.execute(insert(Seen), fresh)
@@ -356,3 +355,28 @@ def _handled(connection: Connection, arrived: SeenRow, neighbour: str) -> None:
     upsert(connection, Seen, {"bundle_id": arrived.bundle_id}, values)
     connection.execute(delete_entry(arrived.bundle_id, "rx"))
     owe(connection, arrived.bundle_id, neighbour, arrived.at)
+
+
+def _entry_dict(entry: EntryRow) -> dict[str, object]:
+    # dataclasses.asdict deep-copies every field: a tenth of a relay's time per packet.
+    return {
+        "bundle_id": entry.bundle_id,
+        "direction": entry.direction,
+        "neighbour": entry.neighbour,
+        "size": entry.size,
+        "expiry": entry.expiry,
+        "priority": entry.priority,
+        "queued_at": entry.queued_at,
+        "copies": entry.copies,
+    }
+
+
+def _seen_dict(row: SeenRow) -> dict[str, object]:
+    return {
+        "bundle_id": row.bundle_id,
+        "expiry": row.expiry,
+        "state": row.state,
+        "sender": row.sender,
+        "target": row.target,
+        "at": row.at,
+    }

@@ -43,7 +43,7 @@ class SpooledBundle:
 
 def read_clear(path: Path) -> tuple[bundle.ClearPart, int]:
     """Parse a bundle file's clear part and check its size against the header."""
-    with open(path, "rb") as handle:
+    with open(path, "rb", buffering=0) as handle:
         head = handle.read(bundle.MAX_CLEAR_BYTES)
         size = os.fstat(handle.fileno()).st_size
     clear = bundle.parse_clear(head)
