@@ -41,6 +41,10 @@ MAX_CONTROL_BYTES = 64 * 1024
 # Receipts take this many relays when the node sets no [send] hops: a routed
 # bundle deserves a routed receipt.
 RECEIPT_HOPS = 2
+# Links a node keeps from all its relay neighbours' maps together: each map
+# may add this divided by the number of relay neighbours. 32 keeps a node to
+# about a third of a 100-node network (bench/mapsim.py; protocol.md 21).
+MAP_KNOWLEDGE_LINKS = 32
 # A neighbour sees a new random subset of this relay's links once a week.
 MAP_EPOCH_SECONDS = 7 * 86400
 
@@ -215,6 +219,7 @@ def _accept_map(home: Home, peer: Peer, payload: bytes, *, now: int) -> None:
         raise BundleError(f"map from {peer.name}, which is not marked as a relay ({hint})")
     links, cards = _decode_map(payload)
     config = home.config.map
+    relays = sum(1 for other in home.peers.all() if other.relay)
     # A new map from a neighbour replaces its previous one (RelayIndex.learn).
     merged = merge(
         [],
@@ -224,6 +229,7 @@ def _accept_map(home: Home, peer: Peer, payload: bytes, *, now: int) -> None:
         lifetime_seconds=config.lifetime_seconds,
         max_distance=config.max_distance,
         self_id=home.identity.node_id,
+        max_links=max(1, MAP_KNOWLEDGE_LINKS // max(1, relays)),
     )
     rows = [
         LinkRow(

@@ -42,7 +42,7 @@ def test_card_text_binary_qr_and_png(node_factory: Callable[[str], Node], tmp_pa
         ("alice", alice.node_id, "alice"),
         ("carol-phone", carol.node_id, "carol"),
     ]
-    assert listing[0]["addresses"] == {}
+    assert listing[0]["addresses"] == []
 
     qr = alice.run("rise", "card", "--qr")
     assert len(qr.stdout.decode().splitlines()) > 10
