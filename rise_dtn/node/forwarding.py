@@ -214,7 +214,8 @@ def check_forward(
 
 
 def check_quota(home: Home, name: str, *, count: int, held_bytes: int, size: int) -> None:
-    """Defer a packet that would put the previous hop over its relay quota.
+    """Defer a packet that would put the previous hop over its relay quota
+    (refuse one that is larger than the whole quota: no wait makes it fit).
 
     It is not quarantined (it is sound) nor acked (the previous hop keeps its
     copy): it waits in rx/ and the next toss tries again, so a full quota
@@ -226,6 +227,11 @@ def check_quota(home: Home, name: str, *, count: int, held_bytes: int, size: int
     max_bundles = (
         relay.max_bundles if settings.relay_max_bundles is None else settings.relay_max_bundles
     )
+    if size > max_bytes:
+        # Waiting cannot help a packet the quota could never hold: refuse it.
+        raise BundleError(
+            f"packet of {size} bytes is over the relay quota for {name} (max {max_bytes} bytes)"
+        )
     if count + 1 > max_bundles:
         raise Deferred(
             f"over relay quota for {name}: {count} bundles held (max {max_bundles}); "
