@@ -152,9 +152,9 @@ def refresh_maps(
 ) -> list[str]:
     """Queue a fresh map for every neighbour whose last one is older than [map] refresh.
 
-    Only a relay ([relay] enabled) tells others what it knows, and only
-    about neighbours it has met (exchanged bundles with, or marked relay).
-    Each neighbour's subset is drawn from a generator seeded by this node's
+    Only a relay ([relay] enabled) tells others what it knows. Every peer
+    in its book counts as a neighbour (a relay's peers are the nodes it
+    meets). Each neighbour's subset is drawn from a generator seeded by this node's
     key, the neighbour and the week: refreshes within a week repeat the same
     subset (keeping it alive) instead of showing a neighbour more links each
     time. Returns the names of the neighbours that got one.
@@ -166,8 +166,6 @@ def refresh_maps(
     cards = routes.relay_cards(home, now=now)
     cards[home.identity.node_id] = home.card(now=now)
     view = routes.view(home, now=now, cards=cards)
-    met = routes.met(home)
-    me = home.identity.node_id
     sent = []
     for peer in [only] if only is not None else home.peers.all():
         if not force and now - last_sent.get(str(peer.node_id), 0) < config.map.refresh_seconds:
@@ -179,9 +177,6 @@ def refresh_maps(
             max_distance=config.map.max_distance,
             rng=_subset_rng(home, peer, now=now),
         )
-        # Our own links only to neighbours we have met: the peer book also
-        # holds correspondents reached over relays, with no link to them.
-        links = [link for link in links if not link.touches(me) or link.a in met or link.b in met]
         if not links:
             continue
         ends = {node for link in links for node in (link.a, link.b)}

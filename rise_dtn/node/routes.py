@@ -9,7 +9,6 @@ the onion layers need.
 
 from __future__ import annotations
 
-import contextlib
 import random
 from collections.abc import Sequence
 
@@ -58,20 +57,6 @@ def relay_cards(home: Home, *, now: int) -> dict[NodeId, Card]:
         if peer.relay:
             cards[peer.node_id] = peer.card
     return cards
-
-
-def met(home: Home) -> set[NodeId]:
-    """Peers this node has really exchanged bundles with (or marked relay).
-
-    The peer book also holds correspondents reached only over relays; a map
-    must not tell of a link to them that does not exist.
-    """
-    found = {peer.node_id for peer in home.peers.all() if peer.relay}
-    found.update(home.spool.rx_neighbours())
-    for node_id in home.index.delivered_counts():
-        with contextlib.suppress(UsageError):
-            found.add(NodeId.parse(node_id))
-    return found
 
 
 def view(
