@@ -60,13 +60,10 @@ def accept(home: Home, peer: Peer, kind: ContentKind, payload: bytes, *, now: in
 # Receipts and cancels.
 
 
-def send_receipt(home: Home, delivered: object, *, now: int) -> None:
+def send_receipt(home: Home, *, bundle_id: BundleId, sender: str, now: int) -> None:
     """Queue a receipt for a bundle delivered from relays; a failure never undoes the delivery."""
-    from rise_dtn.node.toss import Delivered
-
-    assert isinstance(delivered, Delivered)
-    peer = home.peers.find(delivered.sender)
-    payload = canonical([RECEIPT_VERSION, delivered.bundle_id.raw, now])
+    peer = home.peers.find(sender)
+    payload = canonical([RECEIPT_VERSION, bundle_id.raw, now])
     hops = home.config.hops or RECEIPT_HOPS
     with contextlib.suppress(RiseError):  # the delivery stands; the sender sees "in transit"
         routed.queue_routed(

@@ -153,7 +153,7 @@ def _deliver(
     if isinstance(event, toss.Delivered):
         from rise_dtn.node import control  # late: control imports the sending side
 
-        control.send_receipt(home, event, now=now)
+        control.send_receipt(home, bundle_id=event.bundle_id, sender=event.sender, now=now)
     return event
 
 

@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import os
-import shlex
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
@@ -23,7 +21,16 @@ from rise_dtn.core.bundle import ClearPart, ContentKind, Inner, Opener
 from rise_dtn.core.errors import BundleError, Deferred, StorageError
 from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.node.home import Home
+from rise_dtn.node.notify import notify
 from rise_dtn.node.peers import Peer
+from rise_dtn.node.toss_events import (
+    Accepted,
+    Delivered,
+    Forwarded,
+    NotifyFailed,
+    Rejected,
+    TossEvent,
+)
 from rise_dtn.store.atomic import AtomicFile, remove_stale_tmp, storage_error
 from rise_dtn.store.index import InboxRow, SeenRow
 from rise_dtn.store.pipeline import BackgroundWriter
@@ -32,62 +39,18 @@ from rise_dtn.store.spool import read_clear
 if TYPE_CHECKING:
     from rise_dtn.node.forwarding import ForwardBatch
 
-ON_DELIVERY_TIMEOUT_SECONDS = 60  # a notifier, not a job runner: keep toss moving
 
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Delivered:
-    bundle_id: BundleId
-    kind: ContentKind
-    sender: str  # local name of the sender
-    path: Path
-    size: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Rejected:
-    bundle_id: str  # file name stem: the id may be unreadable
-    reason: str
-    action: str  # "quarantined" or "dropped"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class NotifyFailed:
-    """The delivery happened; only its on_delivery command failed."""
-
-    bundle_id: BundleId
-    reason: str
-    action: str = "delivered, but not notified"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Accepted:
-    """A receipt or a map from a peer, taken in (nothing to deliver to a person)."""
-
-    bundle_id: BundleId
-    kind: ContentKind
-    sender: str
-    action: str = "accepted"
-
-    @property
-    def reason(self) -> str:
-        return f"{self.kind.name.lower()} from {self.sender}"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Forwarded:
-    """A relay passed an onion packet on to its next hop."""
-
-    bundle_id: str  # the packet's id as it arrived
-    next_hop: str  # local name of the neighbour it now waits for
-    action: str = "forwarded"
-
-    @property
-    def reason(self) -> str:
-        return f"to {self.next_hop}"
-
-
-TossEvent = Delivered | Rejected | NotifyFailed | Accepted | Forwarded
+# The events live in toss_events.py; callers read them as toss.Delivered etc.
+__all__ = [
+    "Accepted",
+    "Delivered",
+    "Forwarded",
+    "NotifyFailed",
+    "Rejected",
+    "TossEvent",
+    "deliver_peeled",
+    "toss",
+]
 CONTROL_KINDS = frozenset({ContentKind.RECEIPT, ContentKind.MAP})
 
 
@@ -146,7 +109,7 @@ def toss(
         events.append(event)
         on_event(event)
         if isinstance(event, Delivered):
-            warning = _notify(home, event)
+            warning = notify(home, event)
             if warning is not None:
                 emit(NotifyFailed(event.bundle_id, warning))
 
@@ -450,41 +413,3 @@ def _finish(home: Home, opened: _Opened, target: Path, *, now: int) -> Delivered
     )
     home.spool.remove(opened.job.path)
     return Delivered(bundle_id, kind, peer.name, target, size)
-
-
-def _notify(home: Home, event: Delivered) -> str | None:
-    """Run the configured on_delivery command; its failure never stops the toss.
-
-    Returns a one-line warning if the command could not run or failed.
-    A per-peer on_delivery = "" turns the node-wide one off for that peer.
-    """
-    config = home.config
-    command = config.peer(event.sender).on_delivery
-    if command is None:
-        command = config.on_delivery
-    if not command:
-        return None
-    environment = dict(os.environ)
-    environment.update(
-        RISE_BUNDLE_ID=str(event.bundle_id),
-        RISE_KIND=event.kind.name.lower(),
-        RISE_SENDER=event.sender,
-        RISE_PATH=str(event.path),
-        RISE_SIZE=str(event.size),
-        RISE_HOME=str(home.path),
-    )
-    try:
-        result = subprocess.run(
-            shlex.split(command),
-            env=environment,
-            stdin=subprocess.DEVNULL,
-            timeout=ON_DELIVERY_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return f"on_delivery command timed out after {ON_DELIVERY_TIMEOUT_SECONDS} s"
-    except (OSError, ValueError, subprocess.SubprocessError) as exc:
-        return f"on_delivery command could not run: {exc}"
-    if result.returncode != 0:
-        return f"on_delivery command exited with status {result.returncode}"
-    return None

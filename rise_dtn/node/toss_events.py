@@ -1,0 +1,64 @@
+"""What a toss reports for each bundle it handled (rise-toss prints these)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from rise_dtn.core.bundle import ContentKind
+from rise_dtn.core.identity import BundleId
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Delivered:
+    bundle_id: BundleId
+    kind: ContentKind
+    sender: str  # local name of the sender
+    path: Path
+    size: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rejected:
+    bundle_id: str  # file name stem: the id may be unreadable
+    reason: str
+    action: str  # "quarantined" or "dropped"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NotifyFailed:
+    """The delivery happened; only its on_delivery command failed."""
+
+    bundle_id: BundleId
+    reason: str
+    action: str = "delivered, but not notified"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Accepted:
+    """A receipt or a map from a peer, taken in (nothing to deliver to a person)."""
+
+    bundle_id: BundleId
+    kind: ContentKind
+    sender: str
+    action: str = "accepted"
+
+    @property
+    def reason(self) -> str:
+        return f"{self.kind.name.lower()} from {self.sender}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Forwarded:
+    """A relay passed an onion packet on to its next hop."""
+
+    bundle_id: str  # the packet's id as it arrived
+    next_hop: str  # local name of the neighbour it now waits for
+    action: str = "forwarded"
+
+    @property
+    def reason(self) -> str:
+        return f"to {self.next_hop}"
+
+
+TossEvent = Delivered | Rejected | NotifyFailed | Accepted | Forwarded
