@@ -116,6 +116,10 @@ class ClearPart:
     size: int  # bytes of magic, header and E: where the sealed chunks start
     version: int = VERSION
     slots: int = 0  # routing slots of an onion packet; 0 for a direct bundle
+    # The id, hashed once: a relay asks for it several times per packet.
+    _id: list[BundleId] = dataclasses.field(
+        default_factory=list, init=False, compare=False, repr=False
+    )
 
     @property
     def onion(self) -> bool:
@@ -123,7 +127,9 @@ class ClearPart:
 
     @property
     def bundle_id(self) -> BundleId:
-        return bundle_id_for(self.ephemeral_public)
+        if not self._id:
+            self._id.append(bundle_id_for(self.ephemeral_public))
+        return self._id[0]
 
     @property
     def total_bytes(self) -> int:
