@@ -58,7 +58,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=100)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--degrees", default="4,5,6", help="average degrees, comma-separated")
-    parser.add_argument("--budgets", default="32", help="knowledge budgets (links), or none")
+    parser.add_argument("--budgets", default="24", help="knowledge budgets (links), or none")
     parser.add_argument("--size", type=int, default=8, help="links per map per neighbour")
     parser.add_argument("--max-distance", type=int, default=2)
     parser.add_argument("--hints", type=int, default=3, help="via hints per card")
@@ -68,7 +68,7 @@ def main() -> None:
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO / "tests" / "core"))
-    from map_simulation import Policy, simulate
+    from map_simulation import Policy, simulate, simulate_with_receipts
 
     header = (
         f"{'nodes':>5} {'deg':>5} {'budget':>6} {'max kn':>6} {'mean kn':>7}"
@@ -97,6 +97,16 @@ def main() -> None:
                 for seed in range(1, args.seeds + 1)
             ]
             print(row(args.nodes, budget, results), flush=True)
+            reach = [
+                simulate_with_receipts(args.nodes, degree, seed, policy=policy, at_least=(2,))
+                for seed in range(1, args.seeds + 1)
+            ]
+            share = [outcome.routable_at_least[2] for outcome in reach]
+            print(
+                f"{'':>5} after receipts (recipient's reach, 2 to 4 relays): routable "
+                f"mean {percent(mean(share))}, min {percent(min(share))}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -42,9 +42,12 @@ MAX_CONTROL_BYTES = 64 * 1024
 # bundle deserves a routed receipt.
 RECEIPT_HOPS = 2
 # Links a node keeps from all its relay neighbours' maps together: each map
-# may add this divided by the number of relay neighbours. 32 keeps a node to
-# about a third of a 100-node network (bench/mapsim.py; protocol.md 21).
-MAP_KNOWLEDGE_LINKS = 32
+# may add this divided by the number of relay neighbours. 24 keeps a node to
+# about 30% of a 100-node network (tests/core/test_map_simulation.py).
+MAP_KNOWLEDGE_LINKS = 24
+# Links a receipt tells the sender about reaching its recipient: enough to
+# bridge two partial maps (bench/mapsim.py), a few KiB with the relay cards.
+REACH_LINKS = 16
 # A neighbour sees a new random subset of this relay's links once a week.
 MAP_EPOCH_SECONDS = 7 * 86400
 
@@ -63,7 +66,8 @@ def accept(home: Home, peer: Peer, kind: ContentKind, payload: bytes, *, now: in
 def send_receipt(home: Home, *, bundle_id: BundleId, sender: str, now: int) -> None:
     """Queue a receipt for a bundle delivered from relays; a failure never undoes the delivery."""
     peer = home.peers.find(sender)
-    payload = canonical([RECEIPT_VERSION, bundle_id.raw, now])
+    links, cards = _reach(home, now=now)
+    payload = canonical([RECEIPT_VERSION, bundle_id.raw, now, links, cards])
     hops = home.config.hops or RECEIPT_HOPS
     with contextlib.suppress(RiseError):  # the delivery stands; the sender sees "in transit"
         routed.queue_routed(
@@ -82,7 +86,7 @@ def _accept_receipt(home: Home, peer: Peer, payload: bytes, *, now: int) -> None
     value = strict_loads(payload, max_bytes=MAX_CONTROL_BYTES, error=BundleError, what="receipt")
     if (
         not isinstance(value, list)
-        or len(value) != 3
+        or len(value) not in (3, 5)
         or not _is_version(value[0], RECEIPT_VERSION)
         or not isinstance(value[1], bytes)
         or len(value[1]) != NODE_ID_BYTES
@@ -95,6 +99,9 @@ def _accept_receipt(home: Home, peer: Peer, payload: bytes, *, now: int) -> None
     rows = home.relay_index.sent(bundle_id)
     if not rows or rows[0].recipient != str(peer.node_id):
         raise BundleError(f"receipt from {peer.name} for a bundle not sent to it")
+    if len(value) == 5:
+        links, cards = _decode_map([MAP_VERSION, value[3], value[4]])
+        _learn_reach(home, peer, links, cards, now=now)
     row = home.relay_index.mark_delivered(bundle_id, now=now)
     if row is not None:
         copies = strict_loads(
@@ -242,8 +249,12 @@ def _accept_map(home: Home, peer: Peer, payload: bytes, *, now: int) -> None:
     )
 
 
-def _decode_map(payload: bytes) -> tuple[list[Link], list[Card]]:
-    value = strict_loads(payload, max_bytes=MAX_CONTROL_BYTES, error=BundleError, what="map")
+def _decode_map(payload: bytes | list[object]) -> tuple[list[Link], list[Card]]:
+    value = (
+        payload
+        if isinstance(payload, list)
+        else strict_loads(payload, max_bytes=MAX_CONTROL_BYTES, error=BundleError, what="map")
+    )
     if (
         not isinstance(value, list)
         or len(value) != 3
@@ -278,6 +289,56 @@ def _decode_link(entry: object) -> Link:
     ):
         raise BundleError("map is malformed (link)")
     return Link.of(NodeId(entry[0]), NodeId(entry[1]), entry[2])
+
+
+def _reach(home: Home, *, now: int) -> tuple[list[list[object]], list[bytes]]:
+    """How to reach this node, for a correspondent: its relays and some links near them.
+
+    A sender's own map rarely reaches a recipient's relays (each node knows
+    about a third of the network); the recipient's map does, around itself.
+    So every receipt carries this node's relay links and a bounded subset of
+    its map, nearest first, with the cards of the relays on them (protocol.md
+    section 22.3); the simulation in bench/mapsim.py measures what it buys.
+    """
+    me = home.identity.node_id
+    relays = [peer for peer in home.peers.all() if peer.relay]
+    chosen = [Link.of(me, peer.node_id, 0) for peer in relays][:REACH_LINKS]
+    seen = {link.ends for link in chosen}
+    for row in sorted(home.relay_index.links(now), key=lambda row: (row.distance, row.learned_at)):
+        if len(chosen) >= REACH_LINKS:
+            break
+        link = Link.of(NodeId.parse(row.a), NodeId.parse(row.b), row.distance)
+        if link.ends not in seen:
+            seen.add(link.ends)
+            chosen.append(link)
+    cards = routes.relay_cards(home, now=now)
+    ends = {node for link in chosen for node in link.ends} - {me}
+    shared = [cards[node].to_bytes() for node in sorted(ends) if node in cards]
+    links: list[list[object]] = [[link.a.raw, link.b.raw, link.distance] for link in chosen]
+    return links, shared[:MAX_MAP_CARDS]
+
+
+def _learn_reach(home: Home, peer: Peer, links: list[Link], cards: list[Card], *, now: int) -> None:
+    """Keep what a correspondent said about reaching it, until the next receipt replaces it."""
+    lifetime = home.config.map.lifetime_seconds
+    rows = [
+        LinkRow(
+            a=str(link.a),
+            b=str(link.b),
+            via=str(peer.node_id),
+            distance=link.distance + 1,
+            learned_at=now,
+            expiry=now + lifetime,
+        )
+        for link in links
+        if not link.touches(home.identity.node_id)
+    ]
+    home.relay_index.learn(
+        via=str(peer.node_id),
+        links=rows,
+        cards={str(card.node_id): card.to_bytes() for card in cards},
+        card_expiry=now + lifetime,
+    )
 
 
 def _is_version(value: object, version: int) -> bool:

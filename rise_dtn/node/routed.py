@@ -35,6 +35,8 @@ HELD_DIR = "held"
 # --hops or [send] hops says how many: two relays is the least that keeps
 # any single relay from knowing both ends.
 DEFAULT_ROUTED_HOPS = 2
+EXTRA_HOPS = 2  # how many relays beyond --hops a route may take when none of N exists
+MAX_ROUTE_HOPS = 8  # the onion header's 9 slots: 8 relays and the destination
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -304,16 +306,23 @@ def _draw(  # noqa: PLR0917 - the route request, in the order rise-send takes it
     now: int,
     rng: random.Random,
 ) -> list[list[RouteNode]]:
-    # A receipt takes a shorter route rather than none; a user's bundle keeps its --hops.
+    # --hops N means at least N relays: when the map has no route of N, one
+    # or two more relays are tried (more relays never weaken the sender's
+    # anonymity). A receipt also takes a shorter route rather than none.
     hops = max(hops, 1)
-    shortest = 1 if kind is ContentKind.RECEIPT and not via else hops
-    for attempt in range(hops, shortest - 1, -1):
+    if via:
+        return routes.draw(home, peer, hops=hops, copies=copies, via=via, now=now, rng=rng)
+    longest = min(hops + EXTRA_HOPS, MAX_ROUTE_HOPS)
+    shortest = 1 if kind is ContentKind.RECEIPT else hops
+    attempts = [*range(hops, longest + 1), *range(hops - 1, shortest - 1, -1)]
+    first: NoRoute | None = None
+    for attempt in attempts:
         try:
             return routes.draw(home, peer, hops=attempt, copies=copies, via=via, now=now, rng=rng)
-        except NoRoute:
-            if attempt == shortest:
-                raise
-    raise AssertionError("unreachable")
+        except NoRoute as exc:
+            first = first or exc  # the reason for the length asked for is the one to show
+    assert first is not None
+    raise first
 
 
 def _send_held(

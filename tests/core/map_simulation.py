@@ -271,3 +271,85 @@ def simulate(
         rounds=rounds,
         mean_choice_seconds=statistics.fmean(seconds),
     )
+
+
+# What a receipt tells the sender about reaching its recipient (node/control.py
+# `_reach`): the recipient's own links and its nearest learned links, at most
+# REACH_LINKS in all.
+REACH_LINKS = 16
+
+
+def reach_of(
+    graph: Graph, node: NodeId, stored: list[KnownLink], now: int, rng: random.Random
+) -> list[KnownLink]:
+    via = min(graph[node])
+    own = [
+        KnownLink(Link.of(node, other, 0), via, now, now + ROUND_SECONDS)
+        for other in sorted(graph[node])
+    ]
+    learned = sorted(
+        stored, key=lambda known: (known.link.distance, known.learned_at, known.link.ends)
+    )
+    chosen = own[:REACH_LINKS]
+    ends = {known.link.ends for known in chosen}
+    for known in learned:
+        if len(chosen) >= REACH_LINKS:
+            break
+        if known.link.ends not in ends:
+            ends.add(known.link.ends)
+            chosen.append(known)
+    del rng  # the choice is deterministic: nearest first, as the node does
+    return chosen
+
+
+@dataclasses.dataclass(frozen=True)
+class ReachResult:
+    max_known: float  # of the other nodes, from map exchange alone, at any time
+    routable_at_least: dict[int, float]  # N -> pairs with a route of N to N+2 relays
+
+
+def simulate_with_receipts(
+    count: int,
+    average_degree: float,
+    seed: int,
+    *,
+    policy: Policy = Policy(),
+    pairs: int = 400,
+    at_least: Iterable[int] = (1, 2),
+) -> ReachResult:
+    """After a first delivery each way: the sender's map plus its recipient's reach.
+
+    rise-send draws N relays, or N+1 or N+2 when the map has no route of N
+    (node/routed.py); a pair counts as routable if one of those exists.
+    """
+    rng = random.Random(seed)
+    graph = random_graph(count, average_degree, rng)
+    stores, _rounds, now, largest = exchange(graph, policy, seed)
+    reach = {node: reach_of(graph, node, stores[node], now, rng) for node in graph}
+    ordered = [(one, other) for one in sorted(graph) for other in sorted(graph) if one != other]
+    sample = rng.sample(ordered, min(pairs, len(ordered)))
+    found: dict[int, float] = {}
+    for least in at_least:
+        routed = 0
+        for sender, recipient in sample:
+            told = [
+                KnownLink(known.link, recipient, now, now + ROUND_SECONDS)
+                for known in reach[recipient]
+                if not known.link.touches(sender)
+            ]
+            view = MapView(
+                self_id=sender,
+                neighbours=graph[sender] | {recipient},
+                relays=graph[sender],
+                links=[*stores[sender], *told],
+                now=now,
+            )
+            for hops in range(least, least + 3):
+                try:
+                    choose_route(view, recipient, hints=(), hops=hops, rng=rng)
+                except NoRoute:
+                    continue
+                routed += 1
+                break
+        found[least] = routed / len(sample)
+    return ReachResult(max_known=largest, routable_at_least=found)
