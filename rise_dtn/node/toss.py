@@ -13,13 +13,14 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from rise_dtn.core.bundle import ClearPart, ContentKind, Inner, Opener
 from rise_dtn.core.errors import BundleError, Deferred, StorageError
 from rise_dtn.core.identity import BundleId, NodeId
+from rise_dtn.node import parallel
 from rise_dtn.node.home import Home
 from rise_dtn.node.notify import notify
 from rise_dtn.node.peers import Peer
@@ -113,10 +114,33 @@ def toss(
             if warning is not None:
                 emit(NotifyFailed(event.bundle_id, warning))
 
+    jobs = list(_jobs(home))
+    workers = parallel.workers_for(len(jobs))
+    if workers > 1:
+        parallel.run_sliced(
+            home,
+            jobs,
+            workers=workers,
+            run=lambda part, send: _toss_jobs(home, part, now=now, emit=send),
+            emit=emit,
+        )
+    else:
+        _toss_jobs(home, jobs, now=now, emit=emit)
+    if any(isinstance(event, Accepted) and event.kind is ContentKind.MAP for event in events):
+        _route_held(home, now=now, on_event=on_event)
+    if home.config.relay.enabled or home.spool.root.joinpath("held").exists():
+        # Routing records outlive nothing they are for (a seized relay keeps no log).
+        home.relay_index.forget_expired(now)
+    return events
+
+
+def _toss_jobs(
+    home: Home, jobs: Sequence[_Job], *, now: int, emit: Callable[[TossEvent], None]
+) -> None:
     from rise_dtn.node.forwarding import ForwardBatch  # late: it imports this module
 
     with ForwardBatch(home, now=now, emit=emit) as batch:
-        for job in _jobs(home):
+        for job in jobs:
             fd = _lock(job.path)
             if fd is None:
                 continue  # another toss holds this one, or it is already gone
@@ -126,12 +150,6 @@ def toss(
                 os.close(fd)
             if event is not None:
                 emit(event)
-    if any(isinstance(event, Accepted) and event.kind is ContentKind.MAP for event in events):
-        _route_held(home, now=now, on_event=on_event)
-    if home.config.relay.enabled or home.spool.root.joinpath("held").exists():
-        # Routing records outlive nothing they are for (a seized relay keeps no log).
-        home.relay_index.forget_expired(now)
-    return events
 
 
 def _route_held(home: Home, *, now: int, on_event: Callable[[TossEvent], None]) -> None:

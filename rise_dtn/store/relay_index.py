@@ -29,6 +29,7 @@ from sqlalchemy import (
     update,
 )
 
+from rise_dtn.core.errors import StorageError
 from rise_dtn.store.index import (
     EntryRow,
     Index,
@@ -168,8 +169,16 @@ class RelayIndex:
 
     def __init__(self, index: Index) -> None:
         self._index = index
-        with index.transaction() as connection:
-            metadata.create_all(connection)
+        try:
+            with index.transaction() as connection:
+                metadata.create_all(connection)
+        except StorageError as exc:
+            # Two processes creating the tables at once: one of them wins,
+            # and the other finds them there on a second look.
+            if "already exists" not in exc.message:
+                raise
+            with index.transaction() as connection:
+                metadata.create_all(connection)
 
     # Relay side.
 
