@@ -39,7 +39,8 @@ def status_cmd(bundle: str | None, as_json: bool, home_path: Path | None) -> Non
     for row in rows:
         routes = "; ".join(" -> ".join(route) for route in row.routes) or "-"
         when = ago(row.delivered_at or row.created or None, now_seconds=current)
+        cancels = f"  ({row.cancels} cancels sent)" if row.cancels else ""
         click.echo(
             f"{row.bundle_id}  {row.state:<10}  to {row.recipient}  "
-            f"{human_bytes(row.size)}  {when}  via {routes}"
+            f"{human_bytes(row.size)}  {when}  via {routes}{cancels}"
         )

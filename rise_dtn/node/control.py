@@ -108,11 +108,16 @@ def _accept_receipt(home: Home, peer: Peer, payload: bytes, *, now: int) -> None
             row.copies, max_bytes=MAX_CONTROL_BYTES, error=BundleError, what="copies"
         )
         if isinstance(copies, list) and len(copies) > 1:
-            _cancel_copies(home, copies, expiry=row.expiry, now=now)
+            sent = _cancel_copies(home, copies, expiry=row.expiry, now=now)
+            home.relay_index.mark_cancelled(bundle_id, cancels=sent)
 
 
-def _cancel_copies(home: Home, copies: list[object], *, expiry: int, now: int) -> None:
-    """Send each copy's relays, in order, the tokens that drop it wherever it still waits."""
+def _cancel_copies(home: Home, copies: list[object], *, expiry: int, now: int) -> int:
+    """Send each copy's relays, in order, the tokens that drop it wherever it still waits.
+
+    Returns how many cancel packets were queued.
+    """
+    sent = 0
     cards = routes.relay_cards(home, now=now)
     for copy in copies:
         assert isinstance(copy, list)
@@ -146,6 +151,8 @@ def _cancel_copies(home: Home, copies: list[object], *, expiry: int, now: int) -
                 queued_at=now,
             )
         )
+        sent += 1
+    return sent
 
 
 # Maps.

@@ -45,6 +45,7 @@ class SentStatus:
     size: int
     delivered_at: int | None
     routes: list[list[str]]  # relay names, one list per copy
+    cancels: int = 0  # cancel packets sent for the other copies after delivery
 
 
 SENT_STATES = ("held", "queued", "in transit", "delivered", "expired")
@@ -85,6 +86,7 @@ def sent_status(home: Home, *, now: int, bundle_id: str | None = None) -> list[S
                 row.size,
                 row.delivered_at,
                 paths,
+                row.cancelled,
             )
         )
     for held in home.relay_index.held():

@@ -66,7 +66,7 @@ Sent = Table(
     Column("size", Integer, nullable=False),  # payload bytes
     Column("copies", LargeBinary, nullable=False),  # CBOR: routes, first-hop ids, cancel tokens
     Column("delivered_at", Integer, nullable=True),
-    Column("cancelled", Integer, nullable=False, default=0),
+    Column("cancelled", Integer, nullable=False, default=0),  # cancel packets sent
 )
 
 # A card a relay neighbour told us about (map bundles), so routes can use it.
@@ -303,6 +303,13 @@ class RelayIndex:
                 update(Sent).where(Sent.c.bundle_id == bundle_id).values(delivered_at=now)
             )
             return SentRow(**{**found, "delivered_at": now})
+
+    def mark_cancelled(self, bundle_id: str, *, cancels: int) -> None:
+        """Record how many cancel packets went out for a delivered bundle's other copies."""
+        with self._index.transaction() as connection:
+            connection.execute(
+                update(Sent).where(Sent.c.bundle_id == bundle_id).values(cancelled=cancels)
+            )
 
     def last_route(self, recipient: str) -> list[str]:
         query = select(LastRoute.c.route).where(LastRoute.c.recipient == recipient)
