@@ -124,7 +124,7 @@ async def serve(
             await _answer(home, reader, writer, log=log)
         except (RiseError, TimeoutError, ConnectionError, OSError) as exc:
             message = exc.message if isinstance(exc, RiseError) else type(exc).__name__
-            log(f"{where}: session ended: {message}")
+            await asyncio.to_thread(log, f"{where}: session ended: {message}")
         finally:
             writer.close()
 
@@ -145,7 +145,10 @@ async def _answer(
     channel = secure.accept(responder, reader, writer)
     link = Link(home, peer, now=int(time.time()))
     report = await link.run(channel, channel)
-    log(
+    # The log callback tosses what came (rise-daemon): in a thread, so that a
+    # long toss never stalls the other sessions' event loop.
+    await asyncio.to_thread(
+        log,
         f"{peer.name}: received {report.received} ({report.received_bytes} bytes), "
-        f"sent {report.sent} ({report.sent_bytes} bytes), confirmed {report.released}"
+        f"sent {report.sent} ({report.sent_bytes} bytes), confirmed {report.released}",
     )

@@ -16,6 +16,7 @@ import ctypes
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable, Sequence
 from queue import Empty
 from typing import TypeVar
@@ -42,6 +43,9 @@ def workers_for(jobs: int) -> int:
         return 1
     if multiprocessing.get_start_method(allow_none=True) not in (None, "fork"):
         return 1
+    if threading.active_count() > 1:
+        return 1  # forking a process with other threads (a daemon) risks their locks
+
     return min(cores, MAX_WORKERS)
 
 
