@@ -64,9 +64,8 @@ def view(
     *,
     now: int,
     cards: dict[NodeId, Card] | None = None,
-    neighbours: set[NodeId] | None = None,
 ) -> MapView:
-    peers = [peer for peer in home.peers.all() if neighbours is None or peer.node_id in neighbours]
+    peers = home.peers.all()
     known = [
         KnownLink(
             Link.of(NodeId.parse(row.a), NodeId.parse(row.b), row.distance),

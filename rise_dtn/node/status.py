@@ -71,7 +71,7 @@ def sent_status(home: Home, *, now: int, bundle_id: str | None = None) -> list[S
             state = "delivered"
         elif row.expiry <= now:
             state = "expired"
-        elif any(str(_bundle_id(copy[1])) in waiting for copy in copies):
+        elif any(_packet_id(copy) in waiting for copy in copies):
             state = "queued"
         else:
             state = "in transit"
@@ -98,11 +98,12 @@ def sent_status(home: Home, *, now: int, bundle_id: str | None = None) -> list[S
     return found
 
 
-def _bundle_id(raw: object) -> object:
+def _packet_id(copy: object) -> str:
+    """The first-hop packet id of one copy, as `Copy.to_list` stored it."""
     from rise_dtn.core.identity import BundleId
 
-    assert isinstance(raw, bytes)
-    return BundleId(raw)
+    assert isinstance(copy, list) and isinstance(copy[1], bytes)
+    return str(BundleId(copy[1]))
 
 
 def status(home: Home, *, now: int | None = None) -> Status:

@@ -157,8 +157,24 @@ def upsert(
         connection.execute(insert(table).values(**keys, **values))
 
 
+def entry_dict(row: EntryRow) -> dict[str, Any]:
+    """A spool entry as column values; by hand, since dataclasses.asdict deep-copies
+    every field and a relay writes a thousand of these per batch."""
+    return {
+        "bundle_id": row.bundle_id,
+        "direction": row.direction,
+        "neighbour": row.neighbour,
+        "size": row.size,
+        "expiry": row.expiry,
+        "priority": row.priority,
+        "queued_at": row.queued_at,
+        "copies": row.copies,
+    }
+
+
 def entry_values(row: EntryRow) -> dict[str, Any]:
-    values = dataclasses.asdict(row)
+    """The columns of a spool entry other than its key."""
+    values = entry_dict(row)
     del values["bundle_id"], values["direction"]
     return values
 
