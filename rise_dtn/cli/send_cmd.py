@@ -31,7 +31,8 @@ from rise_dtn.node.home import Home
 @click.option(
     "--hops",
     type=click.IntRange(0, MAX_HOPS),
-    help="Relays on the route, drawn at random for this bundle (0: direct); default from config.",
+    help="At least this many relays (0: direct), on a route drawn for this bundle alone; "
+    "default from config.",
 )
 @click.option("--via", help="Force the route: relays by name or id, comma-separated, in order.")
 @click.option(
