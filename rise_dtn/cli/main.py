@@ -59,17 +59,17 @@ class LazyGroup(click.Group):
 def group() -> None:
     """rise-dtn: store-and-forward, encrypted messaging for rarely connected machines.
 
-      \b
-      Start:     rise init --name alice; rise card > alice.card
-      Trust:     rise peer add bob.card
-      Send:      rise-send FILE bob; echo hi | rise-send - bob
-      Carry:     rise-xfer /media/usb   (on both machines)
-      Deliver:   rise-toss; rise inbox
-      Relays:    rise peer add r1.card --relay; rise-send --hops 2 FILE bob
-      Follow:    rise status; rise map
-      Inspect:   rise-stat; rise-check
+    \b
+    Start:     rise init --name alice; rise card > alice.card
+    Trust:     rise peer add bob.card
+    Send:      rise-send FILE bob; echo hi | rise-send - bob
+    Carry:     rise-xfer /media/usb   (on both machines)
+    Deliver:   rise-toss; rise inbox
+    Relays:    rise peer add r1.card --relay; rise-send --hops 2 FILE bob
+    Follow:    rise status; rise map
+    Inspect:   rise-stat; rise-check
 
-      Every command takes --home DIR (default $RISE_HOME). See rise(7).
+    Every command takes --home DIR (default $RISE_HOME). See rise(7).
     """
 
 
