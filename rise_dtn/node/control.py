@@ -28,7 +28,6 @@ from rise_dtn.node import routed, routes, send
 from rise_dtn.node.home import Home
 from rise_dtn.node.onion_send import PacketWriter, RouteNode, packet_writers
 from rise_dtn.node.peers import Peer
-from rise_dtn.store.index import EntryRow
 from rise_dtn.store.relay_index import LinkRow
 
 RECEIPT_VERSION = 1
@@ -139,18 +138,8 @@ def _cancel_copies(home: Home, copies: list[object], *, expiry: int, now: int) -
             tokens=tuple(tokens),
         )
         with packet_writers([writer]):
-            cancel = writer.commit()
-        home.index.put_entry(
-            EntryRow(
-                bundle_id=str(cancel.packet_id),
-                direction="tx",
-                neighbour=str(cancel.first_hop),
-                size=writer.packet_bytes,
-                expiry=writer.sealer.first_expiry,
-                priority=0,
-                queued_at=now,
-            )
-        )
+            writer.commit()
+        home.index.put_entry(writer.entry(now=now))
         sent += 1
     return sent
 

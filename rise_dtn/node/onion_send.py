@@ -31,6 +31,7 @@ from rise_dtn.core.onion import (
 )
 from rise_dtn.node.home import Home
 from rise_dtn.store.atomic import AtomicFile, storage_error
+from rise_dtn.store.index import EntryRow
 
 BLOCK_BYTES = 1 << 20
 # A hop's cleartext expiry is the bundle's, less a random part of up to a
@@ -112,6 +113,7 @@ class PacketWriter:
                     commitment,
                 )
             )
+        self.priority = priority
         self.inner_bytes = inner_bytes
         self.payload_bytes = padded_payload_bytes(inner_bytes)
         self.sealer = OnionSealer(
@@ -136,6 +138,18 @@ class PacketWriter:
     @property
     def packet_bytes(self) -> int:
         return self.sealer.clear_bytes + self.payload_bytes
+
+    def entry(self, *, now: int) -> EntryRow:
+        """The index row of the committed packet in tx/<first hop>/."""
+        return EntryRow(
+            bundle_id=str(self.sealer.bundle_id),
+            direction="tx",
+            neighbour=str(self.first_hop),
+            size=self.packet_bytes,
+            expiry=self.sealer.first_expiry,
+            priority=self.priority,
+            queued_at=now,
+        )
 
     def write(self, block: bytes) -> None:
         self._fed += len(block)

@@ -96,9 +96,8 @@ def toss_packet(
             return None
         if home.index.seen_state(str(clear.bundle_id)) is not None:
             # Sphinx replay detection: the same alpha means the same packet.
-            return _drop(
-                home, path, neighbour, clear, "replay of a packet already handled", now=now
-            )
+            reason = "replay of a packet already handled"
+            return toss.drop(home, path, neighbour, clear.bundle_id, reason, now=now)
         source = PeeledSource(handle, peeler)
         if kind is SlotKind.DELIVER:
             return _deliver(home, path, neighbour, source, peeler, now=now)
@@ -213,12 +212,3 @@ def _forward(
     )
     home.spool.remove(path)
     return toss.Forwarded(path.name.split(".")[0], next_hop.name)
-
-
-def _drop(
-    home: Home, path: Path, neighbour: NodeId, clear: ClearPart, reason: str, *, now: int
-) -> toss.Rejected:
-    home.index.owe_ack(str(clear.bundle_id), str(neighbour), now=now)
-    home.spool.remove(path)
-    home.index.drop_entry(path.name.split(".")[0], "rx")
-    return toss.Rejected(path.name.split(".")[0], reason, "dropped")

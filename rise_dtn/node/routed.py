@@ -26,7 +26,6 @@ from rise_dtn.node.home import Home
 from rise_dtn.node.onion_send import Copy, PacketWriter, RouteNode, encode_copies, packet_writers
 from rise_dtn.node.peers import Peer
 from rise_dtn.store.atomic import atomic_file, storage_error
-from rise_dtn.store.index import EntryRow
 from rise_dtn.store.relay_index import HeldRow, SentRow
 
 BLOCK_BYTES = 1 << 20
@@ -199,18 +198,8 @@ def _record(
     now: int,
 ) -> None:
     try:
-        for writer, copy in zip(writers, copies, strict=True):
-            home.index.put_entry(
-                EntryRow(
-                    bundle_id=str(copy.packet_id),
-                    direction="tx",
-                    neighbour=str(copy.first_hop),
-                    size=writer.packet_bytes,
-                    expiry=writer.sealer.first_expiry,
-                    priority=prepared.priority,
-                    queued_at=now,
-                )
-            )
+        for writer in writers:
+            home.index.put_entry(writer.entry(now=now))
         if prepared.kind is ContentKind.RECEIPT:
             return  # a receipt is the network's business, not one the user follows
         home.relay_index.put_sent(

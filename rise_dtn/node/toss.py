@@ -50,6 +50,7 @@ __all__ = [
     "Rejected",
     "TossEvent",
     "deliver_peeled",
+    "drop",
     "toss",
 ]
 CONTROL_KINDS = frozenset({ContentKind.RECEIPT, ContentKind.MAP})
@@ -238,6 +239,13 @@ def deliver_peeled(
         return _drop(home, job, hop_id, stem, reason, now=now)
     opener = Opener(home.identity, inner)
     return _deliver(home, job, opener, seen, source, now=now, hop_id=hop_id)
+
+
+def drop(
+    home: Home, path: Path, neighbour: NodeId, bundle_id: BundleId, reason: str, *, now: int
+) -> Rejected:
+    """`_drop` for a caller without a job at hand (relay.py: a replayed packet)."""
+    return _drop(home, _Job(path, neighbour), bundle_id, path.name.split(".")[0], reason, now=now)
 
 
 def _drop(
