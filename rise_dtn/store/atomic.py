@@ -117,7 +117,8 @@ class AtomicFile:
         """
         if not self.file.closed and not synced:
             os.fsync(self.file.fileno())
-            self.file.close()
+        # Close only once renamed: closing drops the flock, and a stale-tmp
+        # cleaner in another process would then take the file for abandoned.
         if replace:
             os.replace(self.tmp, self.final)
         else:
@@ -125,8 +126,8 @@ class AtomicFile:
             os.link(self.tmp, self.final)
             os.unlink(self.tmp)
         self._done = True
+        self.file.close()
         if synced:
-            self.file.close()
             return
         fsync_dir(self.final.parent)
         if self.tmp.parent != self.final.parent:

@@ -386,3 +386,29 @@ def test_missing_or_odd_directories_have_no_stale_files(tmp_path: Path) -> None:
     assert remove_stale_tmp(tmp_path / "missing") == 0
     (tmp_path / "file").write_bytes(b"")
     assert stale_tmp(tmp_path / "file") == []
+
+
+@pytest.mark.parametrize("replace", [True, False])
+def test_a_cleaner_running_during_commit_cannot_take_the_tmp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, replace: bool
+) -> None:
+    """Two tosses at once: one commits while the other sweeps stale tmp files.
+
+    The tmp file must stay locked until it has its final name; a cleaner
+    that runs between the fsync and the rename must leave it alone.
+    """
+    final = tmp_path / "delivered.txt"
+    staged = atomic.AtomicFile(final)
+    staged.write(b"payload")
+    swept: list[int] = []
+    name = "replace" if replace else "link"
+    real = getattr(atomic.os, name)
+
+    def sweep_then(*args: object) -> None:
+        swept.append(atomic.remove_stale_tmp(tmp_path))  # the other process's cleaner
+        real(*args)
+
+    monkeypatch.setattr(atomic.os, name, sweep_then)
+    staged.commit(replace=replace)
+    assert swept == [0]
+    assert final.read_bytes() == b"payload"
