@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from rise_dtn.cli.common import home_option, human_bytes, open_home, quiet_option, say
-from rise_dtn.cli.toss_cmd import finish_with_toss
-from rise_dtn.core.errors import UsageError
+from rise_dtn.cli.toss_cmd import toss_now, toss_reporter
+from rise_dtn.core.errors import ExitCode, UsageError
 from rise_dtn.node import discovery, online
 from rise_dtn.node.caller import call_lock
 from rise_dtn.node.home import Home
@@ -33,7 +33,13 @@ DISCOVERY_SECONDS = 12.0  # beacons come every 5 s: two chances to hear one
     metavar="HOST:PORT",
     help="With no address known: listen here for NODE's LAN beacon (rise-daemon --announce).",
 )
-@click.option("--toss", "toss_too", is_flag=True, help="Toss what arrived when the call ends.")
+@click.option(
+    "--toss",
+    "toss_too",
+    is_flag=True,
+    help="Toss what arrives during the call; what that queues for NODE (receipts, "
+    "a relay's forwards) goes out before hanging up.",
+)
 @home_option
 @quiet_option
 def call_cmd(
@@ -59,25 +65,36 @@ def call_cmd(
     """
     home = open_home(home_path)
     peer = home.peers.find(node)
+    rejected, on_event = toss_reporter(quiet)
+    toss = toss_now(home, on_event) if toss_too else None
+
+    async def toss_in_thread() -> None:
+        assert toss is not None
+        await asyncio.to_thread(toss)
+
+    in_call = toss_in_thread if toss_too else None
     with call_lock(home, peer):  # never two calls to one neighbour (cron, rise-caller)
         if command is not None:
-            report = asyncio.run(online.call_command(home, peer, command))
+            report = asyncio.run(online.call_command(home, peer, command, toss=in_call))
         else:
             host, port = _where(home, peer, address, discover_on)
-            report = asyncio.run(online.call(home, peer, host, port))
+            report = asyncio.run(online.call(home, peer, host, port, toss=in_call))
     if not quiet:
         say(
             f"{peer.name}: received {report.received} ({human_bytes(report.received_bytes)}), "
             f"sent {report.sent} ({human_bytes(report.sent_bytes)}), "
             f"confirmed {report.released}"
         )
-    finish_with_toss(home, rejected=len(report.rejected), toss_too=toss_too, quiet=quiet)
+    if toss is not None:
+        toss()  # anything a cut left behind in rx/
+    if report.rejected or rejected[0]:
+        raise SystemExit(int(ExitCode.REJECTED))
 
 
 def _where(home: Home, peer: Peer, address: str | None, discover_on: str) -> tuple[str, int]:
     """The given address, the card's, or the one the peer announces on the LAN."""
     try:
-        return online.address_of(peer, address)
+        return online.address_of(peer, address, home.config.peer(peer.name))
     except UsageError:
         found = asyncio.run(
             discovery.find(home, peer, listen=discover_on, timeout=DISCOVERY_SECONDS)

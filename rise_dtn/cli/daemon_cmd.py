@@ -8,8 +8,10 @@ from pathlib import Path
 import click
 
 from rise_dtn.cli.common import home_option, open_home, say, stop_event_on_signals
-from rise_dtn.cli.toss_cmd import session_logger
+from rise_dtn.cli.toss_cmd import toss_now, toss_reporter
+from rise_dtn.core.errors import UsageError
 from rise_dtn.node import discovery, online
+from rise_dtn.node.home import Home
 
 
 @click.command("daemon")
@@ -36,6 +38,15 @@ from rise_dtn.node import discovery, online
     metavar="HOST:PORT",
     help="Where beacons go (a multicast group, or any address).",
 )
+@click.option(
+    "--link",
+    "links",
+    multiple=True,
+    metavar="NODE[=HOST:PORT]",
+    help="Keep a link open to NODE, dialling again whenever it drops (repeatable; "
+    "also [peers.NODE] keep_link = true). The address defaults to [peers.NODE] address, "
+    "then NODE's card.",
+)
 @click.option("--no-toss", is_flag=True, help="Leave received bundles in the spool for rise-toss.")
 @home_option
 def daemon_cmd(
@@ -43,20 +54,32 @@ def daemon_cmd(
     stdio: bool,
     announce: bool,
     announce_to: str,
+    links: tuple[str, ...],
     no_toss: bool,
     home_path: Path | None,
 ) -> None:
-    """Answer calls from neighbours: exchange bundles both ways, toss what arrives.
+    """Answer calls from neighbours and keep links open: bundles flow both ways as they come.
 
-    Only nodes in the peer book get past the handshake (default deny). Each
-    session is logged on stderr; SIGTERM or Ctrl-C stops the daemon.
+    Only nodes in the peer book get past the handshake (default deny). What
+    arrives is tossed at once; what that queues for a connected neighbour (a
+    relay's forward, a receipt) leaves on its link in the same session, and
+    so does what rise-send queues meanwhile. Sessions are logged on stderr;
+    SIGTERM or Ctrl-C stops the daemon.
+
+    \b
+    Examples:
+      rise-daemon --listen 0.0.0.0:5454
+      rise-daemon --link relay1=relay1.example.org:5454
+      rise-daemon --stdio          (for rise-call --command 'ssh HOST rise-daemon --stdio')
     """
     home = open_home(home_path)
     host, port = online.parse_address(listen, listening=True)
-    log = session_logger(home, toss_after=not no_toss)
+    keep = _kept_links(home, links)
+    _rejected, on_event = toss_reporter(False)
+    hub = online.Hub(home, toss=None if no_toss else toss_now(home, on_event), log=say)
 
     if stdio:
-        asyncio.run(online.answer_stdio(home, log=log))
+        asyncio.run(online.answer_stdio(hub))
         return
 
     async def main() -> None:
@@ -72,8 +95,29 @@ def daemon_cmd(
                     )
                 )
 
-        await online.serve(home, host, port, log=log, stop=stop, ready=ready)
+        await online.serve(hub, host, port, stop=stop, ready=ready, keep=keep)
         for task in beacons:
             await task
 
     asyncio.run(main())
+
+
+def _kept_links(home: Home, given: tuple[str, ...]) -> dict[str, tuple[str, int]]:
+    """--link NODE[=HOST:PORT] and [peers.NODE] keep_link, each with where to dial."""
+    wanted: dict[str, str | None] = {
+        name: None for name, settings in home.config.peers.items() if settings.keep_link
+    }
+    for item in given:
+        name, _equals, given_address = item.partition("=")
+        wanted[name] = given_address or wanted.get(name)
+    keep = {}
+    for name, override in wanted.items():
+        peer = home.peers.find(name)
+        try:
+            keep[peer.name] = online.address_of(peer, override, home.config.peer(peer.name))
+        except UsageError:
+            raise UsageError(
+                f"no address to keep a link to {peer.name}: "
+                f"use --link {peer.name}=HOST:PORT or set [peers.{peer.name}] address"
+            ) from None
+    return keep

@@ -96,6 +96,15 @@ def finish_with_toss(home: Home, *, rejected: int, toss_too: bool, quiet: bool) 
         raise SystemExit(int(ExitCode.REJECTED))
 
 
+def toss_now(home: Home, on_event: Callable[[TossEvent], None]) -> Callable[[], None]:
+    """A toss of everything received so far, for links that toss as bundles arrive."""
+
+    def run() -> None:
+        toss(home, now=now(), on_event=on_event)
+
+    return run
+
+
 def session_logger(home: Home, *, toss_after: bool) -> Callable[[str], None]:
     """For daemons and schedulers: print each session's line, then toss what it brought."""
     _rejected, on_event = toss_reporter(False)

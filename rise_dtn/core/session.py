@@ -1,4 +1,4 @@
-"""The carrier session protocol, sans I/O: offer, request from offset, data, stored, done.
+"""The carrier session protocol, sans I/O: offer, request from offset, data, stored, done, ping.
 
 One state machine for every live carrier (TCP, pipes, serial): the carrier
 feeds received bytes in with `receive_data()`, takes decoded peer events
@@ -10,7 +10,14 @@ offers its bundles and requests the peer's.
 Wire format (docs/protocol.md, "Session"): frames of a 4-byte big-endian
 length, then canonical CBOR `[type, ...]`. A receiver confirms a bundle with
 STORED only once it is durable; the sender then releases it. After a cut,
-the next session's REQUEST names the offset to resume from.
+the next session's REQUEST names the offset to resume from. GONE withdraws
+an offer whose bundle expired or was cancelled meanwhile.
+
+A session may live as long as the link: DONE means "nothing more from me
+for now", and a later OFFER opens it again (a relay's forward, a message
+just sent). DONE carries how many frames its sender has seen, so each side
+can tell when both are idle *and* neither owes the other a reply: that is
+when a one-shot call hangs up (`finished`). PING keeps an idle link alive.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ MAX_FRAME_BYTES = MAX_DATA_BYTES + 64  # a DATA frame's CBOR framing is < 40 byt
 MAX_OFFERS_PENDING = 4096  # a peer cannot make us track unbounded state
 MAX_BUNDLE_BYTES = 1 << 50  # as in bundle.MAX_BODY_BYTES: refuses absurd claims
 LENGTH_BYTES = 4
+MAX_FRAME_COUNT = 1 << 63  # DONE's count: more frames than any link will ever carry
 
 
 class FrameType(enum.IntEnum):
@@ -37,6 +45,8 @@ class FrameType(enum.IntEnum):
     DATA = 3
     STORED = 4
     DONE = 5
+    PING = 6
+    GONE = 7
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,8 +81,27 @@ class Stored:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Gone:
+    """'I offered this bundle but no longer have it' (expired or cancelled since): forget it."""
+
+    bundle_id: BundleId
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Done:
-    """'I have nothing more to offer in this session.'"""
+    """'Nothing is in flight on my side and I have nothing more to offer for now.'
+
+    `seen` counts the peer's frames other than DONE and PING this side
+    had received when it said so: a DONE that has seen all of ours promises
+    that no reply to them is still coming.
+    """
+
+    seen: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ping:
+    """'Still here': keeps an idle link from being cut by the peer's idle timeout."""
 
 
 class NeedData:
@@ -80,7 +109,7 @@ class NeedData:
 
 
 NEED_DATA = NeedData()
-Event = Offer | Request | Data | Stored | Done
+Event = Offer | Request | Data | Stored | Gone | Done | Ping
 
 
 @dataclasses.dataclass(slots=True)
@@ -107,8 +136,10 @@ class Session:
         self._buffer = bytearray()
         self._incoming: dict[BundleId, _Incoming] = {}
         self._outgoing: dict[BundleId, _Outgoing] = {}
-        self.peer_done = False
-        self.we_done = False
+        self.sent_count = 0  # our frames other than DONE and PING
+        self.received_count = 0  # the peer's
+        self._peer_done_seen: int | None = None  # the peer's last word was DONE(seen)
+        self._done_at: tuple[int, int] | None = None  # (sent, received) at our last DONE
 
     # The peer's side.
 
@@ -131,9 +162,16 @@ class Session:
         return event
 
     def _check_incoming(self, event: Event) -> None:
+        if isinstance(event, Ping):
+            return
+        if isinstance(event, Done):
+            if event.seen > self.sent_count:
+                raise PeerError("protocol error: done has seen frames never sent")
+            self._peer_done_seen = event.seen
+            return
+        self.received_count += 1
+        self._peer_done_seen = None
         if isinstance(event, Offer):
-            if self.peer_done:
-                raise PeerError("protocol error: offer after done")
             if len(self._incoming) >= MAX_OFFERS_PENDING:
                 raise PeerError("protocol error: too many offers pending")
             self._incoming.setdefault(event.bundle_id, _Incoming(event.size))
@@ -150,20 +188,36 @@ class Session:
             if event.offset != incoming.next_offset or end > incoming.size:
                 raise PeerError("protocol error: data out of order or past the end")
             incoming.next_offset = end
-        elif isinstance(event, Stored):
-            if self._outgoing.pop(event.bundle_id, None) is None:
-                raise PeerError("protocol error: stored for a bundle not offered")
-        else:
-            self.peer_done = True
+        elif isinstance(event, Gone):
+            if self._incoming.pop(event.bundle_id, None) is None:
+                raise PeerError("protocol error: gone for a bundle not offered")
+        elif self._outgoing.pop(event.bundle_id, None) is None:
+            raise PeerError("protocol error: stored for a bundle not offered")
 
     # Our side.
 
     def send(self, event: Event) -> bytes:
         """Encode one of our events, after checking it makes sense now."""
+        if isinstance(event, Done):
+            if event.seen != self.received_count or not self.idle:
+                raise ValueError("done must count every frame received, with nothing in flight")
+            self._done_at = (self.sent_count, self.received_count)
+        elif not isinstance(event, Ping):
+            self._check_outgoing(event)
+            self.sent_count += 1
+        frame = _encode(event)
+        return len(frame).to_bytes(LENGTH_BYTES, "big") + frame
+
+    def done(self) -> Done:
+        """Our DONE as of now (send it only when `idle`)."""
+        return Done(self.received_count)
+
+    def _check_outgoing(self, event: Offer | Request | Data | Stored | Gone) -> None:
         if isinstance(event, Offer):
-            if self.we_done:
-                raise ValueError("cannot offer after done")
             self._outgoing.setdefault(event.bundle_id, _Outgoing(event.size))
+        elif isinstance(event, Gone):
+            if self._outgoing.pop(event.bundle_id, None) is None:
+                raise ValueError("cannot withdraw a bundle not offered")
         elif isinstance(event, Request):
             incoming = self._incoming.get(event.bundle_id)
             if incoming is None or not 0 <= event.offset <= incoming.size:
@@ -176,14 +230,10 @@ class Session:
             if event.offset != outgoing.next_offset or len(event.payload) > MAX_DATA_BYTES:
                 raise ValueError("data must follow on from the last offset, in small frames")
             outgoing.next_offset += len(event.payload)
-        elif isinstance(event, Stored):
+        else:
             incoming = self._incoming.pop(event.bundle_id, None)
             if incoming is None or incoming.next_offset != incoming.size:
                 raise ValueError("cannot confirm a bundle not completely received")
-        else:
-            self.we_done = True
-        frame = _encode(event)
-        return len(frame).to_bytes(LENGTH_BYTES, "big") + frame
 
     def waiting_for_peer(self) -> bool:
         """True while a bundle we requested is still arriving."""
@@ -193,14 +243,30 @@ class Session:
         )
 
     @property
-    def finished(self) -> bool:
-        """Both sides are done and nothing is in flight either way."""
-        return (
-            self.peer_done
-            and self.we_done
-            and not self._outgoing
-            and not any(item.next_offset is not None for item in self._incoming.values())
+    def idle(self) -> bool:
+        """Nothing in flight: all we offered is confirmed, all we requested is in and confirmed."""
+        return not self._outgoing and not any(
+            item.next_offset is not None for item in self._incoming.values()
         )
+
+    @property
+    def peer_done(self) -> bool:
+        return self._peer_done_seen is not None
+
+    @property
+    def done_is_current(self) -> bool:
+        """Our last DONE still holds: nothing sent or received since (pings aside)."""
+        return self._done_at == (self.sent_count, self.received_count)
+
+    @property
+    def finished(self) -> bool:
+        """Both sides are idle and neither owes the other a reply: a one-shot call may hang up.
+
+        The peer's last word was DONE having seen everything we sent, and our
+        own DONE since has seen everything it sent; so nothing of ours is
+        still unanswered and nothing of its is still unanswered by us.
+        """
+        return self.idle and self.done_is_current and self._peer_done_seen == self.sent_count
 
 
 def _encode(event: Event) -> bytes:
@@ -212,7 +278,11 @@ def _encode(event: Event) -> bytes:
         return canonical([FrameType.DATA, event.bundle_id.raw, event.offset, event.payload])
     if isinstance(event, Stored):
         return canonical([FrameType.STORED, event.bundle_id.raw])
-    return canonical([FrameType.DONE])
+    if isinstance(event, Gone):
+        return canonical([FrameType.GONE, event.bundle_id.raw])
+    if isinstance(event, Done):
+        return canonical([FrameType.DONE, event.seen])
+    return canonical([FrameType.PING])
 
 
 def _uint(value: object, limit: int) -> int:
@@ -233,9 +303,17 @@ def _decode(frame: bytes) -> Event:
         raise PeerError("protocol error: malformed frame")
     kind = _uint(value[0], 255)
     fields = value[1:]
-    shapes = {FrameType.OFFER: 3, FrameType.REQUEST: 2, FrameType.DATA: 3, FrameType.STORED: 1}
-    if kind == FrameType.DONE and not fields:
-        return Done()
+    shapes = {
+        FrameType.OFFER: 3,
+        FrameType.REQUEST: 2,
+        FrameType.DATA: 3,
+        FrameType.STORED: 1,
+        FrameType.GONE: 1,
+    }
+    if kind == FrameType.DONE and len(fields) == 1:
+        return Done(_uint(fields[0], MAX_FRAME_COUNT))
+    if kind == FrameType.PING and not fields:
+        return Ping()
     if kind not in shapes or len(fields) != shapes[FrameType(kind)]:
         raise PeerError(f"protocol error: unknown or malformed frame type {kind}")
     bundle_id = _bundle_id(fields[0])
@@ -248,4 +326,6 @@ def _decode(frame: bytes) -> Event:
         if not isinstance(payload, bytes) or not 0 < len(payload) <= MAX_DATA_BYTES:
             raise PeerError("protocol error: malformed data frame")
         return Data(bundle_id, _uint(fields[1], MAX_BUNDLE_BYTES), payload)
+    if kind == FrameType.GONE:
+        return Gone(bundle_id)
     return Stored(bundle_id)

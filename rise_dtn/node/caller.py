@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from rise_dtn.core.errors import BusyError, RiseError
 from rise_dtn.node import online
 from rise_dtn.node.home import Home
-from rise_dtn.node.link import LinkReport
+from rise_dtn.node.link import LinkReport, Toss
 from rise_dtn.node.peers import Peer
 from rise_dtn.node.schedule import CallPlan, retry_delay
 from rise_dtn.store import locks
@@ -32,13 +32,13 @@ def call_lock(home: Home, peer: Peer) -> Iterator[None]:
         yield
 
 
-async def call_plan(home: Home, plan: CallPlan) -> LinkReport:
+async def call_plan(home: Home, plan: CallPlan, *, toss: Toss | None = None) -> LinkReport:
     peer = home.peers.find(plan.node)
     with call_lock(home, peer):
         if plan.command is not None:
-            return await online.call_command(home, peer, plan.command)
-        host, port = online.address_of(peer, plan.address)
-        return await online.call(home, peer, host, port)
+            return await online.call_command(home, peer, plan.command, toss=toss)
+        host, port = online.address_of(peer, plan.address, home.config.peer(peer.name))
+        return await online.call(home, peer, host, port, toss=toss)
 
 
 @dataclasses.dataclass(slots=True)

@@ -91,6 +91,8 @@ nice = {nice}
 # max_rate = "2M"             # bytes per second each way on live links
 # relay_max_bytes = "100M"    # what this node holds for bob as a relay
 # relay_max_bundles = 1000
+# address = "bob.example.org:5454"   # where rise-call and rise-daemon dial bob
+# keep_link = true            # rise-daemon keeps a link to bob open, redialling
 """
 
 
@@ -120,6 +122,8 @@ class PeerSettings:
     max_rate_bytes: int | None = None  # per direction, on live links; None: unlimited
     relay_max_bytes: int | None = None  # None: the [relay] default
     relay_max_bundles: int | None = None
+    address: str | None = None  # where to dial it over TCP, before the card's address
+    keep_link: bool = False  # rise-daemon holds a link open to it
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -203,7 +207,14 @@ KNOWN_KEYS = {
     "peers": None,  # any peer name; checked below
     "calls": None,  # an array of tables, checked by node/schedule.py
 }
-PEER_KEYS = {"on_delivery", "max_rate", "relay_max_bytes", "relay_max_bundles"}
+PEER_KEYS = {
+    "on_delivery",
+    "max_rate",
+    "relay_max_bytes",
+    "relay_max_bundles",
+    "address",
+    "keep_link",
+}
 _RATE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)\s*$")
 
 
@@ -312,7 +323,12 @@ def _peer_settings(table: dict[str, Any]) -> PeerSettings:
     rate = table.get("max_rate")
     relay_bytes = table.get("relay_max_bytes")
     relay_bundles = table.get("relay_max_bundles")
+    keep_link = table.get("keep_link", False)
+    if not isinstance(keep_link, bool):
+        raise TypeError("[peers.NAME] keep_link must be true or false")
     return PeerSettings(
+        address=_optional_str(table, "address"),
+        keep_link=keep_link,
         on_delivery=_optional_str(table, "on_delivery"),
         max_rate_bytes=parse_rate(rate) if rate is not None else None,
         relay_max_bytes=parse_size(relay_bytes) if relay_bytes is not None else None,

@@ -18,9 +18,11 @@ STORED then confirms.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Protocol
 
@@ -29,9 +31,11 @@ from rise_dtn.core.identity import BundleId
 from rise_dtn.core.session import (
     MAX_DATA_BYTES,
     Data,
-    Done,
+    Event,
+    Gone,
     NeedData,
     Offer,
+    Ping,
     Request,
     Session,
     Stored,
@@ -62,6 +66,13 @@ CHECKPOINT_SUFFIX = ".part.ok"
 # fsync a partial copy every 16 MiB: a cut loses at most that much progress,
 # and a large file costs 64 fsyncs per GiB rather than one per frame.
 CHECKPOINT_BYTES = 16 << 20
+# An idle link says PING this often, well inside the peer's idle timeout,
+# and often enough to keep a NAT mapping open.
+KEEPALIVE_SECONDS = 30.0
+# A persistent link looks in tx/ at least this often, even with no wake-up
+# from a toss or the disk watcher (events are hints; STYLE.md).
+RESCAN_SECONDS = 5.0
+Toss = Callable[[], Coroutine[None, None, None]]
 
 
 @dataclasses.dataclass(slots=True)
@@ -95,54 +106,158 @@ class Link:
     """The spool side of one session with `peer`."""
 
     def __init__(
-        self, home: Home, peer: Peer, *, now: int, idle_seconds: float = IDLE_SECONDS
+        self,
+        home: Home,
+        peer: Peer,
+        *,
+        now: int,
+        idle_seconds: float = IDLE_SECONDS,
+        toss: Toss | None = None,
     ) -> None:
+        """`toss`, if given, tosses what arrived; what it queues for the peer goes out at once."""
         self.idle_seconds = idle_seconds
+        self._toss = toss
+        self._started = (now, time.monotonic())
         rate = home.config.peer(peer.name).max_rate_bytes
         self._limit_in = RateLimit(rate) if rate is not None else None
         self._limit_out = RateLimit(rate) if rate is not None else None
         self.home = home
         self.peer = peer
-        self.now = now
         self.session = Session()
         self.report = LinkReport()
         self._offered: dict[BundleId, Path] = {}
+        self._offered_paths: set[Path] = set()
+        self._wake = asyncio.Event()
+        self._poked = False
+        self._closing = False
+        self._wrote = False
+        self._received_since_toss = False
+        self._settling: asyncio.Task[None] | None = None
         self._sizes: dict[BundleId, int] = {}
         self._requests: asyncio.Queue[Request | None] = asyncio.Queue()
         self._partial_dir = home.spool.tmp / "partial" / str(peer.node_id)
 
-    async def run(self, reader: ByteReader, writer: ByteWriter) -> LinkReport:
-        """Exchange everything both ways; return when both sides are done."""
+    @property
+    def now(self) -> int:
+        """The clock as the link sees it: the given start, advanced (persistent links live long)."""
+        start, monotonic = self._started
+        return start + int(time.monotonic() - monotonic)
+
+    def _send(self, writer: ByteWriter, event: Event) -> None:
+        writer.write(self.session.send(event))
+        self._wrote = True
+
+    async def run(
+        self, reader: ByteReader, writer: ByteWriter, *, persistent: bool = False
+    ) -> LinkReport:
+        """Exchange everything both ways, including what tossing brings on the way.
+
+        A one-shot call returns once both sides are idle and neither owes a
+        reply (`Session.finished`); a `persistent` link (a daemon's) stays up,
+        offering new bundles as they are queued, until the peer hangs up or
+        `close()` is called.
+        """
         self._partial_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self.home.config.relay.enabled:
             from rise_dtn.node import control  # late: only relays pay for routing
 
             control.refresh_maps(self.home, now=self.now, only=self.peer)
-        for offer, path in self._offers():
-            self._offered[offer.bundle_id] = path
-            writer.write(self.session.send(offer))
-        writer.write(self.session.send(Done()))
+        self._offer_new(writer)
         await writer.drain()
         pump = asyncio.create_task(self._pump(writer))
+        receiver = asyncio.create_task(self._receive(reader, writer))
+        receiver.add_done_callback(lambda _task: self._wake.set())
         try:
-            while not self.session.finished:
-                try:
-                    data = await asyncio.wait_for(reader.read(READ_BYTES), self.idle_seconds)
-                except TimeoutError:
-                    raise PeerError(
-                        f"{self.peer.name} sent nothing for {self.idle_seconds:g} s"
-                    ) from None
-                if not data:
-                    break  # the link was cut; partial copies wait for the next session
-                if self._limit_in is not None:
-                    await self._limit_in.spend(len(data))
-                self.session.receive_data(data)
-                await self._handle_events(writer)
+            await self._converse(writer, receiver, persistent=persistent)
         finally:
+            receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiver
             await self._requests.put(None)
             await pump
+            if self._settling is not None:
+                # A toss in a thread cannot be cancelled: let it finish first.
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._settling)
             self._checkpoint_partials()
         return self.report
+
+    def poke(self) -> None:
+        """Something may have been queued for this neighbour: look in tx/ again."""
+        self._poked = True
+        self._wake.set()
+
+    def close(self) -> None:
+        """End a persistent link at the next chance (the daemon is stopping or replaced it)."""
+        self._closing = True
+        self._wake.set()
+
+    async def _converse(
+        self, writer: ByteWriter, receiver: asyncio.Task[None], *, persistent: bool
+    ) -> None:
+        """Offer, toss and say DONE as things happen, until the session may end."""
+        last_write = last_scan = time.monotonic()
+        while not self._closing:
+            self._wake.clear()
+            if receiver.done():
+                receiver.result()  # the link was cut or the peer misbehaved
+                return
+            self._start_toss()
+            now = time.monotonic()
+            if self._poked or (persistent and now - last_scan >= RESCAN_SECONDS):
+                self._poked = False
+                last_scan = now
+                self._offer_new(writer)
+            if self._quiet() and not self.session.done_is_current:
+                self._send(writer, self.session.done())
+            elif now - last_write >= KEEPALIVE_SECONDS:
+                self._send(writer, Ping())
+            if self._wrote:
+                self._wrote = False
+                last_write = now
+                await writer.drain()
+            if not persistent and self.session.finished and self._quiet():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), min(RESCAN_SECONDS, KEEPALIVE_SECONDS))
+
+    def _quiet(self) -> bool:
+        """Nothing in flight, no toss pending or running, nothing new to offer."""
+        return (
+            self.session.idle
+            and not self._received_since_toss
+            and (self._settling is None or self._settling.done())
+            and not self._poked
+        )
+
+    def _start_toss(self) -> None:
+        """Toss what arrived (in the background), then offer what the toss queued for the peer."""
+        if self._settling is not None and self._settling.done():
+            settled, self._settling = self._settling, None
+            settled.result()
+            self._poked = True
+        if self._toss is None or not self._received_since_toss or self._settling is not None:
+            return
+        self._received_since_toss = False
+        self._settling = asyncio.create_task(self._toss())
+        self._settling.add_done_callback(lambda _task: self._wake.set())
+
+    async def _receive(self, reader: ByteReader, writer: ByteWriter) -> None:
+        """Read the peer's frames and answer them; returns at end of stream."""
+        while True:
+            try:
+                data = await asyncio.wait_for(reader.read(READ_BYTES), self.idle_seconds)
+            except TimeoutError:
+                raise PeerError(
+                    f"{self.peer.name} sent nothing for {self.idle_seconds:g} s"
+                ) from None
+            if not data:
+                return  # hung up, or cut: partial copies wait for the next session
+            if self._limit_in is not None:
+                await self._limit_in.spend(len(data))
+            self.session.receive_data(data)
+            await self._handle_events(writer)
+            self._wake.set()
 
     def _checkpoint_partials(self) -> None:
         """When a session ends (a cut, most often), make what arrived durable.
@@ -162,10 +277,19 @@ class Link:
             except OSError:
                 continue  # the next session resumes from the last checkpoint instead
 
+    def _offer_new(self, writer: ByteWriter) -> None:
+        """Offer what waits in tx/<neighbour>/ and was not offered yet in this session."""
+        for offer, path in self._offers():
+            self._offered[offer.bundle_id] = path
+            self._offered_paths.add(path)
+            self._send(writer, offer)
+
     def _offers(self) -> list[tuple[Offer, Path]]:
         spool = self.home.spool
         found = []
         for path in spool.files(spool.tx_dir(self.peer.node_id)):
+            if path in self._offered_paths:
+                continue
             try:
                 clear, size = read_clear(path)
             except (BundleError, OSError):
@@ -186,6 +310,8 @@ class Link:
                 self._on_data(event, writer)
             elif isinstance(event, Stored):
                 self._on_stored(event)
+            elif isinstance(event, Gone):
+                self._on_gone(event)
         await writer.drain()
 
     def _on_offer(self, offer: Offer, writer: ByteWriter) -> None:
@@ -282,11 +408,21 @@ class Link:
         )
         self.report.received += 1
         self.report.received_bytes += size
+        self._received_since_toss = self._toss is not None
         writer.write(self.session.send(Stored(bundle_id)))
+
+    def _on_gone(self, gone: Gone) -> None:
+        """The peer withdrew an offer (expired or cancelled there): drop our partial copy."""
+        if self._sizes.pop(gone.bundle_id, None) is not None:
+            self._partial(gone.bundle_id).unlink(missing_ok=True)
+            self._checkpoint(gone.bundle_id).unlink(missing_ok=True)
 
     def _on_stored(self, stored: Stored) -> None:
         path = self._offered.pop(stored.bundle_id, None)
-        if path is None or not path.exists():
+        if path is None:
+            return
+        self._offered_paths.discard(path)
+        if not path.exists():
             return
         size = path.stat().st_size
         self.home.spool.remove(path)
@@ -304,7 +440,12 @@ class Link:
             try:
                 handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
             except FileNotFoundError:
-                continue  # released meanwhile (expired): the peer will time out on it
+                # Expired or cancelled since we offered it: withdraw the offer.
+                self._offered.pop(request.bundle_id, None)
+                self._offered_paths.discard(path)
+                writer.write(self.session.send(Gone(request.bundle_id)))
+                await writer.drain()
+                continue
             with handle:
                 handle.seek(request.offset)
                 offset = request.offset

@@ -1,28 +1,145 @@
 """Calls and the daemon: live sessions with neighbours over TCP, each Noise-authenticated.
 
-`call()` dials one neighbour; `serve()` answers many at once (asyncio). A
-caller whose key is not in the peer book is cut off after the first
-handshake message, before any bundle moves (default deny). One misbehaving
-caller (garbage, a stall, a huge claimed frame) ends its own session with a
-log line, never the daemon.
+`call()` dials one neighbour; `serve()` answers many at once (asyncio) and
+`keep_link()` holds a link open to one. A caller whose key is not in the
+peer book is cut off after the first handshake message, before any bundle
+moves (default deny). One misbehaving caller (garbage, a stall, a huge
+claimed frame) ends its own session with a log line, never the daemon.
+
+The daemon's links share a `Hub`: it tosses what any link receives (one
+toss at a time, in a thread) and then wakes every link, so a relay's
+forward leaves on the next hop's live link within the same session; a disk
+watcher on spool/tx/ wakes the link a local `rise-send` queued for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from rise_dtn.carriers import secure
 from rise_dtn.core.errors import PeerError, RiseError, UsageError
+from rise_dtn.core.identity import NodeId
+from rise_dtn.node.config import PeerSettings
 from rise_dtn.node.home import Home
-from rise_dtn.node.link import Link, LinkReport
+from rise_dtn.node.link import Link, LinkReport, Toss
 from rise_dtn.node.peers import Peer
+from rise_dtn.store import locks
 
 DEFAULT_PORT = 5454
 Log = Callable[[str], None]
+# A kept link that drops is dialled again after 1 s, doubling to 5 minutes
+# while the neighbour stays unreachable (with jitter, so that a relay that
+# comes back is not hit by all its neighbours in the same second).
+REDIAL_FIRST_SECONDS = 1.0
+REDIAL_MAX_SECONDS = 300.0
+SHUTDOWN_SECONDS = 10.0  # how long a stopping daemon waits for its sessions to wind down
+
+
+class Hub:
+    """What a daemon's sessions share: the live link per neighbour, and one toss at a time."""
+
+    def __init__(self, home: Home, *, toss: Callable[[], None] | None, log: Log) -> None:
+        self.home = home
+        self.log = log
+        self._toss_function = toss
+        self._links: dict[NodeId, tuple[Link, NodeId]] = {}
+        self._toss_lock = asyncio.Lock()
+        self._toss_requested = 0
+        self._toss_done = 0
+        self._observer: object | None = None
+
+    def new_link(self, peer: Peer, *, caller: NodeId) -> Link:
+        """A link for a session just authenticated; an older one to the same peer is closed.
+
+        Two daemons that dial each other at once keep the link the smaller
+        node id dialled, both sides alike, and refuse the other.
+        """
+        old = self._links.get(peer.node_id)
+        if old is not None:
+            old_link, old_caller = old
+            if old_caller != caller and old_caller == min(old_caller, caller):
+                raise PeerError(f"{peer.name} already has a live link")
+            old_link.close()
+        toss = self.toss if self._toss_function is not None else None
+        link = Link(self.home, peer, now=int(time.time()), toss=toss)
+        self._links[peer.node_id] = (link, caller)
+        return link
+
+    def forget(self, link: Link) -> None:
+        current = self._links.get(link.peer.node_id)
+        if current is not None and current[0] is link:
+            del self._links[link.peer.node_id]
+
+    def has_link(self, peer: Peer) -> bool:
+        return peer.node_id in self._links
+
+    def poke(self, node_id: NodeId | None = None) -> None:
+        """Wake the link to `node_id` (all links if None): something may wait in tx/ for it."""
+        for neighbour, (link, _caller) in list(self._links.items()):
+            if node_id is None or neighbour == node_id:
+                link.poke()
+
+    def close_all(self) -> None:
+        for link, _caller in list(self._links.values()):
+            link.close()
+
+    async def toss(self) -> None:
+        """Toss everything received so far; several links asking at once share one toss."""
+        assert self._toss_function is not None
+        self._toss_requested += 1
+        wanted = self._toss_requested
+        async with self._toss_lock:
+            if self._toss_done >= wanted:
+                return  # a toss that started after our request has covered it
+            covers = self._toss_requested
+            await asyncio.to_thread(self._toss_function)
+            self._toss_done = covers
+        self.poke()  # forwards, receipts and acks may now wait for any neighbour
+
+    def watch_tx(self) -> None:
+        """Wake links when another process (rise-send, rise-toss) queues for a neighbour."""
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        loop = asyncio.get_running_loop()
+        tx = self.home.spool.tx
+        hub = self
+
+        class Wake(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                neighbour = _neighbour_of(tx, str(event.dest_path or event.src_path))
+                loop.call_soon_threadsafe(hub.poke, neighbour)
+
+        try:
+            tx.mkdir(mode=0o700, parents=True, exist_ok=True)
+            observer = Observer()
+            observer.schedule(Wake(), str(tx), recursive=True)
+            observer.daemon = True
+            observer.start()
+        except OSError:
+            return  # out of inotify watches: the links' periodic rescans still work
+        self._observer = observer
+
+    def stop_watching(self) -> None:
+        observer = self._observer
+        if observer is not None:
+            with contextlib.suppress(RuntimeError):
+                observer.stop()  # type: ignore[attr-defined]
+                observer.join(timeout=2)  # type: ignore[attr-defined]
+
+
+def _neighbour_of(tx: Path, path: str) -> NodeId | None:
+    """The neighbour whose tx/ folder `path` is in; None (wake all) if it is not clear."""
+    try:
+        return NodeId.parse(Path(path).relative_to(tx).parts[0])
+    except (ValueError, IndexError, UsageError):
+        return None
 
 
 def parse_address(text: str, *, listening: bool = False) -> tuple[str, int]:
@@ -43,56 +160,92 @@ def parse_address(text: str, *, listening: bool = False) -> tuple[str, int]:
     return host, number
 
 
-def address_of(peer: Peer, override: str | None) -> tuple[str, int]:
+def address_of(
+    peer: Peer, override: str | None, settings: PeerSettings | None = None
+) -> tuple[str, int]:
+    """Where to dial `peer`: the given address, then [peers.NAME] address, then its card's."""
     if override:
         return parse_address(override)
+    if settings is not None and settings.address:
+        return parse_address(settings.address)
     for carrier, address in peer.card.addresses:
         if carrier == "tcp":
             return parse_address(address)
     raise UsageError(f"no TCP address for {peer.name}: give --address HOST:PORT")
 
 
-async def call(home: Home, peer: Peer, host: str, port: int) -> LinkReport:
+async def call(
+    home: Home, peer: Peer, host: str, port: int, *, toss: Toss | None = None
+) -> LinkReport:
     """Dial `peer` over TCP, authenticate both ways, exchange everything both ways."""
+    reader, writer = await _dial(peer, host, port)
     try:
-        reader, writer = await asyncio.open_connection(host, port)
+        return await call_over(
+            home, peer, reader, writer, link=Link(home, peer, now=_now(), toss=toss)
+        )
+    finally:
+        await _close(writer)
+
+
+async def _dial(
+    peer: Peer, host: str, port: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    try:
+        return await asyncio.open_connection(host, port)
     except OSError as exc:
         raise PeerError(f"cannot reach {peer.name} at {host}:{port}: {exc.strerror}") from None
-    try:
-        return await call_over(home, peer, reader, writer)
-    finally:
-        writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await writer.wait_closed()
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(ConnectionError, OSError):
+        await writer.wait_closed()
+
+
+def _now() -> int:
+    return int(time.time())
 
 
 async def call_over(
-    home: Home, peer: Peer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    home: Home,
+    peer: Peer,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    *,
+    link: Link | Callable[[], Link],
+    persistent: bool = False,
 ) -> LinkReport:
-    """A session as the caller over any byte streams (TCP, a pipe to `ssh ... --stdio`)."""
+    """A session as the caller over any byte streams (TCP, a pipe to `ssh ... --stdio`).
+
+    `link` may be a factory, so that a daemon registers the link only once
+    the neighbour has proved its key.
+    """
     try:
         channel = await secure.call(home.identity, peer.card.public.exchange_public, reader, writer)
-        link = Link(home, peer, now=int(time.time()))
-        return await link.run(channel, channel)
+        session = link if isinstance(link, Link) else link()
+        return await session.run(channel, channel, persistent=persistent)
     except (TimeoutError, ConnectionError) as exc:
         raise PeerError(f"link to {peer.name} failed: {exc or type(exc).__name__}") from None
 
 
-async def call_command(home: Home, peer: Peer, command: str) -> LinkReport:
+async def call_command(
+    home: Home, peer: Peer, command: str, *, toss: Toss | None = None
+) -> LinkReport:
     """Run the operator's `command` (e.g. 'ssh relay rise-daemon --stdio'); talk over its pipes."""
     process = await asyncio.create_subprocess_shell(
         command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
     )
     assert process.stdin is not None and process.stdout is not None
     try:
-        return await call_over(home, peer, process.stdout, process.stdin)
+        link = Link(home, peer, now=_now(), toss=toss)
+        return await call_over(home, peer, process.stdout, process.stdin, link=link)
     finally:
         process.stdin.close()
         with contextlib.suppress(ProcessLookupError):
             await asyncio.wait_for(process.wait(), 30)
 
 
-async def answer_stdio(home: Home, *, log: Log) -> None:
+async def answer_stdio(hub: Hub) -> None:
     """One session as the answering side over stdin/stdout (`rise-daemon --stdio`)."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -101,54 +254,125 @@ async def answer_stdio(home: Home, *, log: Log) -> None:
         asyncio.streams.FlowControlMixin, sys.stdout.buffer
     )
     writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    hub.watch_tx()
     try:
-        await _answer(home, reader, writer, log=log)
+        await _answer(hub, reader, writer)
     finally:
+        hub.stop_watching()
         writer.close()
 
 
 async def serve(
-    home: Home,
+    hub: Hub,
     host: str,
     port: int,
     *,
-    log: Log,
     stop: asyncio.Event,
     ready: Callable[[int], None] = lambda _port: None,
+    keep: dict[str, tuple[str, int]] | None = None,
 ) -> None:
-    """Answer neighbours until `stop` is set."""
+    """Answer neighbours, and hold links open to the `keep` ones, until `stop` is set."""
+    sessions: set[asyncio.Task[None]] = set()
 
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        sessions.add(task)
         where = writer.get_extra_info("peername")
         try:
-            await _answer(home, reader, writer, log=log)
+            await _answer(hub, reader, writer)
         except (RiseError, TimeoutError, ConnectionError, OSError) as exc:
-            message = exc.message if isinstance(exc, RiseError) else type(exc).__name__
-            await asyncio.to_thread(log, f"{where}: session ended: {message}")
+            hub.log(f"{where}: session ended: {_reason(exc)}")
         finally:
+            sessions.discard(task)
             writer.close()
 
     server = await asyncio.start_server(session, host, port)
     sockets = server.sockets or ()
     ready(sockets[0].getsockname()[1] if sockets else port)
-    async with server:
-        await stop.wait()
+    hub.watch_tx()
+    keepers = [
+        asyncio.create_task(keep_link(hub, hub.home.peers.find(name), where, stop=stop))
+        for name, where in (keep or {}).items()
+    ]
+    try:
+        async with server:
+            await stop.wait()
+            server.close()
+            hub.close_all()
+            pending = sessions | set(keepers)
+            if pending:
+                await asyncio.wait(pending, timeout=SHUTDOWN_SECONDS)
+    finally:
+        hub.stop_watching()
+        for task in keepers:
+            task.cancel()
 
 
-async def _answer(
-    home: Home, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, log: Log
-) -> None:
+def _reason(exc: BaseException) -> str:
+    return exc.message if isinstance(exc, RiseError) else (str(exc) or type(exc).__name__)
+
+
+async def keep_link(hub: Hub, peer: Peer, where: tuple[str, int], *, stop: asyncio.Event) -> None:
+    """Hold a link to `peer` open: dial, run until cut, dial again with backoff, until `stop`.
+
+    While up, the link holds the neighbour's call lock, so a cron `rise-call`
+    to the same neighbour is refused as busy instead of fighting over it.
+    """
+    delay = REDIAL_FIRST_SECONDS
+    while not stop.is_set():
+        started = time.monotonic()
+        if not hub.has_link(peer):  # it may have dialled us: one link per neighbour is enough
+            try:
+                with locks.held(
+                    hub.home.spool.lock_path(f"call-{peer.node_id}"), what=f"a call to {peer.name}"
+                ):
+                    report = await _kept_session(hub, peer, where)
+                hub.log(f"{peer.name}: link closed: {_summary(report)}")
+            except (RiseError, TimeoutError, ConnectionError, OSError) as exc:
+                hub.log(f"{peer.name}: link down: {_reason(exc)}")
+            if time.monotonic() - started > REDIAL_MAX_SECONDS:
+                delay = REDIAL_FIRST_SECONDS  # it was up a good while: a fresh outage
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay * random.uniform(0.5, 1.0))
+        delay = min(delay * 2, REDIAL_MAX_SECONDS)
+
+
+async def _kept_session(hub: Hub, peer: Peer, where: tuple[str, int]) -> LinkReport:
+    made: list[Link] = []
+
+    def register() -> Link:
+        made.append(hub.new_link(peer, caller=hub.home.identity.node_id))
+        return made[-1]
+
+    reader, writer = await _dial(peer, *where)
+    try:
+        return await call_over(hub.home, peer, reader, writer, link=register, persistent=True)
+    finally:
+        for link in made:
+            hub.forget(link)
+        await _close(writer)
+
+
+def _summary(report: LinkReport) -> str:
+    return (
+        f"received {report.received} ({report.received_bytes} bytes), "
+        f"sent {report.sent} ({report.sent_bytes} bytes), confirmed {report.released}"
+    )
+
+
+async def _answer(hub: Hub, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    home = hub.home
     caller_key, responder = await secure.answer(home.identity, reader, writer)
     peer = next((p for p in home.peers.all() if p.card.public.exchange_public == caller_key), None)
     if peer is None:
         raise PeerError("refused a caller whose key is not in the peer book")
     channel = secure.accept(responder, reader, writer)
-    link = Link(home, peer, now=int(time.time()))
-    report = await link.run(channel, channel)
-    # The log callback tosses what came (rise-daemon): in a thread, so that a
-    # long toss never stalls the other sessions' event loop.
-    await asyncio.to_thread(
-        log,
-        f"{peer.name}: received {report.received} ({report.received_bytes} bytes), "
-        f"sent {report.sent} ({report.sent_bytes} bytes), confirmed {report.released}",
-    )
+    link = hub.new_link(peer, caller=peer.node_id)
+    try:
+        # The answering side never hangs up on its own: the caller decides
+        # whether this is a one-shot call or a link kept open.
+        report = await link.run(channel, channel, persistent=True)
+    finally:
+        hub.forget(link)
+    hub.log(f"{peer.name}: {_summary(report)}")

@@ -18,8 +18,10 @@ from rise_dtn.core.session import (
     Data,
     Done,
     Event,
+    Gone,
     NeedData,
     Offer,
+    Ping,
     Request,
     Session,
     Stored,
@@ -53,7 +55,11 @@ class Side:
     def start(self) -> None:
         for bundle_id, body in self.outbox.items():
             self.wire += self.session.send(Offer(bundle_id, len(body), 16))
-        self.wire += self.session.send(Done())
+        self.say_done_if_idle()
+
+    def say_done_if_idle(self) -> None:
+        if self.session.idle and not self.session.done_is_current:
+            self.wire += self.session.send(self.session.done())
 
     def handle(self, event: Event) -> None:
         session = self.session
@@ -107,6 +113,7 @@ def drain_into(side: Side, sizes: dict[BundleId, int]) -> None:
             and len(side.received[event.bundle_id]) == sizes[event.bundle_id]
         ):
             side.wire += side.session.send(Stored(event.bundle_id))
+    side.say_done_if_idle()
 
 
 def test_both_directions_in_one_session() -> None:
@@ -146,12 +153,12 @@ def test_already_complete_bundle_is_confirmed_without_data() -> None:
 
 def test_byte_at_a_time_delivery() -> None:
     sender, receiver = Session(), Session()
-    wire = sender.send(Offer(bid("x"), 10, 3)) + sender.send(Done())
+    wire = sender.send(Offer(bid("x"), 10, 3)) + sender.send(Ping())
     events: list[Event] = []
     for byte in wire:
         receiver.receive_data(bytes([byte]))
         events += drain(receiver)
-    assert events == [Offer(bid("x"), 10, 3), Done()]
+    assert events == [Offer(bid("x"), 10, 3), Ping()]
 
 
 def raw_frame(event: Event) -> bytes:
@@ -180,15 +187,73 @@ def test_data_out_of_order_is_refused() -> None:
         drain(receiver)
 
 
-def test_stored_for_unknown_bundle_and_offer_after_done() -> None:
+def test_stored_or_gone_for_unknown_bundle_is_refused() -> None:
+    for frame in (Stored(bid("x")), Gone(bid("x"))):
+        session = Session()
+        session.receive_data(raw_frame(frame))
+        with pytest.raises(PeerError, match="not offered"):
+            drain(session)
+
+
+def test_done_claiming_frames_never_sent_is_refused() -> None:
     session = Session()
-    session.receive_data(raw_frame(Stored(bid("x"))))
-    with pytest.raises(PeerError, match="not offered"):
+    session.receive_data(raw_frame(Done(1)))
+    with pytest.raises(PeerError, match="never sent"):
         drain(session)
-    session = Session()
-    session.receive_data(raw_frame(Done()) + raw_frame(Offer(bid("y"), 1, 0)))
-    with pytest.raises(PeerError, match="after done"):
-        drain(session)
+
+
+def shuttle(a: Session, b: Session, wire: bytes) -> list[Event]:
+    """Hand `wire` (written by a) to b and return b's events."""
+    b.receive_data(wire)
+    return drain(b)
+
+
+def test_an_offer_after_done_reopens_the_session() -> None:
+    """A long-lived link: DONE says 'nothing for now'; a relay's forward can follow it."""
+    a, b = Session(), Session()
+    shuttle(a, b, a.send(a.done()))
+    shuttle(b, a, b.send(b.done()))
+    assert a.finished and b.finished
+    shuttle(a, b, a.send(Offer(bid("late"), 3, 0)))
+    assert not a.finished and not b.finished  # a has an offer out; b has not answered it
+    shuttle(b, a, b.send(Request(bid("late"), 0)))
+    shuttle(a, b, a.send(Data(bid("late"), 0, b"abc")))
+    shuttle(b, a, b.send(Stored(bid("late"))) + b.send(b.done()))
+    assert not a.finished  # a has not yet said DONE since
+    shuttle(a, b, a.send(a.done()))
+    assert a.finished and b.finished
+
+
+def test_done_that_crossed_a_frame_in_flight_does_not_finish() -> None:
+    """b said DONE before seeing a's late offer: a must not hang up on that DONE."""
+    a, b = Session(), Session()
+    shuttle(a, b, a.send(a.done()))
+    b_done = b.send(b.done())
+    offer = a.send(Offer(bid("x"), 1, 0))
+    shuttle(b, a, b_done)  # arrives after a sent the offer
+    assert not a.finished
+    shuttle(a, b, offer)
+    assert not b.finished
+
+
+def test_gone_withdraws_an_offer() -> None:
+    a, b = Session(), Session()
+    shuttle(a, b, a.send(Offer(bid("x"), 10, 0)))
+    shuttle(b, a, b.send(Request(bid("x"), 0)))
+    assert not b.idle
+    assert shuttle(a, b, a.send(Gone(bid("x")))) == [Gone(bid("x"))]
+    assert a.idle and b.idle
+    with pytest.raises(ValueError):
+        b.send(Stored(bid("x")))  # nothing to confirm any more
+
+
+def test_done_only_when_idle_and_counting_everything() -> None:
+    a, b = Session(), Session()
+    shuttle(a, b, a.send(Offer(bid("x"), 1, 0)))
+    with pytest.raises(ValueError):
+        a.send(a.done())  # our offer is unconfirmed
+    with pytest.raises(ValueError):
+        b.send(Done(0))  # b has seen one frame
 
 
 def test_huge_claimed_frame_is_refused_before_buffering() -> None:
@@ -221,7 +286,7 @@ def test_arbitrary_bytes_raise_only_peer_error(data: bytes) -> None:
 
 
 @settings(max_examples=200, derandomize=True, database=None)
-@given(st.lists(st.integers(0, 6), max_size=8), st.binary(max_size=40))
+@given(st.lists(st.integers(0, 8), max_size=8), st.binary(max_size=40))
 def test_framed_garbage_raises_only_peer_error(kinds: list[int], blob: bytes) -> None:
     session = Session()
     for kind in kinds:
