@@ -8,6 +8,7 @@ This module moves bytes; it never parses bundles or session frames.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
 from rise_dtn.core.errors import PeerError
 from rise_dtn.core.handshake import MAX_PLAINTEXT_BYTES, Cipher, Initiator, Responder
@@ -48,9 +49,30 @@ class SecureChannel:
         return self._cipher.decrypt(message)
 
     def write(self, data: bytes) -> None:
-        for start in range(0, len(data), MAX_PLAINTEXT_BYTES):
-            piece = data[start : start + MAX_PLAINTEXT_BYTES]
-            self._writer.write(_frame(self._cipher.encrypt(piece)))
+        self.writelines((data,))
+
+    def writelines(self, parts: Iterable[bytes]) -> None:
+        """Seal `parts` as one stream, in messages filled to the brim (a frame's head
+        and its payload share a message), slicing rather than joining the payload."""
+        pieces: list[memoryview] = []
+        filled = 0
+        for part in parts:
+            view = memoryview(part)
+            while view:
+                piece = view[: MAX_PLAINTEXT_BYTES - filled]
+                pieces.append(piece)
+                filled += len(piece)
+                view = view[len(piece) :]
+                if filled == MAX_PLAINTEXT_BYTES:
+                    self._seal(pieces)
+                    pieces, filled = [], 0
+        if pieces:
+            self._seal(pieces)
+
+    def _seal(self, pieces: list[memoryview]) -> None:
+        plaintext = b"".join(pieces)  # noise wants bytes: the one copy on the way out
+        message = self._cipher.encrypt(plaintext)
+        self._writer.writelines((len(message).to_bytes(2, "big"), message))
 
     async def drain(self) -> None:
         await self._writer.drain()

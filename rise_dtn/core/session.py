@@ -25,6 +25,8 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+import cbor2
+
 from rise_dtn.core.encoding import canonical, strict_loads
 from rise_dtn.core.errors import PeerError
 from rise_dtn.core.identity import BundleId
@@ -134,6 +136,7 @@ class Session:
 
     def __init__(self) -> None:
         self._buffer = bytearray()
+        self._start = 0  # frames before this offset in _buffer are consumed
         self._incoming: dict[BundleId, _Incoming] = {}
         self._outgoing: dict[BundleId, _Outgoing] = {}
         self.sent_count = 0  # our frames other than DONE and PING
@@ -144,20 +147,27 @@ class Session:
     # The peer's side.
 
     def receive_data(self, data: bytes) -> None:
+        if self._start:
+            # Drop consumed frames only when new bytes come: one move per read,
+            # not one per frame.
+            del self._buffer[: self._start]
+            self._start = 0
         self._buffer += data
 
     def next_event(self) -> Event | NeedData:
         """The next event from the peer, checked against the session state."""
-        if len(self._buffer) < LENGTH_BYTES:
+        start = self._start
+        if len(self._buffer) - start < LENGTH_BYTES:
             return NEED_DATA
-        length = int.from_bytes(self._buffer[:LENGTH_BYTES], "big")
+        length = int.from_bytes(self._buffer[start : start + LENGTH_BYTES], "big")
         if not 0 < length <= MAX_FRAME_BYTES:
             raise PeerError(f"protocol error: frame of {length} bytes")
-        if len(self._buffer) < LENGTH_BYTES + length:
+        end = start + LENGTH_BYTES + length
+        if len(self._buffer) < end:
             return NEED_DATA
-        frame = bytes(self._buffer[LENGTH_BYTES : LENGTH_BYTES + length])
-        del self._buffer[: LENGTH_BYTES + length]
-        event = _decode(frame)
+        frame = bytes(memoryview(self._buffer)[start + LENGTH_BYTES : end])
+        self._start = end
+        event = _decode_data(frame) or _decode(frame)
         self._check_incoming(event)
         return event
 
@@ -198,6 +208,8 @@ class Session:
 
     def send(self, event: Event) -> bytes:
         """Encode one of our events, after checking it makes sense now."""
+        if isinstance(event, Data):
+            return b"".join(self.send_data(event))
         if isinstance(event, Done):
             if event.seen != self.received_count or not self.idle:
                 raise ValueError("done must count every frame received, with nothing in flight")
@@ -207,6 +219,13 @@ class Session:
             self.sent_count += 1
         frame = _encode(event)
         return len(frame).to_bytes(LENGTH_BYTES, "big") + frame
+
+    def send_data(self, event: Data) -> tuple[bytes, bytes]:
+        """A DATA frame as (framing, payload), so that the payload is never copied to encode it."""
+        self._check_outgoing(event)
+        self.sent_count += 1
+        head = _data_head(event.bundle_id, event.offset, len(event.payload))
+        return (len(head) + len(event.payload)).to_bytes(LENGTH_BYTES, "big") + head, event.payload
 
     def done(self) -> Done:
         """Our DONE as of now (send it only when `idle`)."""
@@ -267,6 +286,63 @@ class Session:
         still unanswered and nothing of its is still unanswered by us.
         """
         return self.idle and self.done_is_current and self._peer_done_seen == self.sent_count
+
+
+def _uint_head(value: int, major: int) -> bytes:
+    """The canonical CBOR head of a uint (major 0) or a byte string's length (major 2)."""
+    head = bytearray(cbor2.dumps(value))
+    head[0] |= major << 5
+    return bytes(head)
+
+
+def _data_head(bundle_id: BundleId, offset: int, length: int) -> bytes:
+    """Canonical CBOR of [3, id, offset, payload], up to where the payload's bytes begin."""
+    return _DATA_PREFIX + bundle_id.raw + _uint_head(offset, 0) + _uint_head(length, 2)
+
+
+# array(4), uint 3, bstr(16): how every DATA frame begins.
+_DATA_PREFIX = bytes([0x84, FrameType.DATA, 0x50])
+
+
+def _decode_data(frame: bytes) -> Data | None:
+    """DATA, the frame that carries the bulk, decoded without copying its payload through CBOR.
+
+    Returns None for any frame that is not exactly a canonical DATA frame;
+    the general decoder then decodes it or says what is wrong with it.
+    """
+    if not frame.startswith(_DATA_PREFIX) or len(frame) < 21:
+        return None
+    bundle_id = BundleId(frame[3:19])
+    offset_bytes = _head_bytes(frame[19])
+    if offset_bytes is None or len(frame) < 19 + offset_bytes + 1:
+        return None
+    offset = _head_value(frame, 19, offset_bytes)
+    at = 19 + offset_bytes
+    length_bytes = _head_bytes(frame[at] ^ 0x40) if frame[at] >> 5 == 2 else None
+    if length_bytes is None:
+        return None
+    length = _head_value(frame, at, length_bytes)
+    payload_at = at + length_bytes
+    if len(frame) - payload_at != length or not 0 < length <= MAX_DATA_BYTES:
+        return None
+    if frame[19:payload_at] != _uint_head(offset, 0) + _uint_head(length, 2):
+        return None  # not the shortest form: not canonical
+    if offset > MAX_BUNDLE_BYTES:
+        return None
+    return Data(bundle_id, offset, frame[payload_at:])
+
+
+def _head_bytes(initial: int) -> int | None:
+    """How many bytes a uint head starting with `initial` takes (major type 0 only)."""
+    if initial < 24:
+        return 1
+    return {24: 2, 25: 3, 26: 5, 27: 9}.get(initial)
+
+
+def _head_value(frame: bytes, at: int, size: int) -> int:
+    if size == 1:
+        return frame[at] & 0x1F
+    return int.from_bytes(frame[at + 1 : at + size], "big")
 
 
 def _encode(event: Event) -> bytes:

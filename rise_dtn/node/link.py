@@ -22,9 +22,9 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from rise_dtn.core.errors import BundleError, PeerError
 from rise_dtn.core.identity import BundleId
@@ -52,6 +52,8 @@ class ByteReader(Protocol):
 
 class ByteWriter(Protocol):
     def write(self, data: bytes, /) -> None: ...
+
+    def writelines(self, data: Iterable[bytes], /) -> None: ...
 
     async def drain(self) -> None: ...
 
@@ -127,6 +129,7 @@ class Link:
         self.report = LinkReport()
         self._offered: dict[BundleId, Path] = {}
         self._offered_paths: set[Path] = set()
+        self._open_partials: dict[BundleId, BinaryIO] = {}
         self._wake = asyncio.Event()
         self._poked = False
         self._closing = False
@@ -246,7 +249,8 @@ class Link:
         """Read the peer's frames and answer them; returns at end of stream."""
         while True:
             try:
-                data = await asyncio.wait_for(reader.read(READ_BYTES), self.idle_seconds)
+                async with asyncio.timeout(self.idle_seconds):
+                    data = await reader.read(READ_BYTES)
             except TimeoutError:
                 raise PeerError(
                     f"{self.peer.name} sent nothing for {self.idle_seconds:g} s"
@@ -257,7 +261,6 @@ class Link:
                 await self._limit_in.spend(len(data))
             self.session.receive_data(data)
             await self._handle_events(writer)
-            self._wake.set()
 
     def _checkpoint_partials(self) -> None:
         """When a session ends (a cut, most often), make what arrived durable.
@@ -265,6 +268,9 @@ class Link:
         A flaky link that drops every few megabytes still makes progress;
         only a crash or power cut falls back to the last periodic checkpoint.
         """
+        for bundle_id in list(self._open_partials):
+            with contextlib.suppress(OSError):
+                self._close_partial(bundle_id)  # flushed here; made durable below
         for bundle_id in self._sizes:
             partial = self._partial(bundle_id)
             try:
@@ -302,12 +308,14 @@ class Link:
 
     async def _handle_events(self, writer: ByteWriter) -> None:
         while not isinstance(event := self.session.next_event(), NeedData):
+            if isinstance(event, Data):
+                self._on_data(event, writer)
+                continue  # the bulk: the conversation wakes only when a bundle completes
+            self._wake.set()
             if isinstance(event, Offer):
                 self._on_offer(event, writer)
             elif isinstance(event, Request):
                 await self._requests.put(event)
-            elif isinstance(event, Data):
-                self._on_data(event, writer)
             elif isinstance(event, Stored):
                 self._on_stored(event)
             elif isinstance(event, Gone):
@@ -353,23 +361,38 @@ class Link:
             return 0
 
     def _on_data(self, data: Data, writer: ByteWriter) -> None:
-        partial = self._partial(data.bundle_id)
         try:
             end = data.offset + len(data.payload)
-            with open(partial, "ab") as out:
-                if out.tell() != data.offset:
-                    out.truncate(data.offset)  # a torn tail from a crash is written again
-                out.write(data.payload)
-                if end // CHECKPOINT_BYTES > data.offset // CHECKPOINT_BYTES:
-                    os.fsync(out.fileno())
-                    write_atomic(self._checkpoint(data.bundle_id), f"{end}\n".encode())
+            out = self._open_partials.get(data.bundle_id)
+            if out is None:
+                out = self._open_partials[data.bundle_id] = open(  # noqa: SIM115 - kept open
+                    self._partial(data.bundle_id), "ab"
+                )
+            if out.tell() != data.offset:
+                out.truncate(data.offset)  # a torn tail from a crash is written again
+                out.seek(data.offset)
+            out.write(data.payload)
+            if end // CHECKPOINT_BYTES > data.offset // CHECKPOINT_BYTES:
+                out.flush()
+                os.fsync(out.fileno())
+                write_atomic(self._checkpoint(data.bundle_id), f"{end}\n".encode())
         except OSError as exc:
             raise storage_error(exc, "receiving a bundle") from None
         if end == self._sizes[data.bundle_id]:
+            self._close_partial(data.bundle_id)
             self._complete(data.bundle_id, writer)
+
+    def _close_partial(self, bundle_id: BundleId) -> None:
+        out = self._open_partials.pop(bundle_id, None)
+        if out is not None:
+            try:
+                out.close()
+            except OSError as exc:
+                raise storage_error(exc, "receiving a bundle") from None
 
     def _complete(self, bundle_id: BundleId, writer: ByteWriter) -> None:
         """Make the received bundle durable in rx/, then confirm it."""
+        self._wake.set()  # the session may be idle now, and there is something to toss
         partial = self._partial(bundle_id)
         spool = self.home.spool
         try:
@@ -414,6 +437,8 @@ class Link:
     def _on_gone(self, gone: Gone) -> None:
         """The peer withdrew an offer (expired or cancelled there): drop our partial copy."""
         if self._sizes.pop(gone.bundle_id, None) is not None:
+            with contextlib.suppress(OSError):
+                self._close_partial(gone.bundle_id)
             self._partial(gone.bundle_id).unlink(missing_ok=True)
             self._checkpoint(gone.bundle_id).unlink(missing_ok=True)
 
@@ -452,7 +477,9 @@ class Link:
                 while block := handle.read(MAX_DATA_BYTES):
                     if self._limit_out is not None:
                         await self._limit_out.spend(len(block))
-                    writer.write(self.session.send(Data(request.bundle_id, offset, block)))
+                    writer.writelines(
+                        self.session.send_data(Data(request.bundle_id, offset, block))
+                    )
                     offset += len(block)
                     await writer.drain()
             if request.offset < offset:

@@ -25,7 +25,10 @@ from rise_dtn.core.session import (
     Request,
     Session,
     Stored,
+    _decode,
+    _decode_data,
     _encode,
+    _Outgoing,
 )
 
 
@@ -296,3 +299,32 @@ def test_framed_garbage_raises_only_peer_error(kinds: list[int], blob: bytes) ->
         drain(session)
     except PeerError:
         pass
+
+
+@settings(max_examples=300, derandomize=True, database=None)
+@given(
+    st.binary(min_size=16, max_size=16),
+    st.one_of(st.integers(0, 30), st.integers(0, 1 << 50)),
+    st.binary(min_size=1, max_size=600),
+)
+def test_fast_data_decoder_agrees_with_cbor(raw_id: bytes, offset: int, payload: bytes) -> None:
+    """DATA frames skip cbor2 for speed; they must decode exactly as the general decoder does."""
+    event = Data(BundleId(raw_id), offset, payload)
+    frame = _encode(event)
+    assert _decode_data(frame) == _decode(frame) == event
+    sender = Session()
+    sender._outgoing[event.bundle_id] = _Outgoing(size=offset + len(payload), requested_from=offset)
+    sender._outgoing[event.bundle_id].next_offset = offset
+    header, body = sender.send_data(event)
+    assert header + body == len(frame).to_bytes(LENGTH_BYTES, "big") + frame
+
+
+@settings(max_examples=500, derandomize=True, database=None)
+@given(st.binary(min_size=0, max_size=64))
+def test_fast_data_decoder_never_accepts_what_cbor_refuses(tail: bytes) -> None:
+    """Any bytes after the DATA prefix: the fast path returns None or what cbor2 decodes."""
+    frame = bytes([0x84, 3, 0x50]) + bytes(16) + tail
+    fast = _decode_data(frame)
+    if fast is None:
+        return
+    assert _decode(frame) == fast
