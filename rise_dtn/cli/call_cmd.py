@@ -9,7 +9,7 @@ import click
 
 from rise_dtn.cli.common import home_option, human_bytes, open_home, quiet_option, say
 from rise_dtn.cli.toss_cmd import toss_now, toss_reporter
-from rise_dtn.core.errors import ExitCode, UsageError
+from rise_dtn.core.errors import ExitCode, RiseError, UsageError
 from rise_dtn.node import discovery, online
 from rise_dtn.node.caller import call_lock
 from rise_dtn.node.home import Home
@@ -20,7 +20,10 @@ DISCOVERY_SECONDS = 12.0  # beacons come every 5 s: two chances to hear one
 
 @click.command("call")
 @click.argument("node")
-@click.option("--address", help="HOST:PORT to dial (default: the tcp address on NODE's card).")
+@click.option(
+    "--address",
+    help="HOST:PORT to dial (default: [peers.NODE] address, then the tcp address on NODE's card).",
+)
 @click.option(
     "--command",
     help="Talk over the pipes of this shell command instead of TCP, "
@@ -74,11 +77,16 @@ def call_cmd(
 
     in_call = toss_in_thread if toss_too else None
     with call_lock(home, peer):  # never two calls to one neighbour (cron, rise-caller)
-        if command is not None:
-            report = asyncio.run(online.call_command(home, peer, command, toss=in_call))
-        else:
-            host, port = _where(home, peer, address, discover_on)
-            report = asyncio.run(online.call(home, peer, host, port, toss=in_call))
+        try:
+            if command is not None:
+                report = asyncio.run(online.call_command(home, peer, command, toss=in_call))
+            else:
+                host, port = _where(home, peer, address, discover_on)
+                report = asyncio.run(online.call(home, peer, host, port, toss=in_call))
+        except RiseError:
+            if toss is not None:
+                toss()  # what arrived before the call failed is delivered all the same
+            raise
     if not quiet:
         say(
             f"{peer.name}: received {report.received} ({human_bytes(report.received_bytes)}), "
@@ -92,10 +100,10 @@ def call_cmd(
 
 
 def _where(home: Home, peer: Peer, address: str | None, discover_on: str) -> tuple[str, int]:
-    """The given address, the card's, or the one the peer announces on the LAN."""
+    """The given address, the config's, the card's, or the one the peer announces on the LAN."""
     try:
         return online.address_of(peer, address, home.config.peer(peer.name))
-    except UsageError:
+    except online.NoAddress:
         found = asyncio.run(
             discovery.find(home, peer, listen=discover_on, timeout=DISCOVERY_SECONDS)
         )

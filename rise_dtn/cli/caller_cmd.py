@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from rise_dtn.cli.common import home_option, open_home, say, stop_event_on_signals
-from rise_dtn.cli.toss_cmd import session_logger
+from rise_dtn.cli.toss_cmd import session_logger, toss_now, toss_reporter
 from rise_dtn.core.errors import ExitCode
 from rise_dtn.node import caller
 from rise_dtn.node.schedule import parse_calls
@@ -35,9 +35,16 @@ def caller_cmd(right_now: bool, no_toss: bool, home_path: Path | None) -> None:
         say("no [[calls]] in config.toml: nothing to do (see rise-config(5))")
         return
     log = session_logger(home, toss_after=not no_toss)
+    _rejected, on_event = toss_reporter(False)
+    toss = toss_now(home, on_event)
+
+    async def toss_in_call() -> None:
+        await asyncio.to_thread(toss)  # receipts and forwards leave before hanging up
+
+    in_call = None if no_toss else toss_in_call
 
     if right_now:
-        failed = asyncio.run(caller.run_all_now(home, plans, log=log))
+        failed = asyncio.run(caller.run_all_now(home, plans, log=log, toss=in_call))
         if failed:
             raise SystemExit(int(ExitCode.PEER))
         return
@@ -45,6 +52,6 @@ def caller_cmd(right_now: bool, no_toss: bool, home_path: Path | None) -> None:
     async def main() -> None:
         stop = stop_event_on_signals()
         say(f"{len(plans)} call(s) scheduled (Ctrl-C to stop)")
-        await caller.run_schedule(home, plans, stop=stop, log=log)
+        await caller.run_schedule(home, plans, stop=stop, log=log, toss=in_call)
 
     asyncio.run(main())

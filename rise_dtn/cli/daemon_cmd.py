@@ -74,13 +74,15 @@ def daemon_cmd(
     """
     home = open_home(home_path)
     host, port = online.parse_address(listen, listening=True)
-    keep = _kept_links(home, links)
     _rejected, on_event = toss_reporter(False)
     hub = online.Hub(home, toss=None if no_toss else toss_now(home, on_event), log=say)
 
     if stdio:
+        if links:
+            raise UsageError("--link keeps links from a listening daemon, not with --stdio")
         asyncio.run(online.answer_stdio(hub))
         return
+    keep = _kept_links(home, links)
 
     async def main() -> None:
         stop = stop_event_on_signals()
@@ -115,7 +117,7 @@ def _kept_links(home: Home, given: tuple[str, ...]) -> dict[str, tuple[str, int]
         peer = home.peers.find(name)
         try:
             keep[peer.name] = online.address_of(peer, override, home.config.peer(peer.name))
-        except UsageError:
+        except online.NoAddress:
             raise UsageError(
                 f"no address to keep a link to {peer.name}: "
                 f"use --link {peer.name}=HOST:PORT or set [peers.{peer.name}] address"

@@ -55,6 +55,7 @@ async def run_schedule(
     stop: asyncio.Event,
     log: Log,
     clock: Callable[[], datetime.datetime] = datetime.datetime.now,
+    toss: Toss | None = None,
 ) -> None:
     """Call each plan's neighbour when due, until `stop` is set."""
     start = clock()
@@ -68,7 +69,7 @@ async def run_schedule(
             continue
         now = clock()
         try:
-            report = await call_plan(home, state.plan)
+            report = await call_plan(home, state.plan, toss=toss)
         except BusyError as exc:
             log(f"{state.plan.node}: skipped: {exc.message}")
             state.due, state.failures = state.plan.next_due(now), 0
@@ -86,12 +87,14 @@ async def run_schedule(
         )
 
 
-async def run_all_now(home: Home, plans: list[CallPlan], *, log: Log) -> int:
+async def run_all_now(
+    home: Home, plans: list[CallPlan], *, log: Log, toss: Toss | None = None
+) -> int:
     """Make every listed call once, now (rise-caller --now); return the number that failed."""
     failed = 0
     for plan in plans:
         try:
-            report = await call_plan(home, plan)
+            report = await call_plan(home, plan, toss=toss)
         except RiseError as exc:
             failed += 1
             log(f"{plan.node}: call failed: {exc.message}")

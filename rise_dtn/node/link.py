@@ -62,7 +62,7 @@ READ_BYTES = 1 << 18
 # A neighbour that sends nothing for 5 minutes is cut off: long enough for a
 # slow radio link's largest frame, short enough that a stalled peer frees
 # its slot in the daemon.
-IDLE_SECONDS = 300.0  # one DATA frame's worth per read
+IDLE_SECONDS = 300.0
 PARTIAL_SUFFIX = ".part"
 CHECKPOINT_SUFFIX = ".part.ok"
 # fsync a partial copy every 16 MiB: a cut loses at most that much progress,
@@ -74,6 +74,8 @@ KEEPALIVE_SECONDS = 30.0
 # A persistent link looks in tx/ at least this often, even with no wake-up
 # from a toss or the disk watcher (events are hints; STYLE.md).
 RESCAN_SECONDS = 5.0
+# A kept link asks this often whether the neighbour is due a fresh map.
+MAPS_CHECK_SECONDS = 300.0
 Toss = Callable[[], Coroutine[None, None, None]]
 
 
@@ -161,10 +163,7 @@ class Link:
         `close()` is called.
         """
         self._partial_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if self.home.config.relay.enabled:
-            from rise_dtn.node import control  # late: only relays pay for routing
-
-            control.refresh_maps(self.home, now=self.now, only=self.peer)
+        self._refresh_maps()
         self._offer_new(writer)
         await writer.drain()
         pump = asyncio.create_task(self._pump(writer))
@@ -185,6 +184,13 @@ class Link:
             self._checkpoint_partials()
         return self.report
 
+    def _refresh_maps(self) -> None:
+        """A relay's map for this neighbour, when one is due ([map] refresh)."""
+        if self.home.config.relay.enabled:
+            from rise_dtn.node import control  # late: only relays pay for routing
+
+            control.refresh_maps(self.home, now=self.now, only=self.peer)
+
     def poke(self) -> None:
         """Something may have been queued for this neighbour: look in tx/ again."""
         self._poked = True
@@ -199,7 +205,7 @@ class Link:
         self, writer: ByteWriter, receiver: asyncio.Task[None], *, persistent: bool
     ) -> None:
         """Offer, toss and say DONE as things happen, until the session may end."""
-        last_write = last_scan = time.monotonic()
+        last_write = last_scan = last_maps = time.monotonic()
         while not self._closing:
             self._wake.clear()
             if receiver.done():
@@ -207,6 +213,10 @@ class Link:
                 return
             self._start_toss()
             now = time.monotonic()
+            if persistent and now - last_maps >= MAPS_CHECK_SECONDS:
+                last_maps = now
+                self._refresh_maps()  # a kept link lives longer than a map
+                self._poked = True
             if self._poked or (persistent and now - last_scan >= RESCAN_SECONDS):
                 self._poked = False
                 last_scan = now

@@ -60,21 +60,29 @@ class Hub:
         Two daemons that dial each other at once keep the link the smaller
         node id dialled, both sides alike, and refuse the other.
         """
+        self.check_new(peer, caller=caller)
         old = self._links.get(peer.node_id)
         if old is not None:
-            old_link, old_caller = old
-            if old_caller != caller and old_caller == min(old_caller, caller):
-                raise PeerError(f"{peer.name} already has a live link")
-            old_link.close()
+            old[0].close()
         toss = self.toss if self._toss_function is not None else None
         link = Link(self.home, peer, now=int(time.time()), toss=toss)
         self._links[peer.node_id] = (link, caller)
         return link
 
+    def check_new(self, peer: Peer, *, caller: NodeId) -> None:
+        """PeerError if a session `caller` dialled would lose to the live one (glare)."""
+        old = self._links.get(peer.node_id)
+        if old is not None and old[1] != caller and old[1] == min(old[1], caller):
+            raise PeerError(f"{peer.name} already has a live link")
+
     def forget(self, link: Link) -> None:
         current = self._links.get(link.peer.node_id)
         if current is not None and current[0] is link:
             del self._links[link.peer.node_id]
+
+    @property
+    def tosses(self) -> bool:
+        return self._toss_function is not None
 
     def has_link(self, peer: Peer) -> bool:
         return peer.node_id in self._links
@@ -171,7 +179,11 @@ def address_of(
     for carrier, address in peer.card.addresses:
         if carrier == "tcp":
             return parse_address(address)
-    raise UsageError(f"no TCP address for {peer.name}: give --address HOST:PORT")
+    raise NoAddress(f"no TCP address for {peer.name}: give --address HOST:PORT")
+
+
+class NoAddress(UsageError):
+    """Nothing says where the peer is (as opposed to an address that is malformed)."""
 
 
 async def call(
@@ -291,6 +303,8 @@ async def serve(
     sockets = server.sockets or ()
     ready(sockets[0].getsockname()[1] if sockets else port)
     hub.watch_tx()
+    if hub.tosses:
+        await hub.toss()  # what a crash or --no-toss left in rx/
     keepers = [
         asyncio.create_task(keep_link(hub, hub.home.peers.find(name), where, stop=stop))
         for name, where in (keep or {}).items()
@@ -322,7 +336,9 @@ async def keep_link(hub: Hub, peer: Peer, where: tuple[str, int], *, stop: async
     delay = REDIAL_FIRST_SECONDS
     while not stop.is_set():
         started = time.monotonic()
-        if not hub.has_link(peer):  # it may have dialled us: one link per neighbour is enough
+        if hub.has_link(peer):  # it dialled us: one link per neighbour is enough
+            delay = REDIAL_FIRST_SECONDS
+        else:
             try:
                 with locks.held(
                     hub.home.spool.lock_path(f"call-{peer.node_id}"), what=f"a call to {peer.name}"
@@ -367,6 +383,7 @@ async def _answer(hub: Hub, reader: asyncio.StreamReader, writer: asyncio.Stream
     peer = next((p for p in home.peers.all() if p.card.public.exchange_public == caller_key), None)
     if peer is None:
         raise PeerError("refused a caller whose key is not in the peer book")
+    hub.check_new(peer, caller=peer.node_id)  # refuse before the caller thinks it is in
     channel = secure.accept(responder, reader, writer)
     link = hub.new_link(peer, caller=peer.node_id)
     try:

@@ -123,3 +123,20 @@ def test_call_finds_an_announcing_daemon_without_an_address(pair: tuple[Node, No
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
+
+
+def test_a_malformed_address_is_an_error_not_a_reason_to_listen(pair: tuple[Node, Node]) -> None:
+    alice, _bob = pair
+    started = time.monotonic()
+    result = alice.run("rise-call", "bob", "--address", "bob:notaport", check=False)
+    assert result.returncode == 2
+    assert "not an address" in result.stderr.decode()
+    assert time.monotonic() - started < 10  # no 12 s wait for a LAN beacon
+
+
+def test_link_is_refused_with_stdio(pair: tuple[Node, Node]) -> None:
+    _alice, bob = pair
+    result = bob.run("rise-daemon", "--stdio", "--link", "alice=127.0.0.1:1", check=False)
+    assert result.returncode == 2
+    assert "--link" in result.stderr.decode()
+    assert result.stderr.decode().count("\n") == 1
