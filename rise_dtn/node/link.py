@@ -18,13 +18,15 @@ STORED then confirms.
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import contextlib
 import dataclasses
 import os
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from rise_dtn.core.errors import BundleError, PeerError
 from rise_dtn.core.identity import BundleId
@@ -68,6 +70,10 @@ CHECKPOINT_SUFFIX = ".part.ok"
 # fsync a partial copy every 16 MiB: a cut loses at most that much progress,
 # and a large file costs 64 fsyncs per GiB rather than one per frame.
 CHECKPOINT_BYTES = 16 << 20
+# Bundles larger than this are written by a thread beside the event loop, at
+# most PENDING_WRITES frames (2 MiB) behind the network.
+BACKGROUND_BYTES = 1 << 20
+PENDING_WRITES = 8
 # An idle link says PING this often, well inside the peer's idle timeout,
 # and often enough to keep a NAT mapping open.
 KEEPALIVE_SECONDS = 30.0
@@ -106,6 +112,69 @@ class RateLimit:
             await asyncio.sleep(-self._tokens / self.rate)
 
 
+class _DiskThread:
+    """One thread that writes large partial copies while the event loop reads the network."""
+
+    def __init__(self) -> None:
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def submit(self, job: Callable[[], None]) -> concurrent.futures.Future[None]:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(1, "rise-link-disk")
+        return self._executor.submit(job)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+
+
+class _PartialFile:
+    """A partial copy being received: written in order, fsynced and checkpointed every
+    CHECKPOINT_BYTES. With `disk`, writes run in its thread, at most PENDING_WRITES
+    frames ahead of the network (constant memory); without, in the caller's."""
+
+    def __init__(self, path: Path, checkpoint: Path, *, disk: _DiskThread | None) -> None:
+        self._file = open(path, "ab")  # noqa: SIM115 - closed by close()
+        self._checkpoint = checkpoint
+        self._disk = disk
+        self._pending: collections.deque[concurrent.futures.Future[None]] = collections.deque()
+        self.position = self._file.tell()
+
+    async def write(self, offset: int, payload: bytes) -> None:
+        if offset != self.position:
+            await self.settle()
+            self._file.truncate(offset)  # a torn tail from a crash is written again
+            self._file.seek(offset)
+        end = self.position = offset + len(payload)
+        checkpoint = end // CHECKPOINT_BYTES > offset // CHECKPOINT_BYTES
+
+        def job() -> None:
+            self._file.write(payload)
+            if checkpoint:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+                write_atomic(self._checkpoint, f"{end}\n".encode())
+
+        if self._disk is None:
+            job()
+            return
+        self._pending.append(self._disk.submit(job))
+        while len(self._pending) > PENDING_WRITES:
+            await asyncio.wrap_future(self._pending.popleft())
+
+    async def settle(self) -> None:
+        """Wait for every write so far (an OSError from the thread is raised here)."""
+        while self._pending:
+            await asyncio.wrap_future(self._pending.popleft())
+
+    def close(self) -> None:
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._file.close()
+
+
 class Link:
     """The spool side of one session with `peer`."""
 
@@ -131,7 +200,8 @@ class Link:
         self.report = LinkReport()
         self._offered: dict[BundleId, Path] = {}
         self._offered_paths: set[Path] = set()
-        self._open_partials: dict[BundleId, BinaryIO] = {}
+        self._open_partials: dict[BundleId, _PartialFile] = {}
+        self._disk = _DiskThread()
         self._wake = asyncio.Event()
         self._poked = False
         self._closing = False
@@ -182,6 +252,7 @@ class Link:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._settling)
             self._checkpoint_partials()
+            self._disk.close()
         return self.report
 
     def _refresh_maps(self) -> None:
@@ -319,7 +390,7 @@ class Link:
     async def _handle_events(self, writer: ByteWriter) -> None:
         while not isinstance(event := self.session.next_event(), NeedData):
             if isinstance(event, Data):
-                self._on_data(event, writer)
+                await self._on_data(event, writer)
                 continue  # the bulk: the conversation wakes only when a bundle completes
             self._wake.set()
             if isinstance(event, Offer):
@@ -370,27 +441,26 @@ class Link:
         except (FileNotFoundError, ValueError):
             return 0
 
-    def _on_data(self, data: Data, writer: ByteWriter) -> None:
+    async def _on_data(self, data: Data, writer: ByteWriter) -> None:
+        bundle_id = data.bundle_id
+        size = self._sizes[bundle_id]
+        end = data.offset + len(data.payload)
         try:
-            end = data.offset + len(data.payload)
-            out = self._open_partials.get(data.bundle_id)
+            out = self._open_partials.get(bundle_id)
             if out is None:
-                out = self._open_partials[data.bundle_id] = open(  # noqa: SIM115 - kept open
-                    self._partial(data.bundle_id), "ab"
+                out = self._open_partials[bundle_id] = _PartialFile(
+                    self._partial(bundle_id),
+                    self._checkpoint(bundle_id),
+                    disk=self._disk if size > BACKGROUND_BYTES else None,
                 )
-            if out.tell() != data.offset:
-                out.truncate(data.offset)  # a torn tail from a crash is written again
-                out.seek(data.offset)
-            out.write(data.payload)
-            if end // CHECKPOINT_BYTES > data.offset // CHECKPOINT_BYTES:
-                out.flush()
-                os.fsync(out.fileno())
-                write_atomic(self._checkpoint(data.bundle_id), f"{end}\n".encode())
+            await out.write(data.offset, data.payload)
+            if end == size:
+                await out.settle()
+                self._close_partial(bundle_id)
         except OSError as exc:
             raise storage_error(exc, "receiving a bundle") from None
-        if end == self._sizes[data.bundle_id]:
-            self._close_partial(data.bundle_id)
-            self._complete(data.bundle_id, writer)
+        if end == size:
+            self._complete(bundle_id, writer)
 
     def _close_partial(self, bundle_id: BundleId) -> None:
         out = self._open_partials.pop(bundle_id, None)
