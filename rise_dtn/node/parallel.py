@@ -100,7 +100,7 @@ def run_sliced(
         raise StorageError(f"a toss worker failed: {failure}")
 
 
-def _die_with(parent: int) -> None:
+def die_with(parent: int) -> None:
     """Go when the parent goes (kill -9 included): an orphan would hold its locks."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -115,7 +115,7 @@ def _work(
     queue: multiprocessing.Queue[object],
     parent: int,
 ) -> None:
-    _die_with(parent)
+    die_with(parent)
     # The parent's pooled index connections must not be shared across a fork.
     if "index" in home.__dict__:
         home.index.engine.dispose(close=False)

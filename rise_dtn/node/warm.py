@@ -1,0 +1,193 @@
+"""A warm worker for rise-send: the daemon keeps the imports done, so a send costs milliseconds.
+
+`rise-send` spends about 0.3 s starting Python and importing SQLAlchemy,
+PyNaCl and the rest before 20 ms of real work; for a chat over live links
+that start-up is most of the latency. When `rise-daemon` runs, it forks this
+worker first, before any thread exists (so forking it again is safe): the
+worker imports what a send needs and waits on a Unix socket in the node
+directory. `rise-send` (rise_dtn/cli/quick.py) connects, passes its argv,
+working directory, RISE_* variables and its stdin, stdout and stderr (as
+file descriptors, SCM_RIGHTS), and the worker forks a child that runs the
+very same command there; the exit status comes back over the socket.
+
+Only the same user may use it: the socket is 0600 in the 0700 node
+directory, and the worker checks the caller's uid (SO_PEERCRED). With no
+worker listening, rise-send simply does the work itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+from pathlib import Path
+
+SOCKET_NAME = "send.sock"
+MAX_REQUEST_BYTES = 1 << 16
+LENGTH = struct.Struct(">I")
+_CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def socket_path(home: Path) -> Path:
+    return home / SOCKET_NAME
+
+
+def start(home: Path) -> int | None:
+    """Fork the worker for `home`; its pid, or None if it cannot run here.
+
+    Call before any thread starts. The worker dies with the caller
+    (PR_SET_PDEATHSIG), so a daemon killed with -9 leaves no worker behind,
+    only a socket nobody answers, which rise-send then ignores.
+    """
+    if threading.active_count() != 1:
+        return None  # forking a threaded process could copy a held lock
+    path = socket_path(home)
+    if _answers(path):
+        return None  # another daemon for this node has its own worker
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        old_mask = os.umask(0o177)
+        try:
+            listener.bind(str(path))
+        finally:
+            os.umask(old_mask)
+        listener.listen(64)
+    except OSError:
+        listener.close()
+        return None  # a path too long for a Unix socket, a read-only home: no worker
+    parent = os.getpid()
+    pid = os.fork()
+    if pid:
+        listener.close()
+        return pid
+    try:  # the worker
+        from rise_dtn.node.parallel import die_with
+
+        die_with(parent)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the daemon, which stops us
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
+        _preload()
+        _serve(listener)
+    finally:
+        os._exit(0)
+
+
+def stop(home: Path, pid: int | None) -> None:
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+    with contextlib.suppress(FileNotFoundError):
+        socket_path(home).unlink()
+
+
+def _answers(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
+def _preload() -> None:
+    """Import what a send uses, so that each child starts with it done."""
+    from rise_dtn.cli.main import load_command
+    from rise_dtn.node import onion_send, routed, routes, send  # noqa: F401
+    from rise_dtn.store import index  # noqa: F401
+
+    load_command("send")
+    with contextlib.suppress(ImportError):
+        import sqlalchemy.dialects.sqlite.pysqlite  # noqa: F401 - loaded on first connect
+
+
+def _serve(listener: socket.socket) -> None:
+    while True:
+        connection, _address = listener.accept()
+        with connection:
+            request = _read_request(connection)
+            if request is None:
+                continue
+            argv, cwd, env, fds = request
+            if os.fork() == 0:
+                listener.close()
+                _run(connection, argv, cwd, env, fds)  # never returns
+            for fd in fds:
+                os.close(fd)
+
+
+def _read_request(
+    connection: socket.socket,
+) -> tuple[list[str], str, dict[str, str], list[int]] | None:
+    """The caller's argv, cwd, RISE_* variables and stdio, if it is us and makes sense."""
+    fds: list[int] = []
+    try:
+        raw = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _CREDENTIALS.size)
+        _pid, uid, _gid = _CREDENTIALS.unpack(raw)
+        data, fds, _flags, _address = socket.recv_fds(connection, MAX_REQUEST_BYTES, 3)
+        if uid != os.getuid() or len(fds) != 3 or len(data) < LENGTH.size:
+            raise ValueError("not a request")
+        (length,) = LENGTH.unpack_from(data)
+        body = bytearray(data[LENGTH.size :])
+        while len(body) < length <= MAX_REQUEST_BYTES:
+            more = connection.recv(length - len(body))
+            if not more:
+                raise ValueError("truncated request")
+            body += more
+        request = json.loads(body)
+        argv, cwd, env = request["argv"], request["cwd"], request["env"]
+        if not (
+            isinstance(argv, list)
+            and all(isinstance(item, str) for item in argv)
+            and isinstance(cwd, str)
+            and isinstance(env, dict)
+            and all(
+                isinstance(k, str) and k.startswith("RISE_") and isinstance(v, str)
+                for k, v in env.items()
+            )
+        ):
+            raise ValueError("malformed request")
+    except (OSError, ValueError, KeyError, TypeError):
+        for fd in fds:
+            os.close(fd)
+        return None
+    return argv, cwd, env, fds
+
+
+def _run(
+    connection: socket.socket, argv: list[str], cwd: str, env: dict[str, str], fds: list[int]
+) -> None:
+    """In the forked child: become the caller's rise-send, run, report the exit status."""
+    code = 1
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        os.chdir(cwd)
+        for key in [key for key in os.environ if key.startswith("RISE_")]:
+            del os.environ[key]
+        os.environ.update(env)
+        sys.argv = ["rise-send", *argv]
+        from rise_dtn.cli.main import _dispatch, load_command
+
+        code = _dispatch(load_command("send"), "rise-send")
+    except BaseException:  # noqa: BLE001 - the child must always answer and exit
+        code = 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        with contextlib.suppress(OSError):
+            connection.sendall(f"{int(code)}\n".encode())
+        os._exit(0)
