@@ -419,7 +419,12 @@ def _numbered(path: Path, number: int) -> Path:
 
 def _finish(home: Home, opened: _Opened, target: Path, *, now: int) -> Delivered:
     bundle_id, peer, kind = opened.bundle_id, opened.peer, opened.inner.meta.kind
-    size = target.stat().st_size
+    try:
+        size = target.stat().st_size
+    except FileNotFoundError:
+        # Delivered, and already taken away by a quick reader: the delivery
+        # still happened and must be recorded, or the next toss repeats it.
+        size = opened.inner.meta.size or 0
     message = None
     if kind is ContentKind.MESSAGE:
         message = InboxRow(

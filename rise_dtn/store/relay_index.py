@@ -165,21 +165,25 @@ class HeldRow:
     kind: int
 
 
+CREATE_ATTEMPTS = 16  # more than the tables a racing process can create first
+
+
 class RelayIndex:
     """Routing state on top of the node's Index; each method is one transaction."""
 
     def __init__(self, index: Index) -> None:
         self._index = index
-        try:
-            with index.transaction() as connection:
-                metadata.create_all(connection)
-        except StorageError as exc:
-            # Two processes creating the tables at once: one of them wins,
-            # and the other finds them there on a second look.
-            if "already exists" not in exc.message:
-                raise
-            with index.transaction() as connection:
-                metadata.create_all(connection)
+        for attempt in range(CREATE_ATTEMPTS):
+            try:
+                with index.transaction() as connection:
+                    metadata.create_all(connection)
+                return
+            except StorageError as exc:
+                # Processes creating the tables at once (a daemon and rise-send
+                # on a new node) race table by table; each look finds more
+                # of them there, and the last finds them all.
+                if "already exists" not in exc.message or attempt == CREATE_ATTEMPTS - 1:
+                    raise
 
     # Relay side.
 
