@@ -8,10 +8,8 @@ from pathlib import Path
 import click
 
 from rise_dtn.cli.common import home_option, human_bytes, open_home, quiet_option, say
-from rise_dtn.cli.toss_cmd import toss_now, toss_reporter
 from rise_dtn.core.errors import ExitCode, RiseError, UsageError
 from rise_dtn.node import discovery, online
-from rise_dtn.node.caller import call_lock
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 
@@ -68,15 +66,20 @@ def call_cmd(
     """
     home = open_home(home_path)
     peer = home.peers.find(node)
-    rejected, on_event = toss_reporter(quiet)
-    toss = toss_now(home, on_event) if toss_too else None
+    home.prewarm_index()  # SQLAlchemy's import overlaps the dial and the handshake
+    rejected, toss = [0], None
+    if toss_too:
+        from rise_dtn.cli.toss_cmd import toss_now, toss_reporter  # late: toss needs the index
+
+        rejected, on_event = toss_reporter(quiet)
+        toss = toss_now(home, on_event)
 
     async def toss_in_thread() -> None:
         assert toss is not None
         await asyncio.to_thread(toss)
 
     in_call = toss_in_thread if toss_too else None
-    with call_lock(home, peer):  # never two calls to one neighbour (cron, rise-caller)
+    with online.call_lock(home, peer):  # never two calls to one neighbour (cron, rise-caller)
         try:
             if command is not None:
                 report = asyncio.run(online.call_command(home, peer, command, toss=in_call))

@@ -12,24 +12,17 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from rise_dtn.core.errors import BusyError, RiseError
 from rise_dtn.node import online
 from rise_dtn.node.home import Home
 from rise_dtn.node.link import LinkReport, Toss
-from rise_dtn.node.peers import Peer
+from rise_dtn.node.online import call_lock
 from rise_dtn.node.schedule import CallPlan, retry_delay
-from rise_dtn.store import locks
 
 Log = Callable[[str], None]
 RECHECK_SECONDS = 60.0  # wake at least this often: clock changes, suspend and resume
-
-
-@contextlib.contextmanager
-def call_lock(home: Home, peer: Peer) -> Iterator[None]:
-    with locks.held(home.spool.lock_path(f"call-{peer.node_id}"), what=f"a call to {peer.name}"):
-        yield
 
 
 async def call_plan(home: Home, plan: CallPlan, *, toss: Toss | None = None) -> LinkReport:

@@ -19,7 +19,7 @@ import contextlib
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rise_dtn.carriers import secure
@@ -148,6 +148,13 @@ def _neighbour_of(tx: Path, path: str) -> NodeId | None:
         return NodeId.parse(Path(path).relative_to(tx).parts[0])
     except (ValueError, IndexError, UsageError):
         return None
+
+
+@contextlib.contextmanager
+def call_lock(home: Home, peer: Peer) -> Iterator[None]:
+    """Never two calls to one neighbour at once (cron, rise-caller, a kept link, a user)."""
+    with locks.held(home.spool.lock_path(f"call-{peer.node_id}"), what=f"a call to {peer.name}"):
+        yield
 
 
 def parse_address(text: str, *, listening: bool = False) -> tuple[str, int]:
@@ -340,9 +347,7 @@ async def keep_link(hub: Hub, peer: Peer, where: tuple[str, int], *, stop: async
             delay = REDIAL_FIRST_SECONDS
         else:
             try:
-                with locks.held(
-                    hub.home.spool.lock_path(f"call-{peer.node_id}"), what=f"a call to {peer.name}"
-                ):
+                with call_lock(hub.home, peer):
                     report = await _kept_session(hub, peer, where)
                 hub.log(f"{peer.name}: link closed: {_summary(report)}")
             except (RiseError, TimeoutError, ConnectionError, OSError) as exc:
