@@ -27,12 +27,19 @@ from rise_dtn.core.onion import OnionPeeler
 from rise_dtn.node import toss
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
-from rise_dtn.store.atomic import StagingDirectory, fsync_dir, storage_error, sync_filesystem
+from rise_dtn.store.atomic import (
+    StagingDirectory,
+    fsync_dir,
+    fsync_path,
+    storage_error,
+    sync_filesystem,
+)
 from rise_dtn.store.index import EntryRow, SeenRow
 
 # 1024 packets: the sync and the commit are amortised over many, a crash
 # redoes a second of work at most, and the batch holds ~1 MiB of index rows.
 BATCH_PACKETS = 1024
+FSYNC_EACH_MAX = 8  # up to this many packets, an fsync each beats one syncfs
 # Larger packets stream one by one (relay.py): a batch holds payloads in memory.
 MAX_BATCHED_PAYLOAD_BYTES = 1 << 20
 
@@ -157,8 +164,14 @@ class ForwardBatch:
             (replays if is_replay else fresh).append(item)
             known.add(item.arrived.bundle_id)  # the same packet twice in one batch
         try:
-            if fresh:
+            if len(fresh) > FSYNC_EACH_MAX:
                 sync_filesystem(home.spool.tmp)
+            else:
+                # A few packets (a live link forwards one at a time): fsync
+                # each, since syncfs would also wait for every other dirty
+                # byte on the filesystem, a file being received included.
+                for item in fresh:
+                    fsync_path(item.staged)
             for item in fresh:
                 os.replace(item.staged, item.final)
             for directory in {item.final.parent for item in fresh}:

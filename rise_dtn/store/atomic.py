@@ -38,7 +38,12 @@ def storage_error(exc: OSError, what: str) -> StorageError:
 
 
 def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    fsync_path(path, flags=os.O_DIRECTORY)
+
+
+def fsync_path(path: Path, *, flags: int = 0) -> None:
+    """fsync a file (or, with O_DIRECTORY, a directory) by name."""
+    fd = os.open(path, os.O_RDONLY | flags)
     try:
         os.fsync(fd)
     finally:

@@ -165,6 +165,7 @@ class HeldRow:
     kind: int
 
 
+FORGET_EVERY_SECONDS = 60
 CREATE_ATTEMPTS = 16  # more than the tables a racing process can create first
 
 
@@ -173,6 +174,7 @@ class RelayIndex:
 
     def __init__(self, index: Index) -> None:
         self._index = index
+        self._forgot_at: int | None = None
         for attempt in range(CREATE_ATTEMPTS):
             try:
                 with index.transaction() as connection:
@@ -277,6 +279,10 @@ class RelayIndex:
             _handled(connection, arrived, neighbour)
 
     def forget_expired(self, now: int) -> None:
+        """Drop expired routing records; at most once a minute (a daemon tosses per bundle)."""
+        if self._forgot_at is not None and 0 <= now - self._forgot_at < FORGET_EVERY_SECONDS:
+            return
+        self._forgot_at = now
         with self._index.transaction() as connection:
             connection.execute(delete(Relayed).where(Relayed.c.expiry <= now))
             connection.execute(delete(MapLink).where(MapLink.c.expiry <= now))
