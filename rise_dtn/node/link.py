@@ -83,6 +83,8 @@ RESCAN_SECONDS = 5.0
 # A kept link asks this often whether the neighbour is due a fresh map.
 MAPS_CHECK_SECONDS = 300.0
 Toss = Callable[[], Coroutine[None, None, None]]
+# Offers out at once, well under the 4,096 a receiver tracks (protocol.md 17.1).
+MAX_OFFERS_OUT = 1024
 
 
 @dataclasses.dataclass(slots=True)
@@ -200,6 +202,8 @@ class Link:
         self.report = LinkReport()
         self._offered: dict[BundleId, Path] = {}
         self._offered_paths: set[Path] = set()
+        self._headers: dict[Path, Offer] = {}  # read once per session, not once per rescan
+        self._more_to_offer = False
         self._open_partials: dict[BundleId, _PartialFile] = {}
         self._disk = _DiskThread()
         self._wake = asyncio.Event()
@@ -365,8 +369,15 @@ class Link:
                 continue  # the next session resumes from the last checkpoint instead
 
     def _offer_new(self, writer: ByteWriter) -> None:
-        """Offer what waits in tx/<neighbour>/ and was not offered yet in this session."""
-        for offer, path in self._offers():
+        """Offer what waits in tx/<neighbour>/ and was not offered yet, up to MAX_OFFERS_OUT.
+
+        A relay may hold tens of thousands of packets for one neighbour; the
+        rest are offered as the first ones are confirmed.
+        """
+        room = MAX_OFFERS_OUT - len(self._offered)
+        found = self._offers()
+        self._more_to_offer = len(found) > room
+        for offer, path in found[: max(room, 0)]:
             self._offered[offer.bundle_id] = path
             self._offered_paths.add(path)
             self._send(writer, offer)
@@ -374,16 +385,23 @@ class Link:
     def _offers(self) -> list[tuple[Offer, Path]]:
         spool = self.home.spool
         found = []
-        for path in spool.files(spool.tx_dir(self.peer.node_id)):
+        listed = list(spool.files(spool.tx_dir(self.peer.node_id)))
+        if len(self._headers) > len(listed):  # forget bundles that left meanwhile
+            names = set(listed)
+            self._headers = {path: offer for path, offer in self._headers.items() if path in names}
+        for path in listed:
             if path in self._offered_paths:
                 continue
-            try:
-                clear, size = read_clear(path)
-            except (BundleError, OSError):
-                continue  # rise-check reports it; never offer a damaged bundle
-            if clear.expired(self.now):
-                continue
-            found.append((Offer(clear.bundle_id, size, clear.header.priority), path))
+            offer = self._headers.get(path)
+            if offer is None:
+                try:
+                    clear, size = read_clear(path)
+                except (BundleError, OSError):
+                    continue  # rise-check reports it; never offer a damaged bundle
+                if clear.expired(self.now):
+                    continue
+                offer = self._headers[path] = Offer(clear.bundle_id, size, clear.header.priority)
+            found.append((offer, path))
         found.sort(key=lambda item: item[0].priority)  # stable: oldest first within a priority
         return found
 
@@ -527,6 +545,9 @@ class Link:
         if path is None:
             return
         self._offered_paths.discard(path)
+        self._headers.pop(path, None)
+        if self._more_to_offer:
+            self.poke()
         if not path.exists():
             return
         size = path.stat().st_size
@@ -548,6 +569,9 @@ class Link:
                 # Expired or cancelled since we offered it: withdraw the offer.
                 self._offered.pop(request.bundle_id, None)
                 self._offered_paths.discard(path)
+                self._headers.pop(path, None)
+                if self._more_to_offer:
+                    self.poke()
                 writer.write(self.session.send(Gone(request.bundle_id)))
                 await writer.drain()
                 continue

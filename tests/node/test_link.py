@@ -178,3 +178,18 @@ def test_rate_setting_is_checked() -> None:
     for bad in ("fast", "10", "1T"):
         with pytest.raises(UsageError):
             parse_rate(bad)
+
+
+def test_more_bundles_than_offers_out_all_go_in_one_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relay holding more than a receiver tracks offers them a window at a time."""
+    monkeypatch.setattr(link_module, "MAX_OFFERS_OUT", 3)
+    alice, bob = make_pair(tmp_path)
+    payloads = {f"m{number}.txt": os.urandom(100 + number) for number in range(10)}
+    for name, payload in payloads.items():
+        queue(alice, "bob", payload, name)
+    left, right = asyncio.run(session(alice, bob))
+    assert left is not None and right is not None
+    assert left.released == right.received == 10
+    assert delivered(bob) == {name: hashlib.sha256(p).digest() for name, p in payloads.items()}
