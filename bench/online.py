@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import machine
 from nodes import NncpNetwork, RiseNetwork
@@ -73,6 +73,14 @@ LINK_TROUBLE = (": link down: ", ": session ended: ")  # rise-daemon's log, on a
 
 class BenchFailed(RuntimeError):
     pass
+
+
+def give_up(child: subprocess.Popen[bytes], *, running: bool, why: str) -> NoReturn:
+    """Stop a command still running, then fail the bench with `why`."""
+    if running:
+        child.kill()
+        child.wait()
+    raise BenchFailed(why)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -223,10 +231,11 @@ def call_until(
                             + log.read_text(errors="replace")[-2000:]
                         )
             if now - start > DELIVERY_TIMEOUT:
-                if exited is None:
-                    child.kill()
-                    child.wait()
-                raise BenchFailed(f"{target} not delivered within {DELIVERY_TIMEOUT:.0f} s")
+                give_up(
+                    child,
+                    running=exited is None,
+                    why=f"{target} not delivered within {DELIVERY_TIMEOUT:.0f} s",
+                )
             if got is None or exited is None:
                 time.sleep(POLL)
     assert usage is not None
@@ -538,10 +547,11 @@ def send_one(chain: Chain, body: bytes, log: Path) -> tuple[dict[str, float], st
                     if new:
                         got = now
             if now - start > MESSAGE_TIMEOUT:
-                if exited is None:
-                    child.kill()
-                    child.wait()
-                raise BenchFailed(f"a message did not reach b within {MESSAGE_TIMEOUT:.0f} s")
+                give_up(
+                    child,
+                    running=exited is None,
+                    why=f"a message did not reach b within {MESSAGE_TIMEOUT:.0f} s",
+                )
             if exited is None or got is None:
                 time.sleep(INBOX_POLL)
     if len(new) != 1:
