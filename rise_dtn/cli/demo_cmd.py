@@ -23,6 +23,10 @@ def demo_cmd(directory: Path | None) -> None:
 
     Each link is a directory standing in for a USB stick; the bundles are
     onion-wrapped, each relay peels one layer, and bob's receipts come back.
+    Then the same network runs live over TCP on 127.0.0.1: a rise-daemon per
+    node keeps a link to the next, and another message and its receipt cross
+    both relays at once; the demo times them, then stops the daemons (their
+    logs stay in DIR/daemon-NAME.log).
 
     Everything the demo does is what the real commands do; it prints each
     step and where to look afterwards.
