@@ -8,10 +8,13 @@ from pathlib import Path
 import click
 
 from rise_dtn.cli.common import home_option, human_bytes, open_home, quiet_option, say
+from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import ExitCode, RiseError, UsageError
+from rise_dtn.core.identity import NodeId
 from rise_dtn.node import discovery, online
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
+from rise_dtn.node.toss_events import Source
 
 DISCOVERY_SECONDS = 12.0  # beacons come every 5 s: two chances to hear one
 
@@ -67,25 +70,35 @@ def call_cmd(
     home = open_home(home_path)
     peer = home.peers.find(node)
     home.prewarm_index()  # SQLAlchemy's import overlaps the dial and the handshake
-    rejected, toss = [0], None
+    rejected, toss, stream = [0], None, None
     if toss_too:
-        from rise_dtn.cli.toss_cmd import toss_now, toss_reporter  # late: toss needs the index
+        from rise_dtn.cli.toss_cmd import stream_now, toss_now, toss_reporter  # late: the index
 
         rejected, on_event = toss_reporter(quiet)
         toss = toss_now(home, on_event)
+        stream = stream_now(home, on_event)
 
     async def toss_in_thread() -> None:
         assert toss is not None
         await asyncio.to_thread(toss)
 
+    async def stream_in_thread(clear: ClearPart, neighbour: NodeId, source: Source) -> bool:
+        assert stream is not None
+        return await asyncio.to_thread(stream, clear, neighbour, source)
+
     in_call = toss_in_thread if toss_too else None
+    streamed = stream_in_thread if toss_too else None
     with online.call_lock(home, peer):  # never two calls to one neighbour (cron, rise-caller)
         try:
             if command is not None:
-                report = asyncio.run(online.call_command(home, peer, command, toss=in_call))
+                report = asyncio.run(
+                    online.call_command(home, peer, command, toss=in_call, stream=streamed)
+                )
             else:
                 host, port = _where(home, peer, address, discover_on)
-                report = asyncio.run(online.call(home, peer, host, port, toss=in_call))
+                report = asyncio.run(
+                    online.call(home, peer, host, port, toss=in_call, stream=streamed)
+                )
         except RiseError:
             if toss is not None:
                 toss()  # what arrived before the call failed is delivered all the same

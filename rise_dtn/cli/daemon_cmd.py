@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from rise_dtn.cli.common import home_option, open_home, say, stop_event_on_signals
-from rise_dtn.cli.toss_cmd import toss_now, toss_reporter
+from rise_dtn.cli.toss_cmd import stream_now, toss_now, toss_reporter
 from rise_dtn.core.errors import UsageError
 from rise_dtn.node import discovery, online, warm
 from rise_dtn.node.home import Home
@@ -82,7 +82,12 @@ def daemon_cmd(
     home = open_home(home_path)
     host, port = online.parse_address(listen, listening=True)
     _rejected, on_event = toss_reporter(False)
-    hub = online.Hub(home, toss=None if no_toss else toss_now(home, on_event), log=say)
+    hub = online.Hub(
+        home,
+        toss=None if no_toss else toss_now(home, on_event),
+        stream=None if no_toss else stream_now(home, on_event),
+        log=say,
+    )
 
     if stdio:
         if links:

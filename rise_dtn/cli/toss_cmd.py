@@ -16,9 +16,18 @@ from rise_dtn.cli.common import (
     stop_on_sigterm,
     warn,
 )
+from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import ExitCode
+from rise_dtn.core.identity import NodeId
 from rise_dtn.node.home import Home
-from rise_dtn.node.toss import Delivered, NotifyFailed, TossEvent, toss
+from rise_dtn.node.toss import (
+    Delivered,
+    NotifyFailed,
+    TossEvent,
+    deliver_streamed,
+    toss,
+)
+from rise_dtn.node.toss_events import Source
 from rise_dtn.node.watching import ChangeWaiter
 
 
@@ -101,6 +110,17 @@ def toss_now(home: Home, on_event: Callable[[TossEvent], None]) -> Callable[[], 
 
     def run() -> None:
         toss(home, now=now(), on_event=on_event)
+
+    return run
+
+
+def stream_now(
+    home: Home, on_event: Callable[[TossEvent], None]
+) -> Callable[[ClearPart, NodeId, Source], bool]:
+    """Delivery of a large bundle while a live link still receives it (see Link._start_stream)."""
+
+    def run(clear: ClearPart, neighbour: NodeId, source: Source) -> bool:
+        return deliver_streamed(home, clear, neighbour, source, now=now(), on_event=on_event)
 
     return run
 

@@ -23,13 +23,15 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import os
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Protocol
 
+from rise_dtn.core.bundle import MAX_CLEAR_BYTES, ClearPart, parse_clear
 from rise_dtn.core.errors import BundleError, PeerError
-from rise_dtn.core.identity import BundleId
+from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.core.session import (
     MAX_DATA_BYTES,
     Data,
@@ -44,6 +46,7 @@ from rise_dtn.core.session import (
 )
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
+from rise_dtn.node.toss_events import Source, StreamCut
 from rise_dtn.store.atomic import fsync_dir, storage_error, write_atomic
 from rise_dtn.store.spool import read_clear
 
@@ -83,6 +86,9 @@ RESCAN_SECONDS = 5.0
 # A kept link asks this often whether the neighbour is due a fresh map.
 MAPS_CHECK_SECONDS = 300.0
 Toss = Callable[[], Coroutine[None, None, None]]
+# A direct bundle for this node this large is delivered while it arrives.
+STREAM_BYTES = 8 << 20
+Stream = Callable[[ClearPart, NodeId, Source], Coroutine[None, None, bool]]
 # Offers out at once, well under the 4,096 a receiver tracks (protocol.md 17.1).
 MAX_OFFERS_OUT = 1024
 
@@ -133,27 +139,40 @@ class _DiskThread:
 class _PartialFile:
     """A partial copy being received: written in order, fsynced and checkpointed every
     CHECKPOINT_BYTES. With `disk`, writes run in its thread, at most PENDING_WRITES
-    frames ahead of the network (constant memory); without, in the caller's."""
+    frames ahead of the network (constant memory); without, in the caller's.
+
+    `written` (guarded by `progress`) is how far the file holds the bundle's
+    bytes, for a delivery that reads it while it grows (_StreamSource);
+    `ended` says no more will come in this session."""
 
     def __init__(self, path: Path, checkpoint: Path, *, disk: _DiskThread | None) -> None:
-        self._file = open(path, "ab")  # noqa: SIM115 - closed by close()
+        self.path = path
+        self._file = open(path, "ab", buffering=0)  # noqa: SIM115 - closed by close()
         self._checkpoint = checkpoint
         self._disk = disk
         self._pending: collections.deque[concurrent.futures.Future[None]] = collections.deque()
-        self.position = self._file.tell()
+        self.position = self.written = self._file.tell()
+        self.progress = threading.Condition()
+        self.ended = False
 
     async def write(self, offset: int, payload: bytes) -> None:
         if offset != self.position:
             await self.settle()
             self._file.truncate(offset)  # a torn tail from a crash is written again
             self._file.seek(offset)
+            with self.progress:
+                self.written = min(self.written, offset)
         end = self.position = offset + len(payload)
         checkpoint = end // CHECKPOINT_BYTES > offset // CHECKPOINT_BYTES
 
         def job() -> None:
-            self._file.write(payload)
+            view = memoryview(payload)
+            while view:
+                view = view[self._file.write(view) or 0 :]
+            with self.progress:
+                self.written = end
+                self.progress.notify_all()
             if checkpoint:
-                self._file.flush()
                 os.fsync(self._file.fileno())
                 write_atomic(self._checkpoint, f"{end}\n".encode())
 
@@ -169,12 +188,46 @@ class _PartialFile:
         while self._pending:
             await asyncio.wrap_future(self._pending.popleft())
 
+    def end(self) -> None:
+        """No more bytes in this session (complete, withdrawn or cut): wake any reader."""
+        with self.progress:
+            self.ended = True
+            self.progress.notify_all()
+
     def close(self) -> None:
+        self.end()
         try:
             while self._pending:
                 self._pending.popleft().result()
         finally:
             self._file.close()
+
+
+class _StreamSource:
+    """The sealed chunks of a bundle still arriving, read from its partial copy as it grows."""
+
+    def __init__(self, partial: _PartialFile, start: int) -> None:
+        self._partial = partial
+        self._fd = os.open(partial.path, os.O_RDONLY | os.O_CLOEXEC)
+        self._offset = start
+
+    def read(self, size: int, /) -> bytes:
+        end = self._offset + size
+        partial = self._partial
+        with partial.progress:
+            while partial.written < end:
+                if partial.ended:
+                    raise StreamCut("the bundle stopped arriving")
+                partial.progress.wait()
+        data = os.pread(self._fd, size, self._offset)
+        self._offset += len(data)
+        return data
+
+    def finish(self) -> None:
+        return None
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 class Link:
@@ -188,10 +241,15 @@ class Link:
         now: int,
         idle_seconds: float = IDLE_SECONDS,
         toss: Toss | None = None,
+        stream: Stream | None = None,
     ) -> None:
-        """`toss`, if given, tosses what arrived; what it queues for the peer goes out at once."""
+        """`toss`, if given, tosses what arrived; what it queues for the peer goes out at once.
+
+        `stream`, if given, delivers a large bundle for this node while it arrives.
+        """
         self.idle_seconds = idle_seconds
         self._toss = toss
+        self._stream = stream
         self._started = (now, time.monotonic())
         rate = home.config.peer(peer.name).max_rate_bytes
         self._limit_in = RateLimit(rate) if rate is not None else None
@@ -205,6 +263,7 @@ class Link:
         self._headers: dict[Path, Offer] = {}  # read once per session, not once per rescan
         self._more_to_offer = False
         self._open_partials: dict[BundleId, _PartialFile] = {}
+        self._streams: dict[BundleId, asyncio.Task[bool]] = {}
         self._disk = _DiskThread()
         self._wake = asyncio.Event()
         self._poked = False
@@ -255,6 +314,11 @@ class Link:
                 # A toss in a thread cannot be cancelled: let it finish first.
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._settling)
+            for out in self._open_partials.values():
+                out.end()  # streamed deliveries stop where the bytes stop
+            for task in self._streams.values():
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(task)
             self._checkpoint_partials()
             self._disk.close()
         return self.report
@@ -355,7 +419,7 @@ class Link:
         """
         for bundle_id in list(self._open_partials):
             with contextlib.suppress(OSError):
-                self._close_partial(bundle_id)  # flushed here; made durable below
+                self._close_partial(bundle_id)  # written here; made durable below
         for bundle_id in self._sizes:
             partial = self._partial(bundle_id)
             try:
@@ -471,6 +535,8 @@ class Link:
                     self._checkpoint(bundle_id),
                     disk=self._disk if size > BACKGROUND_BYTES else None,
                 )
+                if data.offset == 0 and size >= STREAM_BYTES:
+                    self._start_stream(bundle_id, data.payload, out)
             await out.write(data.offset, data.payload)
             if end == size:
                 await out.settle()
@@ -478,7 +544,48 @@ class Link:
         except OSError as exc:
             raise storage_error(exc, "receiving a bundle") from None
         if end == size:
-            self._complete(bundle_id, writer)
+            delivered = await self._stream_result(bundle_id)
+            self._complete(bundle_id, writer, delivered=delivered)
+
+    def _start_stream(self, bundle_id: BundleId, head: bytes, out: _PartialFile) -> None:
+        """Begin delivering a large direct bundle for this node while it still arrives.
+
+        The toss then overlaps the transfer instead of following it; see
+        toss.deliver_streamed for why nothing is recorded before the end.
+        """
+        if self._stream is None:
+            return
+        try:
+            clear = parse_clear(head[:MAX_CLEAR_BYTES])
+        except BundleError:
+            return  # the ordinary toss will say what is wrong with it
+        if (
+            clear.onion
+            or clear.bundle_id != bundle_id
+            or clear.header.recipient != self.home.identity.node_id
+            or clear.total_bytes != self._sizes[bundle_id]
+        ):
+            return
+        source = _StreamSource(out, clear.size)
+        stream = self._stream
+
+        async def run() -> bool:
+            try:
+                return await stream(clear, self.peer.node_id, source)
+            finally:
+                source.close()
+
+        self._streams[bundle_id] = asyncio.create_task(run())
+
+    async def _stream_result(self, bundle_id: BundleId) -> bool:
+        """Whether the streamed delivery of a now complete bundle succeeded (False: none ran)."""
+        task = self._streams.pop(bundle_id, None)
+        if task is None:
+            return False
+        try:
+            return await task
+        except Exception:  # noqa: BLE001 - the ordinary toss then does it, and says why
+            return False
 
     def _close_partial(self, bundle_id: BundleId) -> None:
         out = self._open_partials.pop(bundle_id, None)
@@ -488,11 +595,26 @@ class Link:
             except OSError as exc:
                 raise storage_error(exc, "receiving a bundle") from None
 
-    def _complete(self, bundle_id: BundleId, writer: ByteWriter) -> None:
-        """Make the received bundle durable in rx/, then confirm it."""
+    def _complete(
+        self, bundle_id: BundleId, writer: ByteWriter, *, delivered: bool = False
+    ) -> None:
+        """Make the received bundle durable in rx/, then confirm it.
+
+        `delivered`: it was delivered while it arrived (streamed), so there
+        is nothing to keep: the index says delivered, and an offer of it
+        again is confirmed at once.
+        """
         self._wake.set()  # the session may be idle now, and there is something to toss
         partial = self._partial(bundle_id)
         spool = self.home.spool
+        if delivered:
+            size = partial.stat().st_size
+            spool.remove(partial)
+            self._checkpoint(bundle_id).unlink(missing_ok=True)
+            self.report.received += 1
+            self.report.received_bytes += size
+            writer.write(self.session.send(Stored(bundle_id)))
+            return
         try:
             with open(partial, "rb+") as handle:
                 os.fsync(handle.fileno())

@@ -23,12 +23,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rise_dtn.carriers import secure
+from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import PeerError, RiseError, UsageError
 from rise_dtn.core.identity import NodeId
 from rise_dtn.node.config import PeerSettings
 from rise_dtn.node.home import Home
-from rise_dtn.node.link import Link, LinkReport, Toss
+from rise_dtn.node.link import Link, LinkReport, Stream, Toss
 from rise_dtn.node.peers import Peer
+from rise_dtn.node.toss_events import Source
 from rise_dtn.store import locks
 
 DEFAULT_PORT = 5454
@@ -44,10 +46,18 @@ SHUTDOWN_SECONDS = 10.0  # how long a stopping daemon waits for its sessions to 
 class Hub:
     """What a daemon's sessions share: the live link per neighbour, and one toss at a time."""
 
-    def __init__(self, home: Home, *, toss: Callable[[], None] | None, log: Log) -> None:
+    def __init__(
+        self,
+        home: Home,
+        *,
+        toss: Callable[[], None] | None,
+        log: Log,
+        stream: Callable[[ClearPart, NodeId, Source], bool] | None = None,
+    ) -> None:
         self.home = home
         self.log = log
         self._toss_function = toss
+        self._stream_function = stream
         self._links: dict[NodeId, tuple[Link, NodeId]] = {}
         self._toss_lock = asyncio.Lock()
         self._toss_requested = 0
@@ -65,7 +75,8 @@ class Hub:
         if old is not None:
             old[0].close()
         toss = self.toss if self._toss_function is not None else None
-        link = Link(self.home, peer, now=int(time.time()), toss=toss)
+        stream = self.stream if self._stream_function is not None else None
+        link = Link(self.home, peer, now=int(time.time()), toss=toss, stream=stream)
         self._links[peer.node_id] = (link, caller)
         return link
 
@@ -109,6 +120,14 @@ class Hub:
             await asyncio.to_thread(self._toss_function)
             self._toss_done = covers
         self.poke()  # forwards, receipts and acks may now wait for any neighbour
+
+    async def stream(self, clear: ClearPart, neighbour: NodeId, source: Source) -> bool:
+        """Deliver a large bundle while its link still receives it (in a thread)."""
+        assert self._stream_function is not None
+        delivered = await asyncio.to_thread(self._stream_function, clear, neighbour, source)
+        if delivered:
+            self.poke()  # its receipt may now wait for a neighbour
+        return delivered
 
     def watch_tx(self) -> None:
         """Wake links when another process (rise-send, rise-toss) queues for a neighbour."""
@@ -194,14 +213,19 @@ class NoAddress(UsageError):
 
 
 async def call(
-    home: Home, peer: Peer, host: str, port: int, *, toss: Toss | None = None
+    home: Home,
+    peer: Peer,
+    host: str,
+    port: int,
+    *,
+    toss: Toss | None = None,
+    stream: Stream | None = None,
 ) -> LinkReport:
     """Dial `peer` over TCP, authenticate both ways, exchange everything both ways."""
     reader, writer = await _dial(peer, host, port)
     try:
-        return await call_over(
-            home, peer, reader, writer, link=Link(home, peer, now=_now(), toss=toss)
-        )
+        link = Link(home, peer, now=_now(), toss=toss, stream=stream)
+        return await call_over(home, peer, reader, writer, link=link)
     finally:
         await _close(writer)
 
@@ -248,7 +272,7 @@ async def call_over(
 
 
 async def call_command(
-    home: Home, peer: Peer, command: str, *, toss: Toss | None = None
+    home: Home, peer: Peer, command: str, *, toss: Toss | None = None, stream: Stream | None = None
 ) -> LinkReport:
     """Run the operator's `command` (e.g. 'ssh relay rise-daemon --stdio'); talk over its pipes."""
     process = await asyncio.create_subprocess_shell(
@@ -256,7 +280,7 @@ async def call_command(
     )
     assert process.stdin is not None and process.stdout is not None
     try:
-        link = Link(home, peer, now=_now(), toss=toss)
+        link = Link(home, peer, now=_now(), toss=toss, stream=stream)
         return await call_over(home, peer, process.stdout, process.stdin, link=link)
     finally:
         process.stdin.close()

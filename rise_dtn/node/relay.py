@@ -30,6 +30,7 @@ from rise_dtn.node.forwarding import (
     relayed_seen,
 )
 from rise_dtn.node.home import Home
+from rise_dtn.node.toss_events import Source
 from rise_dtn.store.atomic import atomic_file
 from rise_dtn.store.index import EntryRow
 
@@ -37,7 +38,7 @@ BLOCK_BYTES = 1 << 20  # the hot path works in large blocks
 
 
 class PeeledSource:
-    """The payload of an onion packet, peeled as it is read; a `toss.Source`."""
+    """The payload of an onion packet, peeled as it is read; a `Source`."""
 
     def __init__(self, handle: BinaryIO, peeler: OnionPeeler) -> None:
         self._handle = handle
@@ -172,7 +173,7 @@ def _forward(
     home: Home,
     path: Path,
     neighbour: NodeId,
-    source: toss.Source,
+    source: Source,
     peeler: OnionPeeler,
     *,
     now: int,

@@ -15,7 +15,7 @@ import fcntl
 import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO
 
 from rise_dtn.core.bundle import ClearPart, ContentKind, Inner, Opener
 from rise_dtn.core.errors import BundleError, Deferred, StorageError
@@ -30,6 +30,8 @@ from rise_dtn.node.toss_events import (
     Forwarded,
     NotifyFailed,
     Rejected,
+    Source,
+    StreamCut,
     TossEvent,
 )
 from rise_dtn.store.atomic import AtomicFile, remove_stale_tmp, storage_error
@@ -54,15 +56,6 @@ __all__ = [
     "toss",
 ]
 CONTROL_KINDS = frozenset({ContentKind.RECEIPT, ContentKind.MAP})
-
-
-class Source(Protocol):
-    """Where a bundle's sealed chunks are read from: a file, or a peeled onion payload."""
-
-    def read(self, size: int, /) -> bytes: ...
-
-    def finish(self) -> None:
-        """Called once the bundle is read: check what the carrier around it promised."""
 
 
 class FileSource:
@@ -109,11 +102,7 @@ def toss(
 
     def emit(event: TossEvent) -> None:
         events.append(event)
-        on_event(event)
-        if isinstance(event, Delivered):
-            warning = notify(home, event)
-            if warning is not None:
-                emit(NotifyFailed(event.bundle_id, warning))
+        announce(home, event, on_event)
 
     jobs = list(_jobs(home))
     workers = parallel.workers_for(len(jobs))
@@ -133,6 +122,46 @@ def toss(
         # Routing records outlive nothing they are for (a seized relay keeps no log).
         home.relay_index.forget_expired(now)
     return events
+
+
+def announce(home: Home, event: TossEvent, on_event: Callable[[TossEvent], None]) -> None:
+    """Report an event; for a delivery, also run the on_delivery hook and report its failure."""
+    on_event(event)
+    if isinstance(event, Delivered):
+        warning = notify(home, event)
+        if warning is not None:
+            on_event(NotifyFailed(event.bundle_id, warning))
+
+
+def deliver_streamed(
+    home: Home,
+    clear: ClearPart,
+    neighbour: NodeId,
+    source: Source,
+    *,
+    now: int,
+    on_event: Callable[[TossEvent], None],
+) -> bool:
+    """Deliver a direct bundle while it is still arriving on a live link; True if delivered.
+
+    `source` hands out the sealed chunks as the link writes them. Nothing is
+    recorded before the last chunk is authenticated, exactly as for a bundle
+    tossed from rx/: a cut or a crash leaves only a locked tmp file, swept
+    later, and the bundle is tossed again in full once complete. A bad
+    bundle is left to that ordinary toss, which quarantines it with its
+    reason; so is one seen before (a delivery a crash interrupted).
+    """
+    if home.index.seen_state(str(clear.bundle_id)) is not None:
+        return False
+    # The bundle is not in rx/ yet (it never will be, once delivered): there
+    # is no rx file for _finish to remove.
+    job = _Job(home.spool.bundle_path(home.spool.rx_dir(neighbour), clear.bundle_id), neighbour)
+    try:
+        event = _deliver(home, job, Opener(home.identity, clear), None, source, now=now)
+    except (BundleError, StreamCut):
+        return False
+    announce(home, event, on_event)
+    return isinstance(event, Delivered)
 
 
 def _toss_jobs(

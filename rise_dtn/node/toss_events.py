@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Protocol
 
 from rise_dtn.core.bundle import ContentKind
 from rise_dtn.core.identity import BundleId
@@ -62,3 +63,17 @@ class Forwarded:
 
 
 TossEvent = Delivered | Rejected | NotifyFailed | Accepted | Forwarded
+
+
+class StreamCut(Exception):
+    """The link went, or the bundle ended, before the bytes a streamed delivery needed."""
+
+
+class Source(Protocol):
+    """Where a bundle's sealed chunks are read from: a file, a peeled onion payload, or a
+    live link's partial copy as it grows."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+    def finish(self) -> None:
+        """Called once the bundle is read: check what the carrier around it promised."""

@@ -12,11 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import PeerError
+from rise_dtn.core.identity import NodeId
 from rise_dtn.node import link as link_module
 from rise_dtn.node import send, toss
 from rise_dtn.node.home import Home
-from rise_dtn.node.link import Link, LinkReport
+from rise_dtn.node.link import Link, LinkReport, Stream
+from rise_dtn.node.toss_events import Source
 
 
 def make_pair(base: Path) -> tuple[Home, Home]:
@@ -36,7 +39,7 @@ def queue(sender: Home, to: str, payload: bytes, name: str) -> None:
 
 
 async def session(
-    alice: Home, bob: Home, *, cut_after: int | None = None
+    alice: Home, bob: Home, *, cut_after: int | None = None, stream: Stream | None = None
 ) -> tuple[LinkReport | None, LinkReport | None]:
     """Run both ends over a socket pair; optionally a relay that cuts the link."""
     a_sock, a_far = socket.socketpair()
@@ -53,8 +56,8 @@ async def session(
                 writer.write(data[: budget[0]])
                 budget[0] = 0
                 await writer.drain()
-                for stream in (far_a[1], far_b[1]):
-                    stream.close()
+                for far in (far_a[1], far_b[1]):
+                    far.close()
                 return
             budget[0] -= len(data)
             writer.write(data)
@@ -63,7 +66,7 @@ async def session(
 
     now = int(time.time())
     left = Link(alice, alice.peers.find("bob"), now=now)
-    right = Link(bob, bob.peers.find("alice"), now=now)
+    right = Link(bob, bob.peers.find("alice"), now=now, stream=stream)
     relays = [
         asyncio.create_task(forward(far_a[0], far_b[1])),
         asyncio.create_task(forward(far_b[0], far_a[1])),
@@ -193,3 +196,70 @@ def test_more_bundles_than_offers_out_all_go_in_one_session(
     assert left is not None and right is not None
     assert left.released == right.received == 10
     assert delivered(bob) == {name: hashlib.sha256(p).digest() for name, p in payloads.items()}
+
+
+def streaming(home: Home, events: list[toss.TossEvent]) -> Stream:
+    """Bob's delivery-while-receiving, as rise-daemon wires it (in a thread)."""
+
+    async def stream(clear: ClearPart, neighbour: NodeId, source: Source) -> bool:
+        return await asyncio.to_thread(
+            toss.deliver_streamed,
+            home,
+            clear,
+            neighbour,
+            source,
+            now=int(time.time()),
+            on_event=events.append,
+        )
+
+    return stream
+
+
+def test_a_large_bundle_is_delivered_while_it_arrives(tmp_path: Path) -> None:
+    alice, bob = make_pair(tmp_path)
+    payload = os.urandom(link_module.STREAM_BYTES + 3 * (1 << 20) + 7)
+    queue(alice, "bob", payload, "big.bin")
+    events: list[toss.TossEvent] = []
+    left, right = asyncio.run(session(alice, bob, stream=streaming(bob, events)))
+    assert left is not None and right is not None and left.released == 1
+    assert [type(event).__name__ for event in events] == ["Delivered"]
+    assert (bob.incoming_dir("alice") / "big.bin").read_bytes() == payload
+    # Delivered already: nothing waits in rx/ or in partial/, and a toss finds nothing.
+    assert not list(bob.spool.rx.rglob("*.rsb"))
+    assert not list((bob.spool.tmp / "partial").rglob("*.part*"))
+    assert toss.toss(bob, now=int(time.time())) == []
+
+
+def test_a_bad_chunk_stops_the_stream_and_the_toss_quarantines(tmp_path: Path) -> None:
+    alice, bob = make_pair(tmp_path)
+    payload = os.urandom(link_module.STREAM_BYTES + (1 << 20))
+    queue(alice, "bob", payload, "big.bin")
+    (bundle,) = alice.spool.tx.rglob("*.rsb")
+    with open(bundle, "r+b") as handle:  # a byte in a middle chunk
+        handle.seek(bundle.stat().st_size // 2)
+        byte = handle.read(1)
+        handle.seek(-1, os.SEEK_CUR)
+        handle.write(bytes([byte[0] ^ 1]))
+    events: list[toss.TossEvent] = []
+    asyncio.run(session(alice, bob, stream=streaming(bob, events)))
+    assert events == []  # the stream gave up without a word: the toss says why
+    (rejected,) = toss.toss(bob, now=int(time.time()))
+    assert isinstance(rejected, toss.Rejected) and rejected.action == "quarantined"
+    incoming = bob.incoming_dir("alice")
+    assert not incoming.exists() or not list(incoming.iterdir())  # no file, no tmp left
+
+
+def test_a_cut_stream_delivers_nothing_and_the_next_session_delivers_once(
+    tmp_path: Path,
+) -> None:
+    alice, bob = make_pair(tmp_path)
+    payload = os.urandom(link_module.STREAM_BYTES + (2 << 20))
+    queue(alice, "bob", payload, "big.bin")
+    events: list[toss.TossEvent] = []
+    asyncio.run(session(alice, bob, cut_after=5 << 20, stream=streaming(bob, events)))
+    assert events == []
+    incoming = bob.incoming_dir("alice")
+    assert not incoming.exists() or not list(incoming.iterdir())
+    left, right = asyncio.run(session(alice, bob, stream=streaming(bob, events)))
+    assert left is not None and right is not None and left.released == 1
+    assert delivered(bob) == {"big.bin": hashlib.sha256(payload).digest()}
