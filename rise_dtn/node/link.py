@@ -305,23 +305,24 @@ class Link:
         try:
             await self._converse(writer, receiver, persistent=persistent)
         finally:
-            receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await receiver
-            await self._requests.put(None)
-            await pump
-            if self._settling is not None:
-                # A toss in a thread cannot be cancelled: let it finish first.
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(self._settling)
-            for out in self._open_partials.values():
-                out.end()  # streamed deliveries stop where the bytes stop
-            for task in self._streams.values():
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(task)
-            self._checkpoint_partials()
-            self._disk.close()
+            await self._wind_down(receiver, pump)
         return self.report
+
+    async def _wind_down(self, receiver: asyncio.Task[None], pump: asyncio.Task[None]) -> None:
+        """Stop reading and sending, let threads finish, keep what arrived. Never raises:
+        the session's own outcome (a cut, a peer's error) is what the caller hears of."""
+        for out in self._open_partials.values():
+            out.end()  # streamed deliveries stop where the bytes stop
+        receiver.cancel()
+        await self._requests.put(None)
+        # The receiver's error, if any, was raised by _converse already; the
+        # pump's (a reset while sending) says only that the link went.
+        await asyncio.gather(receiver, pump, return_exceptions=True)
+        # Threads cannot be cancelled: a toss and streamed deliveries finish first.
+        waiting = [*self._streams.values(), *([self._settling] if self._settling else [])]
+        await asyncio.gather(*waiting, return_exceptions=True)
+        self._checkpoint_partials()
+        self._disk.close()
 
     def _refresh_maps(self) -> None:
         """A relay's map for this neighbour, when one is due ([map] refresh)."""
@@ -492,6 +493,9 @@ class Link:
         )
         seen = self.home.index.seen_state(str(offer.bundle_id))
         if rx_path.exists() or (seen is not None and seen.state == "delivered"):
+            # A partial copy a crash left behind a streamed delivery goes too.
+            self._partial(offer.bundle_id).unlink(missing_ok=True)
+            self._checkpoint(offer.bundle_id).unlink(missing_ok=True)
             writer.write(self.session.send(Request(offer.bundle_id, offer.size)))
             writer.write(self.session.send(Stored(offer.bundle_id)))
             return
