@@ -154,6 +154,11 @@ class _PartialFile:
         self.position = self.written = self._file.tell()
         self.progress = threading.Condition()
         self.ended = False
+        # Off while the bundle is delivered as it arrives: the copy is thrown
+        # away once delivered, so fsyncing it on the way only slows the
+        # delivery's own writes. A cut still makes it durable (the session's
+        # end), a bad bundle too (_complete); a crash resumes from further back.
+        self.checkpoints = True
 
     async def write(self, offset: int, payload: bytes) -> None:
         if offset != self.position:
@@ -163,7 +168,7 @@ class _PartialFile:
             with self.progress:
                 self.written = min(self.written, offset)
         end = self.position = offset + len(payload)
-        checkpoint = end // CHECKPOINT_BYTES > offset // CHECKPOINT_BYTES
+        checkpoint = self.checkpoints and end // CHECKPOINT_BYTES > offset // CHECKPOINT_BYTES
 
         def job() -> None:
             view = memoryview(payload)
@@ -571,6 +576,7 @@ class Link:
         ):
             return
         source = _StreamSource(out, clear.size)
+        out.checkpoints = False
         stream = self._stream
 
         async def run() -> bool:
