@@ -43,7 +43,7 @@ import machine
 from nodes import NncpNetwork, RiseNetwork
 from relays import DEFAULT_WORKDIR, RiseNodes
 from report import MB, human_size
-from run import make_payload, parse_sizes, rise_bin_dir, say, sha256_file
+from run import add_scratch_options, make_payload, parse_sizes, rise_bin_dir, say, sha256_file
 from shaper import Shaper
 from steps import StepFailed, gnu_time, run_setup
 
@@ -103,14 +103,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="messages for the 3-hop latency figure (default 100)",
     )
     parser.add_argument("--no-shaped", action="store_true", help="skip the shaped-link goodput")
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=DEFAULT_WORKDIR,
-        help=f"scratch directory parent, on a fast filesystem (default: {DEFAULT_WORKDIR})",
-    )
-    parser.add_argument("--json", type=Path, metavar="FILE", help="also write results here")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    add_scratch_options(parser, workdir=DEFAULT_WORKDIR)
     args = parser.parse_args(argv)
     if args.messages < 1:
         parser.error("--messages must be at least 1")

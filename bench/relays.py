@@ -46,7 +46,7 @@ from typing import Any
 import machine
 from nodes import parse_cfgnew
 from report import MB, human_size
-from run import make_payload, parse_sizes, rise_bin_dir, say, sha256_file
+from run import add_scratch_options, make_payload, parse_sizes, rise_bin_dir, say, sha256_file
 from steps import StepFailed, StepResult, gnu_time, run_setup, run_step
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,15 +81,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         default=parse_sizes("256M,1G"),
         help="file sizes sent over two relays, binary units (default: 256M,1G)",
     )
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=DEFAULT_WORKDIR,
-        help=f"scratch directory parent, on a fast filesystem (default: {DEFAULT_WORKDIR})",
-    )
-    parser.add_argument("--json", type=Path, metavar="FILE", help="also write results here")
+    add_scratch_options(parser, workdir=DEFAULT_WORKDIR)
     parser.add_argument("--no-nncp", action="store_true", help="do not run NNCP")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args(argv)
     if args.nncp_count is None:
         args.nncp_count = args.count

@@ -62,6 +62,18 @@ def parse_sizes(text: str) -> list[int]:
     return [parse_size(part) for part in text.split(",") if part.strip()]
 
 
+def add_scratch_options(parser: argparse.ArgumentParser, *, workdir: Path) -> None:
+    """--workdir, --json and --keep, as the relay and online benches take them."""
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=workdir,
+        help=f"scratch directory parent, on a fast filesystem (default: {workdir})",
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write results here")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="./dev bench",
