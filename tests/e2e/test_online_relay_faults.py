@@ -1,0 +1,526 @@
+"""Faults on the live relay chain a -> r1 -> r2 -> b: nothing lost, nothing twice.
+
+Every node runs `rise-daemon` with a kept link to its next neighbour
+(tests/e2e/test_online_relays.py). Here the chain is hurt while a 24 MiB
+file crosses it: a daemon killed with SIGKILL at a chosen moment and started
+again on the same port, TCP connections cut (FIN or RST) at random byte
+offsets, a relay stopped while messages are sent. The moments are found by
+watching the spools, not the clock: a partial copy growing in
+spool/tmp/partial/, a packet in rx/ while its forward is written to
+spool/tmp/, a forward in tx/ while the next hop's partial copy grows, the
+delivery's tmp file in incoming/.
+
+Whatever happened, the file must reach b exactly once (no "big.1.bin"),
+intact, a must learn so from b's receipt, every spool must empty and
+`rise-check` must find every node clean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import re
+import signal
+import socket
+import sqlite3
+import struct
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.relay_network import MIB, Network, digest
+from tests.e2e.test_online_relays import (
+    CHAIN,
+    Daemons,
+    _quiet,
+    chain,
+    delivered_status,
+    wait_for,
+)
+
+FILE_BYTES = 24 * MIB
+CHECKPOINT = 16 * MIB  # rise_dtn.node.link.CHECKPOINT_BYTES: a partial copy's fsync step
+PHASE_SECONDS = 30.0  # how long a kill waits for its moment
+SETTLE_SECONDS = 60.0  # delivery, receipt and quiet spools after the fault
+# Who keeps a link to whom, as `chain()` starts them.
+LINKS = {"a": ("r1",), "r1": ("r2",), "r2": ("b",), "b": ()}
+
+# -- what the spools show ---------------------------------------------------------------
+
+
+def _sizes(paths: Iterator[Path]) -> list[int]:
+    """Sizes of files that may vanish (renamed into place) while we look."""
+    sizes = []
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            sizes.append(path.stat().st_size)
+    return sizes
+
+
+def partial_bytes(net: Network, name: str) -> int:
+    """The largest partial copy `name` is receiving (spool/tmp/partial/<peer>/*.part)."""
+    return max(_sizes((net[name].spool / "tmp" / "partial").glob("*/*.part")), default=0)
+
+
+def checkpointed(net: Network, name: str) -> bool:
+    """Has a partial copy of `name`'s been fsynced at least once (a *.part.ok beside it)?"""
+    return any((net[name].spool / "tmp" / "partial").glob("*/*.part.ok"))
+
+
+def forward_bytes(net: Network, name: str) -> int:
+    """The largest forward a relay's toss is writing (spool/tmp/.rise-tmp-*)."""
+    return max(_sizes((net[name].spool / "tmp").glob(".rise-tmp-*")), default=0)
+
+
+def delivery_bytes(net: Network) -> int:
+    """How much of big.bin b's toss has written to its tmp file in incoming/a/."""
+    return max(_sizes((net["b"].incoming / "a").glob(".rise-tmp-big.bin-*")), default=0)
+
+
+def delivered_file(net: Network) -> bool:
+    return (net["b"].incoming / "a" / "big.bin").exists()
+
+
+def queued_by_b(net: Network) -> int:
+    """Bundles b ever queued for its neighbour: waiting in tx/ or released (its receipts)."""
+    path = net["b"].spool / "index.sqlite"
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        (count,) = db.execute(
+            "select (select count(*) from release)"
+            " + (select count(*) from spool_entry where direction = 'tx')"
+        ).fetchone()
+    return int(count)
+
+
+def leftovers(net: Network, name: str) -> list[str]:
+    """Partial copies, checkpoints and tmp files left in `name`'s spool/tmp/."""
+    tmp = net[name].spool / "tmp"
+    return sorted(str(path.relative_to(tmp)) for path in tmp.rglob("*") if path.is_file())
+
+
+# -- the moments to strike ----------------------------------------------------------------
+
+
+class Moment:
+    """A phase of the transfer: `now(net)` says it is under way, `held(net)` that a kill
+    landed in it (checked once the daemon is dead)."""
+
+    def __init__(
+        self,
+        now: Callable[[Network], bool],
+        held: Callable[[Network], bool],
+        *,
+        receipt_seconds: float = SETTLE_SECONDS,
+    ) -> None:
+        self.now = now
+        self.held = held
+        self.receipt_seconds = receipt_seconds
+
+
+R1_MOMENTS = {
+    # Receiving from a, before its first 16 MiB checkpoint: a resumes from 0.
+    "r1-receiving-early": Moment(
+        lambda net: 4 * MIB <= partial_bytes(net, "r1") < 12 * MIB,
+        lambda net: net.rx("r1") == [] and 0 < partial_bytes(net, "r1") < FILE_BYTES,
+    ),
+    # Receiving from a, past the checkpoint: a resumes from 16 MiB.
+    "r1-receiving-late": Moment(
+        lambda net: checkpointed(net, "r1") and partial_bytes(net, "r1") >= CHECKPOINT + 2 * MIB,
+        lambda net: net.rx("r1") == [] and partial_bytes(net, "r1") >= CHECKPOINT,
+    ),
+    # The packet durable in rx/ (a has its STORED), the toss writing the forward.
+    "r1-forwarding": Moment(
+        lambda net: net.rx("r1") != [] and forward_bytes(net, "r1") >= MIB,
+        lambda net: net.rx("r1") != [] and net.tx("r1", "r2") == [],
+    ),
+    # The forward in tx/r2/, r2's partial copy growing.
+    "r1-sending": Moment(
+        lambda net: net.tx("r1", "r2") != [] and partial_bytes(net, "r2") >= 4 * MIB,
+        lambda net: net.tx("r1", "r2") != [] and net.rx("r2") == [] and net.tx("r2", "b") == [],
+    ),
+    # r2 has the whole packet in rx/ and confirms it; r1 has not released its copy.
+    "r1-confirming": Moment(
+        lambda net: net.tx("r1", "r2") != [] and net.rx("r2") != [],
+        lambda net: net.tx("r1", "r2") != [],
+        receipt_seconds=20.0,  # when r2 tosses it, the receipt is back in a few seconds
+    ),
+}
+R1_MOMENT_NAMES = [
+    *(name for name in R1_MOMENTS if name != "r1-confirming"),
+    pytest.param(
+        "r1-confirming",
+        marks=pytest.mark.xfail(
+            strict=False,  # when r2's toss starts before the cut reaches it, all is well
+            reason="bug: a bundle completed just as its session ends is never tossed (Link."
+            "_converse returns on the receiver's end before _start_toss; the wind-down does "
+            "not toss; an offer of a bundle already in rx/ is confirmed without a toss), so it "
+            "waits in r2's rx/ until something else arrives or the daemon restarts",
+        ),
+    ),
+]
+
+
+def b_moments(queued_before: int) -> dict[str, Moment]:
+    """`queued_before`: what b had queued before the file (so its receipt is the next)."""
+    return {
+        # Receiving from r2, past the checkpoint.
+        "b-receiving": Moment(
+            lambda net: checkpointed(net, "b") and partial_bytes(net, "b") >= CHECKPOINT + 2 * MIB,
+            lambda net: net.rx("b") == [] and partial_bytes(net, "b") >= CHECKPOINT,
+        ),
+        # The packet in rx/, the toss decrypting big.bin into a tmp file in incoming/a/.
+        "b-delivering": Moment(
+            lambda net: net.rx("b") != [] and delivery_bytes(net) >= MIB,
+            lambda net: net.rx("b") != [] and not delivered_file(net),
+        ),
+        # big.bin delivered and recorded (the packet gone from rx/), the receipt
+        # for a not queued yet: a window of a few tens of milliseconds.
+        "b-receipting": Moment(
+            lambda net: (
+                delivered_file(net) and net.rx("b") == [] and queued_by_b(net) == queued_before
+            ),
+            lambda net: queued_by_b(net) == queued_before,
+            receipt_seconds=20.0,  # with the receipt queued, it is back in a few seconds
+        ),
+    }
+
+
+B_MOMENT_NAMES = [
+    "b-receiving",
+    "b-delivering",
+    pytest.param(
+        "b-receipting",
+        marks=pytest.mark.xfail(
+            strict=True,
+            reason="bug: toss records the delivery and removes the packet before the receipt "
+            "is queued (relay._deliver -> control.send_receipt); a crash between them loses "
+            "the receipt for good, and a stays 'in transit'",
+        ),
+    ),
+]
+
+
+def kill_at(net: Network, daemons: Daemons, name: str, moment: Moment, what: str) -> None:
+    """SIGKILL `name`'s daemon as soon as `moment` is under way; check that it landed there."""
+    process = daemons.processes[name]
+    deadline = time.monotonic() + PHASE_SECONDS
+    while not moment.now(net):
+        assert process.poll() is None, daemons.log(name)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the transfer never reached {what}")
+        time.sleep(0.001)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=10) == -signal.SIGKILL
+    assert moment.held(net), f"the kill of {name} missed {what}"
+
+
+def restart(daemons: Daemons, name: str) -> None:
+    """`name`'s daemon again, on its old port: its neighbours' kept links find it there."""
+    daemons.run(name, f"127.0.0.1:{daemons.ports[name]}", LINKS[name])
+
+
+# -- what must hold afterwards ----------------------------------------------------------
+
+
+def send_big_file(net: Network, tmp_path: Path) -> tuple[str, bytes]:
+    payload = os.urandom(FILE_BYTES)
+    source = tmp_path / "big.bin"
+    source.write_bytes(payload)
+    return net.send("a", "b", source).stdout.split()[0].decode(), payload
+
+
+def assert_settled(
+    net: Network, daemons: Daemons, bundle_ids: list[str], *, seconds: float = SETTLE_SECONDS
+) -> None:
+    """Every bundle's receipt is back at a, and nothing waits anywhere."""
+    for bundle_id in bundle_ids:
+        wait_for(
+            f"b's receipt for {bundle_id}",
+            lambda b=bundle_id: delivered_status(net, b),
+            seconds=seconds,
+        )
+    wait_for("every spool to empty", lambda: _quiet(net), seconds=SETTLE_SECONDS)
+    wait_for(
+        "no partial copy or tmp file left",
+        lambda: not any(leftovers(net, name) for name in net.nodes),
+        seconds=SETTLE_SECONDS,
+    )
+    for name in net.nodes:
+        log = daemons.log(name)
+        for sign in ("Traceback", "Task exception", "Task was destroyed"):
+            assert sign not in log, f"{name}'s log:\n{log}"
+
+
+def assert_file_once(net: Network, payload: bytes) -> None:
+    """big.bin at b exactly once and intact: no big.1.bin, no tmp file, nothing in the inbox."""
+    assert net.incoming("b", "a") == {"big.bin": digest(payload)}
+    assert net.inbox("b") == []
+
+
+def assert_checks_clean(net: Network) -> None:
+    """`rise-check` finds every node clean.
+
+    One problem is let through with a warning, a known bug: rise-send puts a
+    bundle in tx/ before it records it in the index, so a live link can send
+    it, see it confirmed and release it first; the record then outlives the
+    file ("index lists tx/ID but the file is gone"). It is let through only
+    for a bundle the index itself says was confirmed ("acked").
+    """
+    for name, node in net.nodes.items():
+        check = node.run("rise-check", check=False)
+        if check.returncode == 0:
+            continue
+        problems = [
+            line for line in check.stdout.decode().splitlines() if line.startswith("problem")
+        ]
+        stale = {match[1] for line in problems if (match := STALE_TX_ENTRY.fullmatch(line))}
+        report = f"{name}: {check.stdout.decode()}{check.stderr.decode()}"
+        assert check.returncode == 3 and problems, report
+        assert len(stale) == len(problems) and stale <= acked(net, name), report
+        warnings.warn(f"known bug, {name}: {problems}", stacklevel=2)
+
+
+STALE_TX_ENTRY = re.compile(r"problem: index lists tx/([a-z2-7]+) but the file is gone")
+
+
+def acked(net: Network, name: str) -> set[str]:
+    """Bundles `name`'s index says a neighbour confirmed."""
+    path = net[name].spool / "index.sqlite"
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        rows = db.execute("select bundle_id from release where how = 'acked'").fetchall()
+    return {bundle_id for (bundle_id,) in rows}
+
+
+# -- SIGKILL at chosen moments ----------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what", R1_MOMENT_NAMES)
+def test_a_relay_killed_mid_file_delivers_it_once(tmp_path: Path, what: str) -> None:
+    """SIGKILL r1 while it receives the file, forwards it, or sends it on; restart it."""
+    with chain(tmp_path) as (net, daemons):
+        file_id, payload = send_big_file(net, tmp_path)
+        kill_at(net, daemons, "r1", R1_MOMENTS[what], what)
+        restart(daemons, "r1")
+        assert_settled(net, daemons, [file_id], seconds=R1_MOMENTS[what].receipt_seconds)
+        assert_file_once(net, payload)
+    assert_checks_clean(net)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("what", B_MOMENT_NAMES)
+def test_the_recipient_killed_mid_file_delivers_it_once(tmp_path: Path, what: str) -> None:
+    """SIGKILL b while its partial copy grows, its toss writes big.bin, or it is about to
+    send the receipt; restart it."""
+    with chain(tmp_path) as (net, daemons):
+        moment = b_moments(queued_by_b(net))[what]
+        file_id, payload = send_big_file(net, tmp_path)
+        kill_at(net, daemons, "b", moment, what)
+        restart(daemons, "b")
+        assert_settled(net, daemons, [file_id], seconds=moment.receipt_seconds)
+        assert_file_once(net, payload)
+    assert_checks_clean(net)
+
+
+# -- connections cut at random bytes ------------------------------------------------------
+
+
+class Splice:
+    """One proxied connection: bytes copied both ways until EOF, or until `left` runs out.
+
+    The cut ends both sides with FIN (shutdown), or with `reset` with RST
+    (SO_LINGER 0), as a crashed peer or a middlebox would.
+    """
+
+    def __init__(
+        self, client: socket.socket, server: socket.socket | None, left: int | None, reset: bool
+    ) -> None:
+        self.sockets = [sock for sock in (client, server) if sock is not None]
+        self.left = left  # None: never cut
+        self.reset = reset
+        self.cut = False
+
+    def copy(self, src: socket.socket, dst: socket.socket, lock: threading.Lock) -> None:
+        """Copy one direction until EOF or the cut; then end both."""
+        try:
+            while data := src.recv(1 << 16):
+                with lock:
+                    if self.left is not None and len(data) >= self.left:
+                        data, self.left, self.cut = data[: self.left], 0, True
+                    elif self.left is not None:
+                        self.left -= len(data)
+                dst.sendall(data)
+                if self.cut:
+                    break
+        except OSError:
+            pass
+        finally:
+            self.shut()
+
+    def shut(self) -> None:
+        """Both sockets down: the other direction's recv() returns at once."""
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                if self.cut and self.reset:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    sock.shutdown(socket.SHUT_RD)  # wakes the reader, sends nothing
+                else:
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.shut()
+        for sock in self.sockets:
+            sock.close()  # RST for a reset cut
+
+
+class LinkCutter:
+    """A TCP proxy on 127.0.0.1 in front of port `target`.
+
+    Each of the first `cuts` connections is cut, both sides, once a random
+    number of bytes in `budget` (both directions together) has crossed it,
+    with FIN or RST at random; later connections pass untouched, so that the
+    redial backoff of the kept link (1 s, doubling) stays bounded.
+    """
+
+    def __init__(self, target: int, *, cuts: int, budget: tuple[int, int], seed: int) -> None:
+        self.target = target
+        self.cuts = cuts
+        self.budget = budget
+        self.random = random.Random(seed)
+        self.cut_at: list[tuple[int, str]] = []  # (bytes, "FIN" or "RST") per cut connection
+        self.lock = threading.Lock()
+        self.armed = 0  # connections given a budget that have not ended yet
+        self.splices: set[Splice] = set()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _address = self.listener.accept()
+            except OSError:
+                return  # closed
+            with self.lock:
+                budget, reset = None, False
+                if len(self.cut_at) + self.armed < self.cuts:
+                    self.armed += 1
+                    budget = self.random.randint(*self.budget)
+                    reset = self.random.random() < 0.5
+            threading.Thread(target=self._join, args=(client, budget, reset), daemon=True).start()
+
+    def _join(self, client: socket.socket, budget: int | None, reset: bool) -> None:
+        try:
+            server: socket.socket | None = socket.create_connection(
+                ("127.0.0.1", self.target), timeout=10
+            )
+        except OSError:
+            server = None
+        splice = Splice(client, server, budget, reset)
+        with self.lock:
+            self.splices.add(splice)
+        if server is not None:
+            server.settimeout(None)
+            threads = [
+                threading.Thread(target=splice.copy, args=(src, dst, self.lock), daemon=True)
+                for src, dst in ((client, server), (server, client))
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        splice.close()
+        with self.lock:
+            self.splices.discard(splice)
+            if budget is not None:
+                self.armed -= 1
+                if splice.cut:
+                    self.cut_at.append((budget, "RST" if reset else "FIN"))
+
+    def close(self) -> None:
+        self.listener.close()
+        with self.lock:
+            splices = list(self.splices)
+        for splice in splices:
+            splice.shut()
+
+
+# Cuts per link, and the budget range (bytes per cut connection). The kept
+# link's redial waits 0.5-1 s, then doubles after every cut (it resets only
+# after a session up for 5 minutes), so k cuts on one link cost up to
+# 2**k - 1 seconds of waiting: more than ~5 on one link would not fit a
+# minute. Every budget ends within the 24 MiB (k * max < 24 MiB), so every
+# cut falls inside the file's transfer on that link, not in the receipts.
+CUTS = {
+    ("a", "r1"): (3, (1 * MIB, 6 * MIB)),
+    ("r1", "r2"): (5, (1 * MIB, 4 * MIB)),
+    ("r2", "b"): (3, (1 * MIB, 6 * MIB)),
+}
+
+
+@contextlib.contextmanager
+def cut_chain(tmp_path: Path) -> Iterator[tuple[Network, Daemons, dict[str, LinkCutter]]]:
+    """The chain with a LinkCutter in front of every node a kept link dials."""
+    net = Network.build(tmp_path, **CHAIN)  # type: ignore[arg-type]
+    daemons = Daemons(net, tmp_path)
+    cutters: dict[str, LinkCutter] = {}
+    try:
+        daemons.start("b")
+        for seed, ((name, peer), (cuts, budget)) in enumerate(reversed(CUTS.items())):
+            cutter = cutters[f"{name}-{peer}"] = LinkCutter(
+                daemons.ports[peer], cuts=cuts, budget=budget, seed=seed
+            )
+            port, daemons.ports[peer] = daemons.ports[peer], cutter.port
+            try:
+                daemons.start(name, peer)  # its --link goes to the cutter
+            finally:
+                daemons.ports[peer] = port
+        yield net, daemons, cutters
+    finally:
+        daemons.stop()
+        for cutter in cutters.values():
+            cutter.close()
+
+
+@pytest.mark.slow
+def test_a_file_through_links_cut_at_random_bytes_arrives_once(tmp_path: Path) -> None:
+    """Every link cut mid-file (r1 -> r2 five times, 11 cuts in all); kept links redial."""
+    with cut_chain(tmp_path) as (net, daemons, cutters):
+        file_id, payload = send_big_file(net, tmp_path)
+        wait_for("big.bin at b", lambda: delivered_file(net), seconds=SETTLE_SECONDS)
+        assert_settled(net, daemons, [file_id])
+        assert_file_once(net, payload)
+        made = {link: len(cutter.cut_at) for link, cutter in cutters.items()}
+        assert made == {f"{one}-{other}": cuts for (one, other), (cuts, _b) in CUTS.items()}
+        assert sum(made.values()) >= 10
+    assert_checks_clean(net)
+
+
+# -- a relay down while messages are sent --------------------------------------------------
+
+
+@pytest.mark.slow
+def test_twenty_messages_sent_while_a_relay_is_down_arrive_once(tmp_path: Path) -> None:
+    """r2 stopped (SIGTERM); twenty messages wait at r1; r2 back: each arrives once."""
+    with chain(tmp_path) as (net, daemons):
+        daemons.processes["r2"].send_signal(signal.SIGTERM)
+        assert daemons.processes["r2"].wait(timeout=30) == 0, daemons.log("r2")
+        texts = [f"message {number} while r2 was down\n".encode() for number in range(20)]
+        ids = [net.send("a", "b", text).stdout.split()[0].decode() for text in texts]
+        # They got as far as they could: all of them wait at r1 for r2.
+        wait_for(
+            "twenty forwards waiting at r1",
+            lambda: net.tx("a") == [] and net.rx("r1") == [] and len(net.tx("r1", "r2")) >= 20,
+            seconds=SETTLE_SECONDS,
+        )
+        assert net.inbox("b") == []
+        restart(daemons, "r2")
+        wait_for("twenty messages at b", lambda: len(net.inbox("b")) >= 20, seconds=SETTLE_SECONDS)
+        assert_settled(net, daemons, ids)
+        assert net.inbox("b") == sorted(texts)
+    assert_checks_clean(net)
