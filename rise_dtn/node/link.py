@@ -354,6 +354,7 @@ class Link:
         while not self._closing:
             self._wake.clear()
             if receiver.done():
+                self._start_toss()  # what arrived last is tossed all the same (wind-down waits)
                 receiver.result()  # the link was cut or the peer misbehaved
                 return
             self._start_toss()
@@ -501,6 +502,8 @@ class Link:
             # A partial copy a crash left behind a streamed delivery goes too.
             self._partial(offer.bundle_id).unlink(missing_ok=True)
             self._checkpoint(offer.bundle_id).unlink(missing_ok=True)
+            if rx_path.exists():
+                self._received_since_toss = self._toss is not None  # it may never have been
             writer.write(self.session.send(Request(offer.bundle_id, offer.size)))
             writer.write(self.session.send(Stored(offer.bundle_id)))
             return

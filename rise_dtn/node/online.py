@@ -366,25 +366,27 @@ async def keep_link(hub: Hub, peer: Peer, where: tuple[str, int], *, stop: async
     """
     delay = REDIAL_FIRST_SECONDS
     while not stop.is_set():
-        started = time.monotonic()
         if hub.has_link(peer):  # it dialled us: one link per neighbour is enough
             delay = REDIAL_FIRST_SECONDS
         else:
+            made: list[Link] = []
             try:
                 with call_lock(hub.home, peer):
-                    report = await _kept_session(hub, peer, where)
+                    report = await _kept_session(hub, peer, where, made)
                 hub.log(f"{peer.name}: link closed: {_summary(report)}")
             except (RiseError, TimeoutError, ConnectionError, OSError) as exc:
                 hub.log(f"{peer.name}: link down: {_reason(exc)}")
-            if time.monotonic() - started > REDIAL_MAX_SECONDS:
-                delay = REDIAL_FIRST_SECONDS  # it was up a good while: a fresh outage
+            if made:
+                delay = REDIAL_FIRST_SECONDS  # it was up: a fresh outage, not a dead neighbour
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay * random.uniform(0.5, 1.0))
         delay = min(delay * 2, REDIAL_MAX_SECONDS)
 
 
-async def _kept_session(hub: Hub, peer: Peer, where: tuple[str, int]) -> LinkReport:
-    made: list[Link] = []
+async def _kept_session(
+    hub: Hub, peer: Peer, where: tuple[str, int], made: list[Link]
+) -> LinkReport:
+    """One kept session; `made` gets its link once the neighbour has proved its key."""
 
     def register() -> Link:
         made.append(hub.new_link(peer, caller=hub.home.identity.node_id))

@@ -207,6 +207,10 @@ class Index:
 
     def put_entry(self, row: EntryRow) -> None:
         with self.transaction() as connection:
+            if row.direction == "tx" and _released(connection, row.bundle_id):
+                # A live link took and confirmed it before its sender got to
+                # record it: recording it now would list a file that is gone.
+                return
             keys = {"bundle_id": row.bundle_id, "direction": row.direction}
             upsert(connection, SpoolEntry, keys, entry_values(row))
 
@@ -374,3 +378,8 @@ def _index_error(exc: SQLAlchemyError, what: str) -> StorageError:
 def _reason(exc: SQLAlchemyError) -> str:
     text = str(getattr(exc, "orig", None) or exc)
     return text.splitlines()[0][:200]
+
+
+def _released(connection: Connection, bundle_id: str) -> bool:
+    query = select(Release.c.bundle_id).where(Release.c.bundle_id == bundle_id)
+    return connection.execute(query).first() is not None

@@ -20,14 +20,12 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import re
 import signal
 import socket
 import sqlite3
 import struct
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -150,19 +148,7 @@ R1_MOMENTS = {
         receipt_seconds=20.0,  # when r2 tosses it, the receipt is back in a few seconds
     ),
 }
-R1_MOMENT_NAMES = [
-    *(name for name in R1_MOMENTS if name != "r1-confirming"),
-    pytest.param(
-        "r1-confirming",
-        marks=pytest.mark.xfail(
-            strict=False,  # when r2's toss starts before the cut reaches it, all is well
-            reason="bug: a bundle completed just as its session ends is never tossed (Link."
-            "_converse returns on the receiver's end before _start_toss; the wind-down does "
-            "not toss; an offer of a bundle already in rx/ is confirmed without a toss), so it "
-            "waits in r2's rx/ until something else arrives or the daemon restarts",
-        ),
-    ),
-]
+R1_MOMENT_NAMES = list(R1_MOMENTS)
 
 
 def b_moments(queued_before: int) -> dict[str, Moment]:
@@ -263,37 +249,11 @@ def assert_file_once(net: Network, payload: bytes) -> None:
 
 
 def assert_checks_clean(net: Network) -> None:
-    """`rise-check` finds every node clean.
-
-    One problem is let through with a warning, a known bug: rise-send puts a
-    bundle in tx/ before it records it in the index, so a live link can send
-    it, see it confirmed and release it first; the record then outlives the
-    file ("index lists tx/ID but the file is gone"). It is let through only
-    for a bundle the index itself says was confirmed ("acked").
-    """
+    """`rise-check` finds every node clean."""
     for name, node in net.nodes.items():
         check = node.run("rise-check", check=False)
-        if check.returncode == 0:
-            continue
-        problems = [
-            line for line in check.stdout.decode().splitlines() if line.startswith("problem")
-        ]
-        stale = {match[1] for line in problems if (match := STALE_TX_ENTRY.fullmatch(line))}
         report = f"{name}: {check.stdout.decode()}{check.stderr.decode()}"
-        assert check.returncode == 3 and problems, report
-        assert len(stale) == len(problems) and stale <= acked(net, name), report
-        warnings.warn(f"known bug, {name}: {problems}", stacklevel=2)
-
-
-STALE_TX_ENTRY = re.compile(r"problem: index lists tx/([a-z2-7]+) but the file is gone")
-
-
-def acked(net: Network, name: str) -> set[str]:
-    """Bundles `name`'s index says a neighbour confirmed."""
-    path = net[name].spool / "index.sqlite"
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        rows = db.execute("select bundle_id from release where how = 'acked'").fetchall()
-    return {bundle_id for (bundle_id,) in rows}
+        assert check.returncode == 0, report
 
 
 # -- SIGKILL at chosen moments ----------------------------------------------------------
