@@ -358,7 +358,16 @@ class LinkCutter:
         self.splices: set[Splice] = set()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        # Every thread is joined in close(): one left running would make the
+        # rest of the test process look threaded (toss then will not fork).
+        self.threads: list[threading.Thread] = []
+        self._start(self._serve)
+
+    def _start(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        with self.lock:
+            self.threads.append(thread)
+        thread.start()
 
     def _serve(self) -> None:
         while True:
@@ -372,7 +381,7 @@ class LinkCutter:
                     self.armed += 1
                     budget = self.random.randint(*self.budget)
                     reset = self.random.random() < 0.5
-            threading.Thread(target=self._join, args=(client, budget, reset), daemon=True).start()
+            self._start(self._join, client, budget, reset)
 
     def _join(self, client: socket.socket, budget: int | None, reset: bool) -> None:
         try:
@@ -403,11 +412,18 @@ class LinkCutter:
                     self.cut_at.append((budget, "RST" if reset else "FIN"))
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept()
         self.listener.close()
         with self.lock:
             splices = list(self.splices)
         for splice in splices:
             splice.shut()
+        with self.lock:
+            threads = list(self.threads)
+        for thread in threads:
+            thread.join(timeout=10)
+        assert not any(thread.is_alive() for thread in threads), "a proxy thread hung"
 
 
 # Cuts per link, and the budget range (bytes per cut connection). The kept

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -93,7 +94,13 @@ def test_a_relay_forwards_a_large_rx_in_parallel_exactly_once(
     xfer.exchange(relay, stick, move=False, now=now)
     monkeypatch.setattr(parallel, "MIN_PARALLEL_JOBS", 10)
     if (os.cpu_count() or 1) >= 2:
-        assert parallel.workers_for(PACKETS) >= 2  # the forked path is the one under test
+        # A thread an earlier test left winding down would make toss stay
+        # in-process: give stragglers a moment, then name any that remain.
+        deadline = time.monotonic() + 10
+        while threading.active_count() > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        others = [thread.name for thread in threading.enumerate()]
+        assert parallel.workers_for(PACKETS) >= 2, others  # the forked path is under test
 
     events = toss.toss(relay, now=now)
 
