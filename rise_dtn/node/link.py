@@ -264,7 +264,6 @@ class Link:
         self.session = Session()
         self.report = LinkReport()
         self._offered: dict[BundleId, Path] = {}
-        self._offered_paths: set[Path] = set()
         self._headers: dict[Path, Offer] = {}  # read once per session, not once per rescan
         self._more_to_offer = False
         self._open_partials: dict[BundleId, _PartialFile] = {}
@@ -450,7 +449,6 @@ class Link:
         self._more_to_offer = len(found) > room
         for offer, path in found[: max(room, 0)]:
             self._offered[offer.bundle_id] = path
-            self._offered_paths.add(path)
             self._send(writer, offer)
 
     def _offers(self) -> list[tuple[Offer, Path]]:
@@ -460,8 +458,9 @@ class Link:
         if len(self._headers) > len(listed):  # forget bundles that left meanwhile
             names = set(listed)
             self._headers = {path: offer for path, offer in self._headers.items() if path in names}
+        offered = set(self._offered.values())
         for path in listed:
-            if path in self._offered_paths:
+            if path in offered:
                 continue
             offer = self._headers.get(path)
             if offer is None:
@@ -675,15 +674,18 @@ class Link:
             self._partial(gone.bundle_id).unlink(missing_ok=True)
             self._checkpoint(gone.bundle_id).unlink(missing_ok=True)
 
+    def _forget_offer(self, bundle_id: BundleId) -> Path | None:
+        """The offer is settled (confirmed or withdrawn): make room for the next ones."""
+        path = self._offered.pop(bundle_id, None)
+        if path is not None:
+            self._headers.pop(path, None)
+            if self._more_to_offer:
+                self.poke()
+        return path
+
     def _on_stored(self, stored: Stored) -> None:
-        path = self._offered.pop(stored.bundle_id, None)
-        if path is None:
-            return
-        self._offered_paths.discard(path)
-        self._headers.pop(path, None)
-        if self._more_to_offer:
-            self.poke()
-        if not path.exists():
+        path = self._forget_offer(stored.bundle_id)
+        if path is None or not path.exists():
             return
         size = path.stat().st_size
         self.home.spool.remove(path)
@@ -702,11 +704,7 @@ class Link:
                 handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
             except FileNotFoundError:
                 # Expired or cancelled since we offered it: withdraw the offer.
-                self._offered.pop(request.bundle_id, None)
-                self._offered_paths.discard(path)
-                self._headers.pop(path, None)
-                if self._more_to_offer:
-                    self.poke()
+                self._forget_offer(request.bundle_id)
                 writer.write(self.session.send(Gone(request.bundle_id)))
                 await writer.drain()
                 continue
