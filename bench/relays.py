@@ -347,8 +347,8 @@ def generate(home_path: Path, peer_name: str, count: int) -> None:
     under a minute instead of several. Runs in a child (`relays.py
     _generate`), so the benchmark process never imports or patches rise_dtn.
     """
-    from rise_dtn.node import routed, send
     from rise_dtn.node.home import Home
+    from rise_dtn.node.send import routed, send
     from rise_dtn.store import index
 
     def fast_pragmas(dbapi_connection: Any, _record: Any) -> None:

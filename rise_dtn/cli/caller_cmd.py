@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
+from rise_dtn.carriers.live import caller
+from rise_dtn.carriers.live.schedule import parse_calls
 from rise_dtn.cli.common import home_option, open_home, say, stop_event_on_signals
 from rise_dtn.cli.toss_cmd import session_logger, toss_now, toss_reporter
 from rise_dtn.core.errors import ExitCode
-from rise_dtn.node import caller
-from rise_dtn.node.schedule import parse_calls
 
 
 @click.command("caller")

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import click
 
+from rise_dtn.carriers.tcp import discovery, online
 from rise_dtn.cli.common import home_option, open_home, say, stop_event_on_signals
 from rise_dtn.cli.toss_cmd import stream_now, toss_now, toss_reporter
 from rise_dtn.core.errors import UsageError
-from rise_dtn.node import discovery, online, warm
+from rise_dtn.node import warm
 from rise_dtn.node.home import Home
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
+from rise_dtn import demo
 from rise_dtn.cli.common import now, say
-from rise_dtn.node import demo
 
 
 @click.command("demo")

@@ -9,7 +9,8 @@ import click
 
 from rise_dtn.cli.common import ago, home_option, now, open_home, say
 from rise_dtn.core.errors import UsageError
-from rise_dtn.node import control, routes
+from rise_dtn.node.send import routes
+from rise_dtn.node.toss import control
 
 
 @click.command("map")

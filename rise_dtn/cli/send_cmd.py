@@ -17,9 +17,9 @@ from rise_dtn.cli.common import (
     say,
 )
 from rise_dtn.core.errors import UsageError
-from rise_dtn.node import routed, routes, send
 from rise_dtn.node.config import MAX_COPIES, MAX_HOPS, check_nice, parse_duration
 from rise_dtn.node.home import Home
+from rise_dtn.node.send import routed, routes, send
 
 
 @click.command("send")

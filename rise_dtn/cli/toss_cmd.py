@@ -20,14 +20,14 @@ from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import ExitCode
 from rise_dtn.core.identity import NodeId
 from rise_dtn.node.home import Home
-from rise_dtn.node.toss import (
+from rise_dtn.node.toss.toss import (
     Delivered,
     NotifyFailed,
     TossEvent,
     deliver_streamed,
     toss,
 )
-from rise_dtn.node.toss_events import Source
+from rise_dtn.node.toss.toss_events import Source
 from rise_dtn.node.watching import ChangeWaiter
 
 

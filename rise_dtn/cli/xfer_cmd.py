@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from rise_dtn.carriers.directory import medium
+from rise_dtn.carriers.directory.xfer import Say, XferReport, exchange
 from rise_dtn.cli.common import (
     home_option,
     human_bytes,
@@ -19,11 +21,9 @@ from rise_dtn.cli.common import (
 )
 from rise_dtn.cli.toss_cmd import toss_reporter
 from rise_dtn.core.errors import ExitCode, NoSpaceError
-from rise_dtn.node import medium
 from rise_dtn.node.home import Home
-from rise_dtn.node.toss import toss
+from rise_dtn.node.toss.toss import toss
 from rise_dtn.node.watching import ChangeWaiter
-from rise_dtn.node.xfer import Say, XferReport, exchange
 
 
 def _report(report: XferReport, *, quiet: bool) -> None:

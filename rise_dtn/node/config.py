@@ -151,7 +151,7 @@ class Config:
     on_delivery: str | None = None
     index_url: str | None = None
     peers: dict[str, PeerSettings] = dataclasses.field(default_factory=dict)
-    calls: tuple[Any, ...] = ()  # raw [[calls]] tables; see node/schedule.py
+    calls: tuple[Any, ...] = ()  # raw [[calls]] tables; see carriers/live/schedule.py
     hops: int = DEFAULT_HOPS
     copies: int = 1
     relay: RelaySettings = dataclasses.field(default_factory=RelaySettings)
@@ -205,7 +205,7 @@ KNOWN_KEYS = {
     "toss": {"incoming", "on_delivery"},
     "spool": {"index_url"},
     "peers": None,  # any peer name; checked below
-    "calls": None,  # an array of tables, checked by node/schedule.py
+    "calls": None,  # an array of tables, checked by carriers/live/schedule.py
 }
 PEER_KEYS = {
     "on_delivery",

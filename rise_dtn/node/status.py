@@ -56,7 +56,7 @@ def sent_status(home: Home, *, now: int, bundle_id: str | None = None) -> list[S
     delivered: the recipient's receipt came back; expired: past its lifetime."""
     from rise_dtn.core.encoding import strict_loads
     from rise_dtn.core.identity import NodeId
-    from rise_dtn.node import routes
+    from rise_dtn.node.send import routes
 
     names = routes.names(home, now=now)
     waiting = {row.bundle_id for row in home.index.entries() if row.direction == "tx"}

@@ -68,7 +68,7 @@ def start(home: Path) -> int | None:
         listener.close()
         return pid
     try:  # the worker
-        from rise_dtn.node.parallel import die_with
+        from rise_dtn.node.toss.parallel import die_with
 
         die_with(parent)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the daemon, which stops us
@@ -102,7 +102,7 @@ def _answers(path: Path) -> bool:
 def _preload() -> None:
     """Import what a send uses, so that each child starts with it done."""
     from rise_dtn.cli.main import load_command
-    from rise_dtn.node import onion_send, routed, routes, send  # noqa: F401
+    from rise_dtn.node.send import onion_send, routed, routes, send  # noqa: F401
     from rise_dtn.store import index  # noqa: F401
 
     load_command("send")

@@ -273,7 +273,7 @@ def simulate(
     )
 
 
-# What a receipt tells the sender about reaching its recipient (node/control.py
+# What a receipt tells the sender about reaching its recipient (node/toss/control.py
 # `_reach`): the recipient's own links and its nearest learned links, at most
 # REACH_LINKS in all.
 REACH_LINKS = 16
@@ -320,7 +320,7 @@ def simulate_with_receipts(
     """After a first delivery each way: the sender's map plus its recipient's reach.
 
     rise-send draws N relays, or N+1 or N+2 when the map has no route of N
-    (node/routed.py); a pair counts as routable if one of those exists.
+    (node/send/routed.py); a pair counts as routable if one of those exists.
     """
     rng = random.Random(seed)
     graph = random_graph(count, average_degree, rng)

@@ -1,9 +1,9 @@
 """Shared fixtures for the core codec tests: fixed identities, sealing and the receive path.
 
-`seal_bundle` drives `Sealer` exactly as `rise_dtn/node/send.py` `_seal_stream`
+`seal_bundle` drives `Sealer` exactly as `rise_dtn/node/send/send.py` `_seal_stream`
 does (chunk 0 takes `first_payload_bytes`, later chunks CHUNK_BYTES, the last
 one is final), but in memory. `receive` runs the whole receive path in the
-order `rise_dtn/store/spool.py` `read_clear` and `rise_dtn/node/toss.py`
+order `rise_dtn/store/spool.py` `read_clear` and `rise_dtn/node/toss/toss.py`
 `_deliver` do: parse the clear part, check the size against the header, open
 chunk 0, verify the sender, open the rest. The other test modules import these
 helpers; the tests here check that the helpers agree with the library.

@@ -7,7 +7,7 @@ about half the pairs have a route of exactly 2 relays, and even the full map
 gives only 55-75% at that exact length (most pairs are further apart). What
 closes the gap is what the recipient knows near itself: every receipt
 carries the recipient's relay links and nearest learned links
-(node/control.py `_reach`), and rise-send takes N to N+2 relays when N has
+(node/toss/control.py `_reach`), and rise-send takes N to N+2 relays when N has
 no route. The stated fraction, with the product's knowledge budget of 24
 links: no node knows more than a third (33%) of the others; after a first
 delivery each way, at least 95% of pairs route with 2 or more relays.
@@ -25,7 +25,7 @@ AVERAGE_DEGREE = 5
 SEEDS = (1, 2, 3)
 PAIRS = 600  # sampled (sender, recipient) pairs per seed
 
-KNOWLEDGE_BUDGET = 24  # links, as MAP_KNOWLEDGE_LINKS in node/control.py
+KNOWLEDGE_BUDGET = 24  # links, as MAP_KNOWLEDGE_LINKS in node/toss/control.py
 MAX_KNOWN_FRACTION = 0.33  # measured 0.30-0.32: no node learns more of the network
 MIN_ROUTABLE_HOPS_2 = 0.40  # maps alone, exactly 2 relays: measured 0.44-0.50
 MIN_SHARE_OF_FULL_MAP_HOPS_2 = 0.62  # measured 0.68-0.76 of what the full map routes

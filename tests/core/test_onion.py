@@ -1,6 +1,6 @@
 """Onion packets (core/onion.py, docs/protocol.md section 20): wrap, peel, tamper, fuzz.
 
-`peel` does what a relay's toss does with a packet file (node/relay.py),
+`peel` does what a relay's toss does with a packet file (node/toss/relay.py),
 minus the spool: parse the clear part, read the routing header, check its
 MAC, read the slot, re-wrap the payload and check its tag. Decoding a
 packet is decoding untrusted bytes: every failure must be a BundleError
@@ -44,7 +44,7 @@ from rise_dtn.core.onion import (
     commitment_for,
     padded_payload_bytes,
 )
-from rise_dtn.node import control
+from rise_dtn.node.toss import control
 
 FUZZ = settings(
     max_examples=150,
@@ -593,7 +593,7 @@ def test_fuzz_peeler_on_random_slots_under_a_valid_mac(
         assert following.header.recipient == peeler.slot.next_hop
 
 
-# -- maps (node/control.py, protocol.md section 21) ------------------------------------------
+# -- maps (node/toss/control.py, protocol.md section 21) ------------------------------------------
 
 CARD_BYTES = Card.create(NODES[0], name="relay0", addresses=(), now=NOW).to_bytes()
 NODE_ID_VALUES = st.one_of(

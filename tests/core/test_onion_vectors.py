@@ -83,7 +83,7 @@ def padded_payload(vector: dict[str, Any]) -> bytes:
 
 
 def peel(identity: Identity, packet: bytes) -> tuple[OnionPeeler, bytes]:
-    """What a relay does with one packet (node/relay.py), minus the spool."""
+    """What a relay does with one packet (node/toss/relay.py), minus the spool."""
     clear = parse_clear(packet)
     if len(packet) != clear.total_bytes:
         raise BundleError("packet size does not match its header")

@@ -5,7 +5,7 @@ carry one USB stick. Nodes are set up in-process (init, cards, peers,
 config, the first maps): that is bookkeeping, not what the tests are about.
 Sending, carrying and tossing run as the installed commands wherever a test
 looks at what a command does (`real=`), and otherwise in-process through the
-same node services the commands call (rise_dtn.node.xfer and .toss), which
+same node services the commands call (rise_dtn.carriers.directory.xfer and .toss), which
 keeps a round over a dozen links at milliseconds instead of seconds.
 
 `settle()` is "run the network until quiet": it visits every (node, link)
@@ -32,9 +32,11 @@ import time
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 
+from rise_dtn.carriers.directory import xfer
 from rise_dtn.core.identity import NodeId
-from rise_dtn.node import control, routed, send, toss, xfer
 from rise_dtn.node.home import Home
+from rise_dtn.node.send import routed, send
+from rise_dtn.node.toss import control, toss
 from tests.conftest import Node
 
 MIB = 1 << 20

@@ -42,9 +42,11 @@ from typing import Any, NoReturn, TypeVar
 
 import pytest
 
-from rise_dtn.node import send, toss, xfer
+from rise_dtn.carriers.directory import xfer
 from rise_dtn.node.check import check
 from rise_dtn.node.home import Home
+from rise_dtn.node.send import send
+from rise_dtn.node.toss import toss
 from rise_dtn.store import atomic
 from rise_dtn.store.atomic import TMP_PREFIX
 from rise_dtn.store.spool import read_clear

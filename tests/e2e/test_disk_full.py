@@ -19,8 +19,8 @@ from typing import NoReturn
 
 import pytest
 
+from rise_dtn.carriers.directory.xfer import XferReport
 from rise_dtn.core.errors import NoSpaceError
-from rise_dtn.node.xfer import XferReport
 from tests.conftest import run
 from tests.e2e.test_crash import (
     DISK_STEPS,

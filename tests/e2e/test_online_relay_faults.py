@@ -44,7 +44,7 @@ from tests.e2e.test_online_relays import (
 )
 
 FILE_BYTES = 24 * MIB
-CHECKPOINT = 16 * MIB  # rise_dtn.node.link.CHECKPOINT_BYTES: a partial copy's fsync step
+CHECKPOINT = 16 * MIB  # rise_dtn.carriers.live.link.CHECKPOINT_BYTES: a partial copy's fsync step
 PHASE_SECONDS = 30.0  # how long a kill waits for its moment
 SETTLE_SECONDS = 60.0  # delivery, receipt and quiet spools after the fault
 # Who keeps a link to whom, as `chain()` starts them.

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from rise_dtn.carriers.directory import xfer
 from rise_dtn.core.encoding import canonical
 from rise_dtn.core.identity import NodeId
-from rise_dtn.node import xfer
 from rise_dtn.store.spool import read_clear
 from tests.e2e.relay_network import MIB, Network, digest, opened
 from tests.e2e.test_crash import Killer, repair_then_check, timed

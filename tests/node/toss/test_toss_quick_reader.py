@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rise_dtn.node import toss
+from rise_dtn.node.toss import toss
 from rise_dtn.store import atomic
-from tests.node.test_link import make_pair, queue
+from tests.carriers.live.test_link import make_pair, queue
 
 
 def test_a_message_taken_away_at_once_is_still_delivered_once(

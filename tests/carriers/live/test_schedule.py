@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from rise_dtn.core.errors import UsageError
-from rise_dtn.node.caller import run_schedule
-from rise_dtn.node.home import Home
-from rise_dtn.node.schedule import (
+from rise_dtn.carriers.live.caller import run_schedule
+from rise_dtn.carriers.live.schedule import (
     MAX_RETRY_SECONDS,
     CallPlan,
     parse_calls,
     parse_window,
     retry_delay,
 )
+from rise_dtn.core.errors import UsageError
+from rise_dtn.node.home import Home
 
 
 def at(hour: int, minute: int, second: int = 0) -> datetime.datetime:

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, BinaryIO
 from rise_dtn.core.bundle import ClearPart, ContentKind, Inner, Opener
 from rise_dtn.core.errors import BundleError, Deferred, StorageError
 from rise_dtn.core.identity import BundleId, NodeId
-from rise_dtn.node import parallel
 from rise_dtn.node.home import Home
-from rise_dtn.node.notify import notify
 from rise_dtn.node.peers import Peer
-from rise_dtn.node.toss_events import (
+from rise_dtn.node.toss import parallel
+from rise_dtn.node.toss.notify import notify
+from rise_dtn.node.toss.toss_events import (
     Accepted,
     Delivered,
     Forwarded,
@@ -40,7 +40,7 @@ from rise_dtn.store.pipeline import BackgroundWriter
 from rise_dtn.store.spool import read_clear
 
 if TYPE_CHECKING:
-    from rise_dtn.node.forwarding import ForwardBatch
+    from rise_dtn.node.toss.forwarding import ForwardBatch
 
 
 # The events live in toss_events.py; callers read them as toss.Delivered etc.
@@ -167,7 +167,7 @@ def deliver_streamed(
 def _toss_jobs(
     home: Home, jobs: Sequence[_Job], *, now: int, emit: Callable[[TossEvent], None]
 ) -> None:
-    from rise_dtn.node.forwarding import ForwardBatch  # late: it imports this module
+    from rise_dtn.node.toss.forwarding import ForwardBatch  # late: it imports this module
 
     with ForwardBatch(home, now=now, emit=emit) as batch:
         for job in jobs:
@@ -186,7 +186,7 @@ def _route_held(home: Home, *, now: int, on_event: Callable[[TossEvent], None]) 
     """A new map may open a route for bundles held by `rise-send --wait`."""
     import random
 
-    from rise_dtn.node import routed  # late: routed imports the sending side
+    from rise_dtn.node.send import routed  # late: routed imports the sending side
 
     for bundle_id, outcome in routed.retry_held(home, now=now, rng=random.SystemRandom()):
         on_event(Rejected(bundle_id, "was held for a route", outcome))
@@ -223,7 +223,7 @@ def _toss_one(
         if clear.expired(now):
             return _drop(home, job, clear.bundle_id, stem, "expired", now=now)
         if clear.onion:
-            from rise_dtn.node import relay  # late: relay imports this module
+            from rise_dtn.node.toss import relay  # late: relay imports this module
 
             return relay.toss_packet(home, job.path, job.neighbour, clear, now=now, batch=batch)
         seen = home.index.seen_state(str(clear.bundle_id))
@@ -355,7 +355,7 @@ def _deliver_control(
     if opener.chunk_count != 1:
         raise BundleError(f"{opened.inner.meta.kind.name.lower()} bundle is too large")
     source.finish()
-    from rise_dtn.node import control  # late: control imports the sending side
+    from rise_dtn.node.toss import control  # late: control imports the sending side
 
     if opened.inner.meta.kind is ContentKind.MAP and not opened.peer.relay:
         # Default deny, without a quarantine pile: the sender gets its ack and

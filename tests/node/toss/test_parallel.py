@@ -17,9 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from rise_dtn.carriers.directory import xfer
 from rise_dtn.core.errors import ExitCode, NoSpaceError
-from rise_dtn.node import parallel, routed, send, toss, xfer
 from rise_dtn.node.home import CONFIG_FILE, Home
+from rise_dtn.node.send import routed, send
+from rise_dtn.node.toss import parallel, toss
 from rise_dtn.store.relay_index import Relayed
 
 PACKETS = 60

@@ -9,9 +9,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rise_dtn.carriers.stream.bundle_stream import MAGIC, read_stream
 from rise_dtn.core.encoding import canonical
 from rise_dtn.core.errors import BundleError, UsageError
-from rise_dtn.node.bundle_stream import MAGIC, read_stream
 from rise_dtn.node.home import Home
 
 HOME = Home.create(Path(tempfile.mkdtemp(prefix="rise-fuzz-")) / "node", name="fuzz")

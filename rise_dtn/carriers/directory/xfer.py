@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from rise_dtn.carriers.directory import DirectoryCarrier, Found
+from rise_dtn.carriers.directory.layout import DirectoryCarrier, Found
 from rise_dtn.core.ack import MAX_IDS, Ack
 from rise_dtn.core.errors import BundleError, NoSpaceError, RiseError, StorageError
 from rise_dtn.core.identity import BundleId, NodeId
@@ -73,7 +73,7 @@ def exchange(
         toss()
     _give_acks(home, carrier, peers, now=now, say=say)
     if home.config.relay.enabled:
-        from rise_dtn.node import control  # late: only relays pay for the routing modules
+        from rise_dtn.node.toss import control  # late: only relays pay for the routing modules
 
         for name in control.refresh_maps(home, now=now):
             say(f"queued a fresh map for {name}")

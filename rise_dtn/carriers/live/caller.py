@@ -14,12 +14,12 @@ import dataclasses
 import datetime
 from collections.abc import Callable
 
+from rise_dtn.carriers.live.link import LinkReport, Toss
+from rise_dtn.carriers.live.schedule import CallPlan, retry_delay
+from rise_dtn.carriers.tcp import online
+from rise_dtn.carriers.tcp.online import call_lock
 from rise_dtn.core.errors import BusyError, RiseError
-from rise_dtn.node import online
 from rise_dtn.node.home import Home
-from rise_dtn.node.link import LinkReport, Toss
-from rise_dtn.node.online import call_lock
-from rise_dtn.node.schedule import CallPlan, retry_delay
 
 Log = Callable[[str], None]
 RECHECK_SECONDS = 60.0  # wake at least this often: clock changes, suspend and resume

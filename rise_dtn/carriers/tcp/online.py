@@ -22,15 +22,15 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from rise_dtn.carriers import secure
+from rise_dtn.carriers.live import secure
+from rise_dtn.carriers.live.link import Link, LinkReport, Stream, Toss
 from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import PeerError, RiseError, UsageError
 from rise_dtn.core.identity import NodeId
 from rise_dtn.node.config import PeerSettings
 from rise_dtn.node.home import Home
-from rise_dtn.node.link import Link, LinkReport, Stream, Toss
 from rise_dtn.node.peers import Peer
-from rise_dtn.node.toss_events import Source
+from rise_dtn.node.toss.toss_events import Source
 from rise_dtn.store import locks
 
 DEFAULT_PORT = 5454

@@ -24,10 +24,10 @@ from rise_dtn.core.errors import BundleError, PeerError, RiseError
 from rise_dtn.core.identity import NODE_ID_BYTES, BundleId, NodeId
 from rise_dtn.core.onion import SlotKind, padded_payload_bytes
 from rise_dtn.core.routing import Link, advertise, merge
-from rise_dtn.node import routed, routes, send
 from rise_dtn.node.home import Home
-from rise_dtn.node.onion_send import PacketWriter, RouteNode, packet_writers
 from rise_dtn.node.peers import Peer
+from rise_dtn.node.send import routed, routes, send
+from rise_dtn.node.send.onion_send import PacketWriter, RouteNode, packet_writers
 from rise_dtn.store.relay_index import LinkRow
 
 RECEIPT_VERSION = 1

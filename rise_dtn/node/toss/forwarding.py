@@ -24,9 +24,9 @@ from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import BundleError, Deferred
 from rise_dtn.core.identity import NodeId
 from rise_dtn.core.onion import OnionPeeler
-from rise_dtn.node import toss
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
+from rise_dtn.node.toss import toss
 from rise_dtn.store.atomic import (
     StagingDirectory,
     fsync_dir,

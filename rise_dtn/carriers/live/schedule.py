@@ -1,7 +1,7 @@
 """When to call whom: [[calls]] entries of config.toml, cron schedules, windows, backoff.
 
 Pure functions of the config and a given time (no clock, no I/O), so the
-caller loop in node/caller.py stays a thin driver and this is unit-tested.
+caller loop in carriers/live/caller.py stays a thin driver and this is unit-tested.
 """
 
 from __future__ import annotations

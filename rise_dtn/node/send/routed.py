@@ -21,10 +21,16 @@ from rise_dtn.core.errors import RiseError, StorageError, UsageError
 from rise_dtn.core.identity import PUBLIC_KEY_BYTES, BundleId
 from rise_dtn.core.onion import SlotKind
 from rise_dtn.core.routing import NoRoute
-from rise_dtn.node import routes, send
 from rise_dtn.node.home import Home
-from rise_dtn.node.onion_send import Copy, PacketWriter, RouteNode, encode_copies, packet_writers
 from rise_dtn.node.peers import Peer
+from rise_dtn.node.send import routes, send
+from rise_dtn.node.send.onion_send import (
+    Copy,
+    PacketWriter,
+    RouteNode,
+    encode_copies,
+    packet_writers,
+)
 from rise_dtn.store.atomic import atomic_file, storage_error
 from rise_dtn.store.relay_index import HeldRow, SentRow
 

@@ -7,7 +7,7 @@ import shlex
 import subprocess
 
 from rise_dtn.node.home import Home
-from rise_dtn.node.toss_events import Delivered
+from rise_dtn.node.toss.toss_events import Delivered
 
 ON_DELIVERY_TIMEOUT_SECONDS = 60  # a notifier, not a job runner: keep toss moving
 

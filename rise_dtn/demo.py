@@ -26,9 +26,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rise_dtn.carriers.directory import xfer
 from rise_dtn.core.errors import RiseError, UsageError
-from rise_dtn.node import inbox, routed, send, status, toss, xfer
+from rise_dtn.node import inbox, status
 from rise_dtn.node.home import CONFIG_FILE, Home
+from rise_dtn.node.send import routed, send
+from rise_dtn.node.toss import toss
 
 Say = Callable[[str], None]
 DEMO_MARKER = ".rise-demo"

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 
+from rise_dtn.carriers.live import link as link_module
+from rise_dtn.carriers.live.link import Link, LinkReport, Stream
 from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import PeerError
 from rise_dtn.core.identity import NodeId
-from rise_dtn.node import link as link_module
-from rise_dtn.node import send, toss
 from rise_dtn.node.home import Home
-from rise_dtn.node.link import Link, LinkReport, Stream
-from rise_dtn.node.toss_events import Source
+from rise_dtn.node.send import send
+from rise_dtn.node.toss import toss
+from rise_dtn.node.toss.toss_events import Source
 
 
 def make_pair(base: Path) -> tuple[Home, Home]:

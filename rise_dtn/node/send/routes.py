@@ -25,8 +25,8 @@ from rise_dtn.core.routing import (
     choose_route,
 )
 from rise_dtn.node.home import Home
-from rise_dtn.node.onion_send import RouteNode
 from rise_dtn.node.peers import Peer
+from rise_dtn.node.send.onion_send import RouteNode
 
 VIA_CARRIER = "via"  # a card address ("via", node id): a relay next to this node
 

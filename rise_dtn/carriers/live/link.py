@@ -46,7 +46,7 @@ from rise_dtn.core.session import (
 )
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
-from rise_dtn.node.toss_events import Source, StreamCut
+from rise_dtn.node.toss.toss_events import Source, StreamCut
 from rise_dtn.store.atomic import fsync_dir, storage_error, write_atomic
 from rise_dtn.store.spool import read_clear
 
@@ -331,7 +331,7 @@ class Link:
     def _refresh_maps(self) -> None:
         """A relay's map for this neighbour, when one is due ([map] refresh)."""
         if self.home.config.relay.enabled:
-            from rise_dtn.node import control  # late: only relays pay for routing
+            from rise_dtn.node.toss import control  # late: only relays pay for routing
 
             control.refresh_maps(self.home, now=self.now, only=self.peer)
 

@@ -21,16 +21,16 @@ from rise_dtn.core.bundle import ClearPart, parse_clear
 from rise_dtn.core.errors import BundleError
 from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.core.onion import OnionPeeler, SlotKind, commitment_for
-from rise_dtn.node import toss
-from rise_dtn.node.forwarding import (
+from rise_dtn.node.home import Home
+from rise_dtn.node.toss import toss
+from rise_dtn.node.toss.forwarding import (
     MAX_BATCHED_PAYLOAD_BYTES,
     ForwardBatch,
     check_forward,
     check_quota,
     relayed_seen,
 )
-from rise_dtn.node.home import Home
-from rise_dtn.node.toss_events import Source
+from rise_dtn.node.toss.toss_events import Source
 from rise_dtn.store.atomic import atomic_file
 from rise_dtn.store.index import EntryRow
 
@@ -151,7 +151,7 @@ def _deliver(
         home, path, neighbour, inner, source, hop_id=peeler.bundle_id, now=now
     )
     if isinstance(event, toss.Delivered):
-        from rise_dtn.node import control  # late: control imports the sending side
+        from rise_dtn.node.toss import control  # late: control imports the sending side
 
         control.send_receipt(home, bundle_id=event.bundle_id, sender=event.sender, now=now)
     return event

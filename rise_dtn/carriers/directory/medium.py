@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rise_dtn.carriers.directory import TOP
+from rise_dtn.carriers.directory.layout import TOP
 
 
 def ready(directory: Path) -> bool:

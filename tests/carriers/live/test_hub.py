@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from rise_dtn.carriers.tcp.online import Hub, _neighbour_of
 from rise_dtn.core.errors import PeerError
-from rise_dtn.node.online import Hub, _neighbour_of
-from tests.node.test_link import make_pair
+from tests.carriers.live.test_link import make_pair
 
 
 def test_a_new_session_from_the_same_caller_replaces_the_old(tmp_path: Path) -> None:
