@@ -7,12 +7,12 @@ from pathlib import Path
 
 import click
 
-from rise_dtn.carriers.tcp import discovery, online
+from rise_dtn.carriers.tcp import daemon, discovery, online
+from rise_dtn.cli import quick
 from rise_dtn.cli.common import home_option, open_home, say, stop_event_on_signals
 from rise_dtn.cli.toss_cmd import stream_now, toss_now, toss_reporter
 from rise_dtn.core.errors import UsageError
 from rise_dtn.node import warm
-from rise_dtn.node.home import Home
 
 
 @click.command("daemon")
@@ -95,49 +95,20 @@ def daemon_cmd(
             raise UsageError("--link keeps links from a listening daemon, not with --stdio")
         asyncio.run(online.answer_stdio(hub))
         return
-    keep = _kept_links(home, links)
+    plan = daemon.DaemonPlan(
+        host, port, daemon.kept_links(home, links), announce_to if announce else None
+    )
     # Forked before the event loop starts any thread: see rise_dtn/node/warm.py.
-    worker = None if no_send_worker else warm.start(home.path)
+    worker = (
+        None
+        if no_send_worker
+        else warm.start(home.path, command=quick.run_in_worker, preload=quick.preload_worker)
+    )
 
     async def main() -> None:
-        stop = stop_event_on_signals()
-        beacons: list[asyncio.Task[None]] = []
-
-        def ready(bound: int) -> None:
-            say(f"listening on {host}:{bound}")
-            if announce:
-                beacons.append(
-                    asyncio.get_running_loop().create_task(
-                        discovery.announce(home, port=bound, target=announce_to, stop=stop)
-                    )
-                )
-
-        await online.serve(hub, host, port, stop=stop, ready=ready, keep=keep)
-        for task in beacons:
-            await task
+        await daemon.serve(hub, plan, stop=stop_event_on_signals(), say=say)
 
     try:
         asyncio.run(main())
     finally:
         warm.stop(home.path, worker)
-
-
-def _kept_links(home: Home, given: tuple[str, ...]) -> dict[str, tuple[str, int]]:
-    """--link NODE[=HOST:PORT] and [peers.NODE] keep_link, each with where to dial."""
-    wanted: dict[str, str | None] = {
-        name: None for name, settings in home.config.peers.items() if settings.keep_link
-    }
-    for item in given:
-        name, _equals, given_address = item.partition("=")
-        wanted[name] = given_address or wanted.get(name)
-    keep = {}
-    for name, override in wanted.items():
-        peer = home.peers.find(name)
-        try:
-            keep[peer.name] = online.address_of(peer, override, home.config.peer(peer.name))
-        except online.NoAddress:
-            raise UsageError(
-                f"no address to keep a link to {peer.name}: "
-                f"use --link {peer.name}=HOST:PORT or set [peers.{peer.name}] address"
-            ) from None
-    return keep

@@ -26,6 +26,27 @@ def rise_send() -> None:
     os._exit(code)
 
 
+def run_in_worker(argv: list[str]) -> int:
+    """One rise-send with these arguments, in a warm worker's child (node/warm.py)."""
+    from rise_dtn.cli.main import _dispatch, load_command
+
+    sys.argv = ["rise-send", *argv]
+    return _dispatch(load_command("send"), "rise-send")
+
+
+def preload_worker() -> None:
+    """Import what a send uses, once in the worker, so that each child starts with it done."""
+    import contextlib
+
+    from rise_dtn.cli.main import load_command
+    from rise_dtn.node.send import onion_send, routed, routes, send  # noqa: F401
+    from rise_dtn.store import index, transaction  # noqa: F401
+
+    load_command("send")
+    with contextlib.suppress(ImportError):
+        import sqlalchemy.dialects.sqlite.pysqlite  # noqa: F401 - loaded on first connect
+
+
 def _home(argv: list[str]) -> str | None:
     """The node directory, as rise-send would find it (None: ask the slow path)."""
     for number, item in enumerate(argv):
@@ -35,7 +56,12 @@ def _home(argv: list[str]) -> str | None:
             return argv[number + 1] if number + 1 < len(argv) else None
         if item.startswith("--home="):
             return item.removeprefix("--home=")
-    return os.environ.get("RISE_HOME")  # unset: the platform default, left to the slow path
+    if os.environ.get("RISE_HOME"):
+        return os.environ["RISE_HOME"]
+    # The platform default, as Home.default_home finds it (platformdirs is small).
+    import platformdirs
+
+    return platformdirs.user_data_dir("rise-dtn", appauthor=False)
 
 
 def _hand_off(argv: list[str]) -> int | None:

@@ -60,7 +60,7 @@ def check(home: Home, *, repair: bool, now: int) -> CheckReport:
                     report.problems.append(f"{direction}/{neighbour}/{path.name}: {reason}")
                     damaged.add((path.name.split(".")[0], direction))
                     if repair:
-                        spool.quarantine(path, f"rise-check: {reason}")
+                        home.bundles.quarantine(path, f"rise-check: {reason}")
                         report.repaired.append(f"quarantined {path.name}")
                     continue
                 found[(str(clear.bundle_id), direction)] = (

@@ -32,6 +32,7 @@ from rise_dtn.store.spool import Spool
 if TYPE_CHECKING:
     from rise_dtn.store.index import Index
     from rise_dtn.store.relay_index import RelayIndex
+    from rise_dtn.store.transaction import BundleTransaction
 
 KEY_FILE = "node.key"
 CONFIG_FILE = "config.toml"
@@ -123,6 +124,13 @@ class Home:
         from rise_dtn.store.relay_index import RelayIndex
 
         return RelayIndex(self.index)
+
+    @functools.cached_property
+    def bundles(self) -> BundleTransaction:
+        """The one way into and out of this node's spool (store/transaction.py)."""
+        from rise_dtn.store.transaction import BundleTransaction
+
+        return BundleTransaction(self.spool, lambda: self.index, self.identity.node_id)
 
     def card(self, *, now: int, via: Sequence[NodeId] = ()) -> Card:
         """This node's card; `via` adds the relays next to it as ("via", id) addresses."""

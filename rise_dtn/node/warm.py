@@ -18,6 +18,7 @@ worker listening, rise-send simply does the work itself.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -25,10 +26,14 @@ import socket
 import struct
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 SOCKET_NAME = "send.sock"
 MAX_REQUEST_BYTES = 1 << 16
+# A real rise-send sends its request right after connecting; a caller silent
+# this long is stuck or hostile, and its child gives up on it.
+REQUEST_SECONDS = 5.0
 LENGTH = struct.Struct(">I")
 _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
@@ -37,8 +42,15 @@ def socket_path(home: Path) -> Path:
     return home / SOCKET_NAME
 
 
-def start(home: Path) -> int | None:
+Command = Callable[[list[str]], int]  # runs rise-send with these arguments, returns its exit status
+
+
+def start(home: Path, *, command: Command, preload: Callable[[], None]) -> int | None:
     """Fork the worker for `home`; its pid, or None if it cannot run here.
+
+    `preload` imports what a send needs (once, in the worker); `command`
+    runs one rise-send in each forked child. Both come from the command
+    line layer, which this module must not import.
 
     Call before any thread starts. The worker dies with the caller
     (PR_SET_PDEATHSIG), so a daemon killed with -9 leaves no worker behind,
@@ -73,8 +85,8 @@ def start(home: Path) -> int | None:
         die_with(parent)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the daemon, which stops us
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
-        _preload()
-        _serve(listener)
+        preload()
+        _serve(listener, command)
     finally:
         os._exit(0)
 
@@ -99,35 +111,34 @@ def _answers(path: Path) -> bool:
     return True
 
 
-def _preload() -> None:
-    """Import what a send uses, so that each child starts with it done."""
-    from rise_dtn.cli.main import load_command
-    from rise_dtn.node.send import onion_send, routed, routes, send  # noqa: F401
-    from rise_dtn.store import index  # noqa: F401
-
-    load_command("send")
-    with contextlib.suppress(ImportError):
-        import sqlalchemy.dialects.sqlite.pysqlite  # noqa: F401 - loaded on first connect
-
-
-def _serve(listener: socket.socket) -> None:
+def _serve(listener: socket.socket, command: Command) -> None:
+    """Fork a child per connection at once: a caller that connects and says
+    nothing (or is slow) then holds up only its own child, never the next send."""
     while True:
         connection, _address = listener.accept()
         with connection:
+            if os.fork() != 0:
+                continue
+            listener.close()
+            connection.settimeout(REQUEST_SECONDS)
             request = _read_request(connection)
             if request is None:
-                continue
-            argv, cwd, env, fds = request
-            if os.fork() == 0:
-                listener.close()
-                _run(connection, argv, cwd, env, fds)  # never returns
-            for fd in fds:
-                os.close(fd)
+                os._exit(0)
+            connection.settimeout(None)
+            _run(connection, command, request)  # never returns
 
 
-def _read_request(
-    connection: socket.socket,
-) -> tuple[list[str], str, dict[str, str], list[int]] | None:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Request:
+    """What a rise-send hands over: its arguments, directory, RISE_* variables, stdio."""
+
+    argv: list[str]
+    cwd: str
+    env: dict[str, str]
+    fds: list[int]
+
+
+def _read_request(connection: socket.socket) -> _Request | None:
     """The caller's argv, cwd, RISE_* variables and stdio, if it is us and makes sense."""
     fds: list[int] = []
     try:
@@ -160,28 +171,23 @@ def _read_request(
         for fd in fds:
             os.close(fd)
         return None
-    return argv, cwd, env, fds
+    return _Request(argv, cwd, env, fds)
 
 
-def _run(
-    connection: socket.socket, argv: list[str], cwd: str, env: dict[str, str], fds: list[int]
-) -> None:
+def _run(connection: socket.socket, command: Command, request: _Request) -> None:
     """In the forked child: become the caller's rise-send, run, report the exit status."""
     code = 1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        for target, fd in enumerate(fds):
+        for target, fd in enumerate(request.fds):
             os.dup2(fd, target)
             os.close(fd)
-        os.chdir(cwd)
+        os.chdir(request.cwd)
         for key in [key for key in os.environ if key.startswith("RISE_")]:
             del os.environ[key]
-        os.environ.update(env)
-        sys.argv = ["rise-send", *argv]
-        from rise_dtn.cli.main import _dispatch, load_command
-
-        code = _dispatch(load_command("send"), "rise-send")
+        os.environ.update(request.env)
+        code = command(request.argv)
     except BaseException:  # noqa: BLE001 - the child must always answer and exit
         code = 1
     finally:

@@ -106,6 +106,19 @@ def _still_named(path: Path, fd: int) -> bool:
         return False
 
 
+# A name may have 255 bytes (NAME_MAX); the tmp name adds TMP_PREFIX and a
+# random tail (19 bytes), so it keeps only this much of the final name.
+TMP_NAME_PART_BYTES = 200
+
+
+def _name_part(name: str) -> str:
+    """The final name cut to TMP_NAME_PART_BYTES, on a character boundary."""
+    encoded = os.fsencode(name)
+    if len(encoded) <= TMP_NAME_PART_BYTES:
+        return name
+    return os.fsdecode(encoded[:TMP_NAME_PART_BYTES].decode("utf-8", "ignore").encode())
+
+
 class AtomicFile:
     """A file that appears under its final name only once it is complete and durable."""
 
@@ -113,7 +126,7 @@ class AtomicFile:
         self.final = final
         tmp_parent = tmp_dir if tmp_dir is not None else final.parent
         for _attempt in range(_CREATE_ATTEMPTS):
-            self.tmp = tmp_parent / f"{TMP_PREFIX}{final.name}-{secrets.token_hex(4)}"
+            self.tmp = tmp_parent / f"{TMP_PREFIX}{_name_part(final.name)}-{secrets.token_hex(4)}"
             fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
             # Between open() and flock() a cleaner in another process may take
             # the new file for stale and unlink it: wait for the lock (a

@@ -91,6 +91,18 @@ Seen = Table(
     Column("at", Integer, nullable=False),
 )
 
+# A delivery receipt owed to the sender of a bundle that came over relays.
+# Written in the delivery's own transaction and removed once the receipt is
+# queued, so a crash between the two never loses it; a repeat is harmless
+# (the sender counts only the first receipt for a bundle).
+ReceiptOwed = Table(
+    "receipt_owed",
+    metadata,
+    Column("bundle_id", String(26), primary_key=True),
+    Column("sender", String(26), nullable=False),
+    Column("created", Integer, nullable=False),
+)
+
 # A message delivered to this node, stored as a file under inbox/.
 InboxMessage = Table(
     "inbox",
@@ -187,7 +199,7 @@ class Index:
             self.engine: Engine = sqlalchemy.create_engine(url)
             if self.engine.dialect.name == "sqlite":
                 event.listen(self.engine, "connect", _sqlite_pragmas)
-            metadata.create_all(self.engine)
+            _create_tables(self.engine)
         except SQLAlchemyError as exc:
             raise _index_error(exc, f"cannot open the index at {url}") from None
 
@@ -283,11 +295,14 @@ class Index:
         message: InboxRow | None,
         now: int,
         hop_id: str | None = None,
+        receipt_to: str | None = None,
     ) -> None:
         """Delivered: journal it, file the message, forget the rx entry, owe the ack.
 
         `hop_id` is the id of the packet as it arrived when that differs from
         the end-to-end id (an onion packet): the ack and the rx entry use it.
+        `receipt_to` owes that sender a delivery receipt, in the same
+        transaction (see ReceiptOwed).
         """
         hop_id = hop_id or bundle_id
         with self.transaction() as connection:
@@ -302,6 +317,19 @@ class Index:
                     connection.execute(insert(InboxMessage).values(**dataclasses.asdict(message)))
             connection.execute(delete_entry(hop_id, "rx"))
             owe(connection, hop_id, neighbour, now)
+            if receipt_to is not None:
+                values = {"sender": receipt_to, "created": now}
+                upsert(connection, ReceiptOwed, {"bundle_id": bundle_id}, values)
+
+    def receipts_owed(self) -> list[tuple[str, str]]:
+        """(bundle id, sender) for every receipt not yet queued."""
+        with self.transaction() as connection:
+            query = select(ReceiptOwed.c.bundle_id, ReceiptOwed.c.sender)
+            return [(bundle_id, sender) for bundle_id, sender in connection.execute(query)]
+
+    def receipt_queued(self, bundle_id: str) -> None:
+        with self.transaction() as connection:
+            connection.execute(delete(ReceiptOwed).where(ReceiptOwed.c.bundle_id == bundle_id))
 
     # Hop acks owed.
 
@@ -347,6 +375,21 @@ class Index:
             query = query.where(table.c[name] == value)
         with self.transaction() as connection:
             return int(connection.execute(query).scalar_one())
+
+
+CREATE_ATTEMPTS = 16  # more than the tables a racing process can create first
+
+
+def _create_tables(engine: Engine) -> None:
+    """Processes opening a new index at once (a daemon and rise-send on a new
+    node) race table by table; each look finds more of them there."""
+    for attempt in range(CREATE_ATTEMPTS):
+        try:
+            metadata.create_all(engine)
+            return
+        except SQLAlchemyError as exc:
+            if "already exists" not in str(exc) or attempt == CREATE_ATTEMPTS - 1:
+                raise
 
 
 def delete_entry(bundle_id: str, direction: str) -> sqlalchemy.Delete:

@@ -178,19 +178,7 @@ def b_moments(queued_before: int) -> dict[str, Moment]:
     }
 
 
-B_MOMENT_NAMES = [
-    "b-receiving",
-    "b-delivering",
-    pytest.param(
-        "b-receipting",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="bug: toss records the delivery and removes the packet before the receipt "
-            "is queued (relay._deliver -> control.send_receipt); a crash between them loses "
-            "the receipt for good, and a stays 'in transit'",
-        ),
-    ),
-]
+B_MOMENT_NAMES = ["b-receiving", "b-delivering", "b-receipting"]
 
 
 def kill_at(net: Network, daemons: Daemons, name: str, moment: Moment, what: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from rise_dtn.core.bundle import MAX_CLEAR_BYTES, parse_clear
 from tests.conftest import Node
 from tests.e2e.relay_network import (
     MIB,
@@ -321,3 +322,25 @@ def test_relay_quotas_refuse_the_excess_and_name_the_quota(tmp_path: Path) -> No
     (line,) = rejections(visit.stderr)
     assert "over the relay quota for a" in line and "(max 65536 bytes)" in line
     assert net.tx("r1") == [] and net.rx("r1") == []
+
+
+def test_receipts_look_like_short_messages_to_every_relay(tmp_path: Path) -> None:
+    """protocol.md 20.5: a short message and its receipt (with b's reach) fall in one
+    padding bucket, so that no relay tells them apart by size."""
+    net = Network.build(tmp_path, **DIAMOND)  # type: ignore[arg-type]
+    message_id = net.send("a", "b", b"short\n").stdout.decode().split()[0]
+    sizes: set[int] = set()
+    for _round in range(12):
+        busy = False
+        for name in net.nodes:
+            for partner in net.partners(name):
+                if net.needs_visit(name, partner):
+                    busy = True
+                    net.visit(name, partner, real=False)
+                    for path in net.stick(name, partner).rglob("*.rsb"):
+                        if parse_clear(path.read_bytes()[:MAX_CLEAR_BYTES]).onion:
+                            sizes.add(path.stat().st_size)
+        if not busy:
+            break
+    assert net.status("a")[message_id]["state"] == "delivered"  # the receipt came back
+    assert len(sizes) == 1, sorted(sizes)

@@ -140,3 +140,61 @@ def test_a_garbage_request_is_ignored(nodes: tuple[Node, Node]) -> None:
         stop(daemon)
     assert len(list((alice.spool / "tx").rglob("*.rsb"))) == 1
     assert os.stat(alice.home).st_mode & 0o077 == 0
+
+
+def test_a_silent_client_holds_up_no_send(nodes: tuple[Node, Node]) -> None:
+    """A caller that connects and says nothing costs only its own forked child."""
+    alice, _bob = nodes
+    daemon = start_daemon(alice)
+    try:
+        with socket.socket(socket.AF_UNIX) as silent:
+            silent.connect(str(alice.home / "send.sock"))
+            # While it sits there saying nothing, sends go through the worker.
+            for number in range(3):
+                alice.run(
+                    "rise-send", "-q", "-", "bob", input=f"past {number}".encode(), timeout=30
+                )
+            silent.settimeout(30)
+            assert silent.recv(16) == b""  # its child gave up on it and closed
+    finally:
+        stop(daemon)
+    assert len(list((alice.spool / "tx").rglob("*.rsb"))) == 3
+
+
+def test_the_worker_serves_the_default_home(short_base: Path) -> None:
+    """No --home and no RISE_HOME: rise-send finds the platform default, as the node does."""
+    data = short_base / "data"
+    env = command_env(None, XDG_DATA_HOME=str(data))
+    subprocess.run([str(BIN / "rise"), "init", "--name", "alice"], env=env, check=True)
+    home = data / "rise-dtn"
+    alice = Node("alice", home, "")
+    bob = make_node(short_base, "bob")
+    subprocess.run([str(BIN / "rise"), "peer", "add", "-"], input=bob.card(), env=env, check=True)
+    daemon = subprocess.Popen(
+        [str(BIN / "rise-daemon"), "--listen", "127.0.0.1:0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert daemon.stderr is not None
+        assert daemon.stderr.readline().startswith(b"listening on")
+        deadline = time.monotonic() + 30
+        while not (home / "send.sock").exists():
+            assert time.monotonic() < deadline, "the worker never listened"
+            time.sleep(0.02)
+        poisoned = poisoned_env(alice, short_base)
+        del poisoned["RISE_HOME"]
+        poisoned["XDG_DATA_HOME"] = str(data)
+        result = subprocess.run(
+            [str(BIN / "rise-send"), "-", "bob"],
+            input=b"default home",
+            env=poisoned,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr  # done by the worker: no SQLAlchemy here
+    finally:
+        stop(daemon)
+    assert len(list((home / "spool" / "tx").rglob("*.rsb"))) == 1

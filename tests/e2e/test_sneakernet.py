@@ -97,3 +97,25 @@ def test_missing_node_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.decode().count("\n") == 1
     assert b"rise init" in result.stderr
+
+
+def test_names_up_to_255_bytes_are_delivered_and_numbered(
+    pair: tuple[Node, Node], stick: Path, tmp_path: Path
+) -> None:
+    """80 CJK characters and .txt are 244 bytes: valid, and no tmp or numbered name may
+    grow past NAME_MAX (it wedged every later toss)."""
+    alice, bob = pair
+    name = "文" * 80 + ".txt"
+    longest = "a" * 251 + ".txt"
+    assert len(name.encode()) == 244 and len(longest.encode()) == 255
+    for content, as_name in ((b"one", name), (b"two", name), (b"three", longest), (b"4", longest)):
+        alice.run("rise-send", "-q", "-", "bob", "--name", as_name, input=content)
+    carry(alice, bob, stick)
+    delivered = {path.name: path.read_bytes() for path in (bob.incoming / "alice").iterdir()}
+    assert len(delivered) == 4
+    assert sorted(delivered.values()) == [b"4", b"one", b"three", b"two"]
+    assert all(len(found.encode()) <= 255 for found in delivered)
+    assert {delivered[name], delivered[longest]} <= {b"one", b"two", b"three", b"4"}
+    assert not list((bob.spool / "rx").rglob("*.rsb"))  # nothing wedged
+    for node in (alice, bob):
+        node.run("rise-check")

@@ -23,10 +23,9 @@ from rise_dtn.node.peers import Peer
 from rise_dtn.store import locks
 from rise_dtn.store.atomic import (
     link_or_copy,
-    storage_error,
 )
-from rise_dtn.store.index import EntryRow
 from rise_dtn.store.spool import read_clear
+from rise_dtn.store.transaction import Release, Verdict
 
 
 @dataclasses.dataclass(slots=True)
@@ -119,22 +118,12 @@ def _take_acks(
             home.spool.lock_path(f"tx-{peer.node_id}"), wait_seconds=30, what=f"tx/{peer.name}"
         ):
             for bundle_id in ack.bundle_ids:
-                if _release(home, peer, bundle_id, how="acked", now=now):
+                if home.bundles.release(peer.node_id, bundle_id, Release.ACKED, now=now):
                     report.released += 1
                 # The neighbour took it; a copy still on the medium is now garbage.
                 carrier.remove(carrier.bundle_path(peer.node_id, me, bundle_id))
         carrier.remove(found.path)
         say(f"ack from {peer.name}: {len(ack.bundle_ids)} bundle(s) confirmed")
-
-
-def _release(home: Home, peer: Peer, bundle_id: BundleId, *, how: str, now: int) -> bool:
-    path = home.spool.bundle_path(home.spool.tx_dir(peer.node_id), bundle_id)
-    if not path.exists():
-        return False
-    size = path.stat().st_size
-    home.spool.remove(path)
-    home.index.release(str(bundle_id), str(peer.node_id), size=size, how=how, now=now)
-    return True
 
 
 def _take_bundles(
@@ -169,10 +158,6 @@ def _take_one(
     """Move one bundle from the medium into rx/ (durably, then off the medium)."""
     try:
         clear, size = read_clear(found.path)
-        if clear.header.recipient != home.identity.node_id:
-            raise BundleError(
-                f"bundle in our folder is for another node ({clear.header.recipient})"
-            )
     except BundleError as exc:
         report.rejected.append(f"{found.path.name}: {exc.message}")
         _quarantine_from_medium(home, found, exc.message)
@@ -181,43 +166,30 @@ def _take_one(
         report.rejected.append(f"{found.path.name}: unreadable: {exc.strerror}")
         return
     bundle_id = clear.bundle_id
-    rx_dir = home.spool.rx_dir(peer.node_id)
-    target = home.spool.bundle_path(rx_dir, bundle_id)
-    if target.exists():
+
+    def write(target: Path) -> None:
+        link_or_copy(found.path, target, tmp_dir=home.spool.tmp, what="receiving a bundle")
+
+    admission = home.bundles.admit(clear, size, peer.node_id, now=now, write=write)
+    if admission.verdict is Verdict.NOT_FOR_US:
+        report.rejected.append(f"{found.path.name}: {admission.reason}")
+        _quarantine_from_medium(home, found, admission.reason)
+        return
+    if admission.verdict is Verdict.RECEIVED:
         # Not tossed yet. If our copy turns out damaged, toss quarantines it
         # and this copy, left on the medium, is taken next time.
-        report.skipped.append(f"{found.path.name}: already received, waiting for rise-toss")
+        report.skipped.append(f"{found.path.name}: {admission.reason}")
         return
-    seen = home.index.seen_state(str(bundle_id))
-    if seen is not None and seen.state == "delivered":
-        report.duplicates += 1
-        home.index.owe_ack(str(bundle_id), str(peer.node_id), now=now)  # the sender missed our ack
+    if admission.verdict is Verdict.DELIVERED:
+        report.duplicates += 1  # the sender missed our ack: admit owes it again
         carrier.remove(found.path)
         return
-    if clear.expired(now):
+    if admission.verdict is Verdict.EXPIRED:
         report.expired += 1
         report.skipped.append(f"{found.path.name}: expired, removed from the medium")
         carrier.remove(found.path)
         return
-    try:
-        rx_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise storage_error(exc, "creating the spool directory") from None
-    try:
-        link_or_copy(found.path, target, tmp_dir=home.spool.tmp, what="receiving a bundle")
-    except FileExistsError:
-        pass  # another xfer took it a moment ago
-    home.index.put_entry(
-        EntryRow(
-            bundle_id=str(bundle_id),
-            direction="rx",
-            neighbour=str(peer.node_id),
-            size=size,
-            expiry=clear.header.expiry,
-            priority=clear.header.priority,
-            queued_at=now,
-        )
-    )
+    target = home.bundles.received_path(peer.node_id, bundle_id)
     # The copy on the medium stays until our ack goes out (_give_acks): until
     # then the sender would only write it again, and if our copy turns out
     # damaged, this one is taken next time.
@@ -311,7 +283,7 @@ def _give_bundles(
             report.rejected.append(f"{path.name}: damaged in our spool: {reason}")
             continue
         if clear.expired(now):
-            _release(home, peer, clear.bundle_id, how="expired", now=now)
+            home.bundles.release(peer.node_id, clear.bundle_id, Release.EXPIRED, now=now)
             report.expired += 1
             continue
         waiting.append((clear.header.priority, path, clear.bundle_id, size))
@@ -323,7 +295,7 @@ def _give_bundles(
         report.sent += 1
         report.sent_bytes += size
         if move:
-            _release(home, peer, bundle_id, how="moved", now=now)
+            home.bundles.release(peer.node_id, bundle_id, Release.MOVED, now=now)
         else:
             home.index.count_copy(str(bundle_id))
         say(f"sent {bundle_id} to {peer.name} ({size} bytes)")

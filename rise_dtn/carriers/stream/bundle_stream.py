@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import BinaryIO
 
 from rise_dtn.core import bundle
@@ -23,8 +24,9 @@ from rise_dtn.core.encoding import canonical, split_item
 from rise_dtn.core.errors import BundleError, UsageError
 from rise_dtn.core.identity import NODE_ID_BYTES, NodeId
 from rise_dtn.node.home import Home
-from rise_dtn.store.atomic import atomic_file, storage_error
+from rise_dtn.store.atomic import atomic_file
 from rise_dtn.store.spool import read_clear
+from rise_dtn.store.transaction import Release, Verdict
 
 MAGIC = b"RSS\x01"
 MAX_RECORD_HEADER_BYTES = 64
@@ -61,7 +63,7 @@ def write_stream(
             with open(path, "rb") as source:
                 while block := source.read(COPY_BYTES):
                     out.write(block)
-            written.append((neighbour, clear.bundle_id, size, path))
+            written.append((neighbour, clear.bundle_id))
             report.bundles += 1
             report.bytes += size
     out.write(canonical([]))
@@ -69,9 +71,8 @@ def write_stream(
     with contextlib.suppress(OSError, ValueError):
         os.fsync(out.fileno())  # a pipe cannot be fsynced; a file can
     if move:
-        for neighbour, bundle_id, size, path in written:
-            home.spool.remove(path)
-            home.index.release(str(bundle_id), str(neighbour), size=size, how="moved", now=now)
+        for neighbour, bundle_id in written:
+            home.bundles.release(neighbour, bundle_id, Release.MOVED, now=now)
     return report
 
 
@@ -127,7 +128,7 @@ def read_stream(home: Home, source: BinaryIO, *, now: int) -> StreamReport:
             report.skipped.append(f"a {size}-byte bundle {why}")
             _skip(source, size)
             continue
-        _take(home, source, sender, size, report)
+        _take(home, source, sender, size, report, now=now)
 
 
 def _skip(source: BinaryIO, size: int) -> None:
@@ -139,31 +140,38 @@ def _skip(source: BinaryIO, size: int) -> None:
         remaining -= len(block)
 
 
-def _take(home: Home, source: BinaryIO, sender: NodeId, size: int, report: StreamReport) -> None:
-    spool = home.spool
+def _take(
+    home: Home, source: BinaryIO, sender: NodeId, size: int, report: StreamReport, *, now: int
+) -> None:
+    """One record: into rx/ through the bundle transaction, or skipped with its reason."""
     head = _read_exact(source, min(size, bundle.MAX_CLEAR_BYTES))
     try:
         clear = bundle.parse_clear(head)
-        if clear.total_bytes != size or clear.header.recipient != home.identity.node_id:
-            raise BundleError("record size or recipient does not match the bundle")
+        if clear.total_bytes != size:
+            raise BundleError("record size does not match the bundle")
     except BundleError as exc:
         report.rejected.append(exc.message)
         _skip(source, size - len(head))
         return
-    rx_dir = spool.rx_dir(sender)
-    try:
-        rx_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise storage_error(exc, "creating the spool directory") from None
-    target = spool.bundle_path(rx_dir, clear.bundle_id)
-    with atomic_file(target, tmp_dir=spool.tmp, what="receiving a bundle") as out:
-        out.write(head)
-        remaining = size - len(head)
-        while remaining:
-            block = source.read(min(remaining, COPY_BYTES))
-            if not block:
-                raise BundleError("bundle stream is truncated")
-            out.write(block)
-            remaining -= len(block)
+
+    def write(target: Path) -> None:
+        with atomic_file(target, tmp_dir=home.spool.tmp, what="receiving a bundle") as out:
+            out.write(head)
+            remaining = size - len(head)
+            while remaining:
+                block = source.read(min(remaining, COPY_BYTES))
+                if not block:
+                    raise BundleError("bundle stream is truncated")
+                out.write(block)
+                remaining -= len(block)
+
+    admission = home.bundles.admit(clear, size, sender, now=now, write=write)
+    if not admission.taken:
+        _skip(source, size - len(head))
+        if admission.verdict is Verdict.NOT_FOR_US:
+            report.rejected.append(f"{clear.bundle_id}: {admission.reason}")
+        else:
+            report.skipped.append(f"{clear.bundle_id}: {admission.reason}")
+        return
     report.bundles += 1
     report.bytes += size

@@ -108,8 +108,8 @@ def queue_routed(
         return RoutedQueued(sealer.bundle_id, peer, prepared.kind, size, (), exc.message)
     destination = RouteNode(peer.node_id, peer.card.public)
     if prepared.size is not None:
-        inner_bytes = _inner_bytes(sealer, prepared.size)
-        writers = _writers(home, drawn, destination, inner_bytes, prepared, now=now, rng=rng)
+        inner = inner_bytes(sealer, prepared.size)
+        writers = _writers(home, drawn, destination, inner, prepared, now=now, rng=rng)
         with packet_writers(writers):
             fan = _fan(writers)
             fan(sealer.clear_part(prepared.size))
@@ -124,7 +124,7 @@ def queue_routed(
             payload = send.seal_stream(sealer, source, staging.write, progress)
             staging.seek(0)
             writers = _writers(
-                home, drawn, destination, _inner_bytes(sealer, payload), prepared, now=now, rng=rng
+                home, drawn, destination, inner_bytes(sealer, payload), prepared, now=now, rng=rng
             )
             with packet_writers(writers):
                 fan = _fan(writers)
@@ -135,7 +135,8 @@ def queue_routed(
     return RoutedQueued(sealer.bundle_id, peer, prepared.kind, payload, tuple(committed))
 
 
-def _inner_bytes(sealer: Sealer, payload_bytes: int) -> int:
+def inner_bytes(sealer: Sealer, payload_bytes: int) -> int:
+    """The direct bundle's size inside the onion, for `payload_bytes` of payload."""
     return (
         len(sealer.clear_part(payload_bytes)) + sealer.body_length(payload_bytes) - PUBLIC_KEY_BYTES
     )
@@ -205,7 +206,7 @@ def _record(
 ) -> None:
     try:
         for writer in writers:
-            home.index.put_entry(writer.entry(now=now))
+            home.bundles.list_queued(writer.entry(now=now))
         if prepared.kind is ContentKind.RECEIPT:
             return  # a receipt is the network's business, not one the user follows
         home.relay_index.put_sent(

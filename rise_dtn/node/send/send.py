@@ -7,7 +7,6 @@ is complete and fsynced (store/atomic.py); a crash leaves no half bundle.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import secrets
@@ -20,7 +19,7 @@ from typing import BinaryIO
 
 from rise_dtn.core import sealing
 from rise_dtn.core.bundle import ContentKind, Meta, Sealer, check_file_name
-from rise_dtn.core.errors import BundleError, RiseError, StorageError, UsageError
+from rise_dtn.core.errors import BundleError, StorageError, UsageError
 from rise_dtn.core.identity import PUBLIC_KEY_BYTES, BundleId
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
@@ -143,46 +142,26 @@ def queue(
     sealer = prepared.sealer
     assert sealer is not None
     size, priority, expiry = prepared.size, prepared.priority, prepared.expiry
-    spool = home.spool
-    tx_dir = spool.tx_dir(peer.node_id)
-    try:
-        tx_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise storage_error(exc, "creating the spool directory") from None
-    final_path = spool.bundle_path(tx_dir, sealer.bundle_id)
-    try:
-        with atomic_file(final_path, tmp_dir=spool.tmp, what="queueing the bundle") as out:
+    sealed: list[int] = []
+
+    def write(target: Path) -> None:
+        with atomic_file(target, tmp_dir=home.spool.tmp, what="queueing the bundle") as out:
             if size is not None:
                 out.write(sealer.clear_part(size))
-                with BackgroundWriter(out.write) as write:
-                    payload_bytes = seal_stream(sealer, source, write, progress)
+                with BackgroundWriter(out.write) as write_block:
+                    payload_bytes = seal_stream(sealer, source, write_block, progress)
                 if payload_bytes != size:
                     raise StorageError(
                         f"the file changed size while it was read ({size} -> {payload_bytes})"
                     )
             else:
                 payload_bytes = _seal_unknown_size(sealer, source, out, home, progress)
-        bundle_bytes = final_path.stat().st_size
-        from rise_dtn.store.index import EntryRow  # late: see Home.prewarm_index
+        sealed.append(payload_bytes)
 
-        home.index.put_entry(
-            EntryRow(
-                bundle_id=str(sealer.bundle_id),
-                direction="tx",
-                neighbour=str(peer.node_id),
-                size=bundle_bytes,
-                expiry=expiry,
-                priority=priority,
-                queued_at=now,
-            )
-        )
-    except BaseException:
-        # An error must mean "not queued", or the user's retry sends it twice; but
-        # the rename may be done (a failed fsync of tx/ after it, a full index).
-        # The bundle id is new, so nobody else has a file under this name.
-        with contextlib.suppress(RiseError):
-            spool.remove(final_path)
-        raise
+    bundle_bytes = home.bundles.queue(
+        peer.node_id, sealer.bundle_id, expiry=expiry, priority=priority, now=now, write=write
+    )
+    payload_bytes = sealed[0]
     return Queued(sealer.bundle_id, peer, prepared.kind, payload_bytes, bundle_bytes)
 
 

@@ -26,7 +26,7 @@ from rise_dtn.core.identity import NodeId
 from rise_dtn.core.onion import OnionPeeler
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
-from rise_dtn.node.toss import toss
+from rise_dtn.node.toss.toss_events import Forwarded, Rejected, TossEvent
 from rise_dtn.store.atomic import (
     StagingDirectory,
     fsync_dir,
@@ -71,7 +71,7 @@ def relayed_seen(clear: ClearPart, now: int) -> SeenRow:
 class ForwardBatch:
     """Packets peeled and written, waiting for one sync and one index commit."""
 
-    def __init__(self, home: Home, *, now: int, emit: Callable[[toss.TossEvent], None]) -> None:
+    def __init__(self, home: Home, *, now: int, emit: Callable[[TossEvent], None]) -> None:
         self._home = home
         self._now = now
         self._emit = emit
@@ -197,9 +197,9 @@ class ForwardBatch:
             stem = item.path.name.split(".")[0]
             if item.path in replay_paths:
                 reason = "replay of a packet already handled"
-                self._emit(toss.Rejected(stem, reason, "dropped"))
+                self._emit(Rejected(stem, reason, "dropped"))
             else:
-                self._emit(toss.Forwarded(stem, item.next_name))
+                self._emit(Forwarded(stem, item.next_name))
 
     def _abort(self) -> None:
         """Forget the batch: the packets stay in rx/ for the next toss."""

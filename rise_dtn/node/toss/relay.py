@@ -22,7 +22,7 @@ from rise_dtn.core.errors import BundleError
 from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.core.onion import OnionPeeler, SlotKind, commitment_for
 from rise_dtn.node.home import Home
-from rise_dtn.node.toss import toss
+from rise_dtn.node.toss import deliver
 from rise_dtn.node.toss.forwarding import (
     MAX_BATCHED_PAYLOAD_BYTES,
     ForwardBatch,
@@ -30,9 +30,10 @@ from rise_dtn.node.toss.forwarding import (
     check_quota,
     relayed_seen,
 )
-from rise_dtn.node.toss.toss_events import Source
+from rise_dtn.node.toss.toss_events import Delivered, Forwarded, Rejected, Source, TossEvent
 from rise_dtn.store.atomic import atomic_file
 from rise_dtn.store.index import EntryRow
+from rise_dtn.store.transaction import Release
 
 BLOCK_BYTES = 1 << 20  # the hot path works in large blocks
 
@@ -76,7 +77,7 @@ def toss_packet(
     *,
     now: int,
     batch: ForwardBatch | None = None,
-) -> toss.TossEvent | None:
+) -> TossEvent | None:
     """Handle one onion packet from rx/<neighbour>/; BundleError means quarantine.
 
     A small FORWARD packet joins `batch` and its event comes when the batch
@@ -98,7 +99,7 @@ def toss_packet(
         if home.index.seen_state(str(clear.bundle_id)) is not None:
             # Sphinx replay detection: the same alpha means the same packet.
             reason = "replay of a packet already handled"
-            return toss.drop(home, path, neighbour, clear.bundle_id, reason, now=now)
+            return deliver.drop(home, path, neighbour, clear.bundle_id, reason, now=now)
         source = PeeledSource(handle, peeler)
         if kind is SlotKind.DELIVER:
             return _deliver(home, path, neighbour, source, peeler, now=now)
@@ -110,9 +111,9 @@ def toss_packet(
             dropped = _cancel(home, peeler, now=now)
             if dropped is not None or kind is SlotKind.CANCEL_END:
                 home.relay_index.record_handled(relayed_seen(clear, now), neighbour=str(neighbour))
-                home.spool.remove(path)
+                home.bundles.handled(path)
                 reason = dropped or "cancel: nothing held here"
-                return toss.Rejected(stem, reason, "dropped")
+                return Rejected(stem, reason, "dropped")
             return _forward(home, path, neighbour, peeled, peeler, now=now)
         return _forward(home, path, neighbour, source, peeler, now=now)
 
@@ -139,7 +140,7 @@ def _deliver(
     peeler: OnionPeeler,
     *,
     now: int,
-) -> toss.TossEvent:
+) -> TossEvent:
     head = source.read(min(bundle.MAX_CLEAR_BYTES, peeler.payload_bytes))
     inner = parse_clear(head)
     if inner.onion:
@@ -147,13 +148,13 @@ def _deliver(
     if inner.total_bytes > peeler.payload_bytes:
         raise BundleError("onion payload is shorter than the bundle it carries")
     source.push_back(head[inner.size :])
-    event = toss.deliver_peeled(
+    event = deliver.deliver_peeled(
         home, path, neighbour, inner, source, hop_id=peeler.bundle_id, now=now
     )
-    if isinstance(event, toss.Delivered):
+    if isinstance(event, Delivered):
         from rise_dtn.node.toss import control  # late: control imports the sending side
 
-        control.send_receipt(home, bundle_id=event.bundle_id, sender=event.sender, now=now)
+        control.send_receipts_owed(home, now=now)
     return event
 
 
@@ -161,10 +162,9 @@ def _cancel(home: Home, peeler: OnionPeeler, *, now: int) -> str | None:
     """Drop the packet held under this cancel token; say what was dropped, if anything."""
     commitment = commitment_for(peeler.slot.commitment).hex()
     for bundle_id, next_hop in home.relay_index.holding(commitment):
-        tx_dir = home.spool.tx_dir(NodeId.parse(next_hop))
-        tx_path = home.spool.bundle_path(tx_dir, BundleId.parse(bundle_id))
-        home.spool.remove(tx_path)
-        home.index.release(bundle_id, next_hop, size=0, how="cancelled", now=now)
+        home.bundles.release(
+            NodeId.parse(next_hop), BundleId.parse(bundle_id), Release.CANCELLED, now=now
+        )
         return "cancel: the copy held here was dropped"
     return None
 
@@ -177,7 +177,7 @@ def _forward(
     peeler: OnionPeeler,
     *,
     now: int,
-) -> toss.TossEvent:
+) -> TossEvent:
     """One packet, streamed in constant memory (large payloads, cancels)."""
     peers = {peer.node_id: peer for peer in home.peers.all()}
     previous, next_hop = check_forward(home, peers, neighbour, peeler, now=now)
@@ -211,5 +211,5 @@ def _forward(
     home.relay_index.record_forwarded_many(
         [(entry, str(neighbour), commitment, relayed_seen(peeler.clear, now))], replays=[]
     )
-    home.spool.remove(path)
-    return toss.Forwarded(path.name.split(".")[0], next_hop.name)
+    home.bundles.handled(path)
+    return Forwarded(path.name.split(".")[0], next_hop.name)

@@ -1,0 +1,286 @@
+"""The one bundle transaction: the only code that changes where a bundle stands in the spool.
+
+A bundle is *queued* for a neighbour (tx/<neighbour>/), *admitted* from a
+neighbour (rx/<neighbour>/), *released* from tx/ (acked, moved, expired,
+cancelled) or *quarantined* with a reason. Every carrier (a stick, a live
+link, a byte stream) and every service (send, toss, relay) goes through
+here, so the rules are the same whatever carried the bundle.
+
+The order of every change is the one in DESIGN.md: the file first (tmp,
+fsync, rename, fsync the directory), then the index row, and only then may
+the caller confirm, ack or release anything. A crash between two steps
+leaves a file the index does not list (or a row whose file is gone), which
+`rise-check --repair` mends from the files; never a torn bundle, never a
+bundle confirmed before it is durable.
+
+The carriers keep their own I/O: each hands in a `write(target)` that
+durably creates the file under its final name (a kernel copy from a stick,
+a rename of a partial copy from a link, a write from a pipe) or raises
+FileExistsError when it is already there. This module decides whether to
+take the bundle, and records what happened. It never parses a bundle body,
+never reads the clock (`now` is passed in) and never talks to a carrier.
+
+Releases take no lock: each is idempotent (the file goes, then a row says
+how), and a carrier that copies a bundle out holds the file open, so a
+release meanwhile costs at most a duplicate copy, which the receiver drops
+by bundle id (docs/protocol.md, duplicates).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rise_dtn.core.bundle import ClearPart
+from rise_dtn.core.errors import StorageError
+from rise_dtn.core.identity import BundleId, NodeId
+from rise_dtn.store.atomic import fsync_dir, storage_error
+from rise_dtn.store.spool import Spool
+
+if TYPE_CHECKING:
+    from rise_dtn.store.index import EntryRow, Index
+
+
+class Release(enum.StrEnum):
+    """Why a bundle left tx/ for good (the index's `release.how`)."""
+
+    ACKED = "acked"  # the neighbour confirmed it: a hop ack, or STORED on a link
+    MOVED = "moved"  # written to a medium or stream with --move: no ack awaited
+    EXPIRED = "expired"  # its lifetime ended before anyone took it
+    CANCELLED = "cancelled"  # a cancel token for it reached this relay
+
+
+class Verdict(enum.Enum):
+    """What the admission rules say of a bundle a neighbour hands us."""
+
+    TAKE = "take"
+    RECEIVED = "already received"  # in rx/, not tossed yet: this copy adds nothing
+    DELIVERED = "already delivered"  # a replay or a copy the sender re-sent: ack again
+    EXPIRED = "expired"
+    NOT_FOR_US = "not for this node"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Admission:
+    """The verdict on one bundle, and the one-line reason a user is shown."""
+
+    verdict: Verdict
+    reason: str
+
+    @property
+    def taken(self) -> bool:
+        return self.verdict is Verdict.TAKE
+
+
+Write = Callable[[Path], None]
+
+
+class BundleTransaction:
+    """Queue, admit, release and quarantine bundles in one node's spool."""
+
+    def __init__(self, spool: Spool, index: Callable[[], Index], me: NodeId) -> None:
+        self._spool = spool
+        self._index = index  # opened on first use: a stick with nothing for us opens no database
+        self._me = me
+
+    # Admission: bundles a neighbour hands us.
+
+    def judge(self, clear: ClearPart, neighbour: NodeId, *, now: int) -> Admission:
+        """The admission rules, from the cleartext header alone (no change made).
+
+        A carrier may ask before it takes a byte (a link before it requests
+        the body, a stick before it copies); `admit` asks again at commit.
+        """
+        bundle_id = clear.bundle_id
+        if clear.header.recipient != self._me:
+            return Admission(
+                Verdict.NOT_FOR_US, f"bundle is for another node ({clear.header.recipient})"
+            )
+        if self.received_path(neighbour, bundle_id).exists():
+            return Admission(Verdict.RECEIVED, "already received, waiting for rise-toss")
+        seen = self._index().seen_state(str(bundle_id))
+        if seen is not None and seen.state == "delivered":
+            return Admission(Verdict.DELIVERED, "already delivered (a duplicate)")
+        if clear.expired(now):
+            return Admission(Verdict.EXPIRED, "expired")
+        return Admission(Verdict.TAKE, "taken")
+
+    def admit(
+        self, clear: ClearPart, size: int, neighbour: NodeId, *, now: int, write: Write
+    ) -> Admission:
+        """Take a bundle into rx/<neighbour>/ if the rules allow; record what happened.
+
+        `write(target)` must make `target` a complete, durable file (or raise
+        FileExistsError). A duplicate of a delivered bundle owes the
+        neighbour its ack again (it missed ours); the caller disposes of its
+        copy for every verdict but TAKE, and quarantines on NOT_FOR_US.
+        """
+        admission = self.judge(clear, neighbour, now=now)
+        if admission.verdict is Verdict.DELIVERED:
+            self._index().owe_ack(str(clear.bundle_id), str(neighbour), now=now)
+        if not admission.taken:
+            return admission
+        target = self.received_path(neighbour, clear.bundle_id)
+        _make_dir(target.parent)
+        try:
+            write(target)
+        except FileExistsError:
+            return Admission(Verdict.RECEIVED, "already received, waiting for rise-toss")
+        from rise_dtn.store.index import EntryRow  # late: SQLAlchemy is most of start-up
+
+        self._index().put_entry(
+            EntryRow(
+                bundle_id=str(clear.bundle_id),
+                direction="rx",
+                neighbour=str(neighbour),
+                size=size,
+                expiry=clear.header.expiry,
+                priority=clear.header.priority,
+                queued_at=now,
+            )
+        )
+        return admission
+
+    def received_path(self, neighbour: NodeId, bundle_id: BundleId) -> Path:
+        return self._spool.bundle_path(self._spool.rx_dir(neighbour), bundle_id)
+
+    # Queueing: bundles we send.
+
+    def queued_path(self, neighbour: NodeId, bundle_id: BundleId) -> Path:
+        return self._spool.bundle_path(self._spool.tx_dir(neighbour), bundle_id)
+
+    def queue(
+        self,
+        neighbour: NodeId,
+        bundle_id: BundleId,
+        *,
+        expiry: int,
+        priority: int,
+        now: int,
+        write: Write,
+    ) -> int:
+        """Put a new bundle in tx/<neighbour>/ and list it; returns its size in bytes.
+
+        An error means "not queued": the file is removed again even when the
+        rename was done (a failed fsync of tx/ after it, a full index), so a
+        user's retry never sends it twice. The id is new, so no one else has
+        a file under this name.
+        """
+        target = self.queued_path(neighbour, bundle_id)
+        _make_dir(target.parent)
+        try:
+            write(target)
+            size = target.stat().st_size
+            from rise_dtn.store.index import EntryRow  # late: see Home.prewarm_index
+
+            self._index().put_entry(
+                EntryRow(
+                    bundle_id=str(bundle_id),
+                    direction="tx",
+                    neighbour=str(neighbour),
+                    size=size,
+                    expiry=expiry,
+                    priority=priority,
+                    queued_at=now,
+                )
+            )
+        except BaseException:
+            try:
+                self._spool.remove(target)
+            except StorageError:
+                pass
+            raise
+        return size
+
+    def list_queued(self, entry: EntryRow) -> None:
+        """Index a bundle its writer already made durable in tx/ (onion packets:
+        one batch of writers shares one sync, onion_send.packet_writers)."""
+        self._index().put_entry(entry)
+
+    # Received bundles that are done with: delivered, forwarded, dropped.
+
+    def drop_received(
+        self, path: Path, neighbour: NodeId, bundle_id: BundleId, *, now: int
+    ) -> None:
+        """A received bundle needs no delivery (expired, a duplicate, refused by policy).
+
+        The neighbour still gets its ack, under the id inside the bundle: a
+        file in rx/ under another name must neither ack a bundle it is not
+        nor leave an unparsable id among the acks owed.
+        """
+        self._index().owe_ack(str(bundle_id), str(neighbour), now=now)
+        self._spool.remove(path)
+        self._index().drop_entry(_stem(path), "rx")
+
+    def handled(self, path: Path) -> None:
+        """The received copy's fate is journaled (delivered, forwarded): the file goes.
+
+        The caller's index transaction already dropped its rx row and owed
+        the ack; a crash before this leaves a file whose bundle id the index
+        knows, which the next toss drops as a duplicate.
+        """
+        self._spool.remove(path)
+
+    # Leaving: release from tx/, quarantine.
+
+    def release(self, neighbour: NodeId, bundle_id: BundleId, how: Release, *, now: int) -> bool:
+        """The bundle left tx/<neighbour>/ for good; False if it was not there (already gone)."""
+        path = self.queued_path(neighbour, bundle_id)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise storage_error(exc, "releasing a bundle") from None
+        self._spool.remove(path)
+        self._index().release(str(bundle_id), str(neighbour), size=size, how=how, now=now)
+        return True
+
+    def quarantine(self, path: Path, reason: str, *, listed_as: str | None = None) -> Path:
+        """Set a rejected bundle aside with its one-line reason; forget its index row.
+
+        `listed_as` is "rx" or "tx" when the file was a listed spool entry.
+        """
+        target = self._spool.quarantine(path, reason)
+        if listed_as is not None:
+            self._index().drop_entry(_stem(path), listed_as)
+        return target
+
+
+def _stem(path: Path) -> str:
+    """The bundle id a spool file is named after (or what stands there)."""
+    return path.name.split(".")[0]
+
+
+def _make_dir(directory: Path) -> None:
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise storage_error(exc, "creating the spool directory") from None
+
+
+def commit_partial(partial: Path, target: Path) -> None:
+    """Give a complete copy received into the spool (a live link's partial) its final name.
+
+    fsync, then a hard link under the final name (never clobbering a copy
+    already there: FileExistsError), then the partial name goes; both
+    directories are fsynced.
+    """
+    try:
+        with open(partial, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.link(partial, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        raise storage_error(exc, "receiving a bundle") from None
+    try:
+        os.unlink(partial)
+        fsync_dir(target.parent)
+        fsync_dir(partial.parent)
+    except OSError as exc:
+        raise storage_error(exc, "receiving a bundle") from None
