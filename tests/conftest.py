@@ -6,10 +6,17 @@ import dataclasses
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import settings
+
+from tests.properties import CI_PROFILE, TALLY, Tally
+
+settings.load_profile(CI_PROFILE)  # `--hypothesis-profile=fuzz` (./dev fuzz) replaces it
 
 BIN = Path(sys.executable).parent  # the venv's bin/, where `rise` and `rise-*` live
 
@@ -102,3 +109,72 @@ def stick(tmp_path: Path) -> Path:
     path = tmp_path / "stick"
     path.mkdir()
     return path
+
+
+# Every property's examples, counted for the line `./dev fuzz` ends with.
+
+
+def _counting(inner_test: Callable[..., object]) -> Callable[..., object]:
+    def counted(*args: object, **kwargs: object) -> object:
+        TALLY.examples += 1
+        return inner_test(*args, **kwargs)
+
+    counted.counts_examples = True  # type: ignore[attr-defined]
+    return counted
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        # `hypothesis.inner_test` is the documented place to wrap what runs per example.
+        handle = getattr(getattr(item, "obj", None), "hypothesis", None)
+        if handle is not None and not hasattr(handle.inner_test, "counts_examples"):
+            handle.inner_test = _counting(handle.inner_test)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    if getattr(getattr(item, "obj", None), "hypothesis", None) is not None:
+        TALLY.properties += 1
+    yield
+
+
+_STARTED = pytest.StashKey[float]()
+_WORKERS = pytest.StashKey[Tally]()  # what pytest-xdist workers tried, summed in the controller
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_STARTED] = time.monotonic()
+    config.stash[_WORKERS] = Tally()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput: dict[str, Any] | None = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["tally"] = dataclasses.asdict(TALLY)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    workers = node.config.stash[_WORKERS]
+    tally = getattr(node, "workeroutput", {}).get("tally", {})
+    for field in dataclasses.fields(Tally):
+        setattr(workers, field.name, getattr(workers, field.name) + tally.get(field.name, 0))
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    workers = config.stash[_WORKERS]
+    total = Tally(
+        *(
+            getattr(TALLY, field.name) + getattr(workers, field.name)
+            for field in dataclasses.fields(Tally)
+        )
+    )
+    if total.properties == 0:
+        return
+    minutes = max(time.monotonic() - config.stash[_STARTED], 1e-9) / 60
+    terminalreporter.write_line(
+        f"hypothesis profile {settings.get_current_profile_name()!r}:"
+        f" {total.examples:,} examples of {total.properties} properties,"
+        f" {total.decoder_inputs:,} decoder inputs, in {minutes:.1f} min"
+        f" ({total.decoder_inputs / minutes:,.0f} decoder inputs a minute)"
+    )

@@ -5,8 +5,9 @@ BundleError (bundles, acks, metadata) or PeerError (cards); the key file, which
 is the user's own, raises only UsageError. Any other exception escapes
 `only()` and fails the test with Hypothesis's shrunk example.
 
-Every test is deterministic (derandomize=True, no example database) and the
-whole module runs in a few seconds.
+In CI every test is deterministic (the `ci` profile, tests/properties.py)
+and the whole module runs in a few seconds; `./dev fuzz` runs it with random
+seeds and 100 times the examples.
 """
 
 from __future__ import annotations
@@ -46,23 +47,18 @@ from rise_dtn.core.card import ARMOR_BEGIN, ARMOR_END, CARD_SIGNATURE_CONTEXT, C
 from rise_dtn.core.encoding import canonical, split_item, strict_loads
 from rise_dtn.core.errors import BundleError, PeerError, UsageError
 from rise_dtn.core.identity import BundleId, Identity, NodeId, exchange_public_for
+from tests.properties import examples, untrusted
 
 FUZZ = settings(
-    max_examples=150,
-    derandomize=True,
-    database=None,
-    deadline=None,
+    max_examples=examples(150),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-ROUND_TRIP = settings(FUZZ, max_examples=60)
+ROUND_TRIP = settings(FUZZ, max_examples=examples(60))
 
 
 def only(error: type[Exception], decode: Callable[[], object]) -> object:
     """Run `decode`; swallow `error` (the documented one), let anything else fail the test."""
-    try:
-        return decode()
-    except error:
-        return None
+    return untrusted(decode, error)
 
 
 # Valid encodings to mutate

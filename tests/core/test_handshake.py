@@ -9,6 +9,7 @@ from test_codec_support import ALICE, BOB, MALLORY
 
 from rise_dtn.core.errors import PeerError
 from rise_dtn.core.handshake import MAX_PLAINTEXT_BYTES, Initiator, Responder
+from tests.properties import TALLY, examples
 
 
 def test_both_sides_learn_the_truth_and_talk() -> None:
@@ -63,8 +64,9 @@ def test_tampered_or_replayed_transport_message_fails() -> None:
         bob.decrypt(bytes(sealed))
 
 
-@settings(max_examples=100, derandomize=True, database=None)
+@settings(max_examples=examples(100))
 @given(st.binary(max_size=200))
 def test_garbage_first_messages_raise_only_peer_error(data: bytes) -> None:
+    TALLY.decoder_inputs += 1
     with pytest.raises(PeerError):
         Responder(BOB).read_first(data)

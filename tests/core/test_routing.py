@@ -27,6 +27,7 @@ from rise_dtn.core.routing import (
     choose_route,
     merge,
 )
+from tests.properties import examples
 
 NOW = 1_700_000_000
 LATER = NOW + 3600
@@ -448,9 +449,7 @@ def every_route(
 
 
 @pytest.mark.parametrize("sample_attempts", [routing.SAMPLE_ATTEMPTS, 0])
-@settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=maps(), seed=st.integers(0, 2**32))
 def test_routes_are_valid_and_no_route_means_none_exists(
     case: tuple[MapView, list[NodeId], int, dict[str, object]],
@@ -474,7 +473,7 @@ def test_routes_are_valid_and_no_route_means_none_exists(
     assert check_via(view, nid("d"), hints=hints, via=route) == route
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150))
 @given(case=maps(), copies=st.integers(1, 3), seed=st.integers(0, 2**32))
 def test_disjoint_routes_are_valid_and_disjoint(
     case: tuple[MapView, list[NodeId], int, dict[str, object]], copies: int, seed: int

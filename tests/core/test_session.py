@@ -30,6 +30,7 @@ from rise_dtn.core.session import (
     _encode,
     _Outgoing,
 )
+from tests.properties import examples, untrusted
 
 
 def bid(text: str) -> BundleId:
@@ -275,33 +276,25 @@ def test_our_own_mistakes_are_caller_errors() -> None:
     assert session.next_event() is NEED_DATA
 
 
-@settings(
-    max_examples=300, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
-)
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_raise_only_peer_error(data: bytes) -> None:
     session = Session()
     session.receive_data(data)
-    try:
-        drain(session)
-    except PeerError:
-        pass
+    untrusted(lambda: drain(session), PeerError)
 
 
-@settings(max_examples=200, derandomize=True, database=None)
+@settings(max_examples=examples(200))
 @given(st.lists(st.integers(0, 8), max_size=8), st.binary(max_size=40))
 def test_framed_garbage_raises_only_peer_error(kinds: list[int], blob: bytes) -> None:
     session = Session()
     for kind in kinds:
         frame = cbor2.dumps([kind, blob[:16], len(blob), blob])
         session.receive_data(len(frame).to_bytes(LENGTH_BYTES, "big") + frame)
-    try:
-        drain(session)
-    except PeerError:
-        pass
+    untrusted(lambda: drain(session), PeerError)
 
 
-@settings(max_examples=300, derandomize=True, database=None)
+@settings(max_examples=examples(300))
 @given(
     st.binary(min_size=16, max_size=16),
     st.one_of(st.integers(0, 30), st.integers(0, 1 << 50)),
@@ -319,7 +312,7 @@ def test_fast_data_decoder_agrees_with_cbor(raw_id: bytes, offset: int, payload:
     assert header + body == len(frame).to_bytes(LENGTH_BYTES, "big") + frame
 
 
-@settings(max_examples=500, derandomize=True, database=None)
+@settings(max_examples=examples(500))
 @given(st.binary(min_size=0, max_size=64))
 def test_fast_data_decoder_never_accepts_what_cbor_refuses(tail: bytes) -> None:
     """Any bytes after the DATA prefix: the fast path returns None or what cbor2 decodes."""

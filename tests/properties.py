@@ -1,0 +1,76 @@
+"""Hypothesis profiles for every property test, and the tally `./dev fuzz` prints.
+
+Two profiles, registered here and loaded by tests/conftest.py:
+
+- `ci` (the default): a fixed seed (derandomize, no example database), so a
+  run on any machine tries the same inputs and CI is never flaky.
+- `fuzz` (`./dev fuzz`, or `pytest --hypothesis-profile=fuzz`): random
+  seeds, FUZZ_SCALE (100, or $RISE_FUZZ_SCALE) times the examples, and the
+  example database in .hypothesis/ so a failure found once is tried first
+  by the next run.
+
+A property that needs more or fewer examples than the profile's default
+asks for `examples(count)`, its count in CI, which the fuzz profile scales:
+a plain `max_examples=count` would pin it in both. Nothing here may decide
+whether a test passes; it only counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+from hypothesis import settings
+from hypothesis.database import DirectoryBasedExampleDatabase
+
+CI_PROFILE = "ci"
+FUZZ_PROFILE = "fuzz"
+# Hypothesis's own default; every `examples(count)` is relative to it.
+CI_EXAMPLES = 100
+FUZZ_SCALE = int(os.environ.get("RISE_FUZZ_SCALE", "100"))
+
+settings.register_profile(
+    CI_PROFILE,
+    max_examples=CI_EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,  # a slow shared machine must not fail a test
+)
+settings.register_profile(
+    FUZZ_PROFILE,
+    max_examples=CI_EXAMPLES * max(FUZZ_SCALE, 1),
+    derandomize=False,
+    database=DirectoryBasedExampleDatabase(".hypothesis/examples"),
+    deadline=None,
+    print_blob=True,  # a failure prints the @reproduce_failure line to replay it
+)
+
+
+def examples(count: int) -> int:
+    """`count` examples in CI, scaled like every other count under the active profile."""
+    return max(1, count * settings.default.max_examples // CI_EXAMPLES)
+
+
+@dataclasses.dataclass(slots=True)
+class Tally:
+    """What one pytest process tried: examples of every property, inputs to decoders."""
+
+    properties: int = 0
+    examples: int = 0
+    decoder_inputs: int = 0
+
+
+TALLY = Tally()
+
+Result = TypeVar("Result")
+
+
+def untrusted(decode: Callable[[], Result], *errors: type[Exception]) -> Result | None:
+    """Decode one untrusted input: the documented `errors` give None, anything else fails."""
+    TALLY.decoder_inputs += 1
+    try:
+        return decode()
+    except errors:
+        return None
