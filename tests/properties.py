@@ -1,4 +1,5 @@
-"""Hypothesis profiles for every property test, and the tally `./dev fuzz` prints.
+"""Hypothesis profiles for every property test, the tally `./dev fuzz` prints, and
+the helpers every decoder property shares.
 
 Two profiles, registered here and loaded by tests/conftest.py:
 
@@ -22,7 +23,8 @@ import os
 from collections.abc import Callable
 from typing import TypeVar
 
-from hypothesis import settings
+from hypothesis import assume, settings
+from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 
 CI_PROFILE = "ci"
@@ -74,3 +76,26 @@ def untrusted(decode: Callable[[], Result], *errors: type[Exception]) -> Result 
         return decode()
     except errors:
         return None
+
+
+@st.composite
+def mutations(draw: st.DrawFn, valid: bytes) -> bytes:
+    """`valid` with one to four bytes flipped, set, inserted or deleted, or cut or extended."""
+    data = bytearray(valid)
+    for _ in range(draw(st.integers(1, 4))):
+        operation = draw(st.sampled_from(["flip", "set", "insert", "delete", "truncate", "append"]))
+        position = draw(st.integers(0, max(len(data) - 1, 0)))
+        if operation == "flip" and data:
+            data[position] ^= 1 << draw(st.integers(0, 7))
+        elif operation == "set" and data:
+            data[position] = draw(st.integers(0, 255))
+        elif operation == "insert":
+            data[position:position] = draw(st.binary(min_size=1, max_size=9))
+        elif operation == "delete" and data:
+            del data[position : position + draw(st.integers(1, 9))]
+        elif operation == "truncate":
+            del data[position:]
+        else:
+            data += draw(st.binary(min_size=1, max_size=9))
+    assume(bytes(data) != valid)  # a flip undone or a byte set to itself
+    return bytes(data)

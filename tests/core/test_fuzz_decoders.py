@@ -47,7 +47,7 @@ from rise_dtn.core.card import ARMOR_BEGIN, ARMOR_END, CARD_SIGNATURE_CONTEXT, C
 from rise_dtn.core.encoding import canonical, split_item, strict_loads
 from rise_dtn.core.errors import BundleError, PeerError, UsageError
 from rise_dtn.core.identity import BundleId, Identity, NodeId, exchange_public_for
-from tests.properties import examples, untrusted
+from tests.properties import examples, mutations, untrusted
 
 FUZZ = settings(
     max_examples=examples(150),
@@ -463,28 +463,6 @@ def test_raw_cbor_in_fields(structure: str, data: st.DataObject) -> None:
 
 
 # Byte-level mutations of valid encodings
-
-
-@st.composite
-def mutations(draw: st.DrawFn, valid: bytes) -> bytes:
-    data = bytearray(valid)
-    for _ in range(draw(st.integers(1, 4))):
-        operation = draw(st.sampled_from(["flip", "set", "insert", "delete", "truncate", "append"]))
-        position = draw(st.integers(0, max(len(data) - 1, 0)))
-        if operation == "flip" and data:
-            data[position] ^= 1 << draw(st.integers(0, 7))
-        elif operation == "set" and data:
-            data[position] = draw(st.integers(0, 255))
-        elif operation == "insert":
-            data[position:position] = draw(st.binary(min_size=1, max_size=9))
-        elif operation == "delete" and data:
-            del data[position : position + draw(st.integers(1, 9))]
-        elif operation == "truncate":
-            del data[position:]
-        else:
-            data += draw(st.binary(min_size=1, max_size=9))
-    assume(bytes(data) != valid)  # a flip undone or a byte set to itself
-    return bytes(data)
 
 
 @FUZZ

@@ -9,7 +9,7 @@ from test_codec_support import ALICE, BOB, MALLORY
 
 from rise_dtn.core.errors import PeerError
 from rise_dtn.core.handshake import MAX_PLAINTEXT_BYTES, Initiator, Responder
-from tests.properties import TALLY, examples
+from tests.properties import TALLY, examples, mutations, untrusted
 
 
 def test_both_sides_learn_the_truth_and_talk() -> None:
@@ -70,3 +70,28 @@ def test_garbage_first_messages_raise_only_peer_error(data: bytes) -> None:
     TALLY.decoder_inputs += 1
     with pytest.raises(PeerError):
         Responder(BOB).read_first(data)
+
+
+@settings(max_examples=examples(150))
+@given(message=st.sampled_from(["first", "reply", "link"]), data=st.data())
+def test_tampered_handshake_and_link_messages_raise_only_peer_error(
+    message: str, data: st.DataObject
+) -> None:
+    """A message of a real handshake or link, altered: the side reading it refuses it cleanly.
+
+    Noise draws its ephemeral keys itself, so the valid messages differ from run
+    to run; the alterations, drawn by Hypothesis, do not.
+    """
+    initiator = Initiator(ALICE, BOB.public.exchange_public)
+    first = initiator.first_message()
+    if message == "first":
+        untrusted(lambda: Responder(BOB).read_first(data.draw(mutations(first))), PeerError)
+        return
+    responder = Responder(BOB)
+    responder.read_first(first)
+    reply, bob = responder.accept()
+    if message == "reply":
+        untrusted(lambda: initiator.finish(data.draw(mutations(reply))), PeerError)
+        return
+    sealed = initiator.finish(reply).encrypt(data.draw(st.binary(max_size=64)))
+    untrusted(lambda: bob.decrypt(data.draw(mutations(sealed) | st.binary(max_size=80))), PeerError)

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rise_dtn.core.encoding import canonical
 from rise_dtn.core.errors import PeerError
 from rise_dtn.core.identity import BundleId
 from rise_dtn.core.session import (
@@ -321,3 +322,37 @@ def test_fast_data_decoder_never_accepts_what_cbor_refuses(tail: bytes) -> None:
     if fast is None:
         return
     assert _decode(frame) == fast
+
+
+FIELD_VALUES = st.one_of(
+    st.sampled_from([bid("a").raw, bid("b").raw, bid("c").raw]),
+    st.integers(0, 40),
+    st.sampled_from([2**50, 2**50 + 1, 2**63, 2**64 - 1, -1, True, None, b"", "x"]),
+    st.binary(max_size=24),
+)
+
+
+@settings(max_examples=examples(200), suppress_health_check=[HealthCheck.too_slow])
+@given(
+    offered=st.lists(st.sampled_from(["a", "b"]), max_size=2),
+    frames=st.lists(
+        st.tuples(st.integers(0, 8), st.lists(FIELD_VALUES, max_size=4)), min_size=1, max_size=12
+    ),
+    cut=st.integers(0, 40),
+)
+def test_well_framed_hostile_events_raise_only_peer_error(
+    offered: list[str], frames: list[tuple[int, list[object]]], cut: int
+) -> None:
+    """Frames of every type with any fields, in any order, after we offered some bundles."""
+    session = Session()
+    for name in offered:
+        session.send(Offer(bid(name), 20, 1))
+    wire = b""
+    for kind, fields in frames:
+        frame = canonical([kind, *fields])  # type: ignore[list-item]
+        wire += len(frame).to_bytes(LENGTH_BYTES, "big") + frame
+    for piece in (wire[:cut], wire[cut:]):  # frames split across reads
+        session.receive_data(piece)
+        events = untrusted(lambda: drain(session), PeerError)
+        if events is None:
+            return
