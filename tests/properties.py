@@ -52,7 +52,9 @@ settings.register_profile(
 
 def examples(count: int) -> int:
     """`count` examples in CI, scaled like every other count under the active profile."""
-    return max(1, count * settings.default.max_examples // CI_EXAMPLES)
+    profile = settings.default
+    assert profile is not None  # conftest.py loads one before any test module is imported
+    return max(1, count * profile.max_examples // CI_EXAMPLES)
 
 
 @dataclasses.dataclass(slots=True)

@@ -14,6 +14,8 @@ import functools
 import importlib
 import os
 import secrets
+import shlex
+import stat
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,6 +53,31 @@ def _check_key_mode(key_path: Path) -> None:
         raise UsageError(f"{key_path} is readable by others (mode {mode:o}); chmod 600 it")
 
 
+def _check_not_writable_by_others(path: Path) -> None:
+    """Refuse a home or config that another local user could change.
+
+    Whoever can replace config.toml chooses the `on_delivery` command this
+    node runs, as this node's user; whoever can write to the home can replace
+    config.toml (and the key). So, as ssh does for ~/.ssh: owned by us, and
+    writable by nobody else.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return  # a missing config.toml means the defaults; a missing home, no node
+    mode = stat.S_IMODE(info.st_mode)
+    if info.st_uid != os.geteuid():
+        raise UsageError(
+            f"{path} belongs to another user (uid {info.st_uid}, mode {mode:o}), who could"
+            " change what this node runs; use a node of your own"
+        )
+    if mode & 0o022:
+        raise UsageError(
+            f"{path} is writable by others (mode {mode:o}), who could change what this node"
+            f" runs; chmod go-w {shlex.quote(str(path))}"
+        )
+
+
 class Home:
     """An opened node. Loads key, config and index lazily: cheap to construct."""
 
@@ -65,7 +92,10 @@ class Home:
         home = cls(path or default_home())
         if not (home.path / KEY_FILE).exists():
             raise UsageError(f"no rise-dtn node at {home.path} (run `rise init --name NAME`)")
-        # Every command refuses an exposed key, not only those that happen to load it.
+        # Every command refuses an exposed key or an open home, not only those
+        # that happen to load the key or the config.
+        _check_not_writable_by_others(home.path)
+        _check_not_writable_by_others(home.path / CONFIG_FILE)
         _check_key_mode(home.path / KEY_FILE)
         return home
 
@@ -77,6 +107,8 @@ class Home:
             raise UsageError(f"a node already exists at {path}")
         try:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.chmod(0o700)  # also an existing folder, and whatever the umask
+            _check_not_writable_by_others(path)  # an existing folder of another user
             identity = Identity.from_seeds(secrets.token_bytes(32), secrets.token_bytes(32))
             write_atomic(path / CONFIG_FILE, config_module.render(name).encode(), mode=0o600)
             home.spool.create()
