@@ -7,10 +7,13 @@ Read with tomllib; written once, from a commented template, by `rise init`
 from __future__ import annotations
 
 import dataclasses
+import fractions
+import json
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rise_dtn.core.card import check_name
 from rise_dtn.core.errors import UsageError
@@ -96,17 +99,17 @@ nice = {nice}
 """
 
 
-def parse_duration(text: str | int) -> int:
+def parse_duration(text: object) -> int:
     """'30d', '12h', '90m', '45s' or plain seconds -> seconds."""
-    if isinstance(text, int):
+    if isinstance(text, int) and not isinstance(text, bool):
         seconds = text
     else:
-        match = _DURATION.match(text)
+        match = _DURATION.match(text) if isinstance(text, str) else None
         if not match:
-            raise UsageError(f"not a duration: {text!r} (use e.g. 30d, 12h, 90m, 3600)")
+            raise UsageError(f"not a duration: {_shown(text)} (use e.g. 30d, 12h, 90m, 3600)")
         seconds = int(match.group(1)) * _UNITS[match.group(2)]
     if not 0 < seconds <= MAX_LIFETIME_SECONDS:
-        raise UsageError(f"duration out of range: {text!r} (1 second to 10 years)")
+        raise UsageError(f"duration out of range: {_shown(text)} (1 second to 10 years)")
     return seconds
 
 
@@ -114,6 +117,11 @@ def check_nice(nice: int) -> int:
     if not 0 <= nice <= 255:
         raise UsageError(f"nice must be 0..255, not {nice}")
     return nice
+
+
+def _shown(value: object) -> str:
+    """A value as it was written in TOML: true, "30 days", -1."""
+    return json.dumps(value) if isinstance(value, (bool, int, float, str)) else repr(value)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -174,26 +182,46 @@ def load(path: Path) -> Config:
         raise UsageError(f"{path}: {exc}") from None
     try:
         return _from_dict(data, base=path.parent)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"{path}: invalid setting: {exc}") from None
     except KeyError as exc:
         raise UsageError(f"{path}: {exc.args[0]} (see rise-config(5))") from None
     except UsageError as exc:
-        raise UsageError(f"{path}: {exc.message}") from None
+        raise UsageError(f"{path}: invalid setting: {exc.message}") from None
+
+
+Value = TypeVar("Value")
+
+
+def _setting(
+    table: dict[str, Any], section: str, key: str, parse: Callable[[object], Value]
+) -> Value:
+    """`parse` the value of `key`; its error names the setting: `[relay] max_bytes: ...`."""
+    try:
+        return parse(table[key])
+    except UsageError as exc:
+        raise UsageError(f"[{section}] {key}: {exc.message}") from None
 
 
 def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, dict):
-        raise TypeError(f"[{key}] must be a table")
+        raise UsageError(f"[{key}] must be a table")
     return value
 
 
-def _optional_str(table: dict[str, Any], key: str) -> str | None:
-    value = table.get(key)
-    if value is not None and not isinstance(value, str):
-        raise TypeError(f"{key} must be a string")
+def _string(value: object) -> str:
+    if not isinstance(value, str):
+        raise UsageError(f"must be a string, not {_shown(value)}")
     return value
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise UsageError(f"must be true or false, not {_shown(value)}")
+    return value
+
+
+def _optional_str(table: dict[str, Any], section: str, key: str) -> str | None:
+    return _setting(table, section, key, _string) if key in table else None
 
 
 # Every key a config may hold: a typo is an error, not a silently ignored line.
@@ -215,28 +243,37 @@ PEER_KEYS = {
     "address",
     "keep_link",
 }
-_RATE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)\s*$")
+# A number, then a unit as in dd(1) and truncate(1): K, M, G, T and KiB, MiB,
+# GiB, TiB are powers of 1024; KB, MB, GB, TB powers of 1000; B is bytes.
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(I?)(B?)|(B?))\s*$", re.IGNORECASE)
+SIZE_EXAMPLES = "e.g. 500K, 100MB, 512MiB, 1G, 1 GiB"
 
 
-def parse_size(text: str | int) -> int:
-    """'500K', '2M', '1G' or plain bytes."""
+def parse_size(text: object) -> int:
+    """'500K', '100MB', '512MiB', '1G', '1.5 GiB' or plain bytes (an integer or a string)."""
     if isinstance(text, int) and not isinstance(text, bool):
-        return text
-    match = _RATE.match(str(text))
-    if not match:
-        raise UsageError(f"not a size: {text!r} (bytes, e.g. 500K, 2M, 1G)")
-    multiplier: int = 1024 ** " KMG".index((match.group(2) or " ").upper())
-    return int(match.group(1)) * multiplier
+        size = text
+    else:
+        match = _SIZE.match(text) if isinstance(text, str) else None
+        if not match:
+            raise UsageError(f"not a size: {_shown(text)} ({SIZE_EXAMPLES})")
+        number, prefix, binary, byte = match.group(1, 2, 3, 4)
+        power = " KMGT".index(prefix.upper()) if prefix else 0
+        base = 1000 if prefix and byte and not binary else 1024
+        size = int(fractions.Fraction(number) * base**power)
+    if size < 0:
+        raise UsageError(f"not a size: {_shown(text)} (a size is never negative)")
+    return size
 
 
-def parse_rate(text: str | int) -> int:
+def parse_rate(text: object) -> int:
     """'500K', '2M', '1G' or plain bytes per second."""
     try:
         rate = parse_size(text)
     except UsageError:
-        raise UsageError(f"not a rate: {text!r} (bytes per second, e.g. 500K, 2M)") from None
+        raise UsageError(f"not a rate: {_shown(text)} (bytes per second, e.g. 500K, 2M)") from None
     if rate < 1024:
-        raise UsageError(f"rate too low: {text!r} (at least 1K bytes per second)")
+        raise UsageError(f"rate too low: {_shown(text)} (at least 1K bytes per second)")
     return rate
 
 
@@ -258,83 +295,103 @@ def _check_keys(data: dict[str, Any]) -> None:
 def _from_dict(data: dict[str, Any], *, base: Path) -> Config:
     _check_keys(data)
     node, send, toss, spool = (_table(data, key) for key in ("node", "send", "toss", "spool"))
-    name = node.get("name")
-    if not isinstance(name, str):
-        raise TypeError("[node] name must be a string")
-    check_name(name, error=UsageError)
-    addresses = tuple(sorted((str(k), str(v)) for k, v in _table(node, "addresses").items()))
-    nice = send.get("nice", DEFAULT_NICE)
-    if not isinstance(nice, int):
-        raise TypeError("[send] nice must be an integer")
-    incoming = _optional_str(toss, "incoming")
-    peers = {
-        str(peer): _peer_settings(_table(_table(data, "peers"), peer))
-        for peer in _table(data, "peers")
-    }
+    if "name" not in node:
+        raise UsageError('[node] name: missing (the node\'s name, e.g. name = "alice")')
+    name = _setting(node, "node", "name", _string)
+    _setting(node, "node", "name", lambda value: check_name(_string(value), error=UsageError))
+    node_addresses = _table(node, "addresses")
+    addresses = tuple(
+        sorted(
+            (str(carrier), _setting(node_addresses, "node.addresses", carrier, _string))
+            for carrier in node_addresses
+        )
+    )
+    incoming = _optional_str(toss, "toss", "incoming")
+    peers = _table(data, "peers")
     return Config(
         name=name,
         addresses=addresses,
-        lifetime_seconds=parse_duration(send.get("lifetime", DEFAULT_LIFETIME_SECONDS)),
-        nice=check_nice(nice),
+        lifetime_seconds=_optional(send, "send", "lifetime", parse_duration)
+        or DEFAULT_LIFETIME_SECONDS,
+        nice=_count(send, "send", "nice", DEFAULT_NICE, 0, 255),
         incoming=(base / Path(incoming).expanduser()) if incoming else None,
-        on_delivery=_optional_str(toss, "on_delivery"),
-        index_url=_optional_str(spool, "index_url"),
-        peers=peers,
+        on_delivery=_optional_str(toss, "toss", "on_delivery"),
+        index_url=_optional_str(spool, "spool", "index_url"),
+        peers={str(peer): _peer_settings(_table(peers, peer), f"peers.{peer}") for peer in peers},
         calls=tuple(_calls(data)),
-        hops=_bounded_int(send, "send", "hops", DEFAULT_HOPS, 0, MAX_HOPS),
-        copies=_bounded_int(send, "send", "copies", 1, 1, MAX_COPIES),
+        hops=_count(send, "send", "hops", DEFAULT_HOPS, 0, MAX_HOPS),
+        copies=_count(send, "send", "copies", 1, 1, MAX_COPIES),
         relay=_relay_settings(_table(data, "relay")),
         map=_map_settings(_table(data, "map")),
     )
 
 
-def _bounded_int(  # noqa: PLR0917 - reads as the sentence it checks
+def _optional(
+    table: dict[str, Any], section: str, key: str, parse: Callable[[object], Value]
+) -> Value | None:
+    return _setting(table, section, key, parse) if key in table else None
+
+
+def _count(  # noqa: PLR0917 - reads as the sentence it checks
     table: dict[str, Any], section: str, key: str, default: int, low: int, high: int
 ) -> int:
-    value = table.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise ValueError(f"[{section}] {key} must be an integer from {low} to {high}")
-    return value
+    """An integer from `low` to `high` (TOML true is no integer, whatever Python says)."""
+
+    def check(value: object) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise UsageError(f"must be an integer from {low} to {high}, not {_shown(value)}")
+        return value
+
+    return _setting(table, section, key, check) if key in table else default
+
+
+def _size(table: dict[str, Any], section: str, key: str, *, minimum: int) -> int | None:
+    """A size in bytes (see parse_size), at least `minimum`; None when not set."""
+
+    def check(value: object) -> int:
+        size = parse_size(value)
+        if size < minimum:
+            raise UsageError(
+                f"must be a size of at least {minimum} bytes ({SIZE_EXAMPLES}), not {_shown(value)}"
+            )
+        return size
+
+    return _setting(table, section, key, check) if key in table else None
 
 
 def _relay_settings(table: dict[str, Any]) -> RelaySettings:
-    enabled = table.get("enabled", False)
-    if not isinstance(enabled, bool):
-        raise TypeError("[relay] enabled must be true or false")
+    # A zero quota for every neighbour would be a relay that relays nothing:
+    # that is `enabled = false`.
+    max_bytes = _size(table, "relay", "max_bytes", minimum=1)
     return RelaySettings(
-        enabled=enabled,
-        max_bytes=parse_size(table.get("max_bytes", DEFAULT_RELAY_MAX_BYTES)),
-        max_bundles=_bounded_int(
-            table, "relay", "max_bundles", DEFAULT_RELAY_MAX_BUNDLES, 1, 10**9
-        ),
+        enabled=bool(_optional(table, "relay", "enabled", _boolean)),
+        max_bytes=DEFAULT_RELAY_MAX_BYTES if max_bytes is None else max_bytes,
+        max_bundles=_count(table, "relay", "max_bundles", DEFAULT_RELAY_MAX_BUNDLES, 1, 10**9),
     )
 
 
 def _map_settings(table: dict[str, Any]) -> MapSettings:
     return MapSettings(
-        size=_bounded_int(table, "map", "size", DEFAULT_MAP_SIZE, 1, 64),
-        refresh_seconds=parse_duration(table.get("refresh", DEFAULT_MAP_REFRESH_SECONDS)),
-        lifetime_seconds=parse_duration(table.get("lifetime", DEFAULT_MAP_LIFETIME_SECONDS)),
-        max_distance=_bounded_int(table, "map", "max_distance", DEFAULT_MAP_MAX_DISTANCE, 0, 8),
+        size=_count(table, "map", "size", DEFAULT_MAP_SIZE, 1, 64),
+        refresh_seconds=_optional(table, "map", "refresh", parse_duration)
+        or DEFAULT_MAP_REFRESH_SECONDS,
+        lifetime_seconds=_optional(table, "map", "lifetime", parse_duration)
+        or DEFAULT_MAP_LIFETIME_SECONDS,
+        max_distance=_count(table, "map", "max_distance", DEFAULT_MAP_MAX_DISTANCE, 0, 8),
     )
 
 
-def _peer_settings(table: dict[str, Any]) -> PeerSettings:
-    rate = table.get("max_rate")
-    relay_bytes = table.get("relay_max_bytes")
-    relay_bundles = table.get("relay_max_bundles")
-    keep_link = table.get("keep_link", False)
-    if not isinstance(keep_link, bool):
-        raise TypeError("[peers.NAME] keep_link must be true or false")
+def _peer_settings(table: dict[str, Any], section: str) -> PeerSettings:
+    # Zero is a quota that makes sense for one neighbour: relay nothing for it.
     return PeerSettings(
-        address=_optional_str(table, "address"),
-        keep_link=keep_link,
-        on_delivery=_optional_str(table, "on_delivery"),
-        max_rate_bytes=parse_rate(rate) if rate is not None else None,
-        relay_max_bytes=parse_size(relay_bytes) if relay_bytes is not None else None,
+        address=_optional_str(table, section, "address"),
+        keep_link=bool(_optional(table, section, "keep_link", _boolean)),
+        on_delivery=_optional_str(table, section, "on_delivery"),
+        max_rate_bytes=_optional(table, section, "max_rate", parse_rate),
+        relay_max_bytes=_size(table, section, "relay_max_bytes", minimum=0),
         relay_max_bundles=(
-            _bounded_int(table, "peers", "relay_max_bundles", 0, 0, 10**9)
-            if relay_bundles is not None
+            _count(table, section, "relay_max_bundles", 0, 0, 10**9)
+            if "relay_max_bundles" in table
             else None
         ),
     )
@@ -343,5 +400,5 @@ def _peer_settings(table: dict[str, Any]) -> PeerSettings:
 def _calls(data: dict[str, Any]) -> list[Any]:
     calls = data.get("calls", [])
     if not isinstance(calls, list):
-        raise TypeError("calls must be an array of tables: [[calls]]")
+        raise UsageError("calls must be an array of tables: [[calls]]")
     return calls

@@ -179,7 +179,7 @@ def test_rate_setting_is_checked() -> None:
 
     assert parse_rate("2M") == 2 * 1024 * 1024
     assert parse_rate(4096) == 4096
-    for bad in ("fast", "10", "1T"):
+    for bad in ("fast", "10", "1P", "-2M", True):
         with pytest.raises(UsageError):
             parse_rate(bad)
 

@@ -1,0 +1,171 @@
+"""config.toml is read strictly: a wrong type or value stops the command with the key named.
+
+Each case writes a real config.toml beside a fresh node's and loads it as
+every command does (defect 10 of issue 9: `nice = true` and
+`[relay] max_bytes = -1` were accepted).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rise_dtn.core.errors import UsageError
+from rise_dtn.node import config
+from tests.conftest import run
+
+GiB = 1 << 30
+
+
+def load(tmp_path: Path, text: str) -> config.Config:
+    path = tmp_path / "config.toml"
+    path.write_text('[node]\nname = "alice"\n' + text)
+    return config.load(path)
+
+
+REFUSED = {
+    "nice = true": (
+        "[send]\nnice = true\n",
+        "[send] nice: must be an integer from 0 to 255, not true",
+    ),
+    "nice = 256": (
+        "[send]\nnice = 256\n",
+        "[send] nice: must be an integer from 0 to 255, not 256",
+    ),
+    "nice = 1.5": (
+        "[send]\nnice = 1.5\n",
+        "[send] nice: must be an integer from 0 to 255, not 1.5",
+    ),
+    "hops = false": (
+        "[send]\nhops = false\n",
+        "[send] hops: must be an integer from 0 to 8, not false",
+    ),
+    "copies = 0": ("[send]\ncopies = 0\n", "[send] copies: must be an integer from 1 to 4, not 0"),
+    "lifetime = '30 days'": (
+        '[send]\nlifetime = "30 days"\n',
+        '[send] lifetime: not a duration: "30 days" (use e.g. 30d, 12h, 90m, 3600)',
+    ),
+    "lifetime = true": (
+        "[send]\nlifetime = true\n",
+        "[send] lifetime: not a duration: true (use e.g. 30d, 12h, 90m, 3600)",
+    ),
+    "lifetime = 0": (
+        "[send]\nlifetime = 0\n",
+        "[send] lifetime: duration out of range: 0 (1 second to 10 years)",
+    ),
+    "max_bytes = -1": (
+        "[relay]\nmax_bytes = -1\n",
+        "[relay] max_bytes: not a size: -1 (a size is never negative)",
+    ),
+    "max_bytes = 0": (
+        "[relay]\nmax_bytes = 0\n",
+        "[relay] max_bytes: must be a size of at least 1 bytes"
+        " (e.g. 500K, 100MB, 512MiB, 1G, 1 GiB), not 0",
+    ),
+    "max_bytes = true": (
+        "[relay]\nmax_bytes = true\n",
+        "[relay] max_bytes: not a size: true (e.g. 500K, 100MB, 512MiB, 1G, 1 GiB)",
+    ),
+    "max_bytes = '1 GB of disk'": (
+        '[relay]\nmax_bytes = "1 GB of disk"\n',
+        '[relay] max_bytes: not a size: "1 GB of disk" (e.g. 500K, 100MB, 512MiB, 1G, 1 GiB)',
+    ),
+    "max_bundles = -1": (
+        "[relay]\nmax_bundles = -1\n",
+        "[relay] max_bundles: must be an integer from 1 to 1000000000, not -1",
+    ),
+    "enabled = 1": ("[relay]\nenabled = 1\n", "[relay] enabled: must be true or false, not 1"),
+    "map size = true": (
+        "[map]\nsize = true\n",
+        "[map] size: must be an integer from 1 to 64, not true",
+    ),
+    "map refresh = '1 hour'": (
+        '[map]\nrefresh = "1 hour"\n',
+        '[map] refresh: not a duration: "1 hour" (use e.g. 30d, 12h, 90m, 3600)',
+    ),
+    "incoming = 5": ("[toss]\nincoming = 5\n", "[toss] incoming: must be a string, not 5"),
+    "address = 5": ("[node.addresses]\ntcp = 5\n", "[node.addresses] tcp: must be a string, not 5"),
+    "peer relay_max_bytes = -5": (
+        "[peers.bob]\nrelay_max_bytes = -5\n",
+        "[peers.bob] relay_max_bytes: not a size: -5 (a size is never negative)",
+    ),
+    "peer relay_max_bundles = true": (
+        "[peers.bob]\nrelay_max_bundles = true\n",
+        "[peers.bob] relay_max_bundles: must be an integer from 0 to 1000000000, not true",
+    ),
+    "peer max_rate = 100": (
+        "[peers.bob]\nmax_rate = 100\n",
+        "[peers.bob] max_rate: rate too low: 100 (at least 1K bytes per second)",
+    ),
+    "peer keep_link = 'yes'": (
+        '[peers.bob]\nkeep_link = "yes"\n',
+        '[peers.bob] keep_link: must be true or false, not "yes"',
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED.values(), ids=REFUSED.keys())
+def test_a_wrong_value_is_refused_naming_its_key(tmp_path: Path, case: tuple[str, str]) -> None:
+    text, message = case
+    with pytest.raises(UsageError) as refused:
+        load(tmp_path, text)
+    assert refused.value.message == f"{tmp_path / 'config.toml'}: invalid setting: {message}"
+
+
+SIZES = {
+    "1024": 1024,
+    '"0"': 0,
+    '"100"': 100,
+    '"100B"': 100,
+    '"500K"': 500 * 1024,
+    '"500k"': 500 * 1024,
+    '"2M"': 2 << 20,
+    '"1G"': GiB,
+    '"1GB"': 10**9,
+    '"1 GiB"': GiB,
+    '"512MiB"': 512 << 20,
+    '"1.5G"': GiB * 3 // 2,
+    '"2 TB"': 2 * 10**12,
+    '"1Gi"': GiB,
+    '" 10 KB "': 10_000,
+}
+
+
+@pytest.mark.parametrize("written", SIZES, ids=SIZES.keys())
+def test_sizes_as_in_dd(tmp_path: Path, written: str) -> None:
+    loaded = load(tmp_path, f"[peers.bob]\nrelay_max_bytes = {written}\n")
+    assert loaded.peer("bob").relay_max_bytes == SIZES[written]
+
+
+@pytest.mark.parametrize("written", ['"1iB"', '"1 G B"', '"1KK"', '"-1K"', '"1e3"', '"0x10"'])
+def test_not_a_size(tmp_path: Path, written: str) -> None:
+    with pytest.raises(UsageError, match=r"\[relay\] max_bytes: not a size: "):
+        load(tmp_path, f"[relay]\nmax_bytes = {written}\n")
+
+
+def test_the_defaults_and_good_values_still_load(tmp_path: Path) -> None:
+    assert load(tmp_path, "") == config.Config(name="alice")
+    loaded = load(
+        tmp_path,
+        '[send]\nnice = 0\nlifetime = "12h"\nhops = 2\n'
+        '[relay]\nenabled = true\nmax_bytes = "2GiB"\nmax_bundles = 5\n'
+        "[peers.bob]\nrelay_max_bytes = 0\nrelay_max_bundles = 0\nkeep_link = true\n",
+    )
+    assert (loaded.nice, loaded.lifetime_seconds, loaded.hops) == (0, 12 * 3600, 2)
+    assert loaded.relay == config.RelaySettings(enabled=True, max_bytes=2 * GiB, max_bundles=5)
+    assert loaded.peer("bob") == config.PeerSettings(
+        relay_max_bytes=0, relay_max_bundles=0, keep_link=True
+    )
+
+
+def test_a_command_refuses_nice_true_in_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "alice"
+    run("rise", "init", "--name", "alice", home=home)
+    path = home / "config.toml"
+    path.write_text(path.read_text().replace("nice = 16", "nice = true"))
+    refused = run("rise", "card", home=home, check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.decode().splitlines() == [
+        f"rise: {path}: invalid setting: [send] nice: must be an integer from 0 to 255, not true"
+    ]
