@@ -1,4 +1,4 @@
-"""Hostile receipts and maps from a known neighbour raise only BundleError (node/control.py).
+"""Hostile receipts and maps from a known neighbour raise only BundleError (node/toss/control.py).
 
 A receipt or a map arrives as the payload of a bundle whose end-to-end
 signature checked out, so its sender is a known neighbour; the payload itself
@@ -18,8 +18,8 @@ from rise_dtn.core.card import Card
 from rise_dtn.core.encoding import canonical
 from rise_dtn.core.errors import BundleError
 from rise_dtn.core.identity import Identity
-from rise_dtn.node import control
 from rise_dtn.node.home import Home
+from rise_dtn.node.toss import control
 from tests.properties import examples, mutations, untrusted
 
 NOW = 1_800_000_000
