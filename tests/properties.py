@@ -65,6 +65,11 @@ class Tally:
     examples: int = 0
     decoder_inputs: int = 0
 
+    def add(self, counts: dict[str, int]) -> None:
+        """Add another process's tally, as `dataclasses.asdict` gives it."""
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + counts.get(field.name, 0))
+
 
 TALLY = Tally()
 
