@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.postgres import index_urls, postgres  # noqa: F401 - fixtures for every test
+
 BIN = Path(sys.executable).parent  # the venv's bin/, where `rise` and `rise-*` live
 
 
