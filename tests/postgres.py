@@ -130,7 +130,8 @@ def running_server() -> Iterator[PostgresServer]:
             port = free_port()
             options = (
                 f"-c listen_addresses=127.0.0.1 -p {port} "
-                f"-c unix_socket_directories={base} -c fsync=off"
+                f"-c unix_socket_directories={base} -c fsync=off "
+                "-c max_connections=300"
             )
             result = subprocess.run(
                 [*pg_ctl, "-w", "-t", "60", "-o", options, "start"],

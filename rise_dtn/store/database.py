@@ -68,6 +68,9 @@ CONNECT_TIMEOUT_SECONDS = 10
 # The execution option that marks a read transaction (see `reading`).
 _READ_ONLY = "rise_read_only"
 
+# The databases whose write lock this module knows how to take.
+_WRITE_LOCKS = {"sqlite", "postgresql"}
+
 # The pip extra that brings each driver rise-dtn documents.
 _EXTRAS = {"psycopg": "rise-dtn[postgres]"}
 
@@ -75,6 +78,11 @@ _EXTRAS = {"psycopg": "rise-dtn[postgres]"}
 def open_engine(url: str) -> Engine:
     """An engine for `url` whose transactions start as this module says."""
     parsed = _parse(url)
+    if parsed.get_backend_name() not in _WRITE_LOCKS:
+        raise UsageError(
+            f"the index URL {_shown(parsed)} names {parsed.get_backend_name()}: "
+            "rise-dtn's index runs on sqlite or postgresql"
+        )
     try:
         engine = sqlalchemy.create_engine(parsed, **_engine_options(parsed))
     except ImportError as exc:

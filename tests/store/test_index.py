@@ -414,3 +414,5 @@ def test_an_unreachable_server_is_one_line_without_the_password(tmp_path: Path) 
 def test_a_bad_index_url_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="invalid index URL"):
         Index("not a url")
+    with pytest.raises(UsageError, match="runs on sqlite or postgresql"):
+        Index("mysql+pymysql://rise@127.0.0.1/rise")
