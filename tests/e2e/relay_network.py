@@ -314,6 +314,8 @@ class Network:
             return _acks_owed(self.nodes[name], neighbour)
         query = sqlalchemy.text("select count(*) from pending_ack where neighbour = :neighbour")
         with _server_index(self.index_urls[name]) as connection:
+            if not sqlalchemy.inspect(connection).has_table("pending_ack"):
+                return 0  # the node has not opened its index yet
             return int(connection.execute(query, {"neighbour": neighbour}).scalar_one())
 
     def index_dump(self, name: str) -> bytes:
