@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
+from tests.postgres import index_urls, postgres  # noqa: F401 - fixtures for every test
 from tests.properties import CI_PROFILE, FUZZ_PROFILE, TALLY, Tally
 
 settings.load_profile(CI_PROFILE)  # `--hypothesis-profile=fuzz` (./dev fuzz) replaces it

@@ -7,6 +7,13 @@ neighbours) and `inbox` (which messages were read). Every operation is one
 transaction, named for what it means to the node; no SQL leaves this module.
 Timestamps are passed in: this module never reads the clock.
 
+The schema is portable (SQLite, PostgreSQL): sizes and times are BIGINT,
+since PostgreSQL's INTEGER is 32 bits (a 3 GiB file, an expiry after 2038)
+while SQLite stores both alike (an existing index needs no migration);
+string lengths are the longest value that can occur (ids are 26 characters,
+paths at most PATH_MAX); upserts are an UPDATE then an INSERT inside the
+write lock, not a dialect's own UPSERT.
+
 Core rather than the ORM: each rise-* command is a short process, and the
 ORM would add a fifth to its start-up time for no gain in a schema this small.
 """
@@ -14,13 +21,13 @@ ORM would add a fifth to its start-up time for no gain in a schema this small.
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -31,15 +38,13 @@ from sqlalchemy import (
     Table,
     and_,
     delete,
-    event,
     func,
     insert,
     select,
     update,
 )
-from sqlalchemy.exc import SQLAlchemyError
 
-from rise_dtn.core.errors import NoSpaceError, StorageError
+from rise_dtn.store import database
 
 metadata = MetaData()
 
@@ -50,10 +55,10 @@ SpoolEntry = Table(
     Column("bundle_id", String(26), primary_key=True),
     Column("direction", String(2), primary_key=True),  # "tx" or "rx"
     Column("neighbour", String(26), index=True),
-    Column("size", Integer, nullable=False),
-    Column("expiry", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("expiry", BigInteger, nullable=False),
     Column("priority", Integer, nullable=False),
-    Column("queued_at", Integer, nullable=False),
+    Column("queued_at", BigInteger, nullable=False),
     Column("copies", Integer, nullable=False, default=0),  # times written to a carrier
 )
 
@@ -63,8 +68,8 @@ Release = Table(
     metadata,
     Column("bundle_id", String(26), primary_key=True),
     Column("neighbour", String(26), index=True),
-    Column("size", Integer, nullable=False),
-    Column("released_at", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("released_at", BigInteger, nullable=False),
     Column("how", String(16), nullable=False),  # "acked", "moved", "expired"
 )
 
@@ -76,7 +81,7 @@ PendingAck = Table(
     metadata,
     Column("bundle_id", String(26), primary_key=True),
     Column("neighbour", String(26), primary_key=True),
-    Column("created", Integer, nullable=False),
+    Column("created", BigInteger, nullable=False),
 )
 
 # An end-to-end bundle this node accepted: the delivery journal and replay guard.
@@ -84,11 +89,11 @@ Seen = Table(
     "seen",
     metadata,
     Column("bundle_id", String(26), primary_key=True),
-    Column("expiry", Integer, nullable=False),
+    Column("expiry", BigInteger, nullable=False),
     Column("state", String(12), nullable=False),  # "delivering" then "delivered"
     Column("sender", String(26), nullable=False),
     Column("target", String(4096), nullable=False),  # where the payload goes
-    Column("at", Integer, nullable=False),
+    Column("at", BigInteger, nullable=False),
 )
 
 # A delivery receipt owed to the sender of a bundle that came over relays.
@@ -100,7 +105,7 @@ ReceiptOwed = Table(
     metadata,
     Column("bundle_id", String(26), primary_key=True),
     Column("sender", String(26), nullable=False),
-    Column("created", Integer, nullable=False),
+    Column("created", BigInteger, nullable=False),
 )
 
 # A message delivered to this node, stored as a file under inbox/.
@@ -110,8 +115,8 @@ InboxMessage = Table(
     Column("bundle_id", String(26), primary_key=True),
     Column("sender", String(26), nullable=False),
     Column("sender_name", String(64), nullable=False),
-    Column("received_at", Integer, nullable=False, index=True),
-    Column("size", Integer, nullable=False),
+    Column("received_at", BigInteger, nullable=False, index=True),
+    Column("size", BigInteger, nullable=False),
     Column("path", String(4096), nullable=False),
     Column("read", Boolean, nullable=False, default=False),
 )
@@ -150,16 +155,6 @@ class InboxRow:
     read: bool = False
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    # FULL: a committed "seen" row survives power loss, which is what makes
-    # "never delivered twice" hold across a crash.
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
 def upsert(
     connection: Connection, table: Table, keys: dict[str, Any], values: dict[str, Any]
 ) -> None:
@@ -192,25 +187,30 @@ def entry_values(row: EntryRow) -> dict[str, Any]:
 
 
 class Index:
-    """The node's index; each method is one transaction."""
+    """The node's index; each method is one transaction.
+
+    A method that writes runs in `transaction()`, which holds the database's
+    write lock from its first statement (store/database.py says how and
+    why), so its checks and its writes are atomic across processes. A
+    method that only reads runs in `reading()`, which never waits for a
+    writer.
+    """
 
     def __init__(self, url: str) -> None:
-        try:
-            self.engine: Engine = sqlalchemy.create_engine(url)
-            if self.engine.dialect.name == "sqlite":
-                event.listen(self.engine, "connect", _sqlite_pragmas)
-            _create_tables(self.engine)
-        except SQLAlchemyError as exc:
-            raise _index_error(exc, f"cannot open the index at {url}") from None
+        self.engine: Engine = database.open_engine(url)
+        database.create_tables(self.engine, metadata)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """Committed on a clean exit, rolled back otherwise."""
-        try:
-            with self.engine.begin() as connection:
-                yield connection
-        except SQLAlchemyError as exc:
-            raise _index_error(exc, "index failure") from None
+        """A write transaction: committed on a clean exit, rolled back otherwise."""
+        with database.writing(self.engine) as connection:
+            yield connection
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read transaction (a consistent snapshot); nothing in it may write."""
+        with database.reading(self.engine) as connection:
+            yield connection
 
     def close(self) -> None:
         self.engine.dispose()
@@ -231,7 +231,7 @@ class Index:
             connection.execute(delete_entry(bundle_id, direction))
 
     def entries(self) -> list[EntryRow]:
-        with self.transaction() as connection:
+        with self.reading() as connection:
             rows = connection.execute(select(SpoolEntry)).mappings().all()
         return [EntryRow(**row) for row in rows]
 
@@ -267,13 +267,13 @@ class Index:
             .where(Release.c.how.in_(("acked", "moved")))
             .group_by(Release.c.neighbour)
         )
-        with self.transaction() as connection:
+        with self.reading() as connection:
             return {neighbour: int(count) for neighbour, count in connection.execute(query)}
 
     # The delivery journal.
 
     def seen_state(self, bundle_id: str) -> SeenRow | None:
-        with self.transaction() as connection:
+        with self.reading() as connection:
             row = (
                 connection.execute(select(Seen).where(Seen.c.bundle_id == bundle_id))
                 .mappings()
@@ -323,7 +323,7 @@ class Index:
 
     def receipts_owed(self) -> list[tuple[str, str]]:
         """(bundle id, sender) for every receipt not yet queued."""
-        with self.transaction() as connection:
+        with self.reading() as connection:
             query = select(ReceiptOwed.c.bundle_id, ReceiptOwed.c.sender)
             return [(bundle_id, sender) for bundle_id, sender in connection.execute(query)]
 
@@ -339,7 +339,7 @@ class Index:
 
     def acks_owed(self) -> list[tuple[str, str]]:
         """(neighbour, bundle id) for every ack not yet on a carrier."""
-        with self.transaction() as connection:
+        with self.reading() as connection:
             query = select(PendingAck.c.neighbour, PendingAck.c.bundle_id)
             return [(neighbour, bundle_id) for neighbour, bundle_id in connection.execute(query)]
 
@@ -354,7 +354,7 @@ class Index:
     # The inbox.
 
     def messages(self) -> list[InboxRow]:
-        with self.transaction() as connection:
+        with self.reading() as connection:
             query = select(InboxMessage).order_by(InboxMessage.c.received_at)
             return [InboxRow(**row) for row in connection.execute(query).mappings()]
 
@@ -373,23 +373,8 @@ class Index:
         query = select(func.count()).select_from(table)
         for name, value in where.items():
             query = query.where(table.c[name] == value)
-        with self.transaction() as connection:
+        with self.reading() as connection:
             return int(connection.execute(query).scalar_one())
-
-
-CREATE_ATTEMPTS = 16  # more than the tables a racing process can create first
-
-
-def _create_tables(engine: Engine) -> None:
-    """Processes opening a new index at once (a daemon and rise-send on a new
-    node) race table by table; each look finds more of them there."""
-    for attempt in range(CREATE_ATTEMPTS):
-        try:
-            metadata.create_all(engine)
-            return
-        except SQLAlchemyError as exc:
-            if "already exists" not in str(exc) or attempt == CREATE_ATTEMPTS - 1:
-                raise
 
 
 def delete_entry(bundle_id: str, direction: str) -> sqlalchemy.Delete:
@@ -402,25 +387,6 @@ def owe(connection: Connection, bundle_id: str, neighbour: str, now: int) -> Non
     upsert(
         connection, PendingAck, {"bundle_id": bundle_id, "neighbour": neighbour}, {"created": now}
     )
-
-
-# SQLite reports a full disk as SQLITE_FULL on a write, and as
-# SQLITE_IOERR_SHMSIZE when it cannot even grow its shared-memory file, which
-# every WAL reader needs: on a disk with no block left, opening the index fails.
-_SQLITE_NO_SPACE = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR_SHMSIZE}
-
-
-def _index_error(exc: SQLAlchemyError, what: str) -> StorageError:
-    if getattr(getattr(exc, "orig", None), "sqlite_errorcode", None) in _SQLITE_NO_SPACE:
-        return NoSpaceError(
-            "no space left for the index; nothing was lost, retry when space returns"
-        )
-    return StorageError(f"{what}: {_reason(exc)}")
-
-
-def _reason(exc: SQLAlchemyError) -> str:
-    text = str(getattr(exc, "orig", None) or exc)
-    return text.splitlines()[0][:200]
 
 
 def _released(connection: Connection, bundle_id: str) -> bool:

@@ -15,6 +15,7 @@ import dataclasses
 from collections.abc import Iterable
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Connection,
     Integer,
@@ -29,11 +30,12 @@ from sqlalchemy import (
     update,
 )
 
-from rise_dtn.core.errors import StorageError
+from rise_dtn.store import database
 from rise_dtn.store.index import (
     EntryRow,
     Index,
     PendingAck,
+    Release,
     Seen,
     SeenRow,
     SpoolEntry,
@@ -51,8 +53,8 @@ Relayed = Table(
     metadata,
     Column("bundle_id", String(26), primary_key=True),
     Column("from_neighbour", String(26), nullable=False, index=True),
-    Column("size", Integer, nullable=False),
-    Column("expiry", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("expiry", BigInteger, nullable=False),
     Column("commitment", String(32), nullable=False, index=True),  # hex; cancels match it
 )
 
@@ -62,11 +64,11 @@ Sent = Table(
     metadata,
     Column("bundle_id", String(26), primary_key=True),  # the end-to-end (inner) id
     Column("recipient", String(26), nullable=False),
-    Column("created", Integer, nullable=False),
-    Column("expiry", Integer, nullable=False),
-    Column("size", Integer, nullable=False),  # payload bytes
+    Column("created", BigInteger, nullable=False),
+    Column("expiry", BigInteger, nullable=False),
+    Column("size", BigInteger, nullable=False),  # payload bytes
     Column("copies", LargeBinary, nullable=False),  # CBOR: routes, first-hop ids, cancel tokens
-    Column("delivered_at", Integer, nullable=True),
+    Column("delivered_at", BigInteger, nullable=True),
     Column("cancelled", Integer, nullable=False, default=0),  # cancel packets sent
 )
 
@@ -76,7 +78,7 @@ MapCard = Table(
     metadata,
     Column("node_id", String(26), primary_key=True),
     Column("card", LargeBinary, nullable=False),
-    Column("expiry", Integer, nullable=False),
+    Column("expiry", BigInteger, nullable=False),
 )
 
 # A link (a, b) a relay neighbour (via) told us about.
@@ -87,8 +89,8 @@ MapLink = Table(
     Column("b", String(26), primary_key=True),
     Column("via", String(26), primary_key=True),
     Column("distance", Integer, nullable=False),
-    Column("learned_at", Integer, nullable=False),
-    Column("expiry", Integer, nullable=False),
+    Column("learned_at", BigInteger, nullable=False),
+    Column("expiry", BigInteger, nullable=False),
 )
 
 # When each neighbour last got a map from us.
@@ -96,7 +98,7 @@ MapSent = Table(
     "map_sent",
     metadata,
     Column("neighbour", String(26), primary_key=True),
-    Column("at", Integer, nullable=False),
+    Column("at", BigInteger, nullable=False),
 )
 
 # The last route drawn to each recipient: the next bundle takes another one.
@@ -115,9 +117,9 @@ Held = Table(
     Column("recipient", String(26), nullable=False),
     Column("hops", Integer, nullable=False),
     Column("copies", Integer, nullable=False),
-    Column("expiry", Integer, nullable=False),
+    Column("expiry", BigInteger, nullable=False),
     Column("priority", Integer, nullable=False),
-    Column("size", Integer, nullable=False),
+    Column("size", BigInteger, nullable=False),
     Column("kind", Integer, nullable=False),
 )
 
@@ -166,7 +168,6 @@ class HeldRow:
 
 
 FORGET_EVERY_SECONDS = 60
-CREATE_ATTEMPTS = 16  # more than the tables a racing process can create first
 
 
 class RelayIndex:
@@ -175,17 +176,10 @@ class RelayIndex:
     def __init__(self, index: Index) -> None:
         self._index = index
         self._forgot_at: int | None = None
-        for attempt in range(CREATE_ATTEMPTS):
-            try:
-                with index.transaction() as connection:
-                    metadata.create_all(connection)
-                return
-            except StorageError as exc:
-                # Processes creating the tables at once (a daemon and rise-send
-                # on a new node) race table by table; each look finds more
-                # of them there, and the last finds them all.
-                if "already exists" not in exc.message or attempt == CREATE_ATTEMPTS - 1:
-                    raise
+        # In a write transaction, after a look without the lock: processes
+        # starting together on a new node (a daemon and rise-send) no longer
+        # race table by table.
+        database.create_tables(index.engine, metadata)
 
     # Relay side.
 
@@ -196,7 +190,7 @@ class RelayIndex:
             .select_from(Relayed.join(SpoolEntry, SpoolEntry.c.bundle_id == Relayed.c.bundle_id))
             .where(Relayed.c.from_neighbour == neighbour, SpoolEntry.c.direction == "tx")
         )
-        with self._index.transaction() as connection:
+        with self._index.reading() as connection:
             count, size = connection.execute(query).one()
             return int(count), int(size)
 
@@ -207,13 +201,13 @@ class RelayIndex:
             .select_from(Relayed.join(SpoolEntry, SpoolEntry.c.bundle_id == Relayed.c.bundle_id))
             .where(Relayed.c.commitment == commitment, SpoolEntry.c.direction == "tx")
         )
-        with self._index.transaction() as connection:
+        with self._index.reading() as connection:
             return [(row[0], row[1]) for row in connection.execute(query)]
 
     def seen_among(self, bundle_ids: list[str]) -> set[str]:
         """Which of these packet ids were handled before (replays)."""
         query = select(Seen.c.bundle_id).where(Seen.c.bundle_id.in_(bundle_ids))
-        with self._index.transaction() as connection:
+        with self._index.reading() as connection:
             return {row[0] for row in connection.execute(query)}
 
     def record_forwarded_many(
@@ -226,7 +220,10 @@ class RelayIndex:
 
         `forwarded` holds (tx entry, previous hop, cancel commitment, arrival);
         one transaction for the whole batch, written idempotently (a batch
-        redone after a crash writes the same rows again).
+        redone after a crash writes the same rows again). A forward that a
+        live link already sent and saw confirmed (it is in tx/ before this
+        runs) is not listed again: as in Index.put_entry, the check and the
+        write are one write transaction.
         """
         next_ids = [entry.bundle_id for entry, _, _, _ in forwarded]
         arrivals = [(arrived, neighbour) for _, neighbour, _, arrived in forwarded] + replays
@@ -238,9 +235,14 @@ class RelayIndex:
                         SpoolEntry.c.bundle_id.in_(next_ids), SpoolEntry.c.direction == "tx"
                     )
                 )
-                connection.execute(
-                    insert(SpoolEntry), [entry_dict(entry) for entry, _, _, _ in forwarded]
+                released = set(
+                    connection.execute(
+                        select(Release.c.bundle_id).where(Release.c.bundle_id.in_(next_ids))
+                    ).scalars()
                 )
+                waiting = [entry_dict(e) for e, _, _, _ in forwarded if e.bundle_id not in released]
+                if waiting:
+                    connection.execute(insert(SpoolEntry), waiting)
                 connection.execute(delete(Relayed).where(Relayed.c.bundle_id.in_(next_ids)))
                 connection.execute(
                     insert(Relayed),
@@ -300,7 +302,7 @@ class RelayIndex:
         query = select(Sent).order_by(Sent.c.created)
         if bundle_id is not None:
             query = query.where(Sent.c.bundle_id == bundle_id)
-        with self._index.transaction() as connection:
+        with self._index.reading() as connection:
             return [SentRow(**row) for row in connection.execute(query).mappings()]
 
     def mark_delivered(self, bundle_id: str, *, now: int) -> SentRow | None:
@@ -324,7 +326,7 @@ class RelayIndex:
 
     def last_route(self, recipient: str) -> list[str]:
         query = select(LastRoute.c.route).where(LastRoute.c.recipient == recipient)
-        with self._index.transaction() as connection:
+        with self._index.reading() as connection:
             route = connection.execute(query).scalar_one_or_none()
         return route.split(",") if route else []
 
@@ -334,7 +336,7 @@ class RelayIndex:
             connection.execute(insert(Held).values(**dataclasses.asdict(row)))
 
     def held(self) -> list[HeldRow]:
-        with self._index.transaction() as connection:
+        with self._index.reading() as connection:
             rows = connection.execute(select(Held).order_by(Held.c.priority)).mappings()
             return [HeldRow(**row) for row in rows]
 
@@ -345,13 +347,13 @@ class RelayIndex:
     # The map.
 
     def links(self, now: int) -> list[LinkRow]:
-        with self._index.transaction() as connection:
+        with self._index.reading() as connection:
             rows = connection.execute(select(MapLink).where(MapLink.c.expiry > now)).mappings()
             return [LinkRow(**row) for row in rows]
 
     def cards(self, now: int) -> dict[str, bytes]:
         query = select(MapCard.c.node_id, MapCard.c.card).where(MapCard.c.expiry > now)
-        with self._index.transaction() as connection:
+        with self._index.reading() as connection:
             return {row[0]: row[1] for row in connection.execute(query)}
 
     def learn(
@@ -368,7 +370,7 @@ class RelayIndex:
                 )
 
     def maps_sent(self) -> dict[str, int]:
-        with self._index.transaction() as connection:
+        with self._index.reading() as connection:
             return {row[0]: row[1] for row in connection.execute(select(MapSent))}
 
     def map_sent(self, neighbour: str, *, now: int) -> None:

@@ -29,8 +29,10 @@ import re
 import sqlite3
 import subprocess
 import time
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
+
+import sqlalchemy
 
 from rise_dtn.carriers.directory import xfer
 from rise_dtn.core.identity import NodeId
@@ -99,6 +101,8 @@ class Network:
     sticks: dict[frozenset[str], Path] = dataclasses.field(default_factory=dict)
     blocked: set[frozenset[str]] = dataclasses.field(default_factory=set)
     visits: list[Visit] = dataclasses.field(default_factory=list)
+    # Nodes whose index is on a database server, by name (the others: SQLite in the spool).
+    index_urls: dict[str, str] = dataclasses.field(default_factory=dict)
 
     # -- building -------------------------------------------------------------------
 
@@ -116,6 +120,7 @@ class Network:
         via: dict[str, list[str]] | None = None,
         config: Iterable[tuple[str, str, str, str]] = (),
         map_rounds: int = 2,
+        index_urls: Callable[[str], str | None] | None = None,
     ) -> Network:
         """Nodes, links (neighbours on both sides, one stick each) and the first maps.
 
@@ -126,6 +131,8 @@ class Network:
         neighbours; each gets the other's card with its "via" hints: its
         relay neighbours, or `via[name]` if given.
         `config` is (node, section, key, value) set before anything runs.
+        `index_urls` gives each node its index URL by name (None: SQLite in
+        its spool), set in its config.toml as a user would.
         """
         net = cls(base)
         relay_names, end_names = list(relays), list(ends)
@@ -134,6 +141,10 @@ class Network:
             home = Home.create(base / "nodes" / name, name=name)
             net.nodes[name] = Node(name, home.path, str(home.identity.node_id))
             home.close()
+            url = index_urls(name) if index_urls is not None else None
+            if url is not None:
+                set_config(net.nodes[name], "spool", "index_url", json.dumps(url))
+                net.index_urls[name] = url
         for name in relay_names:
             set_config(net.nodes[name], "relay", "enabled", "true")
         for name, section, key, value in config:
@@ -296,7 +307,30 @@ class Network:
                 return True
         if any((node.spool / "rx" / self.nodes[partner].node_id).glob("*.rsb")):
             return True
-        return bool(_acks_owed(node, self.nodes[partner].node_id))
+        return bool(self._acks_owed(name, self.nodes[partner].node_id))
+
+    def _acks_owed(self, name: str, neighbour: str) -> int:
+        if name not in self.index_urls:
+            return _acks_owed(self.nodes[name], neighbour)
+        query = sqlalchemy.text("select count(*) from pending_ack where neighbour = :neighbour")
+        with _server_index(self.index_urls[name]) as connection:
+            if not sqlalchemy.inspect(connection).has_table("pending_ack"):
+                return 0  # the node has not opened its index yet
+            return int(connection.execute(query, {"neighbour": neighbour}).scalar_one())
+
+    def index_dump(self, name: str) -> bytes:
+        """Every text and blob of every table of `name`'s index, as bytes."""
+        url = self.index_urls.get(name)
+        if url is None:
+            return sqlite_dump(self.nodes[name].spool / "index.sqlite")
+        out = bytearray()
+        with _server_index(url) as connection:
+            tables = sqlalchemy.MetaData()
+            tables.reflect(connection)
+            for table in tables.sorted_tables:
+                for row in connection.execute(sqlalchemy.select(table)):
+                    out += _dumped(row)
+        return bytes(out)
 
     def visit(
         self, name: str, partner: str, *, real: bool = True, allow_rejects: bool = False
@@ -420,6 +454,27 @@ def node_ids_in(data: bytes, node: Node) -> bool:
     return node.node_id.encode() in data.lower() or raw in data
 
 
+@contextlib.contextmanager
+def _server_index(url: str) -> Iterator[sqlalchemy.Connection]:
+    """A connection to a node's index on a database server, closed after use."""
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.NullPool)
+    try:
+        with engine.connect() as connection:
+            yield connection
+    finally:
+        engine.dispose()
+
+
+def _dumped(row: Iterable[object]) -> bytes:
+    out = bytearray()
+    for value in row:
+        if isinstance(value, bytes | memoryview):
+            out += bytes(value) + b"\n"
+        elif value is not None:
+            out += str(value).encode() + b"\n"
+    return bytes(out)
+
+
 def sqlite_dump(path: Path) -> bytes:
     """Every text and blob of every table of an SQLite database, as bytes."""
     out = bytearray()
@@ -427,11 +482,7 @@ def sqlite_dump(path: Path) -> bytes:
         tables = [row[0] for row in db.execute("select name from sqlite_master where type='table'")]
         for table in tables:
             for row in db.execute(f'select * from "{table}"'):  # names from sqlite_master
-                for value in row:
-                    if isinstance(value, bytes):
-                        out += value + b"\n"
-                    elif value is not None:
-                        out += str(value).encode() + b"\n"
+                out += _dumped(row)
     return bytes(out)
 
 

@@ -20,14 +20,12 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import re
 import signal
 import socket
 import sqlite3
 import struct
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -239,38 +237,10 @@ def assert_file_once(net: Network, payload: bytes) -> None:
 
 
 def assert_checks_clean(net: Network) -> None:
-    """`rise-check` finds every node clean.
-
-    One problem is let through with a warning, a known bug not found yet:
-    the index can still list a tx/ bundle that a live link already sent
-    and saw confirmed ("index lists tx/ID but the file is gone"; seen once
-    in CI, on b, after its receipts left). The index is a cache of the
-    files (rise-check --repair mends it) and nothing is lost; it is let
-    through only for a bundle the index itself says was confirmed.
-    """
+    """`rise-check` finds every node clean: no problem at all is let through."""
     for name, node in net.nodes.items():
         check = node.run("rise-check", check=False)
-        if check.returncode == 0:
-            continue
-        report = f"{name}: {check.stdout.decode()}{check.stderr.decode()}"
-        problems = [
-            line for line in check.stdout.decode().splitlines() if line.startswith("problem")
-        ]
-        stale = {match[1] for line in problems if (match := STALE_TX_ENTRY.fullmatch(line))}
-        assert check.returncode == 3 and problems, report
-        assert len(stale) == len(problems) and stale <= acked(net, name), report
-        warnings.warn(f"known bug, {name}: {problems}", stacklevel=2)
-
-
-STALE_TX_ENTRY = re.compile(r"problem: index lists tx/([a-z2-7]+) but the file is gone")
-
-
-def acked(net: Network, name: str) -> set[str]:
-    """Bundles `name`'s index says a neighbour confirmed."""
-    path = net[name].spool / "index.sqlite"
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        rows = db.execute("select bundle_id from release where how = 'acked'").fetchall()
-    return {bundle_id for (bundle_id,) in rows}
+        assert check.returncode == 0, f"{name}: {check.stdout.decode()}{check.stderr.decode()}"
 
 
 # -- SIGKILL at chosen moments ----------------------------------------------------------

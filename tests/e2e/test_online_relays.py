@@ -22,6 +22,7 @@ import pytest
 
 from tests.conftest import BIN, command_env
 from tests.e2e.relay_network import MIB, Network, digest
+from tests.postgres import IndexUrls
 
 CHAIN = {
     "relays": ["r1", "r2"],
@@ -82,8 +83,8 @@ class Daemons:
 
 
 @contextlib.contextmanager
-def chain(tmp_path: Path) -> Iterator[tuple[Network, Daemons]]:
-    net = Network.build(tmp_path, **CHAIN)  # type: ignore[arg-type]
+def chain(tmp_path: Path, index_urls: IndexUrls | None = None) -> Iterator[tuple[Network, Daemons]]:
+    net = Network.build(tmp_path, **CHAIN, index_urls=index_urls)  # type: ignore[arg-type]
     daemons = Daemons(net, tmp_path)
     try:
         daemons.start("b")
@@ -100,11 +101,13 @@ def delivered_status(net: Network, bundle_id: str) -> bool:
 
 
 @pytest.mark.slow
-def test_message_and_50_mib_file_cross_three_hops_with_receipts(tmp_path: Path) -> None:
+def test_message_and_50_mib_file_cross_three_hops_with_receipts(
+    tmp_path: Path, index_urls: IndexUrls
+) -> None:
     payload = os.urandom(50 * MIB)
     source = tmp_path / "big.bin"
     source.write_bytes(payload)
-    with chain(tmp_path) as (net, daemons):
+    with chain(tmp_path, index_urls) as (net, daemons):
         message_id = net.send("a", "b", b"hello over three live hops\n").stdout.split()[0]
         file_id = net.send("a", "b", source).stdout.split()[0]
         wait_for("the message at b", lambda: net.inbox("b") != [])
@@ -130,9 +133,11 @@ def _quiet(net: Network) -> bool:
 
 
 @pytest.mark.slow
-def test_a_relay_restarted_mid_stream_loses_and_repeats_nothing(tmp_path: Path) -> None:
+def test_a_relay_restarted_mid_stream_loses_and_repeats_nothing(
+    tmp_path: Path, index_urls: IndexUrls
+) -> None:
     """Kill -9 R1's daemon while messages flow; its successor picks up, all arrive once."""
-    with chain(tmp_path) as (net, daemons):
+    with chain(tmp_path, index_urls) as (net, daemons):
         texts = [f"message {number}\n".encode() for number in range(20)]
         for text in texts[:10]:
             net.send("a", "b", text)

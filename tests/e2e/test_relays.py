@@ -22,8 +22,8 @@ from tests.e2e.relay_network import (
     digest,
     files_under,
     node_ids_in,
-    sqlite_dump,
 )
+from tests.postgres import IndexUrls
 
 # A -- R1 -- R2 -- B, with R1 -- R3 -- B and R2 -- R3 beside: 2-relay routes
 # are R1 -> R2 and R1 -> R3.
@@ -49,8 +49,8 @@ def routes_of(status: dict[str, dict[str, object]], bundle_id: str) -> list[list
 
 
 @pytest.mark.slow
-def test_message_and_20_mib_file_over_two_relays(tmp_path: Path) -> None:
-    net = Network.build(tmp_path, **DIAMOND)  # type: ignore[arg-type]
+def test_message_and_20_mib_file_over_two_relays(tmp_path: Path, index_urls: IndexUrls) -> None:
+    net = Network.build(tmp_path, **DIAMOND, index_urls=index_urls)  # type: ignore[arg-type]
     payload = os.urandom(20 * MIB)
     source = tmp_path / "big.bin"
     source.write_bytes(payload)
@@ -81,13 +81,13 @@ def mesh() -> dict[str, object]:
 
 
 @pytest.mark.slow
-def test_fifty_bundles_take_many_routes(tmp_path: Path) -> None:
+def test_fifty_bundles_take_many_routes(tmp_path: Path, index_urls: IndexUrls) -> None:
     """50 messages, each with a route drawn for it: at least 10 distinct routes.
 
     All 50 are sent as real rise-send runs; a handful is carried to B (the
     rest stay aside, as on a stick nobody takes along) to check delivery.
     """
-    net = Network.build(tmp_path, **mesh(), map_rounds=1)  # type: ignore[arg-type]
+    net = Network.build(tmp_path, **mesh(), map_rounds=1, index_urls=index_urls)  # type: ignore[arg-type]
     bodies = [f"message {number}\n".encode() for number in range(50)]
 
     def send(body: bytes) -> str:
@@ -113,8 +113,10 @@ def test_fifty_bundles_take_many_routes(tmp_path: Path) -> None:
     assert states == {"delivered": 6, "queued": 44}  # the rest never left A
 
 
-def test_via_forces_a_route_and_bad_routes_fail_in_one_line(tmp_path: Path) -> None:
-    net = Network.build(tmp_path, **DIAMOND)  # type: ignore[arg-type]
+def test_via_forces_a_route_and_bad_routes_fail_in_one_line(
+    tmp_path: Path, index_urls: IndexUrls
+) -> None:
+    net = Network.build(tmp_path, **DIAMOND, index_urls=index_urls)  # type: ignore[arg-type]
     forced = net.send("a", "b", b"forced\n", options=["--via", "r1,r3"]).stdout.split()[0]
     status = net.status("a")
     assert routes_of(status, forced.decode()) == [["r1", "r3"]]
@@ -140,10 +142,13 @@ def test_via_forces_a_route_and_bad_routes_fail_in_one_line(tmp_path: Path) -> N
     assert net.inbox("b") == sorted([b"forced\n", b"turn 0\n", b"turn 1\n", b"turn 2\n"])
 
 
-def test_no_route_says_so_and_wait_holds_until_a_map_opens_one(tmp_path: Path) -> None:
+def test_no_route_says_so_and_wait_holds_until_a_map_opens_one(
+    tmp_path: Path, index_urls: IndexUrls
+) -> None:
     """C is a correspondent of A that no relay reaches, until R3 becomes its neighbour."""
     net = Network.build(
         tmp_path,
+        index_urls=index_urls,
         relays=DIAMOND["relays"],
         ends=["a", "b", "c"],
         links=DIAMOND["links"],
@@ -174,7 +179,9 @@ def test_no_route_says_so_and_wait_holds_until_a_map_opens_one(tmp_path: Path) -
     assert routes_of(status, bundle_id) == [["r1", "r3"]]
 
 
-def test_two_copies_go_disjoint_and_the_late_one_is_cancelled(tmp_path: Path) -> None:
+def test_two_copies_go_disjoint_and_the_late_one_is_cancelled(
+    tmp_path: Path, index_urls: IndexUrls
+) -> None:
     """A -- R1 -- R3 -- B and A -- R2 -- R4 -- B; the R4 -- B stick stays home for a while.
 
     B takes maps only from its relays' own links ([map] max_distance = 1) and
@@ -182,6 +189,7 @@ def test_two_copies_go_disjoint_and_the_late_one_is_cancelled(tmp_path: Path) ->
     """
     net = Network.build(
         tmp_path,
+        index_urls=index_urls,
         relays=["r1", "r2", "r3", "r4"],
         ends=["a", "b"],
         links=[("a", "r1"), ("a", "r2"), ("r1", "r3"), ("r2", "r4"), ("r3", "b"), ("r4", "b")],
@@ -204,7 +212,9 @@ def test_two_copies_go_disjoint_and_the_late_one_is_cancelled(tmp_path: Path) ->
     assert net.inbox("b") == [b"twice\n"]
 
 
-def test_middle_relay_learns_neither_end_nor_the_payload(tmp_path: Path) -> None:
+def test_middle_relay_learns_neither_end_nor_the_payload(
+    tmp_path: Path, index_urls: IndexUrls
+) -> None:
     """A -> R1 -> R2 -> R3 -> B, forced with --via: what R2 keeps and prints names neither.
 
     A map names the end nodes next to a relay (receipts are routed by it), so
@@ -214,6 +224,7 @@ def test_middle_relay_learns_neither_end_nor_the_payload(tmp_path: Path) -> None
     """
     net = Network.build(
         tmp_path,
+        index_urls=index_urls,
         relays=["r1", "r2", "r3"],
         ends=["a", "b"],
         links=[("a", "r1"), ("r1", "r2"), ("r2", "r3"), ("r3", "b")],
@@ -234,7 +245,7 @@ def test_middle_relay_learns_neither_end_nor_the_payload(tmp_path: Path) -> None
     for relay, hidden in (("r1", [b]), ("r2", [a, b]), ("r3", [a])):
         home = net[relay].home
         records = [(path, path.read_bytes()) for path in files_under(home)]
-        records.append((home / "index.sqlite (dump)", sqlite_dump(home / "spool/index.sqlite")))
+        records.append((home / "(its index, dumped)", net.index_dump(relay)))
         records.append((home / "(printed)", net.printed(relay).encode()))
         assert net.printed(relay), f"{relay} printed nothing: did it run as a command?"
         for path, data in records:
@@ -258,10 +269,13 @@ def quarantined(node: Node) -> list[tuple[Path, str]]:
     ]
 
 
-def test_a_node_without_relay_enabled_refuses_to_forward(tmp_path: Path) -> None:
+def test_a_node_without_relay_enabled_refuses_to_forward(
+    tmp_path: Path, index_urls: IndexUrls
+) -> None:
     """R2 is taken for a relay by its neighbours, but its own config says no (the default)."""
     net = Network.build(
         tmp_path,
+        index_urls=index_urls,
         relays=["r1"],
         ends=["a", "r2", "b"],
         links=[("a", "r1"), ("r1", "r2"), ("r2", "b")],
@@ -280,9 +294,11 @@ def test_a_node_without_relay_enabled_refuses_to_forward(tmp_path: Path) -> None
     assert "[relay] enabled is off" in reason
 
 
-def test_a_relay_refuses_a_next_hop_that_is_not_its_neighbour(tmp_path: Path) -> None:
+def test_a_relay_refuses_a_next_hop_that_is_not_its_neighbour(
+    tmp_path: Path, index_urls: IndexUrls
+) -> None:
     """R1 stopped trusting R3 after A learned the R1 -- R3 link: A's map is stale."""
-    net = Network.build(tmp_path, **DIAMOND)  # type: ignore[arg-type]
+    net = Network.build(tmp_path, **DIAMOND, index_urls=index_urls)  # type: ignore[arg-type]
     net["r1"].run("rise", "peer", "remove", "r3")
     net.send("a", "b", b"via a stale link\n", options=["--via", "r1,r3"])
     net.visit("a", "r1", real=False)
@@ -293,10 +309,13 @@ def test_a_relay_refuses_a_next_hop_that_is_not_its_neighbour(tmp_path: Path) ->
     assert net.tx("r1", "r2") == []
 
 
-def test_relay_quotas_refuse_the_excess_and_name_the_quota(tmp_path: Path) -> None:
+def test_relay_quotas_refuse_the_excess_and_name_the_quota(
+    tmp_path: Path, index_urls: IndexUrls
+) -> None:
     """Over its quota a packet waits in rx/, unacked (deferred); one that never fits is refused."""
     net = Network.build(
         tmp_path,
+        index_urls=index_urls,
         **DIAMOND,  # type: ignore[arg-type]
         config=[("r1", "peers.a", "relay_max_bundles", "2"), ("r1", "relay", "max_bytes", '"64K"')],
     )
