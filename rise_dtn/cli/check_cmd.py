@@ -32,6 +32,8 @@ def check_cmd(repair: bool, as_json: bool, home_path: Path | None) -> None:
             click.echo(f"problem: {line}")
         for line in report.repaired:
             click.echo(f"repaired: {line}")
+        for line in report.notes:
+            click.echo(f"note: {line}")
         say(f"{report.files} spool file(s) checked: " + ("clean" if report.clean else "problems"))
     if not report.clean:
         raise SystemExit(int(ExitCode.REJECTED))

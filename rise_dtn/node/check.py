@@ -28,6 +28,7 @@ class CheckReport:
     files: int = 0
     problems: list[str] = dataclasses.field(default_factory=list)
     repaired: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)  # done, and not a problem
 
     @property
     def clean(self) -> bool:
@@ -38,6 +39,10 @@ def check(home: Home, *, repair: bool, now: int) -> CheckReport:
     spool = home.spool
     spool.check_exists()
     report = CheckReport()
+    # A release a crash interrupted is journaled: finish it before looking,
+    # as SQLite replays its own journal (store/transaction.py).
+    for path in home.bundles.finish_releases():
+        report.notes.append(f"finished the interrupted release of {path.name}")
     found: dict[tuple[str, str], tuple[Path, NodeId, int, int, int]] = {}
     damaged: set[tuple[str, str]] = set()  # reported once, as damaged, not again as unindexed
     for direction, parent, neighbours in (

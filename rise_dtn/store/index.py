@@ -260,6 +260,16 @@ class Index:
             values = {"neighbour": neighbour, "size": size, "released_at": now, "how": how}
             upsert(connection, Release, {"bundle_id": bundle_id}, values)
 
+    def released_among(self, bundle_ids: list[str]) -> set[str]:
+        """Those of `bundle_ids` whose release is recorded (a crash may have kept the file)."""
+        found: set[str] = set()
+        with self.reading() as connection:
+            for start in range(0, len(bundle_ids), 500):  # bound the IN list
+                batch = bundle_ids[start : start + 500]
+                query = select(Release.c.bundle_id).where(Release.c.bundle_id.in_(batch))
+                found.update(bundle_id for (bundle_id,) in connection.execute(query))
+        return found
+
     def delivered_counts(self) -> dict[str, int]:
         """Per neighbour: bundles it confirmed (acked) or took (moved)."""
         query = (

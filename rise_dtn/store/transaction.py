@@ -236,9 +236,31 @@ class BundleTransaction:
             return False
         except OSError as exc:
             raise storage_error(exc, "releasing a bundle") from None
-        self._spool.remove(path)
+        # The release is journaled before the file goes: a crash between the
+        # two leaves a file the journal names, which finish_releases removes
+        # (the other order left an index row naming a file that was gone).
         self._index().release(str(bundle_id), str(neighbour), size=size, how=how, now=now)
+        self._spool.remove(path)
         return True
+
+    def finish_releases(self) -> list[Path]:
+        """Remove the tx/ files whose release a crash interrupted; the paths removed.
+
+        A released bundle id is never queued again (ids are fresh), so a tx/
+        file whose id has a release row is one whose removal did not happen.
+        """
+        files = [
+            path
+            for neighbour in self._spool.tx_neighbours()
+            for path in self._spool.files(self._spool.tx_dir(neighbour))
+        ]
+        if not files:
+            return []
+        released = self._index().released_among([_stem(path) for path in files])
+        finished = [path for path in files if _stem(path) in released]
+        for path in finished:
+            self._spool.remove(path)
+        return finished
 
     def quarantine(self, path: Path, reason: str, *, listed_as: str | None = None) -> Path:
         """Set a rejected bundle aside with its one-line reason; forget its index row.

@@ -1,0 +1,122 @@
+"""The one bundle transaction (rise_dtn/store/transaction.py) on a real node's spool.
+
+The rules are the same whatever carried a bundle, so they are tested here
+once, on the clear header; the carriers' own tests (tests/carriers/, e2e)
+check that each carrier goes through them. A crash between two steps is
+simulated by doing the first step alone, as a SIGKILL would leave it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rise_dtn.core.bundle import MAX_CLEAR_BYTES, parse_clear
+from rise_dtn.node.home import Home
+from rise_dtn.node.send import send
+from rise_dtn.store.atomic import atomic_file
+from rise_dtn.store.index import SeenRow
+from rise_dtn.store.transaction import Release, Verdict
+from tests.conftest import BIN, Node, command_env
+
+NOW = 1_800_000_000
+
+
+def sealed_for(sender: Node, recipient: Node, *, lifetime: int = 3600) -> tuple[bytes, Path]:
+    """A bundle `sender` queued for `recipient`: its bytes, and its path in sender's tx/."""
+    home = Home.open(sender.home)
+    peer = home.peers.find(recipient.name)
+    options = send.SendOptions(lifetime_seconds=lifetime)
+    queued = send.queue(home, peer, io.BytesIO(b"hello"), options=options, now=NOW)
+    path = home.bundles.queued_path(peer.node_id, queued.bundle_id)
+    home.close()
+    return path.read_bytes(), path
+
+
+def writer(data: bytes) -> Callable[[Path], None]:
+    def write(target: Path) -> None:
+        with atomic_file(target) as out:
+            out.write(data)
+
+    return write
+
+
+def test_admit_takes_a_bundle_once_then_says_why_not(pair: tuple[Node, Node]) -> None:
+    alice, bob = pair
+    data, _path = sealed_for(alice, bob)
+    clear = parse_clear(data[:MAX_CLEAR_BYTES])
+    home = Home.open(bob.home)
+    sender = home.peers.find("alice").node_id
+    first = home.bundles.admit(clear, len(data), sender, now=NOW, write=writer(data))
+    assert first.verdict is Verdict.TAKE
+    assert home.bundles.received_path(sender, clear.bundle_id).read_bytes() == data
+    again = home.bundles.admit(clear, len(data), sender, now=NOW, write=writer(data))
+    assert again.verdict is Verdict.RECEIVED
+    # Once delivered, a copy is a duplicate: refused, and the sender is owed its ack again.
+    home.bundles.received_path(sender, clear.bundle_id).unlink()
+    home.index.drop_entry(str(clear.bundle_id), "rx")
+    row = SeenRow(str(clear.bundle_id), clear.header.expiry, "delivering", str(sender), "", NOW)
+    home.index.record_delivering(row)
+    home.index.finish_delivery(str(clear.bundle_id), neighbour=str(sender), message=None, now=NOW)
+    home.index.acks_sent(str(sender), [str(clear.bundle_id)])
+    duplicate = home.bundles.admit(clear, len(data), sender, now=NOW, write=writer(data))
+    assert duplicate.verdict is Verdict.DELIVERED
+    assert (str(sender), str(clear.bundle_id)) in home.index.acks_owed()
+    assert not home.bundles.received_path(sender, clear.bundle_id).exists()
+    home.close()
+
+
+def test_admit_refuses_expired_and_foreign_bundles(
+    pair: tuple[Node, Node], node_factory: object
+) -> None:
+    alice, bob = pair
+    data, _path = sealed_for(alice, bob, lifetime=60)
+    clear = parse_clear(data[:MAX_CLEAR_BYTES])
+    home = Home.open(bob.home)
+    sender = home.peers.find("alice").node_id
+    late = home.bundles.admit(clear, len(data), sender, now=NOW + 61, write=writer(data))
+    assert late.verdict is Verdict.EXPIRED
+    home.close()
+    # The same bundle offered to alice (not its recipient) is not for her.
+    home = Home.open(alice.home)
+    neighbour = home.peers.find("bob").node_id
+    foreign = home.bundles.admit(clear, len(data), neighbour, now=NOW, write=writer(data))
+    assert foreign.verdict is Verdict.NOT_FOR_US
+    assert "for another node" in foreign.reason
+    home.close()
+
+
+@pytest.mark.parametrize("how", list(Release))
+def test_a_release_is_journaled_and_idempotent(pair: tuple[Node, Node], how: Release) -> None:
+    alice, bob = pair
+    _data, path = sealed_for(alice, bob)
+    home = Home.open(alice.home)
+    neighbour = home.peers.find("bob").node_id
+    bundle_id = parse_clear(path.read_bytes()[:MAX_CLEAR_BYTES]).bundle_id
+    assert home.bundles.release(neighbour, bundle_id, how, now=NOW)
+    assert not path.exists()
+    assert not home.bundles.release(neighbour, bundle_id, how, now=NOW)  # already gone
+    assert [row for row in home.index.entries() if row.direction == "tx"] == []
+    home.close()
+
+
+def test_a_release_cut_by_a_crash_is_finished_by_rise_check(pair: tuple[Node, Node]) -> None:
+    """Journaled, then killed before the file went: rise-check finishes it, and is clean."""
+    alice, bob = pair
+    _data, path = sealed_for(alice, bob)
+    home = Home.open(alice.home)
+    neighbour = home.peers.find("bob").node_id
+    bundle_id = parse_clear(path.read_bytes()[:MAX_CLEAR_BYTES]).bundle_id
+    home.index.release(str(bundle_id), str(neighbour), size=1, how=Release.ACKED, now=NOW)
+    home.close()
+    assert path.exists()
+    result = subprocess.run(
+        [str(BIN / "rise-check")], env=command_env(alice.home), capture_output=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert b"note: finished the interrupted release" in result.stdout
+    assert not path.exists()
