@@ -9,8 +9,8 @@ simulated by doing the first step alone, as a SIGKILL would leave it.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
