@@ -21,6 +21,7 @@ from rise_dtn.node.peers import CARD_SUFFIX
 from rise_dtn.store.atomic import remove_stale_tmp, stale_tmp
 from rise_dtn.store.index import EntryRow
 from rise_dtn.store.spool import read_clear
+from rise_dtn.store.transaction import digest_of
 
 
 @dataclasses.dataclass(slots=True)
@@ -45,6 +46,7 @@ def check(home: Home, *, repair: bool, now: int) -> CheckReport:
         report.notes.append(f"finished the interrupted release of {path.name}")
     found: dict[tuple[str, str], tuple[Path, NodeId, int, int, int]] = {}
     damaged: set[tuple[str, str]] = set()  # reported once, as damaged, not again as unindexed
+    digests = home.index.digests()
     for direction, parent, neighbours in (
         ("tx", spool.tx, spool.tx_neighbours()),
         ("rx", spool.rx, spool.rx_neighbours()),
@@ -68,6 +70,17 @@ def check(home: Home, *, repair: bool, now: int) -> CheckReport:
                         home.bundles.quarantine(path, f"rise-check: {reason}")
                         report.repaired.append(f"quarantined {path.name}")
                     continue
+                if direction == "tx" and not _digest_matches(home, path, digests):
+                    reason = (
+                        "damaged in our own spool: no longer the bytes it had when sealed "
+                        "(send it again; rise-check --repair sets it aside)"
+                    )
+                    report.problems.append(f"tx/{neighbour}/{path.name}: {reason}")
+                    damaged.add((path.name.split(".")[0], direction))
+                    if repair:
+                        home.bundles.quarantine(path, f"rise-check: {reason}")
+                        report.repaired.append(f"quarantined {path.name}")
+                    continue
                 found[(str(clear.bundle_id), direction)] = (
                     path,
                     neighbour,
@@ -79,6 +92,17 @@ def check(home: Home, *, repair: bool, now: int) -> CheckReport:
     _check_peers(home, report)
     _stale_tmp(home, report, repair=repair)
     return report
+
+
+def _digest_matches(home: Home, path: Path, digests: dict[str, str]) -> bool:
+    """True unless the digest recorded when this node sealed the bundle differs."""
+    recorded = digests.get(path.name.split(".")[0])
+    if recorded is None:
+        return True  # a packet forwarded or made by a relay, or sealed before digests
+    try:
+        return digest_of(path) == recorded
+    except OSError:
+        return False
 
 
 def _compare_index(

@@ -108,6 +108,17 @@ ReceiptOwed = Table(
     Column("created", BigInteger, nullable=False),
 )
 
+# The digest (BLAKE2b-128, hex) of a bundle this node sealed, recorded as it
+# was written: the sender can tell a damaged copy of its own bundle (bit rot,
+# a medium that shared its bytes) instead of offering it again and again.
+# Its own table, so that an existing index needs no migration.
+QueuedDigest = Table(
+    "tx_digest",
+    metadata,
+    Column("bundle_id", String(26), primary_key=True),
+    Column("digest", String(32), nullable=False),
+)
+
 # A message delivered to this node, stored as a file under inbox/.
 InboxMessage = Table(
     "inbox",
@@ -217,7 +228,8 @@ class Index:
 
     # Spool entries (cache of tx/ and rx/).
 
-    def put_entry(self, row: EntryRow) -> None:
+    def put_entry(self, row: EntryRow, *, digest: str | None = None) -> None:
+        """List a spool file; `digest`: what the sender's own bundle hashed to when sealed."""
         with self.transaction() as connection:
             if row.direction == "tx" and _released(connection, row.bundle_id):
                 # A live link took and confirmed it before its sender got to
@@ -225,6 +237,14 @@ class Index:
                 return
             keys = {"bundle_id": row.bundle_id, "direction": row.direction}
             upsert(connection, SpoolEntry, keys, entry_values(row))
+            if digest is not None:
+                upsert(connection, QueuedDigest, {"bundle_id": row.bundle_id}, {"digest": digest})
+
+    def digests(self) -> dict[str, str]:
+        """Bundle id -> digest recorded when sealed, for the bundles still queued."""
+        with self.reading() as connection:
+            query = select(QueuedDigest.c.bundle_id, QueuedDigest.c.digest)
+            return {bundle_id: digest for bundle_id, digest in connection.execute(query)}
 
     def drop_entry(self, bundle_id: str, direction: str) -> None:
         with self.transaction() as connection:
@@ -257,6 +277,7 @@ class Index:
     def release(self, bundle_id: str, neighbour: str, *, size: int, how: str, now: int) -> None:
         with self.transaction() as connection:
             connection.execute(delete_entry(bundle_id, "tx"))
+            connection.execute(delete(QueuedDigest).where(QueuedDigest.c.bundle_id == bundle_id))
             values = {"neighbour": neighbour, "size": size, "released_at": now, "how": how}
             upsert(connection, Release, {"bundle_id": bundle_id}, values)
 

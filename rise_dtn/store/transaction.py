@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,10 @@ from rise_dtn.store.spool import Spool
 
 if TYPE_CHECKING:
     from rise_dtn.store.index import EntryRow, Index
+
+
+DIGEST_PERSON = b"rise-spool"
+DIGEST_BLOCK_BYTES = 1 << 20
 
 
 class Release(enum.StrEnum):
@@ -161,9 +166,12 @@ class BundleTransaction:
         expiry: int,
         priority: int,
         now: int,
-        write: Write,
+        write: Callable[[Path], str | None],
     ) -> int:
         """Put a new bundle in tx/<neighbour>/ and list it; returns its size in bytes.
+
+        `write` may return the bundle's digest (BLAKE2b-128 hex, `digest()`),
+        hashed as it was written, which rise-check then verifies.
 
         An error means "not queued": the file is removed again even when the
         rename was done (a failed fsync of tx/ after it, a full index), so a
@@ -173,7 +181,7 @@ class BundleTransaction:
         target = self.queued_path(neighbour, bundle_id)
         _make_dir(target.parent)
         try:
-            write(target)
+            digest = write(target)
             size = target.stat().st_size
             from rise_dtn.store.index import EntryRow  # late: see Home.prewarm_index
 
@@ -186,7 +194,8 @@ class BundleTransaction:
                     expiry=expiry,
                     priority=priority,
                     queued_at=now,
-                )
+                ),
+                digest=digest,
             )
         except BaseException:
             try:
@@ -271,6 +280,20 @@ class BundleTransaction:
         if listed_as is not None:
             self._index().drop_entry(_stem(path), listed_as)
         return target
+
+
+def digest() -> hashlib.blake2b:
+    """The hash a sender records of each bundle it seals (rise-check verifies it)."""
+    return hashlib.blake2b(digest_size=16, person=DIGEST_PERSON)
+
+
+def digest_of(path: Path) -> str:
+    """The recorded kind of digest of a spool file, read in large blocks."""
+    hasher = digest()
+    with open(path, "rb") as handle:
+        while block := handle.read(DIGEST_BLOCK_BYTES):
+            hasher.update(block)
+    return hasher.hexdigest()
 
 
 def _stem(path: Path) -> str:

@@ -120,3 +120,32 @@ def test_a_release_cut_by_a_crash_is_finished_by_rise_check(pair: tuple[Node, No
     assert result.returncode == 0, result.stdout + result.stderr
     assert b"note: finished the interrupted release" in result.stdout
     assert not path.exists()
+
+
+@pytest.mark.parametrize("stdin", [False, True], ids=["file", "pipe"])
+def test_a_damaged_copy_of_our_own_bundle_is_found(
+    pair: tuple[Node, Node], tmp_path: Path, stdin: bool
+) -> None:
+    """Defect 11: a byte changed in place in tx/ (bit rot, or a medium that shared the
+    file's bytes) no longer passes for our bundle: rise-check names it, --repair sets it aside."""
+    alice, _bob = pair
+    source = tmp_path / "report.bin"
+    source.write_bytes(b"x" * 300_000)
+    if stdin:
+        alice.run("rise-send", "-q", "-", "bob", "--name", "report.bin", input=source.read_bytes())
+    else:
+        alice.run("rise-send", "-q", str(source), "bob")
+    alice.run("rise-check")  # the digest recorded when sealing matches
+    (path,) = (alice.spool / "tx").rglob("*.rsb")
+    with open(path, "r+b") as handle:
+        handle.seek(200_000)
+        byte = handle.read(1)
+        handle.seek(200_000)
+        handle.write(bytes([byte[0] ^ 1]))
+    found = alice.run("rise-check", check=False)
+    assert found.returncode == 3
+    assert b"damaged in our own spool" in found.stdout
+    alice.run("rise-check", "--repair", check=False)
+    assert not path.exists()
+    assert (alice.spool / "quarantine" / path.name).exists()
+    alice.run("rise-check")

@@ -23,6 +23,7 @@ from rise_dtn.core.errors import BundleError, StorageError, UsageError
 from rise_dtn.core.identity import PUBLIC_KEY_BYTES, BundleId
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
+from rise_dtn.store import transaction
 from rise_dtn.store.atomic import AtomicFile, atomic_file, copy_into, storage_error
 from rise_dtn.store.pipeline import BackgroundWriter
 
@@ -144,11 +145,19 @@ def queue(
     size, priority, expiry = prepared.size, prepared.priority, prepared.expiry
     sealed: list[int] = []
 
-    def write(target: Path) -> None:
+    def write(target: Path) -> str:
+        hasher = transaction.digest()
+
+        def keep(block: bytes) -> None:
+            # In the background writer's thread: hashlib lets go of the GIL
+            # for large blocks, so the hash costs the sealing thread nothing.
+            out.write(block)
+            hasher.update(block)
+
         with atomic_file(target, tmp_dir=home.spool.tmp, what="queueing the bundle") as out:
             if size is not None:
-                out.write(sealer.clear_part(size))
-                with BackgroundWriter(out.write) as write_block:
+                keep(sealer.clear_part(size))
+                with BackgroundWriter(keep) as write_block:
                     payload_bytes = seal_stream(sealer, source, write_block, progress)
                 if payload_bytes != size:
                     raise StorageError(
@@ -157,6 +166,9 @@ def queue(
             else:
                 payload_bytes = _seal_unknown_size(sealer, source, out, home, progress)
         sealed.append(payload_bytes)
+        if size is None:  # the body was copied by the kernel, unseen: hash the file
+            return transaction.digest_of(target)
+        return hasher.hexdigest()
 
     bundle_bytes = home.bundles.queue(
         peer.node_id, sealer.bundle_id, expiry=expiry, priority=priority, now=now, write=write
