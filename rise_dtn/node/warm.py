@@ -32,8 +32,10 @@ from pathlib import Path
 SOCKET_NAME = "send.sock"
 MAX_REQUEST_BYTES = 1 << 16
 # A real rise-send sends its request right after connecting; a caller silent
-# this long is stuck or hostile, and its child gives up on it.
-REQUEST_SECONDS = 5.0
+# this long is stuck or hostile, and its child gives up on it. Generous: on
+# a loaded machine a real caller must never be taken for a silent one (it
+# would then report the worker gone), and the wait holds up no one else.
+REQUEST_SECONDS = 60.0
 LENGTH = struct.Struct(">I")
 _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 

@@ -38,10 +38,12 @@ def nodes(short_base: Path) -> tuple[Node, Node]:
     return alice, bob
 
 
-def start_daemon(node: Node, *args: str) -> subprocess.Popen[bytes]:
+def start_daemon(
+    node: Node, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(
         [str(BIN / "rise-daemon"), "--listen", "127.0.0.1:0", *args],
-        env=command_env(node.home),
+        env=env or command_env(node.home),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -170,19 +172,8 @@ def test_the_worker_serves_the_default_home(short_base: Path) -> None:
     alice = Node("alice", home, "")
     bob = make_node(short_base, "bob")
     subprocess.run([str(BIN / "rise"), "peer", "add", "-"], input=bob.card(), env=env, check=True)
-    daemon = subprocess.Popen(
-        [str(BIN / "rise-daemon"), "--listen", "127.0.0.1:0"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    daemon = start_daemon(alice, env=env)
     try:
-        assert daemon.stderr is not None
-        assert daemon.stderr.readline().startswith(b"listening on")
-        deadline = time.monotonic() + 30
-        while not (home / "send.sock").exists():
-            assert time.monotonic() < deadline, "the worker never listened"
-            time.sleep(0.02)
         poisoned = poisoned_env(alice, short_base)
         del poisoned["RISE_HOME"]
         poisoned["XDG_DATA_HOME"] = str(data)
