@@ -403,10 +403,11 @@ NOTES = [
     "other processes on the machine add noise: compare the load average with the number "
     "of cores, and prefer --repeat 3 or more for figures to quote.",
     "speed rise/NNCP > 1 means rise-dtn is faster (NNCP time / rise-dtn time).",
-    "rise-xfer keeps a sent bundle in the spool until acked, and hard-links instead of "
-    "copying when the medium is on the spool's filesystem (see the 'hard-linked' lines; "
-    "use --medium on another filesystem to measure copies); nncp-xfer copies its packet "
-    "and removes it from the spool.",
+    "rise-xfer keeps a sent bundle in the spool until acked, and never shares its bytes "
+    "with the medium: it copies in the kernel (a reflink where the filesystem offers "
+    "copy-on-write), so the 'xfer out ... xfer in' line must say 'copied', never "
+    "'hard-linked'; --medium puts the medium on another filesystem; nncp-xfer copies "
+    "its packet and removes it from the spool.",
     "every delivered file was checked byte-identical (sha256, computed outside the timing).",
 ]
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rise_dtn.carriers.directory import xfer
+from rise_dtn.carriers.directory.audience import Audience
 from rise_dtn.core.errors import RiseError, UsageError
 from rise_dtn.node import inbox, status
 from rise_dtn.node.home import CONFIG_FILE, Home
@@ -66,7 +67,10 @@ def _make_relay(home: Home) -> Home:
 
 def _carry(origin: Home, destination: Home, stick: Path, *, now: int, say: Say) -> None:
     """One trip of a stick: origin writes, destination takes and tosses, origin reads the acks."""
-    report = xfer.exchange(origin, stick, move=False, now=now)
+    # Each stick serves one link: a relay writes onto it only what is for the node at its other end.
+    for_destination = Audience(names=(str(destination.identity.node_id),))
+    for_origin = Audience(names=(str(origin.identity.node_id),))
+    report = xfer.exchange(origin, stick, move=False, now=now, serving=for_destination)
     say(f"  {origin.config.name}: rise-xfer {stick.name}  -> wrote {report.sent} bundle(s)")
     events: list[toss.TossEvent] = []
     report = xfer.exchange(
@@ -75,6 +79,7 @@ def _carry(origin: Home, destination: Home, stick: Path, *, now: int, say: Say) 
         move=False,
         now=now,
         toss=lambda: events.extend(toss.toss(destination, now=now)),
+        serving=for_origin,
     )
     say(f"  {destination.config.name}: rise-xfer --toss {stick.name}  -> took {report.received}")
     for event in events:
@@ -82,7 +87,7 @@ def _carry(origin: Home, destination: Home, stick: Path, *, now: int, say: Say) 
             say(f"    delivered {event.kind.name.lower()} from {event.sender}: {event.path}")
         else:
             say(f"    {event.action}: {event.reason}")
-    report = xfer.exchange(origin, stick, move=False, now=now)
+    report = xfer.exchange(origin, stick, move=False, now=now, serving=for_destination)
     if report.released:
         say(f"  {origin.config.name}: rise-xfer {stick.name}  -> {report.released} confirmed")
 

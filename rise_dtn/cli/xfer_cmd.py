@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from rise_dtn.carriers.directory import medium
+from rise_dtn.carriers.directory.audience import Audience, check_names
 from rise_dtn.carriers.directory.xfer import Say, XferReport, exchange
 from rise_dtn.cli.common import (
     home_option,
@@ -29,6 +30,10 @@ from rise_dtn.node.watching import ChangeWaiter
 def _report(report: XferReport, *, quiet: bool) -> None:
     for line in report.rejected:
         warn("rise-xfer", f"rejected: {line}")
+    for line in report.unwritten:
+        warn("rise-xfer", f"not written: {line}")
+    if report.serves_nobody is not None:
+        warn("rise-xfer", report.serves_nobody)
     if quiet:
         return
     for line in report.skipped:
@@ -49,6 +54,19 @@ def _report(report: XferReport, *, quiet: bool) -> None:
     is_flag=True,
     help="Toss what arrived before leaving acks, so they go back on this same trip.",
 )
+@click.option(
+    "--for",
+    "for_names",
+    multiple=True,
+    metavar="NAME",
+    help="Write bundles and acks only for this neighbour (repeatable). Default: the "
+    "peers whose [peers.NAME] media name DIRECTORY, else every peer (a relay: its only peer).",
+)
+@click.option(
+    "--for-all",
+    is_flag=True,
+    help="Write bundles and acks for every neighbour (a stick all of them share).",
+)
 @click.option("--watch", is_flag=True, help="Wait for DIRECTORY to be mounted, then exchange.")
 @click.option(
     "--poll",
@@ -63,6 +81,8 @@ def xfer_cmd(
     directory: Path,
     move: bool,
     toss_too: bool,
+    for_names: tuple[str, ...],
+    for_all: bool,
     watch: bool,
     poll: float,
     home_path: Path | None,
@@ -76,12 +96,19 @@ def xfer_cmd(
     senders release them. Sent bundles stay in the spool until acked,
     unless --move.
 
+    A medium carries bundles and acks only for the neighbours it serves:
+    those named with --for, else those whose [peers.NAME] media name
+    DIRECTORY, else every peer; a relay, which holds others' packets,
+    serves only its one peer or those named (--for-all: every peer).
+
     \b
     Example (a complete sneakernet, on both machines):
       */10 * * * *  rise-xfer -q --toss /media/usb
     """
     home = open_home(home_path)
-    run = _runner(home, directory, move=move, toss_too=toss_too, quiet=quiet)
+    serving = Audience(names=for_names, everyone=for_all)
+    check_names(home, serving)
+    run = _runner(home, directory, serving, move=move, toss_too=toss_too, quiet=quiet)
     if not watch:
         report = run()
         _exit_for(report)
@@ -94,14 +121,20 @@ def _verbose(quiet: bool) -> Say:
 
 
 def _runner(
-    home: Home, directory: Path, *, move: bool, toss_too: bool, quiet: bool
+    home: Home, directory: Path, serving: Audience, *, move: bool, toss_too: bool, quiet: bool
 ) -> Callable[[], XferReport]:
     rejected_by_toss, on_event = toss_reporter(quiet)
 
     def run() -> XferReport:
         toss_step = (lambda: toss(home, now=now(), on_event=on_event)) if toss_too else None
         report = exchange(
-            home, directory, move=move, now=now(), say=_verbose(quiet), toss=toss_step
+            home,
+            directory,
+            move=move,
+            now=now(),
+            say=_verbose(quiet),
+            toss=toss_step,
+            serving=serving,
         )
         report.rejected_by_toss = rejected_by_toss[0]
         _report(report, quiet=quiet)
@@ -117,6 +150,10 @@ def _exit_for(report: XferReport) -> None:
         )
     if report.rejected or report.rejected_by_toss:
         raise SystemExit(int(ExitCode.REJECTED))
+    if report.unwritten:
+        raise SystemExit(int(ExitCode.FAILURE))
+    if report.serves_nobody is not None:
+        raise SystemExit(int(ExitCode.USAGE))
 
 
 def _watch(directory: Path, run: Callable[[], XferReport], *, poll: float) -> None:

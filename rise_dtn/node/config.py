@@ -96,6 +96,7 @@ nice = {nice}
 # relay_max_bundles = 1000
 # address = "bob.example.org:5454"   # where rise-call and rise-daemon dial bob
 # keep_link = true            # rise-daemon keeps a link to bob open, redialling
+# media = ["/media/alice/BOB"]  # rise-xfer writes for bob on the sticks mounted here
 """
 
 
@@ -132,6 +133,7 @@ class PeerSettings:
     relay_max_bundles: int | None = None
     address: str | None = None  # where to dial it over TCP, before the card's address
     keep_link: bool = False  # rise-daemon holds a link open to it
+    media: tuple[str, ...] = ()  # mount points of the sticks that serve it (rise-xfer)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -242,6 +244,7 @@ PEER_KEYS = {
     "relay_max_bundles",
     "address",
     "keep_link",
+    "media",
 }
 # A number, then a unit as in dd(1) and truncate(1): K, M, G, T and KiB, MiB,
 # GiB, TiB are powers of 1024; KB, MB, GB, TB powers of 1000; B is bytes.
@@ -384,6 +387,7 @@ def _map_settings(table: dict[str, Any]) -> MapSettings:
 def _peer_settings(table: dict[str, Any], section: str) -> PeerSettings:
     # Zero is a quota that makes sense for one neighbour: relay nothing for it.
     return PeerSettings(
+        media=_optional(table, section, "media", _media) or (),
         address=_optional_str(table, section, "address"),
         keep_link=bool(_optional(table, section, "keep_link", _boolean)),
         on_delivery=_optional_str(table, section, "on_delivery"),
@@ -395,6 +399,16 @@ def _peer_settings(table: dict[str, Any], section: str) -> PeerSettings:
             else None
         ),
     )
+
+
+def _media(value: object) -> tuple[str, ...]:
+    """A mount point, or a list of them (rise-xfer writes for the peer on those)."""
+    paths = [value] if isinstance(value, str) else value
+    if not isinstance(paths, list) or not all(
+        isinstance(path, str) and Path(path).expanduser().is_absolute() for path in paths
+    ):
+        raise UsageError(f"must be an absolute path or a list of them, not {_shown(value)}")
+    return tuple(paths)
 
 
 def _calls(data: dict[str, Any]) -> list[Any]:

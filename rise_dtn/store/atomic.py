@@ -19,7 +19,7 @@ import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from rise_dtn.core.errors import NoSpaceError, StorageError
 
@@ -248,7 +248,15 @@ def _sendfile(src_fd: int, dst_fd: int, offset: int, count: int) -> int:
     return os.sendfile(dst_fd, src_fd, offset, count)
 
 
-def copy_into(source: BinaryIO, out: AtomicFile, length: int) -> None:
+class Writable(Protocol):
+    """Where copy_into writes: an AtomicFile, or a file being written on a medium."""
+
+    def fileno(self) -> int: ...
+
+    def write(self, data: bytes | memoryview) -> None: ...
+
+
+def copy_into(source: BinaryIO, out: Writable, length: int) -> None:
     """Copy `length` bytes from `source`'s current offset, in the kernel where it can."""
     src_fd, dst_fd = source.fileno(), out.fileno()
     offset = source.tell()
@@ -341,35 +349,63 @@ class StagingDirectory:
         os.close(self._fd)
 
 
-# Hard links are refused across filesystems (EXDEV), on FAT sticks (EPERM,
-# EOPNOTSUPP) and past a file system's link limit (EMLINK); all mean "copy".
-_NO_LINK = {errno.EXDEV, errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.EACCES}
+# FICLONE (linux/fs.h, _IOW(0x94, 9, int)): make the target share the source's
+# extents copy-on-write (btrfs, XFS, bcachefs). A later write to either file
+# gets new blocks, so the two never share writable bytes, unlike a hard link.
+FICLONE = 0x40049409
 
 
-def link_or_copy(source: Path, target: Path, *, tmp_dir: Path | None = None, what: str) -> bool:
-    """Give the immutable file `source` a second, durable name `target`.
+def reflink(src_fd: int, dst_fd: int) -> bool:
+    """Clone the whole of `src_fd` into the empty `dst_fd` if the filesystem can; else False.
 
-    On the same filesystem this is a hard link: no byte is copied, and since
-    spool bundles are never modified in place, sharing the inode is safe.
-    Elsewhere it is an atomic kernel copy. Returns True if it linked.
+    Refused between filesystems (EXDEV) and on filesystems without
+    copy-on-write (EOPNOTSUPP, EINVAL, ENOTTY...): the caller then copies.
+    A full disk is an error, not a refusal.
     """
     try:
-        os.link(source, target)
-    except FileExistsError:
-        raise
+        fcntl.ioctl(dst_fd, FICLONE, src_fd)
     except OSError as exc:
-        if exc.errno not in _NO_LINK:
-            raise storage_error(exc, what) from None
-    else:
-        try:
-            fsync_dir(target.parent)
-        except OSError as exc:
-            raise storage_error(exc, what) from None
-        return True
+        if exc.errno in _NO_SPACE:
+            raise
+        return False
+    return True
+
+
+def clone_or_copy(source: BinaryIO, out: Writable, length: int) -> None:
+    """Copy `length` bytes of `source` from its start into the empty `out`: a reflink
+    where the filesystem offers copy-on-write, else a copy in the kernel.
+
+    Never a hard link: what is written must not share writable bytes with
+    its source (a byte changed on a USB stick must not change the spool).
+    """
+    src_fd, dst_fd = source.fileno(), out.fileno()
+    if os.fstat(src_fd).st_size == length and reflink(src_fd, dst_fd):
+        if os.fstat(dst_fd).st_size == length:
+            return
+        os.ftruncate(dst_fd, 0)  # the source changed under us: copy what the caller checked
+    source.seek(0)
+    copy_into(source, out, length)
+
+
+def copy_file(source: BinaryIO, length: int, target: Path, *, tmp_dir: Path, what: str) -> None:
+    """Give the first `length` bytes of `source` the durable name `target`
+    (tmp, reflink or copy, fsync, link into place, fsync the directory).
+
+    Raises FileExistsError, and leaves the existing file, if `target` exists.
+    """
     try:
-        handle = open(source, "rb")  # noqa: SIM115 - closed by the with below
+        out = AtomicFile(target, tmp_dir=tmp_dir)
     except OSError as exc:
         raise storage_error(exc, what) from None
-    with handle, atomic_file(target, tmp_dir=tmp_dir, what=what) as out:
-        copy_into(handle, out, os.fstat(handle.fileno()).st_size)
-    return False
+    try:
+        clone_or_copy(source, out, length)
+        out.commit(replace=False)
+    except FileExistsError:
+        out.abort()
+        raise
+    except OSError as exc:
+        out.abort()
+        raise storage_error(exc, what) from None
+    except BaseException:
+        out.abort()
+        raise

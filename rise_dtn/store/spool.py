@@ -17,6 +17,7 @@ import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from rise_dtn.core import bundle
 from rise_dtn.core.errors import BundleError, UsageError
@@ -44,8 +45,14 @@ class SpooledBundle:
 def read_clear(path: Path) -> tuple[bundle.ClearPart, int]:
     """Parse a bundle file's clear part and check its size against the header."""
     with open(path, "rb", buffering=0) as handle:
-        head = handle.read(bundle.MAX_CLEAR_BYTES)
-        size = os.fstat(handle.fileno()).st_size
+        return parse_clear_file(handle)
+
+
+def parse_clear_file(handle: BinaryIO) -> tuple[bundle.ClearPart, int]:
+    """read_clear for a file already open (read from its start; never more than the header)."""
+    handle.seek(0)
+    head = handle.read(bundle.MAX_CLEAR_BYTES)
+    size = os.fstat(handle.fileno()).st_size
     clear = bundle.parse_clear(head)
     if size < clear.total_bytes:
         raise BundleError(

@@ -12,7 +12,8 @@ keeps a round over a dozen links at milliseconds instead of seconds.
 that has something to do (a bundle in tx/ that is not on the stick yet, a
 bundle or an ack on the stick for the node, a bundle waiting in rx/, an ack
 owed), sweeping the nodes forwards then backwards, until a whole round finds
-nothing to do. A visit is `rise-xfer --toss STICK` (or its in-process twin).
+nothing to do. A visit is `rise-xfer --toss --for PARTNER STICK` (or its
+in-process twin): each stick serves the one neighbour it is shared with.
 A visit with nothing to do would change nothing, so skipping it only saves
 time.
 """
@@ -35,6 +36,7 @@ from pathlib import Path
 import sqlalchemy
 
 from rise_dtn.carriers.directory import xfer
+from rise_dtn.carriers.directory.audience import Audience
 from rise_dtn.core.identity import NodeId
 from rise_dtn.node.home import Home
 from rise_dtn.node.send import routed, send
@@ -338,7 +340,7 @@ class Network:
         """`rise-xfer --toss` by `name` on its stick with `partner`."""
         node, stick = self.nodes[name], self.stick(name, partner)
         if real:
-            result = node.run("rise-xfer", "--toss", str(stick), check=False)
+            result = node.run("rise-xfer", "--toss", "--for", partner, str(stick), check=False)
             visit = Visit(
                 name, partner, result.returncode, result.stdout.decode(), result.stderr.decode()
             )
@@ -431,7 +433,15 @@ def _visit_in_process(node: Node, partner: str, stick: Path) -> Visit:
         def toss_step() -> None:
             toss.toss(home, now=now(), on_event=events.append)
 
-        report = xfer.exchange(home, stick, move=False, now=now(), say=lines.append, toss=toss_step)
+        report = xfer.exchange(
+            home,
+            stick,
+            move=False,
+            now=now(),
+            say=lines.append,
+            toss=toss_step,
+            serving=Audience(names=(partner,)),
+        )
     rejected = [e for e in events if isinstance(e, toss.Rejected) and e.action == "quarantined"]
     status = 3 if report.rejected or rejected else 0
     errors = [f"rejected: {line}" for line in report.rejected]

@@ -375,10 +375,12 @@ def test_bundle_damaged_on_the_stick_is_delivered_on_a_later_trip(
         path = on_stick / f"{bundle_id}.rsb"
         data = path.read_bytes()
         offset = parse_clear(data).size - 20 if in_key else -1
-        # Same name, same size, wrong bytes. A new file: on one filesystem the
-        # stick copy is a hard link to alice's spool copy, which a real stick is not.
-        path.unlink()
-        path.write_bytes(flip(data, offset))
+        # Same name, same size, wrong bytes, changed in place (bit rot, or
+        # whoever holds the stick): the stick is on the spools' filesystem,
+        # and alice's own copy must not change with it.
+        with open(path, "r+b") as handle:
+            handle.seek(offset % len(data))
+            handle.write(flip(data, offset)[offset % len(data) :][:1])
 
     trips = []
     for _trip in range(4):

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from rise_dtn.carriers.directory import xfer
+from rise_dtn.carriers.directory.audience import Audience
 from rise_dtn.core.encoding import canonical
 from rise_dtn.core.identity import NodeId
 from rise_dtn.store.spool import read_clear
@@ -70,12 +71,7 @@ def rejected_lines(stderr: str) -> list[str]:
 
 
 def rewrite(path: Path, data: bytes) -> None:
-    """Replace the file, never edit it in place.
-
-    xfer hard-links a bundle onto a medium on the same filesystem, so the
-    file on a stick here may be the sender's own spool file under a second
-    name; a carrier that alters what it carries writes a new file.
-    """
+    """Replace the file, as a carrier that alters what it carries would write a new one."""
     staged = path.with_name(path.name + ".edit")
     staged.write_bytes(data)
     staged.replace(path)
@@ -237,7 +233,13 @@ def test_a_packet_delayed_past_its_expiry_is_dropped(tmp_path: Path) -> None:
     late_on_stick, late_in_rx = net.on_stick("r1", "r2")
     held = late_on_stick.rename(net.base / late_on_stick.name)
     with opened(net["r2"]) as home:
-        xfer.exchange(home, net.stick("r1", "r2"), move=False, now=int(time.time()))
+        xfer.exchange(
+            home,
+            net.stick("r1", "r2"),
+            move=False,
+            now=int(time.time()),
+            serving=Audience(names=("r1",)),
+        )
     assert len(net.rx("r2")) == 1
     held.rename(late_on_stick)
     expiry = max(read_clear(path)[0].header.expiry for path in [late_on_stick, *net.rx("r2")])
@@ -321,7 +323,13 @@ def test_kill_relay_toss_while_it_forwards(tmp_path: Path) -> None:
                 net.send("a", "b", path, options=VIA, real=False)
             net.visit("a", "r1", real=False)
             with opened(net["r1"]) as home:  # take them into rx/, leave the toss to the kills
-                xfer.exchange(home, net.stick("a", "r1"), move=False, now=int(time.time()))
+                xfer.exchange(
+                    home,
+                    net.stick("a", "r1"),
+                    move=False,
+                    now=int(time.time()),
+                    serving=Audience(names=("a",)),
+                )
         if killer is None:
             killer = Killer(rng, timed("rise-toss", "-q", home=net["r1"].home), work_seconds=0.2)
             continue  # that first run tossed the batch

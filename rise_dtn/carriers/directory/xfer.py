@@ -10,21 +10,26 @@ until an ack for it comes back (unless --move), so a lost stick loses nothing.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
+from rise_dtn.carriers.directory import audience
+from rise_dtn.carriers.directory.audience import Audience
+from rise_dtn.carriers.directory.folder import UnsafeEntry, UnwritableMedium
 from rise_dtn.carriers.directory.layout import DirectoryCarrier, Found
-from rise_dtn.core.ack import MAX_IDS, Ack
+from rise_dtn.core.ack import MAX_ACK_BYTES, MAX_IDS, Ack
 from rise_dtn.core.errors import BundleError, NoSpaceError, RiseError, StorageError
 from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.store import locks
-from rise_dtn.store.atomic import (
-    link_or_copy,
-)
-from rise_dtn.store.spool import read_clear
+from rise_dtn.store.atomic import copy_file
+from rise_dtn.store.spool import parse_clear_file, read_clear
 from rise_dtn.store.transaction import Release, Verdict
 
 
@@ -39,7 +44,9 @@ class XferReport:
     expired: int = 0
     rejected: list[str] = dataclasses.field(default_factory=list)  # one-line reasons
     skipped: list[str] = dataclasses.field(default_factory=list)  # notes, not errors
+    unwritten: list[str] = dataclasses.field(default_factory=list)  # the medium refused
     medium_full: bool = False
+    serves_nobody: str | None = None  # set when bundles wait and the medium serves no one
     rejected_by_toss: int = 0  # with --toss: bundles the toss quarantined
 
 
@@ -54,42 +61,75 @@ def exchange(
     now: int,
     say: Say = lambda _line: None,
     toss: Callable[[], object] | None = None,
+    serving: Audience = audience.UNNAMED,
 ) -> XferReport:
     """One full exchange with `directory`.
 
     `toss`, if given, runs after the bundles are taken and before the acks
     are written, so that the acks for this exchange's bundles leave at once.
+    Bundles and acks are written only for the neighbours the medium serves
+    (audience.py); bundles and acks for us are taken from any peer.
     """
     home.spool.check_exists()
-    carrier = DirectoryCarrier(directory)
+    audience.check_names(home, serving)
     report = XferReport()
     me = home.identity.node_id
     peers = {peer.node_id: peer for peer in home.peers.all()}
-    carrier.remove_stale(sender=me)
-    _take_acks(home, carrier, peers, report, now=now, say=say)
-    _take_bundles(home, carrier, peers, report, now=now, say=say)
-    if toss is not None:
-        toss()
-    _give_acks(home, carrier, peers, now=now, say=say)
-    if home.config.relay.enabled:
-        from rise_dtn.node.toss import control  # late: only relays pay for the routing modules
+    served = audience.served(home, directory, serving).peers
+    with DirectoryCarrier(directory) as carrier:
+        carrier.remove_stale(sender=me)
+        _take_acks(home, carrier, peers, report, now=now, say=say)
+        _take_bundles(home, carrier, peers, report, now=now, say=say)
+        if toss is not None:
+            toss()
+        _give_acks(home, carrier, served, report, now=now, say=say)
+        if home.config.relay.enabled:
+            from rise_dtn.node.toss import control  # late: only relays pay for the routing modules
 
-        for name in control.refresh_maps(home, now=now):
-            say(f"queued a fresh map for {name}")
+            for name in control.refresh_maps(home, now=now):
+                say(f"queued a fresh map for {name}")
+        _give_all_bundles(home, carrier, peers, served, report, move=move, now=now, say=say)
+        carrier.sync()
+        report.rejected.extend(carrier.refusals)
+        report.unwritten.extend(carrier.unwritten)
+    if not served and any(_waiting(home, peer) for peer in peers):
+        report.serves_nobody = audience.nobody_line(directory, len(peers))
+    return report
+
+
+def _waiting(home: Home, neighbour: NodeId) -> bool:
+    return next(home.spool.files(home.spool.tx_dir(neighbour)), None) is not None
+
+
+def _give_all_bundles(
+    home: Home,
+    carrier: DirectoryCarrier,
+    peers: dict[NodeId, Peer],
+    served: dict[NodeId, Peer],
+    report: XferReport,
+    *,
+    move: bool,
+    now: int,
+    say: Say,
+) -> None:
+    """Bundles out, for each neighbour the medium serves (the others' stay in the spool)."""
     for neighbour in home.spool.tx_neighbours():
-        peer = peers.get(neighbour)
+        peer = served.get(neighbour)
         if peer is None:
-            report.skipped.append(f"tx/{neighbour}: not a known peer, left in the spool")
+            if neighbour not in peers:
+                report.skipped.append(f"tx/{neighbour}: not a known peer, left in the spool")
             continue
         try:
             with locks.held(home.spool.lock_path(f"tx-{neighbour}"), what=f"tx/{peer.name}"):
                 _give_bundles(home, carrier, peer, report, move=move, now=now, say=say)
         except NoSpaceError:
             report.medium_full = True
-            say(f"{directory} is full: the rest stays in the spool for the next exchange")
+            say(f"{carrier.root} is full: the rest stays in the spool for the next exchange")
             break
-    carrier.sync()
-    return report
+        except UnsafeEntry:
+            continue  # its folder on the medium is a link or a file: refused, with a line
+        except UnwritableMedium as exc:
+            report.unwritten.append(f"{exc.message}; bundles for {peer.name} stay queued")
 
 
 def _take_acks(
@@ -105,14 +145,19 @@ def _take_acks(
     for found in carrier.acks_for(me):
         peer = peers.get(found.sender)
         if peer is None:
-            report.skipped.append(f"{found.path}: ack from unknown node {found.sender}, ignored")
+            report.skipped.append(f"{found.shown}: ack from unknown node {found.sender}, ignored")
             continue
         try:
-            ack = Ack.decode(found.path.read_bytes(), sender=peer.card.public, recipient=me)
+            # Bounded: a link to /dev/zero or a sparse terabyte must not fill memory.
+            data = carrier.read_at_most(found, MAX_ACK_BYTES)
+            ack = Ack.decode(data, sender=peer.card.public, recipient=me)
+        except UnsafeEntry as exc:
+            report.rejected.append(exc.message)  # left alone: it is not ours to follow
+            continue
         except (BundleError, OSError) as exc:
-            reason = exc.message if isinstance(exc, BundleError) else str(exc)
-            report.rejected.append(f"{found.path.name}: ack rejected: {reason}")
-            carrier.remove(found.path)
+            reason = exc.message if isinstance(exc, BundleError) else str(exc.strerror or exc)
+            report.rejected.append(f"{found.shown}: ack rejected: {reason}")
+            carrier.remove(found)
             continue
         with locks.held(
             home.spool.lock_path(f"tx-{peer.node_id}"), wait_seconds=30, what=f"tx/{peer.name}"
@@ -121,8 +166,8 @@ def _take_acks(
                 if home.bundles.release(peer.node_id, bundle_id, Release.ACKED, now=now):
                     report.released += 1
                 # The neighbour took it; a copy still on the medium is now garbage.
-                carrier.remove(carrier.bundle_path(peer.node_id, me, bundle_id))
-        carrier.remove(found.path)
+                carrier.remove_bundle(recipient=peer.node_id, sender=me, bundle_id=bundle_id)
+        carrier.remove(found)
         say(f"ack from {peer.name}: {len(ack.bundle_ids)} bundle(s) confirmed")
 
 
@@ -139,10 +184,19 @@ def _take_bundles(
         peer = peers.get(found.sender)
         if peer is None:
             report.skipped.append(
-                f"{found.path.name}: from unknown node {found.sender}, left on the medium"
+                f"{found.shown}: from unknown node {found.sender}, left on the medium"
             )
             continue
-        _take_one(home, carrier, found, peer, report, now=now, say=say)
+        try:
+            source = carrier.open(found)
+        except UnsafeEntry as exc:
+            report.rejected.append(exc.message)  # not read, not copied, left alone
+            continue
+        except OSError as exc:
+            report.rejected.append(f"{found.shown}: unreadable: {exc.strerror}")
+            continue
+        with source:
+            _take_one(home, carrier, found, peer, report, source=source, now=now, say=say)
 
 
 def _take_one(
@@ -152,42 +206,45 @@ def _take_one(
     peer: Peer,
     report: XferReport,
     *,
+    source: BinaryIO,
     now: int,
     say: Say,
 ) -> None:
-    """Move one bundle from the medium into rx/ (durably, then off the medium)."""
+    """Move one bundle from the medium (`source`, open) into rx/ (durably, then off the medium)."""
     try:
-        clear, size = read_clear(found.path)
+        clear, size = parse_clear_file(source)
     except BundleError as exc:
-        report.rejected.append(f"{found.path.name}: {exc.message}")
-        _quarantine_from_medium(home, found, exc.message)
+        report.rejected.append(f"{found.shown}: {exc.message}")
+        _quarantine_from_medium(home, carrier, found, source, exc.message)
         return
     except OSError as exc:
-        report.rejected.append(f"{found.path.name}: unreadable: {exc.strerror}")
+        report.rejected.append(f"{found.shown}: unreadable: {exc.strerror}")
         return
     bundle_id = clear.bundle_id
 
     def write(target: Path) -> None:
-        link_or_copy(found.path, target, tmp_dir=home.spool.tmp, what="receiving a bundle")
+        # A copy (or a reflink), never a hard link: the medium's holder must
+        # not be able to change our copy after toss has checked it.
+        copy_file(source, size, target, tmp_dir=home.spool.tmp, what="receiving a bundle")
 
     admission = home.bundles.admit(clear, size, peer.node_id, now=now, write=write)
     if admission.verdict is Verdict.NOT_FOR_US:
-        report.rejected.append(f"{found.path.name}: {admission.reason}")
-        _quarantine_from_medium(home, found, admission.reason)
+        report.rejected.append(f"{found.shown}: {admission.reason}")
+        _quarantine_from_medium(home, carrier, found, source, admission.reason)
         return
     if admission.verdict is Verdict.RECEIVED:
         # Not tossed yet. If our copy turns out damaged, toss quarantines it
         # and this copy, left on the medium, is taken next time.
-        report.skipped.append(f"{found.path.name}: {admission.reason}")
+        report.skipped.append(f"{found.shown}: {admission.reason}")
         return
     if admission.verdict is Verdict.DELIVERED:
         report.duplicates += 1  # the sender missed our ack: admit owes it again
-        carrier.remove(found.path)
+        carrier.remove(found)
         return
     if admission.verdict is Verdict.EXPIRED:
         report.expired += 1
-        report.skipped.append(f"{found.path.name}: expired, removed from the medium")
-        carrier.remove(found.path)
+        report.skipped.append(f"{found.shown}: expired, removed from the medium")
+        carrier.remove(found)
         return
     target = home.bundles.received_path(peer.node_id, bundle_id)
     # The copy on the medium stays until our ack goes out (_give_acks): until
@@ -198,12 +255,12 @@ def _take_one(
         # medium is most likely the same damaged bytes. Off it goes (ours is
         # durable in rx/): the sender, whose check goes by name and size,
         # then writes its good copy again instead of never replacing it.
-        carrier.remove(found.path)
-    elif found.path != carrier.bundle_path(home.identity.node_id, peer.node_id, bundle_id):
+        carrier.remove(found)
+    elif found.name != carrier.bundle_name(bundle_id):
         # Not under its id: our ack removes a copy by its id, so this one
         # would be taken again at every exchange, for ever (a replay under
         # another name). Ours is durable in rx/.
-        carrier.remove(found.path)
+        carrier.remove(found)
     report.received += 1
     report.received_bytes += size
     say(f"received {bundle_id} from {peer.name} ({size} bytes)")
@@ -218,10 +275,16 @@ def _parses(text: str) -> bool:
 
 
 def _give_acks(
-    home: Home, carrier: DirectoryCarrier, peers: dict[NodeId, Peer], *, now: int, say: Say
+    home: Home,
+    carrier: DirectoryCarrier,
+    peers: dict[NodeId, Peer],
+    report: XferReport,
+    *,
+    now: int,
+    say: Say,
 ) -> None:
-    """Write the acks owed to each neighbour, then forget them (a repeat is harmless)."""
-    me = home.identity.node_id
+    """Write the acks owed to each neighbour the medium serves, then forget them (a
+    repeat is harmless). Acks owed to others wait for a medium that serves them."""
     by_neighbour: dict[str, list[str]] = {}
     for neighbour, bundle_id in home.index.acks_owed():
         if not (_parses(neighbour) and _parses(bundle_id)):
@@ -231,35 +294,64 @@ def _give_acks(
     for neighbour_text, ids in by_neighbour.items():
         peer = peers.get(NodeId.parse(neighbour_text))
         if peer is None:
-            continue  # the neighbour was removed; keep the debt in case it comes back
-        for start in range(0, len(ids), MAX_IDS):
-            batch = ids[start : start + MAX_IDS]
-            ack = Ack(me, peer.node_id, now, tuple(BundleId.parse(text) for text in batch))
-            carrier.put_ack(
-                ack.encode(home.identity),
-                recipient=peer.node_id,
-                sender=me,
-                name=secrets.token_hex(8),
-            )
-            home.index.acks_sent(neighbour_text, batch)
-            for bundle_id in batch:
-                carrier.remove(carrier.bundle_path(me, peer.node_id, BundleId.parse(bundle_id)))
+            continue  # not served here, or removed: keep the debt for a medium that serves it
+        try:
+            _give_acks_to(home, carrier, peer, ids, now=now)
+        except UnsafeEntry:
+            continue  # its folder on the medium is a link or a file: refused, with a line
+        except UnwritableMedium as exc:
+            report.unwritten.append(f"{exc.message}; acks for {peer.name} stay owed")
+            continue
         say(f"left acks for {peer.name}: {len(ids)} bundle(s)")
 
 
-def _quarantine_from_medium(home: Home, found: Found, reason: str) -> None:
+def _give_acks_to(
+    home: Home, carrier: DirectoryCarrier, peer: Peer, ids: list[str], *, now: int
+) -> None:
+    me = home.identity.node_id
+    for start in range(0, len(ids), MAX_IDS):
+        batch = ids[start : start + MAX_IDS]
+        ack = Ack(me, peer.node_id, now, tuple(BundleId.parse(text) for text in batch))
+        carrier.put_ack(
+            ack.encode(home.identity), recipient=peer.node_id, sender=me, name=secrets.token_hex(8)
+        )
+        home.index.acks_sent(str(peer.node_id), batch)
+        for bundle_id in batch:
+            carrier.remove_bundle(
+                recipient=me, sender=peer.node_id, bundle_id=BundleId.parse(bundle_id)
+            )
+
+
+def _quarantine_from_medium(
+    home: Home, carrier: DirectoryCarrier, found: Found, source: BinaryIO, reason: str
+) -> None:
     """Bring a rejected bundle into the spool, then quarantine it as toss does."""
-    # Under its own name (quarantine keeps it) and not a .rise-tmp- name, so
-    # a concurrent stale-tmp cleaner never takes it.
-    staged = home.spool.tmp / "from-medium" / found.path.name
+    # Under its own name (quarantine keeps it) if that is a plain short one,
+    # and not a .rise-tmp- name, so a concurrent stale-tmp cleaner never takes it.
+    staged = home.spool.tmp / "from-medium" / _quarantine_name(found.name)
     try:
         staged.parent.mkdir(mode=0o700, exist_ok=True)
         staged.unlink(missing_ok=True)
-        link_or_copy(found.path, staged, what="quarantining")
+        length = os.fstat(source.fileno()).st_size
+        copy_file(source, length, staged, tmp_dir=staged.parent, what="quarantining")
         home.spool.quarantine(staged, reason)
-        found.path.unlink()
     except (OSError, StorageError):
         staged.unlink(missing_ok=True)  # leave it on the medium; the next xfer reports it again
+        return
+    carrier.remove(found)
+
+
+# A name a medium's holder chose is kept in quarantine only if it is short and
+# plain; any other gets one made from its bytes (a 255-byte name has no room
+# for the ".reason" beside it, odd bytes have no place in a spool).
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def _quarantine_name(name: str) -> str:
+    if _PLAIN_NAME.match(name):
+        return name
+    digest = hashlib.blake2b(os.fsencode(name), digest_size=10).hexdigest()
+    return f"from-medium-{digest}.rsb"
 
 
 def _give_bundles(

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from rise_dtn.carriers.directory import xfer
+from rise_dtn.carriers.directory.audience import Audience
 from rise_dtn.core.errors import ExitCode, NoSpaceError
 from rise_dtn.node.home import CONFIG_FILE, Home
 from rise_dtn.node.send import routed, send
@@ -25,6 +26,7 @@ from rise_dtn.node.toss import parallel, toss
 from rise_dtn.store.relay_index import Relayed
 
 PACKETS = 60
+EVERYONE = Audience(everyone=True)  # one stick that alice, the relay and bob share
 
 
 def test_every_job_is_run_once_across_the_workers(tmp_path: Path) -> None:
@@ -92,8 +94,8 @@ def test_a_relay_forwards_a_large_rx_in_parallel_exactly_once(
         )
     stick = tmp_path / "stick"
     stick.mkdir()
-    xfer.exchange(alice, stick, move=False, now=now)
-    xfer.exchange(relay, stick, move=False, now=now)
+    xfer.exchange(alice, stick, move=False, now=now, serving=EVERYONE)
+    xfer.exchange(relay, stick, move=False, now=now, serving=EVERYONE)
     monkeypatch.setattr(parallel, "MIN_PARALLEL_JOBS", 10)
     if (os.cpu_count() or 1) >= 2:
         # A thread an earlier test left winding down would make toss stay
@@ -115,10 +117,15 @@ def test_a_relay_forwards_a_large_rx_in_parallel_exactly_once(
     assert not list(relay.spool.files(relay.spool.rx_dir(alice.identity.node_id)))
     assert relay.index.count(Relayed) == PACKETS
     assert toss.toss(relay, now=now) == []  # nothing left, nothing twice
-    xfer.exchange(relay, stick, move=False, now=now)
+    xfer.exchange(relay, stick, move=False, now=now, serving=EVERYONE)
     delivered: list[toss.TossEvent] = []
     xfer.exchange(
-        bob, stick, move=False, now=now, toss=lambda: delivered.extend(toss.toss(bob, now=now))
+        bob,
+        stick,
+        move=False,
+        now=now,
+        toss=lambda: delivered.extend(toss.toss(bob, now=now)),
+        serving=EVERYONE,
     )
     messages = [event for event in delivered if isinstance(event, toss.Delivered)]
     assert len(messages) == PACKETS
