@@ -22,6 +22,7 @@ from tests.e2e.relay_network import (
     digest,
     files_under,
     node_ids_in,
+    set_config,
 )
 from tests.postgres import IndexUrls
 
@@ -363,3 +364,57 @@ def test_receipts_look_like_short_messages_to_every_relay(tmp_path: Path) -> Non
             break
     assert net.status("a")[message_id]["state"] == "delivered"  # the receipt came back
     assert len(sizes) == 1, sorted(sizes)
+
+
+def test_a_relay_writes_onto_a_stick_only_for_the_neighbour_it_serves(tmp_path: Path) -> None:
+    """A -> R1 -> R2 -> B: R2 must not show R1, on their stick, the packet for B that it
+    has just forwarded from R1 (by folder and by size): R1 would learn both ends."""
+    net = Network.build(
+        tmp_path,
+        relays=["r1", "r2"],
+        ends=["a", "b"],
+        links=[("a", "r1"), ("r1", "r2"), ("r2", "b")],
+        correspondents=[("a", "b")],
+    )
+    net.send("a", "b", b"only b may know who this is for\n", options=["--via", "r1,r2"])
+    for name, partner in (("a", "r1"), ("r1", "a"), ("r1", "r2")):
+        net.visit(name, partner, real=False)
+    stick, r2, b = net.stick("r1", "r2"), net["r2"], net["b"]
+
+    def names_b() -> list[Path]:
+        return [
+            path
+            for path in stick.rglob("*")
+            if node_ids_in(str(path).encode(), b)
+            or (path.is_file() and node_ids_in(path.read_bytes(), b))
+        ]
+
+    # Nothing said: a relay with two neighbours writes for neither, in one line.
+    result = r2.run("rise-xfer", "--toss", str(stick), check=False)
+    assert result.returncode == 2
+    lines = result.stderr.decode().splitlines()
+    assert "Traceback" not in result.stderr.decode()
+    (line,) = [line for line in lines if line.startswith("rise-xfer: a relay writes for no")]
+    assert "--for NAME, [peers.NAME] media, or --for-all" in line
+    assert len(net.tx("r2", "b")) == 1  # forwarded: it waits for a medium that serves b
+    assert names_b() == []
+    assert not list(stick.rglob("*.rsa"))  # not even the ack for r1
+
+    # --for r1: the ack goes, b's packet stays home.
+    r2.run("rise-xfer", "-q", "--for", "r1", str(stick))
+    assert list((stick / "rise-dtn" / net["r1"].node_id / r2.node_id).glob("*.rsa"))
+    assert names_b() == []
+    assert len(net.tx("r2", "b")) == 1
+
+    # The same from config.toml, for the mount point of the r1 stick.
+    set_config(r2, "peers.r1", "media", f'["{stick}"]')
+    result = r2.run("rise-xfer", str(stick))
+    assert result.returncode == 0
+    assert names_b() == []
+    result = r2.run("rise-xfer", "--for", "nobody", str(stick), check=False)
+    assert result.returncode == 2
+    assert one_line(result.stderr).startswith("rise-xfer: unknown peer 'nobody'")
+
+    # --for-all is the explicit opt-in for a stick that every neighbour shares.
+    r2.run("rise-xfer", "-q", "--for-all", str(stick))
+    assert len(list((stick / "rise-dtn" / b.node_id / r2.node_id).glob("*.rsb"))) == 1
