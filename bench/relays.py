@@ -175,9 +175,13 @@ class RiseNodes:
         self.introduce(one, other)
         self.introduce(other, one)
 
-    def xfer(self, name: str, medium: Path, *, toss: bool = False) -> list[str]:
+    def xfer(
+        self, name: str, medium: Path, *, toss: bool = False, serves: str | None = None
+    ) -> list[str]:
+        """rise-xfer; `serves`: the neighbour the medium is for (a relay writes only for it)."""
         medium.mkdir(parents=True, exist_ok=True)
         flags = ["--toss"] if toss else []
+        flags += ["--for", serves] if serves else []
         return [self.cmd("rise-xfer"), "--home", str(self.home(name)), *flags, str(medium)]
 
     def tx(self, name: str) -> Path:
@@ -270,7 +274,7 @@ def rise_overhead(root: Path, bin_dir: Path, message: bytes) -> list[int]:
     medium = root / "medium"
     for relay in relays:
         run_setup([nodes.cmd("rise"), "map", "--refresh", "--home", str(nodes.home(relay))])
-        run_setup(nodes.xfer(relay, medium))
+        run_setup(nodes.xfer(relay, medium, serves="a"))
     run_setup(nodes.xfer("a", medium, toss=True))
     sizes = []
     for hops in range(MAX_HOPS + 1):
@@ -402,7 +406,7 @@ def rise_toss_rate(root: Path, bin_dir: Path, count: int, time_binary: str | Non
     medium = root / "medium"
     carry = [
         timed("rise-xfer out (a)", nodes.xfer("a", medium), root, time_binary),
-        timed("rise-xfer in (r)", nodes.xfer("r", medium), root, time_binary),
+        timed("rise-xfer in (r)", nodes.xfer("r", medium, serves="a"), root, time_binary),
     ]
     received = files_under(nodes.home("r") / "spool" / "rx")
     if len(received) != count:
@@ -504,16 +508,16 @@ def rise_two_relays(root: Path, bin_dir: Path, payload: Path) -> tuple[list[tupl
     sticks = [root / f"medium-{link}" for link in ("a-r1", "r1-r2", "r2-b")]
     # r1's map tells a the link r1-r2 (and r2's card): what --via r1,r2 needs.
     run_setup([nodes.cmd("rise"), "map", "--refresh", "--home", str(nodes.home("r1"))])
-    run_setup(nodes.xfer("r1", sticks[0]))
+    run_setup(nodes.xfer("r1", sticks[0], serves="a"))
     run_setup(nodes.xfer("a", sticks[0], toss=True))
     send = [nodes.cmd("rise-send"), "--home", str(nodes.home("a")), "-q"]
     steps = [
         ("send (a)", [*send, "--hops", "2", "--via", "r1,r2", str(payload), "b"]),
         ("xfer out (a)", nodes.xfer("a", sticks[0])),
-        ("xfer --toss (r1): forward", nodes.xfer("r1", sticks[0], toss=True)),
-        ("xfer out (r1)", nodes.xfer("r1", sticks[1])),
-        ("xfer --toss (r2): forward", nodes.xfer("r2", sticks[1], toss=True)),
-        ("xfer out (r2)", nodes.xfer("r2", sticks[2])),
+        ("xfer --toss (r1): forward", nodes.xfer("r1", sticks[0], toss=True, serves="a")),
+        ("xfer out (r1)", nodes.xfer("r1", sticks[1], serves="r2")),
+        ("xfer --toss (r2): forward", nodes.xfer("r2", sticks[1], toss=True, serves="r1")),
+        ("xfer out (r2)", nodes.xfer("r2", sticks[2], serves="b")),
         ("xfer --toss (b): deliver", nodes.xfer("b", sticks[2], toss=True)),
     ]
     return steps, nodes.home("b") / "incoming" / "a" / payload.name
