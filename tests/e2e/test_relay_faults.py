@@ -196,13 +196,13 @@ def test_replays_and_duplicates_are_dropped(tmp_path: Path) -> None:
     from_r3 = net.stick("r2", "r3") / "rise-dtn" / net["r2"].node_id / net["r3"].node_id
     from_r3.mkdir(parents=True, exist_ok=True)
     shutil.copy(third, from_r3 / third.name)
-    net["r2"].run("rise-xfer", str(net.stick("r1", "r2")))
-    net["r2"].run("rise-xfer", str(net.stick("r2", "r3")))
+    net["r2"].run("rise-xfer", "--for", "r1", str(net.stick("r1", "r2")))
+    net["r2"].run("rise-xfer", "--for", "r3", str(net.stick("r2", "r3")))
     tossed = net["r2"].run("rise-toss")
     assert tossed.stderr.decode().count("forwarded") == 3
     assert "replay of a packet already handled" in tossed.stderr.decode()
     assert len(net.tx("r2", "b")) == 3
-    again = net["r2"].run("rise-xfer", "--toss", str(net.stick("r1", "r2")))
+    again = net["r2"].run("rise-xfer", "--toss", "--for", "r1", str(net.stick("r1", "r2")))
     assert "replay of a packet already handled" in again.stderr.decode()
     assert len(net.tx("r2", "b")) == 3
     final = net.tx("r2", "b")[0]
