@@ -41,6 +41,7 @@ from rise_dtn.core.identity import NodeId
 from rise_dtn.node.home import Home
 from rise_dtn.node.send import routed, send
 from rise_dtn.node.toss import control, toss
+from rise_dtn.store.atomic import TMP_PREFIX
 from tests.conftest import Node
 
 MIB = 1 << 20
@@ -396,13 +397,19 @@ class Network:
     # -- what arrived -------------------------------------------------------------------
 
     def inbox(self, name: str) -> list[bytes]:
-        return sorted(path.read_bytes() for path in (self.nodes[name].home / "inbox").glob("*"))
+        """The messages delivered to `name`: complete ones only (a toss may be
+        writing a `.rise-tmp-*` file, which vanishes under a reader)."""
+        return sorted(path.read_bytes() for path in (self.nodes[name].home / "inbox").glob("*.msg"))
 
     def incoming(self, name: str, sender: str) -> dict[str, str]:
         folder = self.nodes[name].incoming / sender
         if not folder.is_dir():
             return {}
-        return {path.name: digest(path.read_bytes()) for path in sorted(folder.iterdir())}
+        return {
+            path.name: digest(path.read_bytes())
+            for path in sorted(folder.iterdir())
+            if not path.name.startswith(TMP_PREFIX)  # a delivery being written
+        }
 
 
 def _relay_enabled(node: Node) -> bool:
