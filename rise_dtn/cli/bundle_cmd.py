@@ -11,7 +11,7 @@ import click
 from rise_dtn.carriers.stream import bundle_stream
 from rise_dtn.cli.common import home_option, human_bytes, now, open_home, quiet_option, say, warn
 from rise_dtn.cli.toss_cmd import finish_with_toss
-from rise_dtn.core.errors import UsageError
+from rise_dtn.core.errors import NoSpaceError, UsageError
 
 
 def _open(path: str, mode: str) -> BinaryIO:
@@ -69,8 +69,16 @@ def bundle_cmd(
         report = bundle_stream.read_stream(home, handle, now=now())
     for line in report.rejected:
         warn("rise-bundle", f"rejected: {line}")
+    for line in report.no_room:
+        warn("rise-bundle", f"not taken: {line}")
     if not quiet:
         for line in report.skipped:
             say(f"note: skipped {line}")
         say(f"read {report.bundles} bundle(s), {human_bytes(report.bytes)}")
     finish_with_toss(home, rejected=len(report.rejected), toss_too=toss_too, quiet=quiet)
+    if report.no_room:
+        # After the toss: what was taken is delivered. The sender must write these again.
+        raise NoSpaceError(
+            f"no room in the spool for {len(report.no_room)} bundle(s); write them again "
+            "once there is (see min_free in rise-config(5))"
+        )

@@ -32,6 +32,8 @@ def _report(report: XferReport, *, quiet: bool) -> None:
         warn("rise-xfer", f"rejected: {line}")
     for line in report.unwritten:
         warn("rise-xfer", f"not written: {line}")
+    for line in report.no_room:
+        warn("rise-xfer", f"not taken: {line}")
     if report.serves_nobody is not None:
         warn("rise-xfer", report.serves_nobody)
     if quiet:
@@ -150,6 +152,11 @@ def _exit_for(report: XferReport) -> None:
         )
     if report.rejected or report.rejected_by_toss:
         raise SystemExit(int(ExitCode.REJECTED))
+    if report.no_room:
+        raise NoSpaceError(
+            f"no room in the spool for {len(report.no_room)} bundle(s); they stay on the "
+            "medium for the next exchange (see min_free in rise-config(5))"
+        )
     if report.unwritten:
         raise SystemExit(int(ExitCode.FAILURE))
     if report.serves_nobody is not None:

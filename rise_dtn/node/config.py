@@ -35,6 +35,9 @@ DEFAULT_RELAY_MAX_BUNDLES = 10_000
 # Map exchange (protocol.md section 21): how many links one map names, how
 # often a neighbour gets a fresh one, how long a learned link is trusted, and
 # how far (in re-advertisements) a link may travel.
+# A neighbour's bundles are refused ("no room", left with the sender) rather
+# than fill the spool's filesystem: the index, toss and the user need room too.
+DEFAULT_MIN_FREE_BYTES = 100 << 20
 DEFAULT_MAP_SIZE = 8
 DEFAULT_MAP_REFRESH_SECONDS = 3600
 DEFAULT_MAP_LIFETIME_SECONDS = 86400
@@ -80,6 +83,8 @@ nice = {nice}
 [spool]
 # The index database; any SQLAlchemy URL (default: SQLite in the spool).
 # index_url = "postgresql+psycopg://rise@localhost/rise"
+# min_free = "100M"           # refuse bundles that would leave less free space
+# receive_max_bytes = "10G"   # untossed bytes each neighbour may have here (default: no limit)
 
 # Scheduled calls for rise-caller (one [[calls]] table per call), e.g.
 # [[calls]]
@@ -97,6 +102,7 @@ nice = {nice}
 # address = "bob.example.org:5454"   # where rise-call and rise-daemon dial bob
 # keep_link = true            # rise-daemon keeps a link to bob open, redialling
 # media = ["/media/alice/BOB"]  # rise-xfer writes for bob on the sticks mounted here
+# receive_max_bytes = "1G"    # untossed bytes bob may have here ([spool] default)
 """
 
 
@@ -134,6 +140,7 @@ class PeerSettings:
     address: str | None = None  # where to dial it over TCP, before the card's address
     keep_link: bool = False  # rise-daemon holds a link open to it
     media: tuple[str, ...] = ()  # mount points of the sticks that serve it (rise-xfer)
+    receive_max_bytes: int | None = None  # None: the [spool] default
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -160,6 +167,8 @@ class Config:
     incoming: Path | None = None
     on_delivery: str | None = None
     index_url: str | None = None
+    min_free_bytes: int = DEFAULT_MIN_FREE_BYTES  # admissions keep this much free in the spool
+    receive_max_bytes: int | None = None  # untossed bytes one neighbour may have in rx/
     peers: dict[str, PeerSettings] = dataclasses.field(default_factory=dict)
     calls: tuple[Any, ...] = ()  # raw [[calls]] tables; see carriers/live/schedule.py
     hops: int = DEFAULT_HOPS
@@ -169,6 +178,11 @@ class Config:
 
     def peer(self, name: str) -> PeerSettings:
         return self.peers.get(name, PeerSettings())
+
+    def receive_max(self, name: str) -> int | None:
+        """The untossed bytes neighbour `name` may have in rx/ (None: no limit)."""
+        own = self.peer(name).receive_max_bytes
+        return self.receive_max_bytes if own is None else own
 
 
 def render(name: str) -> str:
@@ -233,7 +247,7 @@ KNOWN_KEYS = {
     "relay": {"enabled", "max_bytes", "max_bundles"},
     "map": {"size", "refresh", "lifetime", "max_distance"},
     "toss": {"incoming", "on_delivery"},
-    "spool": {"index_url"},
+    "spool": {"index_url", "min_free", "receive_max_bytes"},
     "peers": None,  # any peer name; checked below
     "calls": None,  # an array of tables, checked by carriers/live/schedule.py
 }
@@ -245,6 +259,7 @@ PEER_KEYS = {
     "address",
     "keep_link",
     "media",
+    "receive_max_bytes",
 }
 # A number, then a unit as in dd(1) and truncate(1): K, M, G, T and KiB, MiB,
 # GiB, TiB are powers of 1024; KB, MB, GB, TB powers of 1000; B is bytes.
@@ -320,6 +335,10 @@ def _from_dict(data: dict[str, Any], *, base: Path) -> Config:
         incoming=(base / Path(incoming).expanduser()) if incoming else None,
         on_delivery=_optional_str(toss, "toss", "on_delivery"),
         index_url=_optional_str(spool, "spool", "index_url"),
+        min_free_bytes=_default(
+            _size(spool, "spool", "min_free", minimum=0), DEFAULT_MIN_FREE_BYTES
+        ),
+        receive_max_bytes=_size(spool, "spool", "receive_max_bytes", minimum=0),
         peers={str(peer): _peer_settings(_table(peers, peer), f"peers.{peer}") for peer in peers},
         calls=tuple(_calls(data)),
         hops=_count(send, "send", "hops", DEFAULT_HOPS, 0, MAX_HOPS),
@@ -327,6 +346,11 @@ def _from_dict(data: dict[str, Any], *, base: Path) -> Config:
         relay=_relay_settings(_table(data, "relay")),
         map=_map_settings(_table(data, "map")),
     )
+
+
+def _default(value: Value | None, default: Value) -> Value:
+    """A setting's value, or its default when unset (zero is a value, not unset)."""
+    return default if value is None else value
 
 
 def _optional(
@@ -393,6 +417,7 @@ def _peer_settings(table: dict[str, Any], section: str) -> PeerSettings:
         on_delivery=_optional_str(table, section, "on_delivery"),
         max_rate_bytes=_optional(table, section, "max_rate", parse_rate),
         relay_max_bytes=_size(table, section, "relay_max_bytes", minimum=0),
+        receive_max_bytes=_size(table, section, "receive_max_bytes", minimum=0),
         relay_max_bundles=(
             _count(table, section, "relay_max_bundles", 0, 0, 10**9)
             if "relay_max_bundles" in table

@@ -160,9 +160,14 @@ class Home:
     @functools.cached_property
     def bundles(self) -> BundleTransaction:
         """The one way into and out of this node's spool (store/transaction.py)."""
-        from rise_dtn.store.transaction import BundleTransaction
+        from rise_dtn.store.transaction import BundleTransaction, Room
 
-        return BundleTransaction(self.spool, lambda: self.index, self.identity.node_id)
+        def receive_max(neighbour: NodeId) -> int | None:
+            peer = self.peers.by_id(neighbour)
+            return self.config.receive_max(peer.name if peer else "")
+
+        room = Room(min_free_bytes=self.config.min_free_bytes, receive_max=receive_max)
+        return BundleTransaction(self.spool, lambda: self.index, self.identity.node_id, room=room)
 
     def card(self, *, now: int, via: Sequence[NodeId] = ()) -> Card:
         """This node's card; `via` adds the relays next to it as ("via", id) addresses."""

@@ -255,6 +255,14 @@ class Index:
             rows = connection.execute(select(SpoolEntry)).mappings().all()
         return [EntryRow(**row) for row in rows]
 
+    def held_bytes(self, direction: str, neighbour: str) -> int:
+        """Bytes listed in tx/ or rx/ for one neighbour (the receive quota counts rx/)."""
+        query = select(func.coalesce(func.sum(SpoolEntry.c.size), 0)).where(
+            SpoolEntry.c.direction == direction, SpoolEntry.c.neighbour == neighbour
+        )
+        with self.reading() as connection:
+            return int(connection.execute(query).scalar_one())
+
     def count_copy(self, bundle_id: str) -> None:
         with self.transaction() as connection:
             connection.execute(

@@ -67,6 +67,7 @@ class Verdict(enum.Enum):
     DELIVERED = "already delivered"  # a replay or a copy the sender re-sent: ack again
     EXPIRED = "expired"
     NOT_FOR_US = "not for this node"
+    NO_ROOM = "no room"  # over a quota or the free-space reserve: the sender keeps it
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -84,13 +85,31 @@ class Admission:
 Write = Callable[[Path], None]
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Room:
+    """How much a node takes in: the free space it keeps, and a quota per neighbour.
+
+    A hostile neighbour (or whoever holds a stick) could otherwise fill the
+    spool's filesystem. A bundle over either limit is not taken and not
+    confirmed: the sender keeps it and offers it again at the next exchange,
+    when toss has made room. The check is a soft one, made before the write:
+    two carriers admitting at once may both pass it by one bundle each.
+    """
+
+    min_free_bytes: int = 0
+    receive_max: Callable[[NodeId], int | None] = lambda _neighbour: None
+
+
 class BundleTransaction:
     """Queue, admit, release and quarantine bundles in one node's spool."""
 
-    def __init__(self, spool: Spool, index: Callable[[], Index], me: NodeId) -> None:
+    def __init__(
+        self, spool: Spool, index: Callable[[], Index], me: NodeId, *, room: Room | None = None
+    ) -> None:
         self._spool = spool
         self._index = index  # opened on first use: a stick with nothing for us opens no database
         self._me = me
+        self._room = room or Room()
 
     # Admission: bundles a neighbour hands us.
 
@@ -112,7 +131,31 @@ class BundleTransaction:
             return Admission(Verdict.DELIVERED, "already delivered (a duplicate)")
         if clear.expired(now):
             return Admission(Verdict.EXPIRED, "expired")
-        return Admission(Verdict.TAKE, "taken")
+        return self._room_for(clear.total_bytes, neighbour) or Admission(Verdict.TAKE, "taken")
+
+    def _room_for(self, size: int, neighbour: NodeId) -> Admission | None:
+        """NO_ROOM with its reason when `size` more bytes would break a limit; else None."""
+        quota = self._room.receive_max(neighbour)
+        if quota is not None:
+            held = self._index().held_bytes("rx", str(neighbour))
+            if held + size > quota:
+                return Admission(
+                    Verdict.NO_ROOM,
+                    f"no room: over the receive quota ({held} bytes waiting for rise-toss, "
+                    f"{size} more, receive_max_bytes {quota})",
+                )
+        try:
+            stat = os.statvfs(self._spool.root)
+        except OSError as exc:
+            raise storage_error(exc, "checking free space") from None
+        free = stat.f_bavail * stat.f_frsize
+        if free - size < self._room.min_free_bytes:
+            return Admission(
+                Verdict.NO_ROOM,
+                f"no room: {free} bytes free, {size} needed, "
+                f"min_free keeps {self._room.min_free_bytes}",
+            )
+        return None
 
     def admit(
         self, clear: ClearPart, size: int, neighbour: NodeId, *, now: int, write: Write
@@ -122,7 +165,8 @@ class BundleTransaction:
         `write(target)` must make `target` a complete, durable file (or raise
         FileExistsError). A duplicate of a delivered bundle owes the
         neighbour its ack again (it missed ours); the caller disposes of its
-        copy for every verdict but TAKE, and quarantines on NOT_FOR_US.
+        copy for every verdict but TAKE and NO_ROOM (the sender keeps that
+        one, unconfirmed), and quarantines on NOT_FOR_US.
         """
         admission = self.judge(clear, neighbour, now=now)
         if admission.verdict is Verdict.DELIVERED:

@@ -70,3 +70,28 @@ def test_truncated_stream_is_a_clear_error(pair: tuple[Node, Node], tmp_path: Pa
     bad.write_bytes(b"hello")
     result = bob.run("rise-bundle", "--in", str(bad), check=False)
     assert result.returncode == 2
+
+
+def test_a_stream_over_the_receive_quota_says_what_was_not_taken(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    alice, bob = pair
+    config = bob.home / "config.toml"
+    config.write_text(config.read_text() + '\n[peers.alice]\nreceive_max_bytes = "64K"\n')
+    (tmp_path / "big.bin").write_bytes(os.urandom(100 * 1024))
+    alice.run("rise-send", "-q", str(tmp_path / "big.bin"), "bob")
+    alice.run("rise-send", "-q", "-", "bob", input=b"a message")
+    tape = tmp_path / "tape.rss"
+    alice.run("rise-bundle", "-q", "--out", str(tape))
+    result = bob.run("rise-bundle", "-q", "--in", str(tape), "--toss", check=False)
+    lines = result.stderr.decode().splitlines()
+    assert result.returncode == 5, lines
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("rise-bundle: not taken: ")
+    assert "no room: over the receive quota" in lines[0]
+    assert lines[1].startswith("rise-bundle: no room in the spool for 1 bundle(s)")
+    assert b'"size": 9' in bob.run("rise", "inbox", "--json").stdout  # the rest went on
+    assert not (bob.incoming / "alice" / "big.bin").exists()
+    config.write_text(config.read_text().replace('"64K"', '"1M"'))
+    bob.run("rise-bundle", "-q", "--in", str(tape), "--toss")  # written again: taken once
+    assert (bob.incoming / "alice" / "big.bin").stat().st_size == 100 * 1024

@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -129,6 +130,18 @@ def assert_no_space(result: subprocess.CompletedProcess[bytes], command: str) ->
     assert "Traceback" not in message
 
 
+def configure(home: Path, section: str, **settings: str) -> None:
+    """Add `settings` (TOML values) to [section] of the node's config.toml, as a user would."""
+    path = home / "config.toml"
+    text = path.read_text()
+    for key in settings:  # a setting made before is replaced (the file is ours alone)
+        text = re.sub(rf"^{re.escape(key)} = .*\n", "", text, flags=re.MULTILINE)
+    lines = "".join(f"{key} = {value}\n" for key, value in settings.items())
+    header = f"[{section}]\n"
+    text = text.replace(header, header + lines, 1) if header in text else text + header + lines
+    path.write_text(text)
+
+
 @pytest.fixture
 def rng() -> random.Random:
     return random.Random(5)
@@ -201,6 +214,7 @@ def test_a_full_index_after_the_rename_leaves_nothing_queued(tmp_path: Path) -> 
 def test_toss_on_a_full_disk(tmp_path: Path, rng: random.Random) -> None:
     with mounted_tmpfs(tmp_path / "disk", size="16m") as disk:
         world = World.create(tmp_path, bob=disk / "bob")
+        configure(world.bob, "spool", min_free="0")  # the disk itself says no, not the reserve
         for name, size in (("photo.jpg", 3 * MIB + 1), (None, 200 * 1024), ("notes.txt", 900)):
             data = rng.randbytes(size)
             world.send(data, name=name)
@@ -218,6 +232,69 @@ def test_toss_on_a_full_disk(tmp_path: Path, rng: random.Random) -> None:
         run("rise-check", home=world.bob)
         world.complete()  # the acks go back; Alice's spool drains
         assert world.tx_bundles() == []
+
+
+def assert_not_taken(result: subprocess.CompletedProcess[bytes], reason: str) -> None:
+    """Exit status 5, a `not taken:` line naming `reason` per bundle left, then the summary."""
+    lines = result.stderr.decode(errors="replace").splitlines()
+    assert result.returncode == NO_SPACE_EXIT, lines
+    *left, summary = lines
+    assert left, lines
+    assert all(line.startswith("rise-xfer: not taken: ") and reason in line for line in left)
+    assert summary.startswith(f"rise-xfer: no room in the spool for {len(left)} bundle"), lines
+    assert "Traceback" not in result.stderr.decode(errors="replace")
+
+
+def stick_bundles(world: World) -> list[Path]:
+    return sorted(world.stick.rglob("*.rsb"))
+
+
+@pytest.mark.slow
+def test_a_spool_short_of_room_leaves_bundles_on_the_stick(
+    tmp_path: Path, rng: random.Random
+) -> None:
+    """min_free: what would eat into the reserve stays on the stick, unacked, till there is room."""
+    with mounted_tmpfs(tmp_path / "disk", size="16m") as disk:
+        world = World.create(tmp_path, bob=disk / "bob")
+        configure(world.bob, "spool", min_free='"10M"')
+        for name, size in (("video.mkv", 6 * MIB), ("notes.txt", 900)):
+            data = rng.randbytes(size)
+            world.send(data, name=name)
+            world.expect(data, name=name)
+        run("rise-xfer", "-q", str(world.stick), home=world.alice)
+        result = run("rise-xfer", "-q", str(world.stick), home=world.bob, check=False)
+        assert_not_taken(result, "no room: ")
+        assert len(world.rx_bundles()) == 1  # the note fits; the video would leave < 10M
+        assert len(stick_bundles(world)) == 2  # nothing removed before it is acked
+        run("rise-toss", "-q", home=world.bob)
+        configure(world.bob, "spool", min_free='"1M"')
+        world.complete()
+        world.assert_delivered_exactly_once()
+        assert stick_bundles(world) == []
+        for home in (world.alice, world.bob):
+            run("rise-check", home=home)
+
+
+def test_a_receive_quota_keeps_a_neighbour_to_its_share(tmp_path: Path, rng: random.Random) -> None:
+    """receive_max_bytes counts what waits for rise-toss: a toss makes room for the rest."""
+    world = World.create(tmp_path)
+    configure(world.bob, "peers.alice", receive_max_bytes='"1M"')
+    for number in range(3):
+        data = rng.randbytes(400 * 1024)
+        world.send(data, name=f"scan{number}.png")
+        world.expect(data, name=f"scan{number}.png")
+    run("rise-xfer", "-q", str(world.stick), home=world.alice)
+    assert_not_taken(
+        run("rise-xfer", "-q", str(world.stick), home=world.bob, check=False),
+        "over the receive quota",
+    )
+    assert len(world.rx_bundles()) == 2
+    run("rise-xfer", "-q", "--toss", str(world.stick), home=world.bob, check=False)
+    run("rise-xfer", "-q", "--toss", str(world.stick), home=world.bob)  # room again: taken
+    world.complete()
+    world.assert_delivered_exactly_once()
+    for home in (world.alice, world.bob):
+        run("rise-check", home=home)
 
 
 @pytest.mark.slow

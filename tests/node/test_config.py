@@ -98,6 +98,14 @@ REFUSED = {
         "[peers.bob]\nmax_rate = 100\n",
         "[peers.bob] max_rate: rate too low: 100 (at least 1K bytes per second)",
     ),
+    "min_free = -1": (
+        "[spool]\nmin_free = -1\n",
+        "[spool] min_free: not a size: -1 (a size is never negative)",
+    ),
+    "peer receive_max_bytes = true": (
+        "[peers.bob]\nreceive_max_bytes = true\n",
+        "[peers.bob] receive_max_bytes: not a size: true (e.g. 500K, 100MB, 512MiB, 1G, 1 GiB)",
+    ),
     "peer keep_link = 'yes'": (
         '[peers.bob]\nkeep_link = "yes"\n',
         '[peers.bob] keep_link: must be true or false, not "yes"',
@@ -157,6 +165,17 @@ def test_the_defaults_and_good_values_still_load(tmp_path: Path) -> None:
     assert loaded.peer("bob") == config.PeerSettings(
         relay_max_bytes=0, relay_max_bundles=0, keep_link=True
     )
+
+
+def test_room_to_receive_a_peer_overrides_the_spool(tmp_path: Path) -> None:
+    loaded = load(
+        tmp_path,
+        '[spool]\nmin_free = 0\nreceive_max_bytes = "1G"\n[peers.bob]\nreceive_max_bytes = 0\n',
+    )
+    assert loaded.min_free_bytes == 0
+    assert (loaded.receive_max("bob"), loaded.receive_max("carol")) == (0, GiB)
+    defaults = load(tmp_path, "")
+    assert (defaults.min_free_bytes, defaults.receive_max("bob")) == (100 << 20, None)
 
 
 def test_a_command_refuses_nice_true_in_one_line(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ simulated by doing the first step alone, as a SIGKILL would leave it.
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from rise_dtn.node.home import Home
 from rise_dtn.node.send import send
 from rise_dtn.store.atomic import atomic_file
 from rise_dtn.store.index import SeenRow
-from rise_dtn.store.transaction import Release, Verdict
+from rise_dtn.store.transaction import BundleTransaction, Release, Room, Verdict
 from tests.conftest import BIN, Node, command_env
 
 NOW = 1_800_000_000
@@ -67,6 +68,32 @@ def test_admit_takes_a_bundle_once_then_says_why_not(pair: tuple[Node, Node]) ->
     assert duplicate.verdict is Verdict.DELIVERED
     assert (str(sender), str(clear.bundle_id)) in home.index.acks_owed()
     assert not home.bundles.received_path(sender, clear.bundle_id).exists()
+    home.close()
+
+
+def test_admit_leaves_with_the_sender_what_there_is_no_room_for(pair: tuple[Node, Node]) -> None:
+    alice, bob = pair
+    data, _path = sealed_for(alice, bob)
+    clear = parse_clear(data[:MAX_CLEAR_BYTES])
+    home = Home.open(bob.home)
+    sender = home.peers.find("alice").node_id
+    free = os.statvfs(home.spool.root)
+    reserve = free.f_bavail * free.f_frsize  # all there is: no bundle leaves that much free
+    bundles = BundleTransaction(
+        home.spool, lambda: home.index, home.identity.node_id, room=Room(min_free_bytes=reserve)
+    )
+    refused = bundles.admit(clear, len(data), sender, now=NOW, write=writer(data))
+    assert refused.verdict is Verdict.NO_ROOM
+    assert refused.reason.startswith("no room: ") and "min_free keeps" in refused.reason
+    assert not bundles.received_path(sender, clear.bundle_id).exists()
+    quota = Room(receive_max=lambda neighbour: len(data) - 1 if neighbour == sender else None)
+    bundles = BundleTransaction(home.spool, lambda: home.index, home.identity.node_id, room=quota)
+    over = bundles.admit(clear, len(data), sender, now=NOW, write=writer(data))
+    assert over.verdict is Verdict.NO_ROOM and "over the receive quota" in over.reason
+    quota = Room(receive_max=lambda _neighbour: len(data))
+    bundles = BundleTransaction(home.spool, lambda: home.index, home.identity.node_id, room=quota)
+    assert bundles.admit(clear, len(data), sender, now=NOW, write=writer(data)).taken
+    assert home.index.held_bytes("rx", str(sender)) == len(data)
     home.close()
 
 

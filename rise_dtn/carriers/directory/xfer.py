@@ -45,6 +45,7 @@ class XferReport:
     rejected: list[str] = dataclasses.field(default_factory=list)  # one-line reasons
     skipped: list[str] = dataclasses.field(default_factory=list)  # notes, not errors
     unwritten: list[str] = dataclasses.field(default_factory=list)  # the medium refused
+    no_room: list[str] = dataclasses.field(default_factory=list)  # left on it: spool full
     medium_full: bool = False
     serves_nobody: str | None = None  # set when bundles wait and the medium serves no one
     rejected_by_toss: int = 0  # with --toss: bundles the toss quarantined
@@ -231,6 +232,11 @@ def _take_one(
     if admission.verdict is Verdict.NOT_FOR_US:
         report.rejected.append(f"{found.shown}: {admission.reason}")
         _quarantine_from_medium(home, carrier, found, source, admission.reason)
+        return
+    if admission.verdict is Verdict.NO_ROOM:
+        # Left on the medium, unacked: taken at a later exchange, once
+        # rise-toss has made room (or the user has).
+        report.no_room.append(f"{found.shown}: {admission.reason}")
         return
     if admission.verdict is Verdict.RECEIVED:
         # Not tossed yet. If our copy turns out damaged, toss quarantines it

@@ -39,6 +39,7 @@ class StreamReport:
     bytes: int = 0
     skipped: list[str] = dataclasses.field(default_factory=list)
     rejected: list[str] = dataclasses.field(default_factory=list)
+    no_room: list[str] = dataclasses.field(default_factory=list)  # not taken: spool full
 
 
 def write_stream(
@@ -170,6 +171,8 @@ def _take(
         _skip(source, size - len(head))
         if admission.verdict is Verdict.NOT_FOR_US:
             report.rejected.append(f"{clear.bundle_id}: {admission.reason}")
+        elif admission.verdict is Verdict.NO_ROOM:
+            report.no_room.append(f"{clear.bundle_id}: {admission.reason}")
         else:
             report.skipped.append(f"{clear.bundle_id}: {admission.reason}")
         return
