@@ -132,6 +132,11 @@ class ClearPart:
         return self._id[0]
 
     @property
+    def payload_offset(self) -> int:
+        """Where the payload starts: past an onion packet's routing slots and MAC too."""
+        return self.size + (self.slots * SLOT_BYTES + MAC_BYTES if self.onion else 0)
+
+    @property
     def total_bytes(self) -> int:
         return self.size - PUBLIC_KEY_BYTES + self.header.body_length
 

@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rise_dtn.core.bundle import ClearPart
-from rise_dtn.core.errors import StorageError
+from rise_dtn.core.errors import BundleError, StorageError
 from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.store.atomic import fsync_dir, storage_error
-from rise_dtn.store.spool import Spool
+from rise_dtn.store.spool import Spool, parse_clear_file
 
 if TYPE_CHECKING:
     from rise_dtn.store.index import EntryRow, Index
@@ -214,8 +214,8 @@ class BundleTransaction:
     ) -> int:
         """Put a new bundle in tx/<neighbour>/ and list it; returns its size in bytes.
 
-        `write` may return the bundle's digest (BLAKE2b-128 hex, `digest()`),
-        hashed as it was written, which rise-check then verifies.
+        `write` may return the bundle's digest (`SpoolDigest`, hex), hashed
+        as it was written, which rise-check then verifies.
 
         An error means "not queued": the file is removed again even when the
         rename was done (a failed fsync of tx/ after it, a full index), so a
@@ -249,10 +249,10 @@ class BundleTransaction:
             raise
         return size
 
-    def list_queued(self, entry: EntryRow) -> None:
+    def list_queued(self, entry: EntryRow, *, digest: str | None = None) -> None:
         """Index a bundle its writer already made durable in tx/ (onion packets:
         one batch of writers shares one sync, onion_send.packet_writers)."""
-        self._index().put_entry(entry)
+        self._index().put_entry(entry, digest=digest)
 
     # Received bundles that are done with: delivered, forwarded, dropped.
 
@@ -326,18 +326,45 @@ class BundleTransaction:
         return target
 
 
-def digest() -> hashlib.blake2b:
-    """The hash a sender records of each bundle it seals (rise-check verifies it)."""
-    return hashlib.blake2b(digest_size=16, person=DIGEST_PERSON)
+class SpoolDigest:
+    """The digest a sender records of each bundle it seals (rise-check verifies it).
+
+    Two BLAKE2b-128 hashes, of the clear part (magic, header, E; an onion
+    packet's routing slots and MAC too) and of the payload, hashed
+    together: an onion packet's clear part is written last, over the room
+    reserved for it, so a single hash in file order would cost a second
+    read of the packet; in two parts each writer hashes its
+    bytes as it writes them.
+    """
+
+    def __init__(self) -> None:
+        self.head = _blake2b()
+        self.body = _blake2b()
+
+    def hexdigest(self) -> str:
+        combined = _blake2b()
+        combined.update(self.head.digest())
+        combined.update(self.body.digest())
+        return combined.hexdigest()
 
 
 def digest_of(path: Path) -> str:
-    """The recorded kind of digest of a spool file, read in large blocks."""
-    hasher = digest()
+    """A spool file's SpoolDigest, read in large blocks ("" if its clear part is unreadable)."""
+    hasher = SpoolDigest()
     with open(path, "rb") as handle:
+        try:
+            clear, _size = parse_clear_file(handle)
+        except BundleError:
+            return ""
+        handle.seek(0)
+        hasher.head.update(handle.read(clear.payload_offset))
         while block := handle.read(DIGEST_BLOCK_BYTES):
-            hasher.update(block)
+            hasher.body.update(block)
     return hasher.hexdigest()
+
+
+def _blake2b() -> hashlib.blake2b:
+    return hashlib.blake2b(digest_size=16, person=DIGEST_PERSON)
 
 
 def _stem(path: Path) -> str:

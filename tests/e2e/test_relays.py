@@ -418,3 +418,27 @@ def test_a_relay_writes_onto_a_stick_only_for_the_neighbour_it_serves(tmp_path: 
     # --for-all is the explicit opt-in for a stick that every neighbour shares.
     r2.run("rise-xfer", "-q", "--for-all", str(stick))
     assert len(list((stick / "rise-dtn" / b.node_id / r2.node_id).glob("*.rsb"))) == 1
+
+
+def test_a_damaged_onion_packet_of_our_own_is_found(tmp_path: Path) -> None:
+    """Defect 11 for packets over relays: the digest recorded as the packet was sealed
+    (its clear part written last) names a byte changed in place in tx/."""
+    net = Network.build(tmp_path, **DIAMOND)  # type: ignore[arg-type]
+    source = tmp_path / "scan.bin"
+    source.write_bytes(os.urandom(300_000))
+    net.send("a", "b", source, options=["--via", "r1,r2"])
+    net.send("a", "b", b"a short one\n", options=["--via", "r1,r2"])
+    net["a"].run("rise-check")  # both digests match what was sealed
+    packets = net.tx("a", "r1")
+    assert len(packets) == 2
+    for offset in (100, 200_000):  # in the clear part, in the payload
+        path = max(packets, key=lambda packet: packet.stat().st_size)
+        original = path.read_bytes()
+        changed = bytearray(original)
+        changed[offset] ^= 1
+        path.write_bytes(bytes(changed))
+        found = net["a"].run("rise-check", check=False)
+        assert found.returncode == 3, found.stdout
+        assert f"{path.name}: damaged in our own spool".encode() in found.stdout
+        path.write_bytes(original)
+    net["a"].run("rise-check")

@@ -32,6 +32,7 @@ from rise_dtn.core.onion import (
 from rise_dtn.node.home import Home
 from rise_dtn.store.atomic import AtomicFile, storage_error
 from rise_dtn.store.index import EntryRow
+from rise_dtn.store.transaction import SpoolDigest
 
 BLOCK_BYTES = 1 << 20
 # A hop's cleartext expiry is the bundle's, less a random part of up to a
@@ -134,6 +135,7 @@ class PacketWriter:
         except OSError as exc:
             raise storage_error(exc, "queueing the packet") from None
         self._fed = 0
+        self.digest = SpoolDigest()  # complete once committed
 
     @property
     def packet_bytes(self) -> int:
@@ -153,7 +155,11 @@ class PacketWriter:
 
     def write(self, block: bytes) -> None:
         self._fed += len(block)
-        self._out.write(self.sealer.transform(block))
+        self._keep(self.sealer.transform(block))
+
+    def _keep(self, sealed: bytes) -> None:
+        self._out.write(sealed)
+        self.digest.body.update(sealed)
 
     def commit(self) -> Copy:
         """Pad, write the header into its room, fsync and rename into tx/."""
@@ -163,9 +169,11 @@ class PacketWriter:
         try:
             while padding:
                 block = min(padding, BLOCK_BYTES)
-                self._out.write(self.sealer.transform(bytes(block)))
+                self._keep(self.sealer.transform(bytes(block)))
                 padding -= block
-            os.pwrite(self._out.fileno(), self.sealer.clear(), 0)
+            clear = self.sealer.clear()
+            self.digest.head.update(clear)
+            os.pwrite(self._out.fileno(), clear, 0)
             self._out.commit()
         except OSError as exc:
             self._out.abort()

@@ -206,7 +206,7 @@ def _record(
 ) -> None:
     try:
         for writer in writers:
-            home.bundles.list_queued(writer.entry(now=now))
+            home.bundles.list_queued(writer.entry(now=now), digest=writer.digest.hexdigest())
         if prepared.kind is ContentKind.RECEIPT:
             return  # a receipt is the network's business, not one the user follows
         home.relay_index.put_sent(

@@ -146,17 +146,19 @@ def queue(
     sealed: list[int] = []
 
     def write(target: Path) -> str:
-        hasher = transaction.digest()
+        hasher = transaction.SpoolDigest()
 
         def keep(block: bytes) -> None:
             # In the background writer's thread: hashlib lets go of the GIL
             # for large blocks, so the hash costs the sealing thread nothing.
             out.write(block)
-            hasher.update(block)
+            hasher.body.update(block)
 
         with atomic_file(target, tmp_dir=home.spool.tmp, what="queueing the bundle") as out:
             if size is not None:
-                keep(sealer.clear_part(size))
+                head = sealer.clear_part(size)
+                out.write(head)
+                hasher.head.update(head)
                 with BackgroundWriter(keep) as write_block:
                     payload_bytes = seal_stream(sealer, source, write_block, progress)
                 if payload_bytes != size:

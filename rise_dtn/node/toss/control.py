@@ -191,7 +191,7 @@ def _cancel_copies(home: Home, copies: list[object], *, expiry: int, now: int) -
         )
         with packet_writers([writer]):
             writer.commit()
-        home.bundles.list_queued(writer.entry(now=now))
+        home.bundles.list_queued(writer.entry(now=now), digest=writer.digest.hexdigest())
         sent += 1
     return sent
 
