@@ -295,6 +295,27 @@ def test_long_and_odd_names_are_reported_and_quarantined_once(
     assert (bob.incoming / "alice" / "good.txt").read_bytes() == good
 
 
+def test_a_huge_rejected_file_is_kept_in_quarantine_only_in_part(
+    pair: tuple[Node, Node], stick: Path
+) -> None:
+    """A medium's holder cannot fill the spool with garbage through the quarantine."""
+    alice, bob = pair
+    junk = folder(stick, bob, alice) / "junk.rsb"
+    with open(junk, "wb") as handle:
+        handle.write(b"garbage, not a bundle")
+        handle.truncate(5 << 30)  # 5 GiB, sparse: nothing of it is read but its first MiB
+    result = bob.run("rise-xfer", str(stick), check=False)
+    assert result.returncode == REJECTED
+    assert len(rejected(result)) == 1
+    reasons = quarantined(bob)
+    assert reasons == {
+        "junk.rsb": "not a rise-dtn bundle (bad magic) "
+        f"(the first {1 << 20} of its {5 << 30} bytes kept)\n"
+    }
+    assert (bob.spool / "quarantine" / "junk.rsb").stat().st_size == 1 << 20
+    assert not junk.exists()
+
+
 def test_thousands_of_junk_folders_cost_no_line(pair: tuple[Node, Node], stick: Path) -> None:
     alice, bob = pair
     alice.run("rise-send", "-q", "-", "bob", input=b"through the junk\n")

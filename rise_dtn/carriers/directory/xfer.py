@@ -331,7 +331,12 @@ def _give_acks_to(
 def _quarantine_from_medium(
     home: Home, carrier: DirectoryCarrier, found: Found, source: BinaryIO, reason: str
 ) -> None:
-    """Bring a rejected bundle into the spool, then quarantine it as toss does."""
+    """Bring a rejected bundle into the spool, then quarantine it as toss does.
+
+    At most QUARANTINE_KEEP_BYTES of it: enough to see what it claimed to
+    be, while a medium's holder cannot fill the spool with garbage (a
+    rejected file takes no part in the admission's room check).
+    """
     # Under its own name (quarantine keeps it) if that is a plain short one,
     # and not a .rise-tmp- name, so a concurrent stale-tmp cleaner never takes it.
     staged = home.spool.tmp / "from-medium" / _quarantine_name(found.name)
@@ -339,13 +344,18 @@ def _quarantine_from_medium(
         staged.parent.mkdir(mode=0o700, exist_ok=True)
         staged.unlink(missing_ok=True)
         length = os.fstat(source.fileno()).st_size
-        copy_file(source, length, staged, tmp_dir=staged.parent, what="quarantining")
+        kept = min(length, QUARANTINE_KEEP_BYTES)
+        copy_file(source, kept, staged, tmp_dir=staged.parent, what="quarantining")
+        if kept < length:
+            reason = f"{reason} (the first {kept} of its {length} bytes kept)"
         home.spool.quarantine(staged, reason)
     except (OSError, StorageError):
         staged.unlink(missing_ok=True)  # leave it on the medium; the next xfer reports it again
         return
     carrier.remove(found)
 
+
+QUARANTINE_KEEP_BYTES = 1 << 20
 
 # A name a medium's holder chose is kept in quarantine only if it is short and
 # plain; any other gets one made from its bytes (a 255-byte name has no room
