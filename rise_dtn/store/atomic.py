@@ -59,15 +59,20 @@ def sync_filesystem(path: Path) -> None:
     """
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        syncfs = getattr(libc, "syncfs", None)
-        if syncfs is None:
-            os.sync()
-        elif syncfs(fd) != 0:
-            code = ctypes.get_errno()
-            raise OSError(code, os.strerror(code), str(path))
+        sync_filesystem_of(fd, shown=str(path))
     finally:
         os.close(fd)
+
+
+def sync_filesystem_of(fd: int, *, shown: str) -> None:
+    """sync_filesystem for a directory already open (a medium is opened by fd only)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    syncfs = getattr(libc, "syncfs", None)
+    if syncfs is None:
+        os.sync()
+    elif syncfs(fd) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), shown)
 
 
 # A large file asks the kernel to start writing every 8 MiB as it goes:

@@ -34,7 +34,7 @@ from rise_dtn.carriers.directory.folder import (
 )
 from rise_dtn.core.errors import StorageError, UsageError
 from rise_dtn.core.identity import BundleId, NodeId
-from rise_dtn.store.atomic import TMP_PREFIX, clone_or_copy, storage_error
+from rise_dtn.store.atomic import TMP_PREFIX, clone_or_copy, storage_error, sync_filesystem_of
 
 TOP = "rise-dtn"
 BUNDLE_SUFFIX = ".rsb"
@@ -240,8 +240,17 @@ class DirectoryCarrier:
         return removed
 
     def sync(self) -> None:
-        """Flush everything to the medium before the user pulls it."""
-        os.sync()
+        """Flush everything to the medium before the user pulls it.
+
+        syncfs(2) on the medium alone: sync(2) would also wait for every
+        other filesystem's dirty bytes (a download, another spool). Each file
+        was fsynced as it was written, so a failure here is reported (a
+        `not written:` line), not fatal.
+        """
+        try:
+            sync_filesystem_of(self._root.fd, shown=str(self.root))
+        except OSError as exc:
+            self.unwritten.append(_medium_error(exc, "flushing the medium").message)
 
 
 def _medium_error(exc: OSError, what: str) -> StorageError:
