@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
 import traceback
 
@@ -73,13 +74,37 @@ def group() -> None:
     """
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP (an ssh session dropping, a service stopping).
+
+    By default they kill the process on the spot; raised instead, every
+    clean-up that runs for Ctrl-C (a half-sealed file in spool/tmp/, a
+    partial copy on a medium: `finally` and `except BaseException`) runs for
+    them too. Not a KeyboardInterrupt: click would print an empty line, and
+    --watch loops end quietly on Ctrl-C (they set their own SIGTERM handler).
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise Terminated(signum)
+
+
 def _dispatch(command: click.Command, prog_name: str) -> int:
     """Run the command; turn every outcome into an exit code and at most one line."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _terminate)  # a command with its own handling replaces this
     try:
         result = command.main(prog_name=prog_name, standalone_mode=False)
+    except Terminated as exc:
+        click.echo(f"{prog_name}: stopped by {signal.Signals(exc.signum).name}", err=True)
+        return 128 + exc.signum
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else ExitCode.FAILURE
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo(f"{prog_name}: interrupted", err=True)
         return ExitCode.INTERRUPTED
     except click.ClickException as exc:
@@ -88,9 +113,6 @@ def _dispatch(command: click.Command, prog_name: str) -> int:
     except RiseError as exc:
         click.echo(f"{prog_name}: {exc.message}", err=True)
         return exc.exit_code
-    except KeyboardInterrupt:
-        click.echo(f"{prog_name}: interrupted", err=True)
-        return ExitCode.INTERRUPTED
     except BrokenPipeError:
         return ExitCode.OK  # the reader went away (e.g. `| head`): not our failure
     except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks

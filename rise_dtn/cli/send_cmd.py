@@ -110,8 +110,8 @@ def send_cmd(
                 _report_routed(sent, home, quiet=quiet)
                 return
             queued = send.queue(home, peer, handle, options=options, now=now(), progress=update)
+    click.echo(str(queued.bundle_id))  # also with -q: a script keeps it (rise-send(1))
     if not quiet:
-        click.echo(str(queued.bundle_id))
         what = "file" if name is not None else "message"
         say(
             f"queued {what} for {peer.name}: {human_bytes(queued.payload_bytes)} "
@@ -127,9 +127,9 @@ def _names(text: str) -> list[str]:
 
 
 def _report_routed(sent: routed.RoutedQueued, home: Home, *, quiet: bool) -> None:
+    click.echo(str(sent.bundle_id))
     if quiet:
         return
-    click.echo(str(sent.bundle_id))
     if sent.held_because is not None:
         say(f"held for {sent.peer.name}: {sent.held_because}; it goes once a route exists")
         return
