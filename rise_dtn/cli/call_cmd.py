@@ -92,7 +92,9 @@ def call_cmd(
         try:
             if command is not None:
                 report = asyncio.run(
-                    online.call_command(home, peer, command, toss=in_call, stream=streamed)
+                    online.call_command(
+                        home, peer, command, toss=in_call, stream=streamed, quiet=quiet
+                    )
                 )
             else:
                 host, port = _where(home, peer, address, discover_on)

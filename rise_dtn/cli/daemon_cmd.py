@@ -9,18 +9,26 @@ import click
 
 from rise_dtn.carriers.tcp import daemon, discovery, online
 from rise_dtn.cli import quick
-from rise_dtn.cli.common import home_option, open_home, say, stop_event_on_signals
+from rise_dtn.cli.common import (
+    home_option,
+    open_home,
+    quiet_option,
+    say,
+    stop_event_on_signals,
+)
 from rise_dtn.cli.toss_cmd import stream_now, toss_now, toss_reporter
 from rise_dtn.core.errors import UsageError
 from rise_dtn.node import warm
+
+DEFAULT_LISTEN = "127.0.0.1:5454"
 
 
 @click.command("daemon")
 @click.option(
     "--listen",
-    default="127.0.0.1:5454",
-    show_default=True,
-    help="HOST:PORT to listen on (port 0 picks a free one and prints it).",
+    metavar="HOST:PORT",
+    help="Where to answer calls (port 0 picks a free one and prints it). Default: "
+    "127.0.0.1:5454, or nowhere when the daemon only keeps links (--link, keep_link).",
 )
 @click.option(
     "--stdio",
@@ -55,15 +63,17 @@ from rise_dtn.node import warm
     help="Do not keep a warm worker that runs rise-send for this node (it saves each "
     "rise-send ~0.3 s of start-up).",
 )
+@quiet_option
 @home_option
 def daemon_cmd(
-    listen: str,
+    listen: str | None,
     stdio: bool,
     announce: bool,
     announce_to: str,
     links: tuple[str, ...],
     no_toss: bool,
     no_send_worker: bool,
+    quiet: bool,
     home_path: Path | None,
 ) -> None:
     """Answer calls from neighbours and keep links open: bundles flow both ways as they come.
@@ -81,13 +91,15 @@ def daemon_cmd(
       rise-daemon --stdio          (for rise-call --command 'ssh HOST rise-daemon --stdio')
     """
     home = open_home(home_path)
-    host, port = online.parse_address(listen, listening=True)
-    _rejected, on_event = toss_reporter(False)
+    if stdio and listen is not None:
+        raise UsageError("--listen answers calls over TCP, not with --stdio")
+    log = (lambda _line: None) if quiet else say
+    _rejected, on_event = toss_reporter(quiet)
     hub = online.Hub(
         home,
         toss=None if no_toss else toss_now(home, on_event),
         stream=None if no_toss else stream_now(home, on_event),
-        log=say,
+        log=log,
     )
 
     if stdio:
@@ -95,9 +107,13 @@ def daemon_cmd(
             raise UsageError("--link keeps links from a listening daemon, not with --stdio")
         asyncio.run(online.answer_stdio(hub))
         return
-    plan = daemon.DaemonPlan(
-        host, port, daemon.kept_links(home, links), announce_to if announce else None
-    )
+    keep = daemon.kept_links(home, links)
+    if listen is None and not keep:
+        listen = DEFAULT_LISTEN
+    where = online.parse_address(listen, listening=True) if listen is not None else None
+    if where is None and announce:
+        raise UsageError("--announce tells peers where to call: give --listen HOST:PORT")
+    plan = daemon.DaemonPlan(where, keep, announce_to if announce else None)
     # Forked before the event loop starts any thread: see rise_dtn/node/warm.py.
     worker = (
         None
@@ -106,7 +122,7 @@ def daemon_cmd(
     )
 
     async def main() -> None:
-        await daemon.serve(hub, plan, stop=stop_event_on_signals(), say=say)
+        await daemon.serve(hub, plan, stop=stop_event_on_signals(), say=log)
 
     try:
         asyncio.run(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -64,11 +65,31 @@ def test_call_over_a_pipe_to_a_stdio_daemon(pair: tuple[Node, Node]) -> None:
     alice.run("rise-send", "-q", "-", "bob", input=b"through the pipe")
     bob.run("rise-send", "-q", "-", "alice", input=b"and back")
     command = f"RISE_HOME={bob.home} {BIN / 'rise-daemon'} --stdio"
-    alice.run("rise-call", "-q", "--toss", "bob", "--command", command)
+    called = alice.run("rise-call", "-q", "--toss", "bob", "--command", command)
+    assert (called.stdout, called.stderr) == (b"", b"")  # cron mails nothing: not the far side's
     assert b'"sender": "alice"' in bob.run("rise", "inbox", "--json").stdout
     assert b'"sender": "bob"' in alice.run("rise", "inbox", "--json").stdout
     assert not list((alice.spool / "tx").rglob("*.rsb"))
     assert not list((bob.spool / "tx").rglob("*.rsb"))
+
+
+def test_a_quiet_call_that_fails_shows_what_its_command_said(pair: tuple[Node, Node]) -> None:
+    alice, _bob = pair
+    command = "echo 'Permission denied (publickey).' >&2; exit 255"
+    failed = alice.run("rise-call", "-q", "bob", "--command", command, check=False)
+    assert failed.returncode != 0
+    lines = failed.stderr.decode().splitlines()
+    assert lines[0] == "Permission denied (publickey)."
+    assert len(lines) == 2 and lines[1].startswith("rise-call: "), lines
+
+
+def test_a_quiet_stdio_daemon_prints_nothing(pair: tuple[Node, Node]) -> None:
+    alice, bob = pair
+    alice.run("rise-send", "-q", "-", "bob", input=b"quietly")
+    command = f"RISE_HOME={bob.home} {BIN / 'rise-daemon'} --stdio -q 2>{bob.home / 'far.log'}"
+    alice.run("rise-call", "bob", "--command", command)
+    assert (bob.home / "far.log").read_bytes() == b""
+    assert b'"sender": "alice"' in bob.run("rise", "inbox", "--json").stdout
 
 
 def test_caller_makes_the_configured_calls_and_calls_never_overlap(
@@ -140,3 +161,82 @@ def test_link_is_refused_with_stdio(pair: tuple[Node, Node]) -> None:
     assert result.returncode == 2
     assert "--link" in result.stderr.decode()
     assert result.stderr.decode().count("\n") == 1
+
+
+def test_stdio_on_a_device_or_file_is_one_line(pair: tuple[Node, Node], tmp_path: Path) -> None:
+    _alice, bob = pair
+    (tmp_path / "frames").write_bytes(b"\0" * 100)
+    for source in ("/dev/null", str(tmp_path / "frames")):
+        with open(source, "rb") as stdin:
+            result = subprocess.run(
+                [str(BIN / "rise-daemon"), "--stdio"],
+                env=command_env(bob.home),
+                stdin=stdin,
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+        assert result.returncode == 2
+        assert result.stderr.decode().splitlines() == [
+            "rise-daemon: --stdio needs a pipe or socket on standard input (as `rise-call "
+            "--command` or ssh gives it), not a terminal, file or device"
+        ]
+
+
+def test_a_taken_port_is_one_line_and_exit_6(
+    pair: tuple[Node, Node], daemon: tuple[subprocess.Popen[bytes], int]
+) -> None:
+    alice, _bob = pair
+    _process, port = daemon
+    result = alice.run("rise-daemon", "--listen", f"127.0.0.1:{port}", check=False)
+    assert result.returncode == 6
+    assert result.stderr.decode().splitlines() == [
+        f"rise-daemon: cannot listen on 127.0.0.1:{port}: the port is taken "
+        "(another rise-daemon? give --listen HOST:PORT)"
+    ]
+
+
+def listening_sockets(pid: int) -> set[str]:
+    """Inodes of the TCP sockets in LISTEN state that process `pid` holds open."""
+    held = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                held.add(target[len("socket:[") : -1])
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # TCP_LISTEN
+                listening.add(fields[9])
+    return held & listening
+
+
+def test_a_daemon_that_only_keeps_links_answers_no_calls(
+    pair: tuple[Node, Node], daemon: tuple[subprocess.Popen[bytes], int]
+) -> None:
+    """--link without --listen binds nothing (it used to take 127.0.0.1:5454), and delivers."""
+    alice, bob = pair
+    answering, port = daemon  # bob answers
+    assert listening_sockets(answering.pid)  # what the check below would see if it listened
+    keeper = subprocess.Popen(
+        [str(BIN / "rise-daemon"), "--link", f"bob=127.0.0.1:{port}"],
+        env=command_env(alice.home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert keeper.stderr is not None
+        assert keeper.stderr.readline() == b"keeping links to bob; answering no calls\n"
+        assert listening_sockets(keeper.pid) == set()
+        alice.run("rise-send", "-q", "-", "bob", input=b"over a kept link")
+        deadline = time.monotonic() + 60
+        while b"over a kept link" not in b"".join(
+            path.read_bytes() for path in (bob.home / "inbox").glob("*")
+        ):
+            assert time.monotonic() < deadline, "not delivered over the kept link"
+            time.sleep(0.05)
+    finally:
+        keeper.send_signal(signal.SIGTERM)
+        assert keeper.wait(timeout=20) == 0

@@ -21,8 +21,7 @@ from rise_dtn.node.home import Home
 class DaemonPlan:
     """What one rise-daemon does: where it listens, whom it keeps links to, if it announces."""
 
-    host: str
-    port: int
+    listen: tuple[str, int] | None  # None: answer no calls, only keep links
     keep: dict[str, tuple[str, int]]
     announce_to: str | None = None  # where beacons go; None: no beacons
 
@@ -59,7 +58,8 @@ async def serve(
     beacons: list[asyncio.Task[None]] = []
 
     def ready(bound: int) -> None:
-        say(f"listening on {plan.host}:{bound}")
+        assert plan.listen is not None
+        say(f"listening on {plan.listen[0]}:{bound}")
         if plan.announce_to is not None:
             beacons.append(
                 asyncio.get_running_loop().create_task(
@@ -67,6 +67,8 @@ async def serve(
                 )
             )
 
-    await online.serve(hub, plan.host, plan.port, stop=stop, ready=ready, keep=plan.keep)
+    if plan.listen is None:
+        say(f"keeping links to {', '.join(sorted(plan.keep))}; answering no calls")
+    await online.serve(hub, plan.listen, stop=stop, ready=ready, keep=plan.keep)
     for task in beacons:
         await task

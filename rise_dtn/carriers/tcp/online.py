@@ -15,17 +15,21 @@ watcher on spool/tx/ wakes the link a local `rise-send` queued for.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import errno
+import os
 import random
+import stat
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 from rise_dtn.carriers.live import secure
 from rise_dtn.carriers.live.link import Link, LinkReport, Stream, Toss
 from rise_dtn.core.bundle import ClearPart
-from rise_dtn.core.errors import PeerError, RiseError, UsageError
+from rise_dtn.core.errors import BusyError, PeerError, RiseError, UsageError
 from rise_dtn.core.identity import NodeId
 from rise_dtn.node.config import PeerSettings
 from rise_dtn.node.home import Home
@@ -272,24 +276,71 @@ async def call_over(
 
 
 async def call_command(
-    home: Home, peer: Peer, command: str, *, toss: Toss | None = None, stream: Stream | None = None
+    home: Home,
+    peer: Peer,
+    command: str,
+    *,
+    toss: Toss | None = None,
+    stream: Stream | None = None,
+    quiet: bool = False,
 ) -> LinkReport:
-    """Run the operator's `command` (e.g. 'ssh relay rise-daemon --stdio'); talk over its pipes."""
+    """Run the operator's `command` (e.g. 'ssh relay rise-daemon --stdio'); talk over its pipes.
+
+    `quiet` (rise-call -q, for cron): what the command prints on stderr (the
+    far daemon's session lines, ssh's banners) is kept back, and shown only
+    if the call fails, where it usually says why (a refused ssh key).
+    """
     process = await asyncio.create_subprocess_shell(
-        command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+        command,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE if quiet else None,
     )
     assert process.stdin is not None and process.stdout is not None
+    kept: collections.deque[bytes] = collections.deque(maxlen=KEPT_STDERR_LINES)
+    keeping = (
+        asyncio.create_task(_keep_lines(process.stderr, kept))
+        if process.stderr is not None
+        else None
+    )
     try:
         link = Link(home, peer, now=_now(), toss=toss, stream=stream)
         return await call_over(home, peer, process.stdout, process.stdin, link=link)
+    except BaseException:
+        if keeping is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(keeping), 2)
+            for line in kept:
+                sys.stderr.buffer.write(line if line.endswith(b"\n") else line + b"\n")
+            sys.stderr.flush()
+        raise
     finally:
         process.stdin.close()
         with contextlib.suppress(ProcessLookupError):
             await asyncio.wait_for(process.wait(), 30)
+        if keeping is not None:
+            keeping.cancel()
+
+
+KEPT_STDERR_LINES = 50  # of a quiet call's command, shown if the call fails
+
+
+async def _keep_lines(source: asyncio.StreamReader, kept: collections.deque[bytes]) -> None:
+    """Read `source` to its end (so the command never blocks on a full pipe); keep the last
+    lines, each cut to 1 KiB."""
+    while True:
+        try:
+            line = await source.readline()
+        except ValueError:  # a line over the reader's limit: take what is there
+            line = await source.read(1024)
+        if not line:
+            return
+        kept.append(line[:1024])
 
 
 async def answer_stdio(hub: Hub) -> None:
     """One session as the answering side over stdin/stdout (`rise-daemon --stdio`)."""
+    _check_stdio_is_a_pipe()
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
@@ -305,16 +356,31 @@ async def answer_stdio(hub: Hub) -> None:
         writer.close()
 
 
+def _check_stdio_is_a_pipe() -> None:
+    """A session needs a pipe or socket both ways (ssh gives that): the event loop cannot
+    poll a file or /dev/null, and a terminal would only show the binary frames."""
+    for fd, name in ((0, "standard input"), (1, "standard output")):
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            mode = 0
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+            raise UsageError(
+                f"--stdio needs a pipe or socket on {name} (as `rise-call --command` or "
+                "ssh gives it), not a terminal, file or device"
+            )
+
+
 async def serve(
     hub: Hub,
-    host: str,
-    port: int,
+    listen: tuple[str, int] | None,
     *,
     stop: asyncio.Event,
     ready: Callable[[int], None] = lambda _port: None,
     keep: dict[str, tuple[str, int]] | None = None,
 ) -> None:
-    """Answer neighbours, and hold links open to the `keep` ones, until `stop` is set."""
+    """Answer neighbours (unless `listen` is None), and hold links open to the `keep` ones,
+    until `stop` is set."""
     sessions: set[asyncio.Task[None]] = set()
 
     async def session(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -330,9 +396,10 @@ async def serve(
             sessions.discard(task)
             writer.close()
 
-    server = await asyncio.start_server(session, host, port)
-    sockets = server.sockets or ()
-    ready(sockets[0].getsockname()[1] if sockets else port)
+    server = None if listen is None else await _listen(session, *listen)
+    if server is not None and listen is not None:
+        sockets = server.sockets or ()
+        ready(sockets[0].getsockname()[1] if sockets else listen[1])
     hub.watch_tx()
     if hub.tosses:
         await hub.toss()  # what a crash or --no-toss left in rx/
@@ -341,9 +408,10 @@ async def serve(
         for name, where in (keep or {}).items()
     ]
     try:
-        async with server:
+        async with server if server is not None else contextlib.nullcontext():
             await stop.wait()
-            server.close()
+            if server is not None:
+                server.close()
             hub.close_all()
             pending = sessions | set(keepers)
             if pending:
@@ -352,6 +420,22 @@ async def serve(
         hub.stop_watching()
         for task in keepers:
             task.cancel()
+
+
+async def _listen(
+    session: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    host: str,
+    port: int,
+) -> asyncio.Server:
+    try:
+        return await asyncio.start_server(session, host, port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise BusyError(
+                f"cannot listen on {host}:{port}: the port is taken (another rise-daemon? "
+                "give --listen HOST:PORT)"
+            ) from None
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def _reason(exc: BaseException) -> str:
