@@ -44,6 +44,9 @@ def load_command(name: str) -> click.Command:
     module_name, attribute = COMMANDS[name].split(":")
     command = getattr(importlib.import_module(module_name), attribute)
     assert isinstance(command, click.Command)
+    if not any(param.name == "version" for param in command.params):
+        # Every rise-* command answers --version, as `rise` does.
+        click.version_option(__version__, prog_name="rise-dtn")(command)
     return command
 
 
