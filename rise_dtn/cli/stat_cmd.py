@@ -38,6 +38,6 @@ def stat_cmd(as_json: bool, home_path: Path | None) -> None:
             f"{row.delivered:>9} {row.received_waiting:>8}"
         )
     click.echo(f"inbox: {result.inbox_unread} unread; quarantine: {result.quarantined}")
-    if result.sent or result.held_for_route:
+    if any(result.sent.values()) or result.held_for_route:
         states = ", ".join(f"{result.sent.get(state, 0)} {state}" for state in SENT_STATES[1:])
         click.echo(f"sent over relays: {states}; {result.held_for_route} held for a route")

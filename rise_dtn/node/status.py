@@ -138,6 +138,8 @@ def status(home: Home, *, now: int | None = None) -> Status:
         inbox_unread=sum(1 for message in inbox.messages(home) if not message.read),
     )
     if now is not None:
+        # Every state, zeros included: a script reads `sent["delivered"]` without a default.
+        result.sent = dict.fromkeys(SENT_STATES, 0)
         for sent in sent_status(home, now=now):
             result.sent[sent.state] = result.sent.get(sent.state, 0) + 1
         result.held_for_route = result.sent.pop("held", 0)
