@@ -32,6 +32,7 @@ COMMANDS = {
     "map": "rise_dtn.cli.map_cmd:map_cmd",
     "check": "rise_dtn.cli.check_cmd:check_cmd",
     "inbox": "rise_dtn.cli.inbox_cmd:inbox_cmd",
+    "queue": "rise_dtn.cli.queue_cmd:queue_cmd",
     "demo": "rise_dtn.cli.demo_cmd:demo_cmd",
     "call": "rise_dtn.cli.call_cmd:call_cmd",
     "daemon": "rise_dtn.cli.daemon_cmd:daemon_cmd",
@@ -70,7 +71,7 @@ def group() -> None:
     Carry:     rise-xfer /media/usb   (on both machines)
     Deliver:   rise-toss; rise inbox
     Relays:    rise peer add r1.card --relay; rise-send --hops 2 FILE bob
-    Follow:    rise status; rise map
+    Follow:    rise status; rise queue; rise map
     Inspect:   rise-stat; rise-check
 
     Every command takes --home DIR (default $RISE_HOME). See rise(7).

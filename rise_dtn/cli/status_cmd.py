@@ -27,6 +27,7 @@ def status_cmd(bundle: str | None, as_json: bool, home_path: Path | None) -> Non
       in transit  the first relay has it; no receipt yet
       delivered   the recipient's signed receipt came back
       expired     its lifetime ended before a receipt came
+      cancelled   taken back (rise queue cancel) before its first relay had it
     """
     home = open_home(home_path)
     current = now()

@@ -48,7 +48,7 @@ class SentStatus:
     cancels: int = 0  # cancel packets sent for the other copies after delivery
 
 
-SENT_STATES = ("held", "queued", "in transit", "delivered", "expired")
+SENT_STATES = ("held", "queued", "in transit", "delivered", "expired", "cancelled")
 
 
 def sent_status(home: Home, *, now: int, bundle_id: str | None = None) -> list[SentStatus]:
@@ -60,9 +60,17 @@ def sent_status(home: Home, *, now: int, bundle_id: str | None = None) -> list[S
 
     names = routes.names(home, now=now)
     waiting = {row.bundle_id for row in home.index.entries() if row.direction == "tx"}
+    sent = home.relay_index.sent(bundle_id)
+    decoded = {
+        row.bundle_id: strict_loads(row.copies, max_bytes=1 << 16, error=BundleError, what="copies")
+        for row in sent
+    }
+    cancelled = home.index.cancelled_among(
+        [_packet_id(copy) for copies in decoded.values() for copy in _listed(copies)]
+    )
     found = []
-    for row in home.relay_index.sent(bundle_id):
-        copies = strict_loads(row.copies, max_bytes=1 << 16, error=BundleError, what="copies")
+    for row in sent:
+        copies = decoded[row.bundle_id]
         assert isinstance(copies, list)
         paths = [
             [names.get(NodeId(raw), str(NodeId(raw))[:8]) for raw in copy[2]] for copy in copies
@@ -73,6 +81,8 @@ def sent_status(home: Home, *, now: int, bundle_id: str | None = None) -> list[S
             state = "expired"
         elif any(_packet_id(copy) in waiting for copy in copies):
             state = "queued"
+        elif all(_packet_id(copy) in cancelled for copy in copies):
+            state = "cancelled"  # taken back before its first hop had it
         else:
             state = "in transit"
         recipient = names.get(NodeId.parse(row.recipient), row.recipient)
@@ -96,6 +106,11 @@ def sent_status(home: Home, *, now: int, bundle_id: str | None = None) -> list[S
                 SentStatus(held.bundle_id, recipient, "held", 0, held.expiry, held.size, None, [])
             )
     return found
+
+
+def _listed(value: object) -> list[object]:
+    assert isinstance(value, list)
+    return value
 
 
 def _packet_id(copy: object) -> str:

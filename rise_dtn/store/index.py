@@ -299,6 +299,18 @@ class Index:
                 found.update(bundle_id for (bundle_id,) in connection.execute(query))
         return found
 
+    def cancelled_among(self, bundle_ids: list[str]) -> set[str]:
+        """Those of `bundle_ids` this node took back (rise queue cancel) before they left."""
+        found: set[str] = set()
+        with self.reading() as connection:
+            for start in range(0, len(bundle_ids), 500):  # bound the IN list
+                batch = bundle_ids[start : start + 500]
+                query = select(Release.c.bundle_id).where(
+                    Release.c.bundle_id.in_(batch), Release.c.how == "cancelled"
+                )
+                found.update(bundle_id for (bundle_id,) in connection.execute(query))
+        return found
+
     def delivered_counts(self) -> dict[str, int]:
         """Per neighbour: bundles it confirmed (acked) or took (moved)."""
         query = (

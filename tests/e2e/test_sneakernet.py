@@ -27,7 +27,13 @@ def test_file_and_message_round_trip(pair: tuple[Node, Node], stick: Path, tmp_p
     stat = json.loads(alice.run("rise-stat", "--json").stdout)
     assert stat["neighbours"][0]["waiting"] == 2
     # Every counter is there, zeros too: a script needs no default for any key.
-    assert stat["sent"] == {"queued": 0, "in transit": 0, "delivered": 0, "expired": 0}
+    assert stat["sent"] == {
+        "queued": 0,
+        "in transit": 0,
+        "delivered": 0,
+        "expired": 0,
+        "cancelled": 0,
+    }
     assert (stat["held_for_route"], stat["quarantined"], stat["inbox_unread"]) == (0, 0, 0)
     carry(alice, bob, stick)
     assert (bob.incoming / "alice" / "data.bin").read_bytes() == payload
