@@ -19,8 +19,8 @@ def stat_cmd(as_json: bool, home_path: Path | None) -> None:
     """Show, per neighbour: bundles and bytes waiting, the oldest, in flight, delivered.
 
     "In flight" bundles were written to a carrier but not yet confirmed by
-    the neighbour; "delivered" counts the confirmed ones. Bundles sent over
-    relays are counted by their end-to-end state (see `rise status`).
+    the neighbour; "delivered" counts the confirmed ones. The files and
+    messages sent are counted by their end-to-end state (see `rise status`).
     """
     home = open_home(home_path)
     current = now()
@@ -40,4 +40,4 @@ def stat_cmd(as_json: bool, home_path: Path | None) -> None:
     click.echo(f"inbox: {result.inbox_unread} unread; quarantine: {result.quarantined}")
     if any(result.sent.values()) or result.held_for_route:
         states = ", ".join(f"{result.sent.get(state, 0)} {state}" for state in SENT_STATES[1:])
-        click.echo(f"sent over relays: {states}; {result.held_for_route} held for a route")
+        click.echo(f"sent: {states}; {result.held_for_route} held for a route")

@@ -18,14 +18,18 @@ from rise_dtn.node.status import sent_status
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @home_option
 def status_cmd(bundle: str | None, as_json: bool, home_path: Path | None) -> None:
-    """Show the end-to-end state of BUNDLE (an id rise-send printed), or of all.
+    """Show the end-to-end state of BUNDLE (an id rise-send printed), or of all sent.
+
+    Files and messages sent directly and over relays: a direct one is
+    delivered when its recipient acks it, one over relays when the
+    recipient's receipt comes back.
 
     \b
     States:
       held        no route yet (rise-send --wait); retried as maps arrive
-      queued      waiting for the first relay to confirm it
-      in transit  the first relay has it; no receipt yet
-      delivered   the recipient's signed receipt came back
+      queued      waiting for the first hop to confirm it
+      in transit  the first relay has it, or it was moved onto a medium
+      delivered   acked by the recipient, or its signed receipt came back (relays)
       expired     its lifetime ended before a receipt came
       cancelled   taken back (rise queue cancel) before its first relay had it
     """
@@ -33,15 +37,16 @@ def status_cmd(bundle: str | None, as_json: bool, home_path: Path | None) -> Non
     current = now()
     rows = sent_status(home, now=current, bundle_id=bundle.strip().lower() if bundle else None)
     if bundle and not rows:
-        raise UsageError(f"no bundle {bundle} was sent over relays from this node")
+        raise UsageError(f"no bundle {bundle} was sent from this node (a file or message)")
     if as_json:
         click.echo(json.dumps([dataclasses.asdict(row) for row in rows], indent=2))
         return
     for row in rows:
-        routes = "; ".join(" -> ".join(route) for route in row.routes) or "-"
+        routes = "; ".join(" -> ".join(route) for route in row.routes if route)
+        way = f"via {routes}" if routes else ("direct" if row.routes else "-")
         when = ago(row.delivered_at or row.created or None, now_seconds=current)
         cancels = f"  ({row.cancels} cancels sent)" if row.cancels else ""
         click.echo(
             f"{row.bundle_id}  {row.state:<10}  to {row.recipient}  "
-            f"{human_bytes(row.size)}  {when}  via {routes}{cancels}"
+            f"{human_bytes(row.size)}  {when}  {way}{cancels}"
         )

@@ -52,8 +52,10 @@ SENT_STATES = ("held", "queued", "in transit", "delivered", "expired", "cancelle
 
 
 def sent_status(home: Home, *, now: int, bundle_id: str | None = None) -> list[SentStatus]:
-    """queued: the first relay has not confirmed any copy; in transit: it has;
-    delivered: the recipient's receipt came back; expired: past its lifetime."""
+    """queued: the first hop has not confirmed any copy; in transit: it has;
+    delivered: the recipient's receipt came back (a direct send: the recipient,
+    its own first hop, acked it); expired: past its lifetime; cancelled: taken
+    back (rise queue cancel) before the first hop had it."""
     from rise_dtn.core.encoding import strict_loads
     from rise_dtn.core.identity import NodeId
     from rise_dtn.node.send import routes
@@ -65,7 +67,7 @@ def sent_status(home: Home, *, now: int, bundle_id: str | None = None) -> list[S
         row.bundle_id: strict_loads(row.copies, max_bytes=1 << 16, error=BundleError, what="copies")
         for row in sent
     }
-    cancelled = home.index.cancelled_among(
+    released = home.index.releases_among(
         [_packet_id(copy) for copies in decoded.values() for copy in _listed(copies)]
     )
     found = []
@@ -75,16 +77,20 @@ def sent_status(home: Home, *, now: int, bundle_id: str | None = None) -> list[S
         paths = [
             [names.get(NodeId(raw), str(NodeId(raw))[:8]) for raw in copy[2]] for copy in copies
         ]
-        if row.delivered_at is not None:
+        delivered_at = row.delivered_at
+        direct = len(copies) == 1 and not paths[0]
+        if direct and released.get(_packet_id(copies[0]), ("", 0))[0] == "acked":
+            delivered_at = released[_packet_id(copies[0])][1]  # the recipient's own ack
+        if delivered_at is not None:
             state = "delivered"
         elif row.expiry <= now:
             state = "expired"
         elif any(_packet_id(copy) in waiting for copy in copies):
             state = "queued"
-        elif all(_packet_id(copy) in cancelled for copy in copies):
+        elif all(released.get(_packet_id(copy), ("", 0))[0] == "cancelled" for copy in copies):
             state = "cancelled"  # taken back before its first hop had it
         else:
-            state = "in transit"
+            state = "in transit"  # a direct send: moved onto a medium (--move)
         recipient = names.get(NodeId.parse(row.recipient), row.recipient)
         found.append(
             SentStatus(
@@ -94,7 +100,7 @@ def sent_status(home: Home, *, now: int, bundle_id: str | None = None) -> list[S
                 row.created,
                 row.expiry,
                 row.size,
-                row.delivered_at,
+                delivered_at,
                 paths,
                 row.cancelled,
             )

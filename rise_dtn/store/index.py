@@ -21,7 +21,7 @@ ORM would add a fifth to its start-up time for no gain in a schema this small.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -32,6 +32,7 @@ from sqlalchemy import (
     Column,
     Connection,
     Engine,
+    Executable,
     Integer,
     MetaData,
     String,
@@ -228,9 +229,15 @@ class Index:
 
     # Spool entries (cache of tx/ and rx/).
 
-    def put_entry(self, row: EntryRow, *, digest: str | None = None) -> None:
-        """List a spool file; `digest`: what the sender's own bundle hashed to when sealed."""
+    def put_entry(
+        self, row: EntryRow, *, digest: str | None = None, also: Sequence[Executable] = ()
+    ) -> None:
+        """List a spool file; `digest`: what the sender's own bundle hashed to when sealed;
+        `also`: statements of another table that belong in the same transaction (a
+        direct send's record for `rise status`)."""
         with self.transaction() as connection:
+            for statement in also:
+                connection.execute(statement)
             if row.direction == "tx" and _released(connection, row.bundle_id):
                 # A live link took and confirmed it before its sender got to
                 # record it: recording it now would list a file that is gone.
@@ -299,16 +306,16 @@ class Index:
                 found.update(bundle_id for (bundle_id,) in connection.execute(query))
         return found
 
-    def cancelled_among(self, bundle_ids: list[str]) -> set[str]:
-        """Those of `bundle_ids` this node took back (rise queue cancel) before they left."""
-        found: set[str] = set()
+    def releases_among(self, bundle_ids: list[str]) -> dict[str, tuple[str, int]]:
+        """Bundle id -> (how, when) for those of `bundle_ids` that left tx/ for good."""
+        found: dict[str, tuple[str, int]] = {}
         with self.reading() as connection:
             for start in range(0, len(bundle_ids), 500):  # bound the IN list
                 batch = bundle_ids[start : start + 500]
-                query = select(Release.c.bundle_id).where(
-                    Release.c.bundle_id.in_(batch), Release.c.how == "cancelled"
+                query = select(Release.c.bundle_id, Release.c.how, Release.c.released_at).where(
+                    Release.c.bundle_id.in_(batch)
                 )
-                found.update(bundle_id for (bundle_id,) in connection.execute(query))
+                found.update({row[0]: (row[1], row[2]) for row in connection.execute(query)})
         return found
 
     def delivered_counts(self) -> dict[str, int]:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
+    Executable,
     Integer,
     LargeBinary,
     MetaData,
@@ -58,7 +59,8 @@ Relayed = Table(
     Column("commitment", String(32), nullable=False, index=True),  # hex; cancels match it
 )
 
-# An end-to-end bundle this node sent over relays: its fate, for rise-stat.
+# A file or message this node sent (over relays, or direct: one copy with no relays):
+# its fate, for rise status and rise-stat.
 Sent = Table(
     "sent",
     metadata,
@@ -291,6 +293,14 @@ class RelayIndex:
             connection.execute(delete(MapCard).where(MapCard.c.expiry <= now))
 
     # Sender side.
+
+    @staticmethod
+    def sent_statements(row: SentRow) -> list[Executable]:
+        """Record a send, for the caller's own transaction (a direct send: Index.put_entry)."""
+        return [
+            delete(Sent).where(Sent.c.bundle_id == row.bundle_id),
+            insert(Sent).values(**dataclasses.asdict(row)),
+        ]
 
     def put_sent(self, row: SentRow, *, recipient_route: str) -> None:
         with self._index.transaction() as connection:

@@ -32,7 +32,7 @@ import dataclasses
 import enum
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +43,8 @@ from rise_dtn.store.atomic import fsync_dir, storage_error
 from rise_dtn.store.spool import Spool, parse_clear_file
 
 if TYPE_CHECKING:
+    from sqlalchemy import Executable
+
     from rise_dtn.store.index import EntryRow, Index
 
 
@@ -211,8 +213,12 @@ class BundleTransaction:
         priority: int,
         now: int,
         write: Callable[[Path], str | None],
+        also: Callable[[], Sequence[Executable]] | None = None,
     ) -> int:
         """Put a new bundle in tx/<neighbour>/ and list it; returns its size in bytes.
+
+        `also`: once written, statements to journal in the listing's own
+        transaction (the sender's record of a direct send, for `rise status`).
 
         `write` may return the bundle's digest (`SpoolDigest`, hex), hashed
         as it was written, which rise-check then verifies.
@@ -240,6 +246,7 @@ class BundleTransaction:
                     queued_at=now,
                 ),
                 digest=digest,
+                also=also() if also is not None else (),
             )
         except BaseException:
             try:

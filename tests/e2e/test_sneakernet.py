@@ -28,7 +28,7 @@ def test_file_and_message_round_trip(pair: tuple[Node, Node], stick: Path, tmp_p
     assert stat["neighbours"][0]["waiting"] == 2
     # Every counter is there, zeros too: a script needs no default for any key.
     assert stat["sent"] == {
-        "queued": 0,
+        "queued": 2,
         "in transit": 0,
         "delivered": 0,
         "expired": 0,
@@ -44,6 +44,11 @@ def test_file_and_message_round_trip(pair: tuple[Node, Node], stick: Path, tmp_p
     stat = json.loads(alice.run("rise-stat", "--json").stdout)
     assert stat["neighbours"][0]["waiting"] == 0
     assert stat["neighbours"][0]["delivered"] == 2
+    assert stat["sent"]["delivered"] == 2  # direct sends: bob's ack is the confirmation
+    status = json.loads(alice.run("rise", "status", "--json", bundle_id).stdout)
+    assert [(row["state"], row["routes"], row["size"]) for row in status] == [
+        ("delivered", [[]], len(payload))
+    ]
     assert not list((stick / "rise-dtn").rglob("*.rsb"))
     for node in (alice, bob):
         node.run("rise-check")
