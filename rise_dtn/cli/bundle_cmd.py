@@ -9,9 +9,10 @@ from typing import BinaryIO, cast
 import click
 
 from rise_dtn.carriers.stream import bundle_stream
-from rise_dtn.cli.common import home_option, human_bytes, now, open_home, quiet_option, say, warn
+from rise_dtn.cli.common import home_option, now, open_home, quiet_option, say, warn
 from rise_dtn.cli.toss_cmd import finish_with_toss
 from rise_dtn.core.errors import NoSpaceError, UsageError
+from rise_dtn.core.units import human_bytes
 
 
 def _open(path: str, mode: str) -> BinaryIO:

@@ -8,10 +8,11 @@ from pathlib import Path
 import click
 
 from rise_dtn.carriers.tcp import discovery, online
-from rise_dtn.cli.common import home_option, human_bytes, open_home, quiet_option, say
+from rise_dtn.cli.common import home_option, open_home, quiet_option, say
 from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import ExitCode, RiseError, UsageError
 from rise_dtn.core.identity import NodeId
+from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.node.toss.toss_events import Source

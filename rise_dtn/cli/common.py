@@ -75,15 +75,6 @@ def stop_event_on_signals() -> asyncio.Event:
     return stop
 
 
-def human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"  # pragma: no cover - the loop always returns
-
-
 def ago(seconds_since_epoch: int | None, *, now_seconds: int) -> str:
     if seconds_since_epoch is None:
         return "-"

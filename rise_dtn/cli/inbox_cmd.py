@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from rise_dtn.cli.common import home_option, human_bytes, open_home, say
+from rise_dtn.cli.common import home_option, open_home, say
+from rise_dtn.core.units import human_bytes
 from rise_dtn.node import inbox
 
 
@@ -32,7 +33,7 @@ def inbox_cmd(context: click.Context, as_json: bool, home_path: Path | None) -> 
     if as_json:
         rows = [
             {
-                "id": message.bundle_id,
+                "bundle_id": message.bundle_id,  # the key every command's JSON uses
                 "sender": message.sender_name,
                 "sender_id": message.sender_id,
                 "received_at": message.received_at,

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from rise_dtn.cli.common import ago, home_option, human_bytes, now, open_home, quiet_option, say
+from rise_dtn.cli.common import ago, home_option, now, open_home, quiet_option, say
 from rise_dtn.core.errors import UsageError
+from rise_dtn.core.units import human_bytes
 from rise_dtn.node import queue
 
 

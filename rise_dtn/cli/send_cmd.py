@@ -9,7 +9,6 @@ import click
 
 from rise_dtn.cli.common import (
     home_option,
-    human_bytes,
     now,
     open_home,
     progress,
@@ -17,6 +16,7 @@ from rise_dtn.cli.common import (
     say,
 )
 from rise_dtn.core.errors import UsageError
+from rise_dtn.core.units import human_bytes
 from rise_dtn.node.config import MAX_COPIES, MAX_HOPS, check_nice, parse_duration
 from rise_dtn.node.home import Home
 from rise_dtn.node.send import routed, routes, send

@@ -12,7 +12,6 @@ from rise_dtn.carriers.directory.audience import Audience, check_names
 from rise_dtn.carriers.directory.xfer import Say, XferReport, exchange
 from rise_dtn.cli.common import (
     home_option,
-    human_bytes,
     now,
     open_home,
     quiet_option,
@@ -22,6 +21,7 @@ from rise_dtn.cli.common import (
 )
 from rise_dtn.cli.toss_cmd import toss_reporter
 from rise_dtn.core.errors import ExitCode, NoSpaceError
+from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
 from rise_dtn.node.toss.toss import toss
 from rise_dtn.node.watching import ChangeWaiter

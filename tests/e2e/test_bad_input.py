@@ -389,7 +389,7 @@ def test_bundle_damaged_on_the_stick_is_delivered_on_a_later_trip(
         trips.append(result.returncode)
         alice.run("rise-xfer", "-q", str(stick))
         inbox = bob.run("rise", "inbox", "--json").stdout
-        if inbox.count(b'"id"') == 2:
+        if inbox.count(b'"bundle_id"') == 2:
             break
     else:
         raise AssertionError(f"never delivered; bob's xfer exit statuses: {trips}")
@@ -471,7 +471,7 @@ def test_replayed_bundle_is_delivered_once(
     assert not quarantined(bob)
     assert (bob.incoming / "alice" / "good.txt").read_bytes() == good
     listing = bob.run("rise", "inbox", "--json").stdout
-    assert listing.count(b'"id"') == 1
+    assert listing.count(b'"bundle_id"') == 1
 
 
 # --- cards ---------------------------------------------------------------------------------------

@@ -331,7 +331,7 @@ def test_thousands_of_junk_folders_cost_no_line(pair: tuple[Node, Node], stick: 
 
     assert result.returncode == 0, result.stderr
     assert result.stderr == b""
-    assert bob.run("rise", "inbox", "--json").stdout.count(b'"id"') == 1
+    assert bob.run("rise", "inbox", "--json").stdout.count(b'"bundle_id"') == 1
 
 
 # --- nothing shared between spool and medium (defect 11, the medium part) -------------------
@@ -415,4 +415,4 @@ def test_a_read_only_stick_still_brings_our_mail(pair: tuple[Node, Node], tmp_pa
         bob.run("rise-xfer", "-q", str(stick))  # the acks owed, and bob's reply
         alice.run("rise-xfer", "-q", "--toss", str(stick))
         assert len(queued(alice, bob)) == 1  # the one for the next trip
-        assert alice.run("rise", "inbox", "--json").stdout.count(b'"id"') == 1
+        assert alice.run("rise", "inbox", "--json").stdout.count(b'"bundle_id"') == 1

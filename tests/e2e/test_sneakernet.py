@@ -39,7 +39,7 @@ def test_file_and_message_round_trip(pair: tuple[Node, Node], stick: Path, tmp_p
     assert (bob.incoming / "alice" / "data.bin").read_bytes() == payload
     listing = json.loads(bob.run("rise", "inbox", "--json").stdout)
     assert [row["sender"] for row in listing] == ["alice"]
-    shown = bob.run("rise", "inbox", "show", listing[0]["id"][:6])
+    shown = bob.run("rise", "inbox", "show", listing[0]["bundle_id"][:6])
     assert shown.stdout == b"hello bob\n"
     stat = json.loads(alice.run("rise-stat", "--json").stdout)
     assert stat["neighbours"][0]["waiting"] == 0

@@ -25,6 +25,7 @@ from rise_dtn.carriers.directory.layout import DirectoryCarrier, Found
 from rise_dtn.core.ack import MAX_ACK_BYTES, MAX_IDS, Ack
 from rise_dtn.core.errors import BundleError, NoSpaceError, RiseError, StorageError
 from rise_dtn.core.identity import BundleId, NodeId
+from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.store import locks
@@ -269,7 +270,7 @@ def _take_one(
         carrier.remove(found)
     report.received += 1
     report.received_bytes += size
-    say(f"received {bundle_id} from {peer.name} ({size} bytes)")
+    say(f"received {bundle_id} from {peer.name} ({human_bytes(size)})")
 
 
 def _parses(text: str) -> bool:
@@ -406,4 +407,4 @@ def _give_bundles(
             home.bundles.release(peer.node_id, bundle_id, Release.MOVED, now=now)
         else:
             home.index.count_copy(str(bundle_id))
-        say(f"sent {bundle_id} to {peer.name} ({size} bytes)")
+        say(f"sent {bundle_id} to {peer.name} ({human_bytes(size)})")

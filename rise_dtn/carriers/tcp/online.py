@@ -31,6 +31,7 @@ from rise_dtn.carriers.live.link import Link, LinkReport, Stream, Toss
 from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import BusyError, PeerError, RiseError, UsageError
 from rise_dtn.core.identity import NodeId
+from rise_dtn.core.units import human_bytes
 from rise_dtn.node.config import PeerSettings
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
@@ -487,8 +488,8 @@ async def _kept_session(
 
 def _summary(report: LinkReport) -> str:
     return (
-        f"received {report.received} ({report.received_bytes} bytes), "
-        f"sent {report.sent} ({report.sent_bytes} bytes), confirmed {report.released}"
+        f"received {report.received} ({human_bytes(report.received_bytes)}), "
+        f"sent {report.sent} ({human_bytes(report.sent_bytes)}), confirmed {report.released}"
     )
 
 
