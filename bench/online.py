@@ -142,7 +142,7 @@ class Daemon:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for line in self.log.read_text(errors="replace").splitlines():
-                if line.startswith(prefix):
+                if prefix in line:  # after the log line's time and level
                     return line
             if self.proc.poll() is not None:
                 break

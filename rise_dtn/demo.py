@@ -309,8 +309,10 @@ def _start_daemon(
         interrupts.check()
         time.sleep(POLL_SECONDS)
     first = text.split(b"\n", 1)[0].decode(errors="replace").strip()
-    host, _colon, port = first.removeprefix("listening on ").rpartition(":")
-    if not first.startswith("listening on ") or host != "127.0.0.1" or not port.isdigit():
+    # After the log line's time and level: "... INFO listening on 127.0.0.1:PORT".
+    _before, said, where = first.partition("listening on ")
+    host, _colon, port = where.rpartition(":")
+    if not said or host != "127.0.0.1" or not port.isdigit():
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=2)  # failing (a traceback, say): let it finish its last line
         daemon.check_running()

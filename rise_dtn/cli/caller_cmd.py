@@ -9,7 +9,15 @@ import click
 
 from rise_dtn.carriers.live import caller
 from rise_dtn.carriers.live.schedule import parse_calls
-from rise_dtn.cli.common import home_option, open_home, say, stop_event_on_signals
+from rise_dtn.cli.common import (
+    home_option,
+    log_options,
+    open_home,
+    quiet_option,
+    say,
+    setup_logging,
+    stop_event_on_signals,
+)
 from rise_dtn.cli.toss_cmd import session_logger, toss_now, toss_reporter
 from rise_dtn.core.errors import ExitCode
 
@@ -19,8 +27,17 @@ from rise_dtn.core.errors import ExitCode
     "--now", "right_now", is_flag=True, help="Make every listed call once, now, and exit."
 )
 @click.option("--no-toss", is_flag=True, help="Leave received bundles in the spool for rise-toss.")
+@quiet_option
+@log_options
 @home_option
-def caller_cmd(right_now: bool, no_toss: bool, home_path: Path | None) -> None:
+def caller_cmd(
+    right_now: bool,
+    no_toss: bool,
+    quiet: bool,
+    verbose: int,
+    log_file: Path | None,
+    home_path: Path | None,
+) -> None:
     """Call neighbours on the schedules in config.toml ([[calls]]), retrying with backoff.
 
     Each [[calls]] table names a node, a cron schedule (local time) and
@@ -29,6 +46,7 @@ def caller_cmd(right_now: bool, no_toss: bool, home_path: Path | None) -> None:
     scheduled time. Plain cron lines calling `rise-call` work too; both take
     the same per-neighbour lock, so two calls to one neighbour never overlap.
     """
+    setup_logging("rise-caller", verbose=verbose, quiet=quiet, log_file=log_file)
     home = open_home(home_path)
     plans = parse_calls(list(home.config.calls))
     if not plans:

@@ -1,9 +1,12 @@
-"""What every command shares: --home, -q, the clock, talking to stderr, progress bars."""
+"""What every command shares: --home, -q, the clock, talking to stderr, logs, progress bars."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import logging.handlers
+import os
 import signal
 import sys
 import time
@@ -42,13 +45,101 @@ def now() -> int:
     return int(time.time())
 
 
+VERBOSE = 15  # between DEBUG and INFO: -v, a line per bundle
+logging.addLevelName(VERBOSE, "VERBOSE")
+
+# Set by setup_logging in the long-running commands (rise-daemon, rise-caller):
+# then every line goes through `logging`, with a time and a level.
+_log: logging.Logger | None = None
+
+
 def say(line: str) -> None:
-    """Talk to the user on stderr; stdout is for data."""
+    """Talk to the user on stderr (stdout is for data), or log it in a daemon."""
+    if _log is not None:
+        _log.info(line)
+        return
     click.echo(line, err=True)
 
 
 def warn(prog: str, line: str) -> None:
+    if _log is not None:
+        _log.warning(line)
+        return
     click.echo(f"{prog}: {line}", err=True)
+
+
+def log_options(function: F) -> F:
+    """-v and --log-file, for the commands that run for days."""
+    function = click.option(
+        "--log-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        help="Append the log to FILE instead of standard error (reopened when logrotate "
+        "moves it away).",
+    )(function)
+    return click.option(
+        "-v", "--verbose", count=True, help="More detail: -v each bundle, -vv debugging."
+    )(function)
+
+
+class _JournalFormatter(logging.Formatter):
+    """systemd's journal reads a `<N>` syslog priority before each line and adds its
+    own time: the level survives without a timestamp twice over."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"<{_SYSLOG_PRIORITY.get(record.levelname, 6)}>{record.getMessage()}"
+
+
+_SYSLOG_PRIORITY = {"DEBUG": 7, "VERBOSE": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
+
+
+def setup_logging(prog: str, *, verbose: int, quiet: bool, log_file: Path | None) -> None:
+    """Route say() and warn() through `logging`: a time and a level on each line.
+
+    On a journald stream (JOURNAL_STREAM names our stderr) the lines carry a
+    syslog priority instead; with --log-file they go there, appended.
+    """
+    global _log  # noqa: PLW0603 - one switch for the whole process
+    logger = logging.getLogger(prog)
+    levels = (logging.INFO, VERBOSE, logging.DEBUG)
+    logger.setLevel(logging.WARNING if quiet else levels[min(verbose, 2)])
+    logger.propagate = False
+    handler: logging.Handler
+    if log_file is not None:
+        try:
+            handler = logging.handlers.WatchedFileHandler(log_file, encoding="utf-8")
+        except OSError as exc:
+            from rise_dtn.core.errors import UsageError
+
+            raise UsageError(f"cannot write the log file {log_file}: {exc.strerror}") from None
+        handler.setFormatter(_plain_formatter())
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_JournalFormatter() if _on_journal() else _plain_formatter())
+    logger.addHandler(handler)
+    # watchdog's own warnings (a thread stopping under it) are noise to an operator.
+    logging.getLogger("watchdog").setLevel(logging.DEBUG if verbose >= 2 else logging.CRITICAL)
+    _log = logger
+
+
+def detail(line: str) -> None:
+    """A line per bundle, shown with -v (in a daemon) and never otherwise."""
+    if _log is not None:
+        _log.log(VERBOSE, line)
+
+
+def _plain_formatter() -> logging.Formatter:
+    return logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
+
+
+def _on_journal() -> bool:
+    """True when systemd connected stderr to the journal (sd_journal_stream_fd(3))."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    device, _colon, inode = stream.partition(":")
+    try:
+        info = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return f"{info.st_dev}:{info.st_ino}" == f"{device}:{inode}"
 
 
 @contextlib.contextmanager

@@ -11,9 +11,11 @@ from rise_dtn.carriers.tcp import daemon, discovery, online
 from rise_dtn.cli import quick
 from rise_dtn.cli.common import (
     home_option,
+    log_options,
     open_home,
     quiet_option,
     say,
+    setup_logging,
     stop_event_on_signals,
 )
 from rise_dtn.cli.toss_cmd import stream_now, toss_now, toss_reporter
@@ -64,6 +66,7 @@ DEFAULT_LISTEN = "127.0.0.1:5454"
     "rise-send ~0.3 s of start-up).",
 )
 @quiet_option
+@log_options
 @home_option
 def daemon_cmd(
     listen: str | None,
@@ -74,6 +77,8 @@ def daemon_cmd(
     no_toss: bool,
     no_send_worker: bool,
     quiet: bool,
+    verbose: int,
+    log_file: Path | None,
     home_path: Path | None,
 ) -> None:
     """Answer calls from neighbours and keep links open: bundles flow both ways as they come.
@@ -90,11 +95,12 @@ def daemon_cmd(
       rise-daemon --link relay1=relay1.example.org:5454
       rise-daemon --stdio          (for rise-call --command 'ssh HOST rise-daemon --stdio')
     """
+    setup_logging("rise-daemon", verbose=verbose, quiet=quiet, log_file=log_file)
     home = open_home(home_path)
     if stdio and listen is not None:
         raise UsageError("--listen answers calls over TCP, not with --stdio")
-    log = (lambda _line: None) if quiet else say
-    _rejected, on_event = toss_reporter(quiet)
+    log = say  # through `logging`: -q keeps warnings only
+    _rejected, on_event = toss_reporter(False)
     hub = online.Hub(
         home,
         toss=None if no_toss else toss_now(home, on_event),

@@ -23,7 +23,7 @@ def daemon(pair: tuple[Node, Node]) -> Iterator[tuple[subprocess.Popen[bytes], i
     )
     assert process.stderr is not None
     line = process.stderr.readline().decode()  # bounded: the daemon prints this first
-    assert line.startswith("listening on 127.0.0.1:"), line
+    assert " INFO listening on 127.0.0.1:" in line, line  # after the log line's time
     port = int(line.strip().rsplit(":", 1)[1])
     yield process, port
     if process.poll() is None:

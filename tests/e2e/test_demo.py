@@ -23,7 +23,7 @@ import pytest
 from tests.conftest import BIN, command_env, run
 
 NODES = ("alice", "relay1", "relay2", "bob")
-LISTENING = re.compile(r"^listening on 127\.0\.0\.1:(\d+)$")
+LISTENING = re.compile(r" INFO listening on 127\.0\.0\.1:(\d+)$")  # after the log line's time
 
 
 def logged_ports(demo: Path) -> dict[str, int]:
@@ -33,7 +33,7 @@ def logged_ports(demo: Path) -> dict[str, int]:
         log = demo / f"daemon-{name}.log"
         if log.exists():
             lines = log.read_text().splitlines()
-            found = LISTENING.match(lines[0]) if lines else None
+            found = LISTENING.search(lines[0]) if lines else None
             if found:
                 ports[name] = int(found.group(1))
     return ports

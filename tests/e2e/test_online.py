@@ -137,7 +137,7 @@ def test_call_finds_an_announcing_daemon_without_an_address(pair: tuple[Node, No
     )
     try:
         assert process.stderr is not None
-        assert process.stderr.readline().startswith(b"listening on")
+        assert b" INFO listening on " in process.stderr.readline()
         alice.run("rise-send", "-q", "-", "bob", input=b"found you")
         alice.run("rise-call", "-q", "--toss", "bob", "--discover-on", target)
         assert not list((alice.spool / "tx").rglob("*.rsb"))
@@ -228,7 +228,9 @@ def test_a_daemon_that_only_keeps_links_answers_no_calls(
     )
     try:
         assert keeper.stderr is not None
-        assert keeper.stderr.readline() == b"keeping links to bob; answering no calls\n"
+        assert keeper.stderr.readline().endswith(
+            b" INFO keeping links to bob; answering no calls\n"
+        )
         assert listening_sockets(keeper.pid) == set()
         alice.run("rise-send", "-q", "-", "bob", input=b"over a kept link")
         deadline = time.monotonic() + 60

@@ -48,7 +48,7 @@ def start_daemon(
         stderr=subprocess.PIPE,
     )
     assert process.stderr is not None
-    assert process.stderr.readline().startswith(b"listening on")
+    assert b" INFO listening on " in process.stderr.readline()
     deadline = time.monotonic() + 30
     while not (node.home / "send.sock").exists():
         assert time.monotonic() < deadline, "the worker never listened"
