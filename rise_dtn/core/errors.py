@@ -53,6 +53,16 @@ class PeerError(RiseError):
     exit_code = ExitCode.PEER
 
 
+class FrameError(PeerError):
+    """A frame from a serial line, TNC or radio is malformed (KISS, AX.25 or the
+    serial frame format of docs/protocol.md section 23).
+
+    The one-shot decoders raise it; the streaming decoders never raise on what
+    arrives, they drop the frame and count the reason instead, because a noisy
+    line must not end a session.
+    """
+
+
 class UsageError(RiseError):
     """The caller asked for something that cannot be done as asked."""
 
