@@ -1,0 +1,65 @@
+"""KISS frames through two real Direwolf TNCs on a simulated channel (tests/direwolf.py).
+
+The smoke test of the radio fixture and of the core KISS codec against a
+real TNC: what goes into station A's KISS port comes out of station B's,
+at AFSK 1200 and G3RUH 9600. Waits are bounded by deadlines generous for
+a loaded machine; nothing is asserted about how fast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from rise_dtn.core import ax25
+from rise_dtn.core.ax25 import Callsign
+from tests.direwolf import AFSK_1200, G3RUH_9600, DirewolfLink, KissClient, Modem, link_or_skip
+
+# One 200-byte frame is 1.8 s of air at 1200 baud with Direwolf's default
+# timing; the fixture's fast timing makes it less. 60 s covers a machine
+# busy enough to delay the hub, and CSMA waiting out the other station.
+FRAME_DEADLINE_SECONDS = 60.0
+
+
+@pytest.fixture(
+    scope="module", params=[AFSK_1200, G3RUH_9600], ids=lambda modem: f"{modem.baud}-baud"
+)
+def link(request: pytest.FixtureRequest) -> Iterator[DirewolfLink]:
+    modem: Modem = request.param
+    with link_or_skip(modem) as running:
+        yield running
+
+
+@pytest.fixture
+def clients(link: DirewolfLink) -> Iterator[tuple[KissClient, KissClient]]:
+    a, b = (KissClient(station.kiss_port) for station in link.stations)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_a_frame_of_200_random_bytes_crosses_the_air(
+    clients: tuple[KissClient, KissClient],
+) -> None:
+    a, b = clients
+    payload = os.urandom(200)
+    a.send(payload)
+    frames = b.receive(1, deadline_seconds=FRAME_DEADLINE_SECONDS)
+    assert [frame.payload for frame in frames] == [payload]
+    assert frames[0].port == 0
+
+
+def test_frames_with_an_ax25_header_cross_both_ways(
+    link: DirewolfLink, clients: tuple[KissClient, KissClient]
+) -> None:
+    a, b = clients
+    calls = [Callsign.parse(station.call) for station in link.stations]
+    payloads = [bytes([0xC0, 0xDB]) * 50, os.urandom(100)]  # the escapes, over the air
+    a.send(ax25.ui_header(destination=calls[1], source=calls[0]) + payloads[0])
+    b.send(ax25.ui_header(destination=calls[0], source=calls[1]) + payloads[1])
+    (to_b,) = b.receive(1, deadline_seconds=FRAME_DEADLINE_SECONDS)
+    (to_a,) = a.receive(1, deadline_seconds=FRAME_DEADLINE_SECONDS)
+    assert ax25.split_ui(to_b.payload) == (ax25.UiHeader(calls[1], calls[0]), payloads[0])
+    assert ax25.split_ui(to_a.payload) == (ax25.UiHeader(calls[0], calls[1]), payloads[1])

@@ -1,0 +1,354 @@
+"""Two real Direwolf 1.6 software TNCs on a simulated radio channel, for the packet-radio tests.
+
+    KISS TCP -> direwolf A --TX audio, TCP--> hub (audiohub.py) --UDP--> direwolf B -> KISS TCP
+                (and the same the other way)
+
+The recipe and its pitfalls are in ../shared/notes/direwolf-link.md: with
+no sound card, Direwolf reads its receive audio from UDP (`ADEVICE
+udp:PORT`) and writes its transmit audio through an ALSA `file` plugin on
+the `null` PCM into a pipe (socat to the hub, retried `forever` so Direwolf
+never dies of SIGPIPE, with inherited descriptors closed so an orphaned
+pipe never keeps the audio port bound). The hub re-times the audio to real
+time and plays each station what the other transmits.
+
+Like tests/postgres.py: Direwolf and socat are found, or installed with
+apt-get when we are root; only when that cannot be done are the radio
+tests skipped, with one line saying why. Start-up is bounded (the KISS
+ports must accept within a deadline; a start that fails, say because a
+free port was taken meanwhile, is retried with new ports) and teardown
+is complete: each Direwolf runs in its own process group, which is killed
+with everything in it, the pipe's socat included.
+
+Direwolf 1.6 binds its KISS and UDP audio ports on every interface, with
+no option to do otherwise; the tests only ever connect to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import random
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rise_dtn.core import kiss
+from rise_dtn.core.kiss import KissDecoder, KissFrame
+
+HUB = Path(__file__).resolve().parent / "audiohub.py"
+REAPER = Path(__file__).resolve().parent / "reaper.py"  # leaves no zombies behind Direwolf
+INSTALL_TIMEOUT_SECONDS = 900
+START_DEADLINE_SECONDS = 30.0  # Direwolf opens its ports in well under a second when idle
+START_ATTEMPTS = 3  # a free port can be taken by another process before Direwolf binds it
+STOP_DEADLINE_SECONDS = 5.0
+KISS_PORT_RANGE = (20000, 30000)
+POLL_SECONDS = 0.05  # how often a start-up or teardown poll looks again, until its deadline
+
+
+class Unavailable(Exception):
+    """Direwolf cannot be had on this machine; the message is the skip line."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Modem:
+    """A Direwolf modem and the audio rate it needs (9600 baud wants 48 kHz)."""
+
+    baud: int
+    sample_rate: int
+
+
+AFSK_1200 = Modem(1200, 44100)
+G3RUH_9600 = Modem(9600, 48000)
+# Channel access much faster than Direwolf 1.6's defaults (30, 10, 10, 63):
+# the tests wait for every key-up, and there are only two stations.
+FAST_TIMING = "TXDELAY 5\nTXTAIL 2\nSLOTTIME 1\nPERSIST 255\n"
+
+
+@dataclasses.dataclass
+class Station:
+    call: str
+    kiss_port: int
+    directory: Path
+    process: subprocess.Popen[bytes]
+
+    def log(self) -> str:
+        return (self.directory / "direwolf.log").read_text(errors="replace")
+
+
+@dataclasses.dataclass
+class DirewolfLink:
+    modem: Modem
+    stations: list[Station]
+    hub: subprocess.Popen[bytes]
+    started_seconds: float  # from the first process started to both KISS ports accepting
+
+    def hub_cpu_seconds(self) -> float:
+        """User plus system CPU the hub has used so far (from /proc)."""
+        fields = Path(f"/proc/{self.hub.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def install() -> None:
+    """apt-get install direwolf socat (after apt-get update if the first try fails)."""
+    if os.geteuid() != 0:
+        raise Unavailable("radio tests skipped: no direwolf and not root to install it")
+    if shutil.which("apt-get") is None:
+        raise Unavailable("radio tests skipped: no direwolf and no apt-get to install it")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for step in ([], ["apt-get", "update", "-qq"]):
+        if step:
+            subprocess.run(
+                step, env=env, capture_output=True, check=False, timeout=INSTALL_TIMEOUT_SECONDS
+            )
+        result = subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "direwolf", "socat"],
+            env=env,
+            capture_output=True,
+            check=False,
+            timeout=INSTALL_TIMEOUT_SECONDS,
+        )
+        if result.returncode == 0 and shutil.which("direwolf") and shutil.which("socat"):
+            return
+    last = (result.stderr or result.stdout).decode(errors="replace").strip().splitlines()
+    raise Unavailable(f"radio tests skipped: apt-get install direwolf failed: {last[-1:]}")
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def free_kiss_port() -> int:
+    """A free TCP port Direwolf takes for KISSPORT.
+
+    Direwolf 1.6 refuses KISS ports above 49151 ("Invalid port number",
+    then it tries 8001), and the kernel's free ports are mostly above
+    32768; so draw from 20000-29999, below the ephemeral range.
+    """
+    rng = random.Random()
+    for _ in range(100):
+        port = rng.randrange(*KISS_PORT_RANGE)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("0.0.0.0", port))  # Direwolf binds every interface
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free KISS port in 20000-29999")
+
+
+def asoundrc(tx_port: int) -> str:
+    # `exec 3>&- ... 9>&-`: the pipe's shell must not keep Direwolf's sockets
+    # (the UDP audio port) open after Direwolf is gone. `until ... forever`:
+    # Direwolf dies of SIGPIPE if the pipe's reader ever goes away.
+    command = (
+        "exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-; "
+        f"until socat -u STDIN TCP:127.0.0.1:{tx_port},forever,interval=0.5; do sleep 0.5; done"
+    )
+    return (
+        'pcm.dwtx {\n    type file\n    slave.pcm "null"\n'
+        f'    file "|exec sh -c \'{command}\'"\n    format "raw"\n}}\n'
+    )
+
+
+def direwolf_conf(modem: Modem, *, call: str, rx_port: int, kiss_port: int, fast: bool) -> str:
+    return (
+        f"ADEVICE udp:{rx_port} dwtx\nARATE {modem.sample_rate}\nACHANNELS 1\n"
+        f"CHANNEL 0\nMYCALL {call}\nMODEM {modem.baud}\n"
+        f"KISSPORT {kiss_port}\nAGWPORT 0\n" + (FAST_TIMING if fast else "")
+    )
+
+
+def start_hub(
+    modem: Modem, rx_ports: list[int], workdir: Path
+) -> tuple[subprocess.Popen[bytes], list[int]]:
+    with (workdir / "hub.log").open("wb") as log:
+        hub = subprocess.Popen(
+            [sys.executable, str(HUB), "--rate", str(modem.sample_rate), *map(str, rx_ports)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+    assert hub.stdout is not None
+    ready, _, _ = select.select([hub.stdout], [], [], START_DEADLINE_SECONDS)
+    line = hub.stdout.readline() if ready else b""
+    if not line:
+        stop_process(hub)
+        raise RuntimeError(f"audio hub did not start: {(workdir / 'hub.log').read_text()}")
+    return hub, [int(port) for port in json.loads(line)["tx_ports"]]
+
+
+def start_station(
+    modem: Modem, directory: Path, *, call: str, rx_port: int, tx_port: int, fast: bool
+) -> Station:
+    directory.mkdir()
+    kiss_port = free_kiss_port()
+    (directory / ".asoundrc").write_text(asoundrc(tx_port))
+    (directory / "direwolf.conf").write_text(
+        direwolf_conf(modem, call=call, rx_port=rx_port, kiss_port=kiss_port, fast=fast)
+    )
+    with (directory / "direwolf.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, str(REAPER), "direwolf", "-t", "0", "-q", "d", "-c", "direwolf.conf"],
+            cwd=directory,
+            env={**os.environ, "HOME": str(directory)},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: teardown kills the pipe too
+        )
+    return Station(call, kiss_port, directory, process)
+
+
+def kiss_port_accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until_ready(stations: list[Station], deadline: float) -> bool:
+    """True once every KISS port accepts; False if a Direwolf exited or time ran out."""
+    waiting = list(stations)
+    while waiting:
+        if any(station.process.poll() is not None for station in stations):
+            return False
+        if time.monotonic() > deadline:
+            return False
+        waiting = [station for station in waiting if not kiss_port_accepts(station.kiss_port)]
+        if waiting:
+            time.sleep(POLL_SECONDS)  # a poll with a deadline
+    return True
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.stdout is not None:
+        process.stdout.close()
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_DEADLINE_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Direwolf and everything it started (the pipe's sh and socat), gone for sure.
+
+    `process` is tests/reaper.py, which SIGKILLs its group (a test TNC has
+    nothing to save, and Direwolf's SIGTERM handler takes about two seconds)
+    and reaps it; if even that hangs, the group is SIGKILLed from here.
+    """
+    group = process.pid  # start_new_session: the group id is the leader's pid
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_DEADLINE_SECONDS)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+        process.wait()
+    deadline = time.monotonic() + STOP_DEADLINE_SECONDS
+    while group_alive(group):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Direwolf's process group {group} survived SIGKILL")
+        time.sleep(POLL_SECONDS)  # a poll with a deadline
+
+
+def group_alive(group: int) -> bool:
+    """Whether any process of `group` still runs; zombies do not count, since
+    this machine's init may take seconds to reap the orphans of a killed group."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited while we looked
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def running_link(modem: Modem = AFSK_1200, *, fast: bool = True) -> Iterator[DirewolfLink]:
+    """Two Direwolf stations, N0CALL-1 and N0CALL-2, on one channel, for the block."""
+    if shutil.which("direwolf") is None or shutil.which("socat") is None:
+        install()
+    for attempt in range(1, START_ATTEMPTS + 1):
+        with contextlib.ExitStack() as stack:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rise-dw-")))
+            started = time.monotonic()
+            rx_ports = [free_port(socket.SOCK_DGRAM) for _ in range(2)]
+            hub, tx_ports = start_hub(modem, rx_ports, workdir)
+            stack.callback(stop_process, hub)
+            stations = []
+            for index, (rx_port, tx_port) in enumerate(zip(rx_ports, tx_ports, strict=True)):
+                station = start_station(
+                    modem,
+                    workdir / f"station{index + 1}",
+                    call=f"N0CALL-{index + 1}",
+                    rx_port=rx_port,
+                    tx_port=tx_port,
+                    fast=fast,
+                )
+                stack.callback(stop_group, station.process)
+                stations.append(station)
+            if wait_until_ready(stations, time.monotonic() + START_DEADLINE_SECONDS):
+                yield DirewolfLink(modem, stations, hub, time.monotonic() - started)
+                return
+            logs = "\n".join(station.log()[-2000:] for station in stations)
+        if attempt == START_ATTEMPTS:
+            raise RuntimeError(f"Direwolf did not start in {START_ATTEMPTS} attempts:\n{logs}")
+
+
+class KissClient:
+    """A KISS TCP client of one station, speaking through rise_dtn.core.kiss."""
+
+    def __init__(self, port: int) -> None:
+        self.socket = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.decoder = KissDecoder()
+        self.frames: list[KissFrame] = []
+
+    def send(self, payload: bytes) -> None:
+        self.socket.sendall(kiss.encode(payload))
+
+    def receive(self, count: int, *, deadline_seconds: float) -> list[KissFrame]:
+        """`count` frames (fewer if the deadline passes first), kept in order."""
+        deadline = time.monotonic() + deadline_seconds
+        while len(self.frames) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            ready, _, _ = select.select([self.socket], [], [], remaining)
+            if ready:
+                data = self.socket.recv(65536)
+                if not data:
+                    break
+                self.frames += self.decoder.feed(data)
+        taken, self.frames = self.frames[:count], self.frames[count:]
+        return taken
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+@contextlib.contextmanager
+def link_or_skip(modem: Modem, *, fast: bool = True) -> Iterator[DirewolfLink]:
+    """`running_link` for a fixture: a test skip, with the reason, if Direwolf cannot be had."""
+    with contextlib.ExitStack() as stack:
+        try:
+            link = stack.enter_context(running_link(modem, fast=fast))
+        except Unavailable as exc:
+            pytest.skip(str(exc))
+        yield link
