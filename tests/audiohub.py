@@ -88,6 +88,8 @@ class Station:
             self.playing = len(self.queue) >= prebuffer_bytes or (
                 bool(self.queue) and not self.fresh
             )
+            if self.playing:
+                note(f"station {self.tx_port} transmits {len(self.queue)} bytes of audio")
         self.fresh = False
         if not self.playing:
             return b""
@@ -96,7 +98,13 @@ class Station:
         del self.queue[: len(chunk)]
         if not self.queue:
             self.playing = False
+            note(f"station {self.tx_port} stops transmitting")
         return chunk + bytes(tick_bytes - len(chunk)) if chunk else b""
+
+
+def note(line: str) -> None:
+    """A line in hub.log: when each station keyed up, to tell collisions from losses."""
+    print(f"{time.monotonic():.3f} {line}", file=sys.stderr, flush=True)
 
 
 def mix(chunks: list[bytes], silence: bytes) -> bytes:

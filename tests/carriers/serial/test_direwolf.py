@@ -51,15 +51,17 @@ def test_a_frame_of_200_random_bytes_crosses_the_air(
     assert frames[0].port == 0
 
 
-def test_frames_with_an_ax25_header_cross_both_ways(
+def test_frames_with_an_ax25_header_cross_one_way_then_the_other(
     link: DirewolfLink, clients: tuple[KissClient, KissClient]
 ) -> None:
     a, b = clients
     calls = [Callsign.parse(station.call) for station in link.stations]
     payloads = [bytes([0xC0, 0xDB]) * 50, os.urandom(100)]  # the escapes, over the air
+    # One way, then the other: sent at once, both stations key up before
+    # either hears the other (PERSIST 255 of the fast timing) and collide.
     a.send(ax25.ui_header(destination=calls[1], source=calls[0]) + payloads[0])
-    b.send(ax25.ui_header(destination=calls[0], source=calls[1]) + payloads[1])
     (to_b,) = b.receive(1, deadline_seconds=FRAME_DEADLINE_SECONDS)
+    b.send(ax25.ui_header(destination=calls[0], source=calls[1]) + payloads[1])
     (to_a,) = a.receive(1, deadline_seconds=FRAME_DEADLINE_SECONDS)
     assert ax25.split_ui(to_b.payload) == (ax25.UiHeader(calls[1], calls[0]), payloads[0])
     assert ax25.split_ui(to_a.payload) == (ax25.UiHeader(calls[0], calls[1]), payloads[1])
