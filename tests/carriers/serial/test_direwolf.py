@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from rise_dtn.core import ax25
+from rise_dtn.core import ax25, kiss
 from rise_dtn.core.ax25 import Callsign
 from tests.direwolf import AFSK_1200, G3RUH_9600, DirewolfLink, KissClient, Modem, link_or_skip
 
@@ -65,3 +65,14 @@ def test_frames_with_an_ax25_header_cross_one_way_then_the_other(
     (to_a,) = a.receive(1, deadline_seconds=FRAME_DEADLINE_SECONDS)
     assert ax25.split_ui(to_b.payload) == (ax25.UiHeader(calls[1], calls[0]), payloads[0])
     assert ax25.split_ui(to_a.payload) == (ax25.UiHeader(calls[0], calls[1]), payloads[1])
+
+
+def test_direwolfs_frame_size_limits_hold(clients: tuple[KissClient, KissClient]) -> None:
+    """The limits kiss.py documents: under 15 bytes refused at the sender, 1023
+    bytes that all need escaping (2046 escaped) still intact."""
+    a, b = clients
+    largest = bytes([0xC0]) * kiss.DIREWOLF_SAFE_FRAME_BYTES
+    a.send(bytes(kiss.DIREWOLF_MIN_FRAME_BYTES - 1))
+    a.send(largest)
+    frames = b.receive(1, deadline_seconds=FRAME_DEADLINE_SECONDS)
+    assert [frame.payload for frame in frames] == [largest]  # the short frame never went out
