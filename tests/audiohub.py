@@ -1,6 +1,6 @@
 """The simulated radio channel between Direwolf TNCs: a process that tests/direwolf.py starts.
 
-Usage: python tests/audiohub.py --rate 44100 RX_PORT [RX_PORT ...]
+Usage: python tests/audiohub.py [--rate 44100] [--noise-std N --seed S] RX_PORT [RX_PORT ...]
 
 Direwolf on a machine with no sound card writes its transmit audio
 through an ALSA `file` plugin on the `null` PCM, which does not pace: a
@@ -26,6 +26,7 @@ import argparse
 import array
 import json
 import os
+import random
 import select
 import signal
 import socket
@@ -42,6 +43,7 @@ MAX_LAG_SECONDS = 0.5  # behind by more (a stalled machine): stop catching up, s
 PREBUFFER_SECONDS = 0.1
 MAX_QUEUE_SECONDS = 60  # transmit audio held per station; more is a runaway transmitter
 READ_BYTES = 65536
+NOISE_TABLE_SECONDS = 2
 
 
 class Station:
@@ -107,25 +109,69 @@ def note(line: str) -> None:
     print(f"{time.monotonic():.3f} {line}", file=sys.stderr, flush=True)
 
 
-def mix(chunks: list[bytes], silence: bytes) -> bytes:
-    """The sum of `chunks` at a quarter scale, clipped to int16; silence if there are none."""
+def samples_of(data: bytes) -> array.array[int]:
+    samples = array.array("h", data)
+    if sys.byteorder != "little":
+        samples.byteswap()
+    return samples
+
+
+def mix(chunks: list[bytes], background: bytes) -> bytes:
+    """The sum of `chunks` at a quarter scale over `background` (silence or noise),
+    clipped to int16."""
     if not chunks:
-        return silence
-    total = [0] * (len(silence) // SAMPLE_BYTES)
+        return background
+    total = [0] * (len(background) // SAMPLE_BYTES)
     for chunk in chunks:
-        samples = array.array("h", chunk)
-        if sys.byteorder != "little":
-            samples.byteswap()
-        for index, sample in enumerate(samples):
+        for index, sample in enumerate(samples_of(chunk)):
             total[index] += sample
-    mixed = array.array("h", (max(-32768, min(32767, value >> GAIN_SHIFT)) for value in total))
+    mixed = array.array(
+        "h",
+        (
+            max(-32768, min(32767, (value >> GAIN_SHIFT) + noise))
+            for value, noise in zip(total, samples_of(background), strict=True)
+        ),
+    )
     if sys.byteorder != "little":
         mixed.byteswap()
     return mixed.tobytes()
 
 
-def run(rate: int, stations: list[Station]) -> None:
-    tick_bytes = int(rate * TICK_SECONDS) * SAMPLE_BYTES  # 882 at 44.1 kHz: one datagram
+class Background:
+    """What a receiver hears when nobody transmits: silence, or Gaussian noise.
+
+    Noise makes a lossy channel (at 1200 baud and a noise std of 6000 every
+    frame still decodes, at 7000 about 40%, from 8000 none). It is drawn
+    once, seeded, as a table of NOISE_TABLE_SECONDS, and each tick plays a
+    slice from a random offset: per-sample Gaussian draws every tick would
+    cost more CPU than everything else the hub does.
+    """
+
+    def __init__(self, tick_bytes: int, rate: int, *, noise_std: int, seed: int) -> None:
+        self.tick_bytes = tick_bytes
+        self.rng = random.Random(seed)
+        self.table = b""
+        if noise_std:
+            noise = array.array(
+                "h",
+                (
+                    max(-32768, min(32767, round(self.rng.gauss(0, noise_std))))
+                    for _ in range(rate * NOISE_TABLE_SECONDS)
+                ),
+            )
+            if sys.byteorder != "little":
+                noise.byteswap()
+            self.table = noise.tobytes()
+
+    def next(self) -> bytes:
+        if not self.table:
+            return bytes(self.tick_bytes)
+        offset = self.rng.randrange(0, len(self.table) - self.tick_bytes, SAMPLE_BYTES)
+        return self.table[offset : offset + self.tick_bytes]
+
+
+def run(rate: int, stations: list[Station], background: Background) -> None:
+    tick_bytes = background.tick_bytes  # 882 at 44.1 kHz: one datagram
     silence = bytes(tick_bytes)
     max_queue_bytes = rate * SAMPLE_BYTES * MAX_QUEUE_SECONDS
     prebuffer_bytes = int(rate * PREBUFFER_SECONDS) * SAMPLE_BYTES
@@ -138,7 +184,7 @@ def run(rate: int, stations: list[Station]) -> None:
             station.chunk = station.next_chunk(tick_bytes, prebuffer_bytes)
         for station in stations:
             heard = [other.chunk for other in stations if other is not station and other.chunk]
-            audio = silence if station.chunk else mix(heard, silence)
+            audio = silence if station.chunk else mix(heard, background.next())
             try:
                 sender.sendto(audio, station.rx_address)
             except OSError:  # Direwolf not listening yet, or restarting: it missed silence
@@ -154,12 +200,18 @@ def run(rate: int, stations: list[Station]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=44100)
+    parser.add_argument("--noise-std", type=int, default=0, help="Gaussian noise, int16 units")
+    parser.add_argument("--seed", type=int, default=0, help="of the noise")
     parser.add_argument("rx_ports", type=int, nargs="+")
     arguments = parser.parse_args()
+    tick_bytes = int(arguments.rate * TICK_SECONDS) * SAMPLE_BYTES
+    background = Background(
+        tick_bytes, arguments.rate, noise_std=arguments.noise_std, seed=arguments.seed
+    )
     signal.signal(signal.SIGTERM, lambda _number, _frame: sys.exit(0))
     stations = [Station(port) for port in arguments.rx_ports]
     print(json.dumps({"tx_ports": [station.tx_port for station in stations]}), flush=True)
-    run(arguments.rate, stations)
+    run(arguments.rate, stations, background)
 
 
 if __name__ == "__main__":

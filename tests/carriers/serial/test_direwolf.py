@@ -76,3 +76,23 @@ def test_direwolfs_frame_size_limits_hold(clients: tuple[KissClient, KissClient]
     a.send(largest)
     frames = b.receive(1, deadline_seconds=FRAME_DEADLINE_SECONDS)
     assert [frame.payload for frame in frames] == [largest]  # the short frame never went out
+
+
+# Direwolf decodes every frame up to a noise std of 6000 and none from 8000
+# at 1200 baud (../shared/notes/direwolf-link.md); 10000 is well past it.
+DROWNING_NOISE_STD = 10_000
+DROWNED_WAIT_SECONDS = 10.0  # five times the frame's air time
+
+
+@pytest.mark.slow
+def test_noise_from_the_hub_drowns_frames() -> None:
+    with link_or_skip(AFSK_1200, noise_std=DROWNING_NOISE_STD) as noisy:
+        a, b = (KissClient(station.kiss_port) for station in noisy.stations)
+        payload = os.urandom(200)
+        a.send(payload)
+        heard = b.receive(1, deadline_seconds=DROWNED_WAIT_SECONDS)
+        a.close()
+        b.close()
+        transmitted = noisy.hub_log()
+    assert "transmits" in transmitted  # it went on the air, and was lost there
+    assert payload not in [frame.payload for frame in heard]
