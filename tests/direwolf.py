@@ -280,8 +280,9 @@ def stop_group(process: subprocess.Popen[bytes]) -> None:
 
 
 def group_alive(group: int) -> bool:
-    """Whether any process of `group` still runs; zombies do not count, since
-    this machine's init may take seconds to reap the orphans of a killed group."""
+    """Whether any process of `group` still runs. Zombies do not count: only
+    their parent can reap them, and an orphan's parent may be an init that
+    never does (tests/reaper.py is there so that none is orphaned)."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
