@@ -181,6 +181,8 @@ class Relay(threading.Thread):
         while not self.stopping:
             now = time.monotonic()
             wakes = [wake for wake in (d.next_wake() for d in directions) if wake is not None]
+            if any(d.queue and d.burst_start is None for d in directions):
+                wakes.append(now)  # a side waits for the line: look again soon, not never
             timeout = max(min(wakes) - now, MIN_WAKE_SECONDS) if wakes else None
             readable, _, _ = select.select(
                 [self.a_to_b.source, self.b_to_a.source, self.wake_read], [], [], timeout
@@ -192,7 +194,8 @@ class Relay(threading.Thread):
                     if direction.source in readable:
                         self._receive(direction)
                 now = time.monotonic()
-                for direction in directions:
+                # Twice: the side that waited takes the line the other released.
+                for direction in directions + directions:
                     self._transmit(direction, now)
 
     def _receive(self, direction: Direction) -> None:
@@ -320,8 +323,8 @@ def paced_link(profile: LinkProfile | None = None) -> Iterator[PacedLink]:
             relay.stopping = True
             relay.wake()
             relay.join(timeout=10)
-        if relay.failure is not None:
-            raise RuntimeError("the radiolink relay failed") from relay.failure
+            if relay.failure is not None:  # the cause of whatever the test saw
+                raise RuntimeError("the radiolink relay failed") from relay.failure
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

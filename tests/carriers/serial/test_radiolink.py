@@ -75,18 +75,24 @@ def test_both_directions_at_once_on_a_full_duplex_link() -> None:
         assert receive_frames(a, SerialFrameDecoder(), bool) == [payloads[1]]
 
 
+def three(frames: list[bytes]) -> bool:
+    return len(frames) == 3
+
+
 def test_half_duplex_sends_one_way_at_a_time_with_a_turnaround() -> None:
+    """Both sides write at once, three frames each: all arrive, and no sooner than
+    both sides' line time plus a turn-around (the line was never shared)."""
     profile = LinkProfile(bits_per_second=19200, half_duplex=True, turnaround_seconds=0.2)
-    frames = [serial_frame.encode(os.urandom(300)) for _ in range(2)]
+    to_b, to_a = ([os.urandom(100) for _ in range(3)] for _side in "ab")
     with paced_link(profile) as link, open_port(link.a_path) as a, open_port(link.b_path) as b:
         started = time.monotonic()
-        a.write(frames[0])
-        b.write(frames[1])
-        decoders = SerialFrameDecoder(), SerialFrameDecoder()
-        assert len(receive_frames(b, decoders[0], bool)) == 1
-        assert len(receive_frames(a, decoders[1], bool)) == 1
+        a.write(b"".join(map(serial_frame.encode, to_b)))
+        b.write(b"".join(map(serial_frame.encode, to_a)))
+        assert receive_frames(b, SerialFrameDecoder(), three) == to_b
+        assert receive_frames(a, SerialFrameDecoder(), three) == to_a
         elapsed = time.monotonic() - started
-    both_lines = sum(map(len, frames)) * BITS_PER_BYTE / profile.bits_per_second
+    line_bytes = sum(len(serial_frame.encode(payload)) for payload in to_b + to_a)
+    both_lines = line_bytes * BITS_PER_BYTE / profile.bits_per_second
     assert elapsed >= (both_lines + profile.turnaround_seconds) * 0.95
 
 
