@@ -22,13 +22,15 @@ random parts a sender draws are fixed too.
 from __future__ import annotations
 
 import dataclasses
+import email
 import hashlib
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rise_dtn.core import ack, bundle, card, onion, sealing
+from rise_dtn.core import ack, bundle, card, mailpart, onion, sealing
 from rise_dtn.core.bundle import MAC_BYTES, SLOT_BYTES, ContentKind, Meta, Sealer
 from rise_dtn.core.encoding import canonical
 from rise_dtn.core.identity import (
@@ -750,6 +752,40 @@ def onions_file(bundles: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def mail_file() -> dict[str, Any]:
+    """One bundle as one mail (protocol.md section 23, draft): fixed key, draws and `now`."""
+    shared = bytes(range(32))
+    keys = mailpart.MailKeys.derive(shared)
+    bundle = b"RSB\x01" + bytes(range(96))
+    draws = [bytes([0xA0 + i for i in range(16)]), bytes([0xB0 + i for i in range(12)]),
+             bytes([0xC0 + i for i in range(8)])]  # fmt: skip
+    given = iter(draws)
+    style = {"subject": "Files", "filename": "data.bin", "text": ""}
+    mail = next(
+        mailpart.encode(
+            io.BytesIO(bundle), len(bundle), keys=keys, style=mailpart.MailStyle(**style),
+            sender="maria.lopez@example.org", recipient="j.smith@example.net", now=NOW,
+            random_bytes=lambda _size: next(given),
+        )
+    )  # fmt: skip
+    raw = b"".join(mail.chunks)
+    attachment = email.message_from_bytes(raw).get_payload()[1].get_payload(decode=True)
+    return {
+        "shared_key": shared.hex(),
+        "keys": {"tag": keys.tag.hex(), "mask": keys.mask.hex(), "mac": keys.mac.hex()},
+        "bundle": bundle.hex(),
+        "random_draws": [draw.hex() for draw in draws],
+        "style": style,
+        "sender": "maria.lopez@example.org",
+        "recipient": "j.smith@example.net",
+        "now": NOW,
+        "message_id": mail.message_id,
+        "part_header": mail.header.encode().hex(),
+        "attachment": attachment.hex(),
+        "mail": raw.decode().splitlines(keepends=True),
+    }
+
+
 def write(name: str, content: dict[str, Any]) -> None:
     path = HERE / name
     path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n")
@@ -763,6 +799,7 @@ def main() -> None:
     write("acks.json", acks_file(bundles))
     write("ids.json", ids_file())
     write("onions.json", onions_file(bundles))
+    write("mail.json", mail_file())
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ session's servers can be shared.
 from __future__ import annotations
 
 import email.message
+import email.policy
+import io
+import os
 import smtplib
 import ssl
 import time
@@ -21,6 +24,7 @@ import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
+from rise_dtn.core.mailpart import Assembly, MailKeys, MailStyle, encode, is_ours, read_part
 from tests.mailserver import HOST, QUOTA_BYTES, QUOTA_USER, Dovecot, MailUser, Postfix
 
 # Dovecot tells an idling client about new mail about 0.5 s after it lands;
@@ -177,5 +181,55 @@ def test_quota_refuses_an_append(dovecot: Dovecot) -> None:
         with pytest.raises(IMAPClientError, match=r"(?i)quota"):
             client.append(folder, message("too big", b"x" * (2 * QUOTA_BYTES)))
         client.append(folder, message("small"))  # room is still there for what fits
+    finally:
+        client.logout()
+
+
+def test_codec_mail_survives_append_and_submission(dovecot: Dovecot, postfix: Postfix) -> None:
+    """rise_dtn/core/mailpart.py's mails, through real servers, read back byte for byte:
+    what servers add on the way (Received, Return-Path, Delivered-To) must not matter."""
+    alice, bob = dovecot.users["alice"], dovecot.users["bob"]
+    keys = MailKeys.derive(bytes(range(32)))
+    bundle = bytes(range(256)) * 1000
+    mails = list(
+        (mail.message_id, b"".join(mail.chunks))
+        for mail in encode(
+            io.BytesIO(bundle), len(bundle), keys=keys, style=MailStyle(part_bytes=70_000),
+            sender=alice.address, recipient=bob.address, now=int(time.time()),
+            random_bytes=os.urandom,
+        )
+    )  # fmt: skip
+    assert len(mails) == 4
+    appender = connect(dovecot, bob)
+    try:
+        for _message_id, raw in mails[:2]:
+            appender.append("INBOX", raw)
+    finally:
+        appender.logout()
+    with smtplib.SMTP(HOST, postfix.submission_port, timeout=CLIENT_TIMEOUT_SECONDS) as smtp:
+        smtp.starttls(context=dovecot.ssl_context())
+        smtp.login(alice.address, alice.password)
+        for _message_id, raw in mails[2:]:
+            smtp.sendmail(alice.address, [bob.address], raw)
+    client = connect(dovecot, bob)
+    try:
+        client.select_folder("INBOX", readonly=True)
+        sink = io.BytesIO()
+        assembly: Assembly | None = None
+        deadline = time.monotonic() + DELIVERY_DEADLINE_SECONDS
+        for message_id, _raw in mails:
+            while not (found := client.search(["HEADER", "Message-ID", message_id])):
+                assert time.monotonic() < deadline, "a submitted mail never arrived"
+                time.sleep(0.1)  # a poll with a deadline: delivery goes through Postfix's queue
+                client.noop()
+            headers = client.fetch(found, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+            field = headers[found[0]][b"BODY[HEADER.FIELDS (MESSAGE-ID)]"].decode()
+            assert is_ours(field.partition(":")[2], keys)
+            raw = client.fetch(found, ["BODY.PEEK[]"])[found[0]][b"BODY[]"]
+            header = read_part([raw], keys, sink)
+            assembly = assembly or Assembly(header)
+            assembly.add(header)
+        assert assembly is not None and assembly.complete
+        assert sink.getvalue() == bundle
     finally:
         client.logout()
