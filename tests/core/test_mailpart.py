@@ -155,7 +155,7 @@ def test_default_part_fits_a_25_mb_provider() -> None:
         now=NOW, random_bytes=counting_random(),
     ))  # fmt: skip
     assert DEFAULT_MAX_MESSAGE_BYTES - 64 * 1024 <= mail.size_bytes <= DEFAULT_MAX_MESSAGE_BYTES
-    assert part > 18_000_000
+    assert part == 18_221_235  # docs/protocol.md section 23.2
 
 
 class Repeating(io.RawIOBase):
