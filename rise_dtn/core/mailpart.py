@@ -236,7 +236,8 @@ def encode(
     for index in range(count):
         header = PartHeader(transfer_id, index, count, total_bytes, part_bytes)
         salt = random_bytes(SALT_BYTES)
-        message_id = message_id_for(salt, keys, sender.rpartition("@")[2] or "localhost")
+        domain = email.utils.parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+        message_id = message_id_for(salt, keys, domain)
         boundary = "=" * 15 + f"{int.from_bytes(random_bytes(8), 'big') % 10**19:019d}" + "=="
         prefix, suffix = _frame(
             style=style, sender=sender, recipient=recipient, now=now,
@@ -266,8 +267,11 @@ def _frame(
     Built by the standard library's generator around a placeholder line, so
     headers are folded and encoded exactly as an ordinary client's would be."""
     message = email.message.EmailMessage(policy=POLICY)
-    message["From"] = sender
-    message["To"] = recipient
+    try:
+        message["From"] = sender
+        message["To"] = recipient
+    except ValueError as exc:  # a line break in an address
+        raise UsageError(f"not a mail address: {sender!r} or {recipient!r}") from exc
     message["Subject"] = style.subject
     message["Date"] = email.utils.format_datetime(
         datetime.datetime.fromtimestamp(now, datetime.UTC)

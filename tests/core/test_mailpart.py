@@ -312,6 +312,23 @@ def test_reader_header_is_known_before_the_bundle_bytes() -> None:
     assert out == (bytes(range(256)) * 3)[500:]
 
 
+def test_message_id_takes_the_domain_of_a_named_sender() -> None:
+    mail = next(encode(
+        io.BytesIO(b"x"), 1, keys=KEYS, style=MailStyle(), sender="Maria <maria@example.org>",
+        recipient=RECIPIENT, now=NOW, random_bytes=counting_random(),
+    ))  # fmt: skip
+    assert mail.message_id.endswith("@example.org>") and is_ours(mail.message_id, KEYS)
+    assert email.message_from_bytes(b"".join(mail.chunks))["From"] == "Maria <maria@example.org>"
+
+
+def test_an_address_with_a_line_break_is_a_usage_error() -> None:
+    with pytest.raises(UsageError):
+        next(encode(
+            io.BytesIO(b"x"), 1, keys=KEYS, style=MailStyle(), sender="a@example.org\r\nBcc: x",
+            recipient=RECIPIENT, now=NOW, random_bytes=counting_random(),
+        ))  # fmt: skip
+
+
 def test_sizes_out_of_range_are_usage_errors() -> None:
     with pytest.raises(UsageError):
         MailStyle(part_bytes=0).bundle_bytes_per_part()
