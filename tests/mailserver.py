@@ -562,8 +562,8 @@ def running_postfix(dovecot: Dovecot) -> Iterator[Postfix]:
             "".join(f"{user.address} ok\n" for user in dovecot.users.values())
         )
         log = base / "postfix.log"
-        # The configuration apart from the queue: `postfix check` wants every
-        # file under the configuration directory owned by root.
+        # Configuration, queue and data apart: Postfix wants each with
+        # owners of its own (root, postfix and root by directory, postfix).
         (base / "etc").mkdir()
         make_queue(base / "queue")
         (base / "data").mkdir()
@@ -574,8 +574,9 @@ def running_postfix(dovecot: Dovecot) -> Iterator[Postfix]:
             (port,) = free_ports(1)
             (base / "etc" / "master.cf").write_text(MASTER_CF.format(host=HOST, port=port))
             with log.open("ab") as out:
-                # master itself rather than `postfix start-fg`: it is then our
-                # child, leads its own process group, and is reaped by us.
+                # master itself (-s: logging to stdout, as `postfix start-fg`
+                # runs it) rather than `postfix start-fg`: it is then our child,
+                # leads its own process group, and is reaped by us.
                 process = subprocess.Popen(
                     [POSTFIX_MASTER, *config, "-s"],
                     stdin=subprocess.DEVNULL,
