@@ -8,6 +8,7 @@ never another exception; nothing in a mail names rise-dtn.
 
 from __future__ import annotations
 
+import base64
 import email
 import email.message
 import email.policy
@@ -235,6 +236,22 @@ def test_garbage_gives_only_mail_error(garbage: bytes, feed_bytes: int) -> None:
 
 
 GOOD = mails_for(bytes(range(256)) * 3, style=MailStyle(part_bytes=500))
+
+
+@given(content=st.binary(max_size=400), prefix=st.sampled_from([b"", b"keep"]))
+def test_random_attachment_in_a_sound_mail_gives_only_mail_error(
+    content: bytes, prefix: bytes
+) -> None:
+    """Past the MIME layer: an attachment of any bytes (our salt and header prefix kept
+    or not) reaches the part header and MAC checks, which refuse it."""
+    good = GOOD[0]
+    start = good.index(b"\r\n\r\n", good.index(b"application/octet-stream")) + 4
+    end = good.rindex(b"\r\n--")
+    if prefix:
+        original = base64.b64decode(good[start:end])
+        content = original[: len(original) // 2] + content
+    mail = good[:start] + base64.encodebytes(content).replace(b"\n", b"\r\n") + good[end + 2 :]
+    untrusted(lambda: read_part([mail], KEYS, io.BytesIO()), MailError)
 
 
 @given(st.data())
