@@ -8,11 +8,11 @@ the attachment is masked (a ChaCha20 key stream from the two neighbours'
 shared key), its Message-ID carries a keyed tag that only they can check,
 and a keyed MAC closes each part (docs/protocol.md section 23, draft).
 
-Sans-I/O: the caller passes the shared key material, `now`, a source of
-random bytes and file objects; this module never opens sockets or files
+This module holds the format and writes mails; core/mailreader.py reads
+them. Sans-I/O: the caller passes the shared key material, `now`, a source
+of random bytes and file objects; this module never opens sockets or files
 and never reads the clock. A bundle of any size streams through in
-constant memory: messages are produced and read as iterators of chunks.
-Decoding untrusted mail raises only `MailError` (a `BundleError`).
+constant memory: messages are produced as iterators of chunks.
 """
 
 from __future__ import annotations
@@ -21,16 +21,14 @@ import base64
 import binascii
 import dataclasses
 import datetime
-import email.errors
 import email.message
-import email.parser
 import email.policy
 import email.utils
 import enum
 import hashlib
 import hmac
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms
@@ -48,7 +46,7 @@ PART_HEADER = struct.Struct(">B16sIIQQ")
 OVERHEAD_BYTES = SALT_BYTES + PART_HEADER.size + MAC_BYTES
 MAX_BUNDLE_BYTES = 1 << 50  # as bundle.MAX_BODY_BYTES: refuses absurd claims early
 MAX_PART_BYTES = 1 << 30  # no provider takes a 1 GiB mail; a larger claim is garbage
-MAX_PARTS = 1 << 20
+MAX_PARTS = (1 << 32) - 1  # the part header's 32-bit count
 # A provider's limit on a whole message, 25 MB at the strictest (decimal, encoded).
 DEFAULT_MAX_MESSAGE_BYTES = 25_000_000
 # Room in each message for our headers and for the Received, DKIM and other
@@ -58,8 +56,6 @@ MIME_ROOM_BYTES = 64 * 1024
 LINE_INPUT_BYTES = 57
 LINE_OUTPUT_BYTES = 78
 READ_BYTES = LINE_INPUT_BYTES * 1024  # one source read, and one output chunk of ~78 KiB
-MAX_LINE_BYTES = 8192  # RFC 5322 says 998; a longer line is not mail we wrote
-MAX_HEADER_BYTES = 256 * 1024  # a header block with a long chain of Received lines
 MAX_TEXT_CHARS = 4096
 PERSON_TAG = b"rise-mail-tag"
 PERSON_MASK = b"rise-mail-mask"
@@ -206,11 +202,13 @@ def is_ours(message_id: str, keys: MailKeys) -> bool:
     return hmac.compare_digest(tag, expected)
 
 
-def _mask(keys: MailKeys, salt: bytes) -> CipherContext:
+def mask_stream(keys: MailKeys, salt: bytes) -> CipherContext:
+    """The key stream that hides a part (protocol.md 23.3)."""
     return Cipher(algorithms.ChaCha20(keys.mask, ZERO_COUNTER + salt), mode=None).encryptor()
 
 
-def _mac(keys: MailKeys, salt: bytes) -> hashlib.blake2b:
+def part_mac(keys: MailKeys, salt: bytes) -> hashlib.blake2b:
+    """The MAC that closes a part, started with its salt (protocol.md 23.3)."""
     mac = hashlib.blake2b(digest_size=MAC_BYTES, key=keys.mac)
     mac.update(salt)
     return mac
@@ -233,6 +231,8 @@ def encode(
     part_bytes = style.bundle_bytes_per_part()
     transfer_id = random_bytes(TRANSFER_ID_BYTES)
     count = part_count(total_bytes, part_bytes)
+    if count > MAX_PARTS:
+        raise UsageError(f"a bundle of {total_bytes} bytes needs more than {MAX_PARTS} mails")
     for index in range(count):
         header = PartHeader(transfer_id, index, count, total_bytes, part_bytes)
         salt = random_bytes(SALT_BYTES)
@@ -314,7 +314,7 @@ def _message_chunks(
     suffix: bytes,
 ) -> Iterator[bytes]:
     yield prefix
-    mask, mac = _mask(keys, salt), _mac(keys, salt)
+    mask, mac = mask_stream(keys, salt), part_mac(keys, salt)
     pending = bytearray(salt)  # the salt goes in clear: it is random, and the reader needs it
     plain = header.encode()
     mac.update(plain)
@@ -338,212 +338,3 @@ def _message_chunks(
 
 def _base64_lines(data: bytes) -> bytes:
     return base64.encodebytes(data).replace(b"\n", b"\r\n")
-
-
-class _State(enum.Enum):
-    HEADERS = enum.auto()  # the message's header block
-    PREAMBLE = enum.auto()  # before the first boundary
-    PART_HEADERS = enum.auto()
-    SKIP = enum.auto()  # a part that is not the base64 attachment (the text)
-    BASE64 = enum.auto()  # the attachment's lines
-    DONE = enum.auto()  # after the attachment: the rest is ignored
-
-
-class MailReader:
-    """Reads one raw message, fed in chunks of any size, in constant memory.
-
-    `feed` returns the bundle bytes decoded so far; they are not trusted
-    until `finish` has checked the part's MAC, so the caller writes them
-    somewhere provisional (at `header.offset`, known before the first
-    bundle byte comes out) and throws them away on a `MailError`."""
-
-    def __init__(self, keys: MailKeys) -> None:
-        self._keys = keys
-        self._state = _State.HEADERS
-        self._line = bytearray()
-        self._lines: list[bytes] = []  # the header block being collected
-        self._lines_bytes = 0
-        self._boundary = b""
-        self._base64 = bytearray()  # base64 characters not yet a multiple of 4
-        self._content = bytearray()  # decoded bytes before the salt and header are complete
-        self._mask: CipherContext | None = None
-        self._mac: hashlib.blake2b | None = None
-        self._expected_mac = bytearray()
-        self._remaining = 0  # bundle bytes still to come in this part
-        self.header: PartHeader | None = None
-
-    def feed(self, data: bytes) -> bytes:
-        out = bytearray()
-        position = 0
-        while position < len(data) and self._state is not _State.DONE:
-            if self._state is _State.BASE64 and not self._line:
-                # The bulk of a mail: whole lines up to the next boundary, at once.
-                end = data.rfind(b"\n", position) + 1
-                stop = _boundary_line(data, position, end, self._boundary)
-                if stop > position:
-                    out += self._decode_base64(data[position:stop])
-                    position = stop
-                    continue
-            newline = data.find(b"\n", position)
-            end = len(data) if newline < 0 else newline + 1
-            self._line += data[position:end]
-            position = end
-            if len(self._line) > MAX_LINE_BYTES:
-                raise MailError(MailFault.MALFORMED, "a line is too long")
-            if newline >= 0:
-                out += self._take_line(bytes(self._line).rstrip(b"\r\n"))
-                self._line.clear()
-        return bytes(out)
-
-    def finish(self) -> PartHeader:
-        """The verified part, or a MailError if it is short, foreign or altered."""
-        if self._line:
-            self.feed(b"\n")
-        if self.header is None or self._remaining or len(self._expected_mac) < MAC_BYTES:
-            raise MailError(MailFault.TRUNCATED, "the attachment ended early")
-        if self._base64:
-            raise MailError(MailFault.TRUNCATED, "the attachment's base64 ends mid-group")
-        assert self._mac is not None
-        if not hmac.compare_digest(self._mac.digest(), bytes(self._expected_mac)):
-            raise MailError(MailFault.FOREIGN, "the part's MAC does not verify")
-        return self.header
-
-    def _take_line(self, line: bytes) -> bytes:
-        state = self._state
-        if state in (_State.HEADERS, _State.PART_HEADERS):
-            if line:
-                self._lines_bytes += len(line) + 2
-                if self._lines_bytes > MAX_HEADER_BYTES:
-                    raise MailError(MailFault.MALFORMED, "the header block is too long")
-                self._lines.append(line)
-                return b""
-            headers = _parse_headers(self._lines)
-            self._lines, self._lines_bytes = [], 0
-            if state is _State.HEADERS:
-                self._boundary = b"--" + _boundary_of(headers)
-                self._state = _State.PREAMBLE
-            else:
-                encoding = str(headers.get("Content-Transfer-Encoding", "")).strip().lower()
-                ours = encoding == "base64" and headers.get_content_maintype() != "text"
-                self._state = _State.BASE64 if ours else _State.SKIP
-            return b""
-        if state is _State.DONE:
-            return b""
-        if line.rstrip().startswith(self._boundary):
-            closing = line.rstrip() == self._boundary + b"--"
-            if state is _State.BASE64 or closing:
-                self._state = _State.DONE
-            else:
-                self._state = _State.PART_HEADERS
-            return b""
-        return self._decode_base64(line) if state is _State.BASE64 else b""
-
-    def _decode_base64(self, lines: bytes) -> bytes:
-        self._base64 += lines.translate(None, b" \t\r\n")
-        cut = len(self._base64) - len(self._base64) % 4
-        if not cut:
-            return b""
-        try:
-            decoded = binascii.a2b_base64(bytes(self._base64[:cut]), strict_mode=True)
-        except binascii.Error as exc:
-            raise MailError(MailFault.MALFORMED, "the attachment is not base64") from exc
-        del self._base64[:cut]
-        return self._take_content(decoded)
-
-    def _take_content(self, data: bytes) -> bytes:
-        if self.header is None:
-            self._content += data
-            prelude = SALT_BYTES + PART_HEADER.size
-            if len(self._content) < prelude:
-                return b""
-            salt = bytes(self._content[:SALT_BYTES])
-            self._mask, self._mac = _mask(self._keys, salt), _mac(self._keys, salt)
-            plain = self._mask.update(bytes(self._content[SALT_BYTES:prelude]))
-            self.header = PartHeader.decode(plain)
-            self._mac.update(plain)
-            self._remaining = self.header.length
-            data = bytes(self._content[prelude:])
-            self._content.clear()
-        assert self._mask is not None and self._mac is not None
-        plain = self._mask.update(data)
-        body, tail = plain[: self._remaining], plain[self._remaining :]
-        self._remaining -= len(body)
-        self._mac.update(body)
-        if len(self._expected_mac) + len(tail) > MAC_BYTES:
-            raise MailError(MailFault.MALFORMED, "the attachment is longer than its part")
-        self._expected_mac += tail
-        return body
-
-
-def _boundary_line(data: bytes, start: int, end: int, boundary: bytes) -> int:
-    """Where, in data[start:end], the first line that starts with `boundary` begins
-    (`end` if none does)."""
-    if data.startswith(boundary, start, end):
-        return start
-    found = data.find(b"\n" + boundary, start, end)
-    return end if found < 0 else found + 1
-
-
-def _parse_headers(lines: list[bytes]) -> email.message.Message:
-    parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
-    try:
-        headers: email.message.Message = parser.parsebytes(b"\r\n".join(lines) + b"\r\n\r\n")
-    except (email.errors.MessageError, ValueError, LookupError, TypeError) as exc:
-        raise MailError(MailFault.MALFORMED, "unreadable headers") from exc
-    return headers
-
-
-def _boundary_of(headers: email.message.Message) -> bytes:
-    try:
-        boundary = headers.get_boundary() if headers.get_content_maintype() == "multipart" else None
-        encoded = boundary.encode("ascii") if boundary else b""
-    except (email.errors.MessageError, ValueError, LookupError, TypeError) as exc:
-        raise MailError(MailFault.MALFORMED, "unreadable Content-Type") from exc
-    if not encoded or len(encoded) > 70:  # RFC 2046: 1 to 70 characters
-        raise MailError(MailFault.MALFORMED, "not a multipart mail")
-    return encoded
-
-
-def read_part(chunks: Iterable[bytes], keys: MailKeys, sink: BinaryIO) -> PartHeader:
-    """Read one raw message and write its slice of the bundle into `sink` at its offset.
-
-    The bytes written are the part's only once this returns: on a MailError
-    the region may hold garbage, which a sound copy of the part overwrites."""
-    reader = MailReader(keys)
-    position: int | None = None
-    for chunk in chunks:
-        body = reader.feed(chunk)
-        if body:
-            if position is None:
-                assert reader.header is not None
-                position = reader.header.offset
-                sink.seek(position)
-            sink.write(body)
-    return reader.finish()
-
-
-class Assembly:
-    """The parts of one transfer seen so far: which are missing, which are duplicates."""
-
-    def __init__(self, first: PartHeader) -> None:
-        self.first = first
-        self.arrived: set[int] = set()
-
-    def add(self, header: PartHeader) -> None:
-        """Record a verified part; a duplicate or one from another transfer is refused."""
-        first = self.first
-        if (header.transfer_id, header.count, header.total_bytes, header.part_bytes) != (
-            first.transfer_id, first.count, first.total_bytes, first.part_bytes,
-        ):  # fmt: skip
-            raise MailError(MailFault.MALFORMED, "a part that disagrees with its transfer")
-        if header.index in self.arrived:
-            raise MailError(MailFault.DUPLICATE, f"part {header.index + 1} already arrived")
-        self.arrived.add(header.index)
-
-    @property
-    def missing(self) -> list[int]:
-        return sorted(set(range(self.first.count)) - self.arrived)
-
-    @property
-    def complete(self) -> bool:
-        return len(self.arrived) == self.first.count

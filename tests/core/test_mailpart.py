@@ -1,4 +1,4 @@
-"""Bundles as mail (rise_dtn/core/mailpart.py): round trips, garbage, and the vector.
+"""Bundles as mail (core/mailpart.py, core/mailreader.py): round trips, garbage, the vector.
 
 The invariants: any bundle, split at any size, read back in any order and
 fed in chunks of any size, comes back byte for byte; any garbage, mutation
@@ -28,17 +28,15 @@ from hypothesis import strategies as st
 from rise_dtn.core.errors import BundleError, UsageError
 from rise_dtn.core.mailpart import (
     DEFAULT_MAX_MESSAGE_BYTES,
-    Assembly,
     MailError,
     MailFault,
     MailKeys,
-    MailReader,
     MailStyle,
     PartHeader,
     encode,
     is_ours,
-    read_part,
 )
+from rise_dtn.core.mailreader import Assembly, MailReader, read_part
 from tests.properties import mutations, untrusted
 
 KEYS = MailKeys.derive(bytes(range(32)))
@@ -353,6 +351,11 @@ def test_sizes_out_of_range_are_usage_errors() -> None:
         MailStyle(max_message_bytes=1000).bundle_bytes_per_part()
     with pytest.raises(UsageError):
         MailKeys.derive(b"short")
+    with pytest.raises(UsageError):  # more parts than the header's 32-bit count holds
+        next(encode(
+            io.BytesIO(), 1 << 40, keys=KEYS, style=MailStyle(part_bytes=1), sender=SENDER,
+            recipient=RECIPIENT, now=NOW, random_bytes=counting_random(),
+        ))  # fmt: skip
 
 
 def test_vector() -> None:

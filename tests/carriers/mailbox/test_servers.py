@@ -24,7 +24,8 @@ import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from rise_dtn.core.mailpart import Assembly, MailKeys, MailStyle, encode, is_ours, read_part
+from rise_dtn.core.mailpart import MailKeys, MailStyle, encode, is_ours
+from rise_dtn.core.mailreader import Assembly, read_part
 from tests.mailserver import HOST, QUOTA_BYTES, QUOTA_USER, Dovecot, MailUser, Postfix
 
 # Dovecot tells an idling client about new mail about 0.5 s after it lands;
