@@ -25,7 +25,7 @@ from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from rise_dtn.core.mailpart import MailKeys, MailStyle, encode, is_ours
-from rise_dtn.core.mailreader import Assembly, read_part
+from rise_dtn.core.mailreader import Assembly, MailReader, read_part
 from tests.mailserver import HOST, QUOTA_BYTES, QUOTA_USER, Dovecot, MailUser, Postfix
 
 # Dovecot tells an idling client about new mail about 0.5 s after it lands;
@@ -234,3 +234,29 @@ def test_codec_mail_survives_append_and_submission(dovecot: Dovecot, postfix: Po
         assert sink.getvalue() == bundle
     finally:
         client.logout()
+
+
+def test_partial_fetch_streams_a_mail_through_the_reader(alice: IMAPClient) -> None:
+    """The pull side in constant memory: FETCH BODY.PEEK[]<offset.length> in slices,
+    each fed to the reader, never the whole mail in memory at once."""
+    keys = MailKeys.derive(bytes(range(32)))
+    bundle = os.urandom(600_000)
+    mail = next(
+        encode(
+            io.BytesIO(bundle), len(bundle), keys=keys, style=MailStyle(), sender="a@example.test",
+            recipient="b@example.test", now=int(time.time()), random_bytes=os.urandom,
+        )
+    )  # fmt: skip
+    folder = fresh_folder(alice)
+    alice.append(folder, b"".join(mail.chunks))
+    alice.select_folder(folder, readonly=True)
+    (uid,) = alice.search(["ALL"])
+    size = alice.fetch([uid], ["RFC822.SIZE"])[uid][b"RFC822.SIZE"]
+    assert size == mail.size_bytes
+    reader, slice_bytes, out = MailReader(keys), 64 * 1024, io.BytesIO()
+    for offset in range(0, size, slice_bytes):
+        item = f"BODY.PEEK[]<{offset}.{slice_bytes}>"
+        data = alice.fetch([uid], [item])[uid][f"BODY[]<{offset}>".encode()]
+        out.write(reader.feed(data))
+    assert reader.finish() == mail.header
+    assert out.getvalue() == bundle
