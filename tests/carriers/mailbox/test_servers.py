@@ -3,13 +3,16 @@
 Each test is a smoke test of one thing the carrier relies on, against the
 real Dovecot and Postfix of tests/mailserver.py: IMAPS with the generated
 CA (and refusal without it), STARTTLS, APPEND and FETCH, SMTP submission
-delivered by LMTP, IDLE, and a quota that refuses an APPEND. Every test
+delivered by LMTP, IDLE, a quota that refuses an APPEND, the codec's mails
+through both paths, and connections cut mid-FETCH and mid-APPEND by
+tests/cutproxy.py. Every test
 works in a folder of its own (or finds its mail by Message-ID), so the
 session's servers can be shared.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.message
 import email.policy
 import io
@@ -22,10 +25,11 @@ from collections.abc import Iterator
 
 import pytest
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
 from rise_dtn.core.mailpart import MailKeys, MailStyle, encode, is_ours
 from rise_dtn.core.mailreader import Assembly, MailReader, read_part
+from tests.cutproxy import CutProxy, cut_proxy
 from tests.mailserver import HOST, QUOTA_BYTES, QUOTA_USER, Dovecot, MailUser, Postfix
 
 # Dovecot tells an idling client about new mail about 0.5 s after it lands;
@@ -260,3 +264,52 @@ def test_partial_fetch_streams_a_mail_through_the_reader(alice: IMAPClient) -> N
         out.write(reader.feed(data))
     assert reader.finish() == mail.header
     assert out.getvalue() == bundle
+
+
+# Well past the TLS handshake, login and SELECT (a few KiB), well inside the mail.
+CUT_AT_BYTES = 100_000
+BIG_MAIL_BYTES = 300_000
+
+
+def proxied(dovecot: Dovecot, proxy: CutProxy) -> IMAPClient:
+    user = dovecot.users["alice"]
+    client = IMAPClient(
+        HOST, port=proxy.port, ssl=True, ssl_context=dovecot.ssl_context(),
+        timeout=CLIENT_TIMEOUT_SECONDS,
+    )  # fmt: skip
+    client.login(user.address, user.password)
+    return client
+
+
+def test_a_fetch_cut_mid_mail_loses_nothing(dovecot: Dovecot, alice: IMAPClient) -> None:
+    folder = fresh_folder(alice)
+    sent = message("big", os.urandom(BIG_MAIL_BYTES))
+    alice.append(folder, sent)
+    with cut_proxy(dovecot.imaps_port) as proxy:
+        proxy.cut.downstream_bytes = CUT_AT_BYTES
+        client = proxied(dovecot, proxy)
+        client.select_folder(folder, readonly=True)
+        (uid,) = client.search(["ALL"])
+        with pytest.raises((IMAPClientAbortError, OSError)):
+            client.fetch([uid], ["BODY.PEEK[]"])
+        assert proxy.cuts_made == 1
+        with contextlib.suppress(OSError):
+            client.shutdown()
+    alice.select_folder(folder, readonly=True)
+    fetched = alice.fetch([uid], ["BODY.PEEK[]", "FLAGS"])[uid]
+    assert fetched[b"BODY[]"] == sent
+    assert b"\\Seen" not in fetched[b"FLAGS"]
+
+
+def test_an_append_cut_mid_mail_leaves_no_partial_mail(dovecot: Dovecot, alice: IMAPClient) -> None:
+    folder = fresh_folder(alice)
+    with cut_proxy(dovecot.imaps_port) as proxy:
+        proxy.cut.upstream_bytes = CUT_AT_BYTES
+        client = proxied(dovecot, proxy)
+        with pytest.raises((IMAPClientAbortError, OSError)):
+            client.append(folder, message("big", os.urandom(BIG_MAIL_BYTES)))
+        assert proxy.cuts_made == 1
+        with contextlib.suppress(OSError):
+            client.shutdown()
+    # Dovecot saves an APPEND only once its whole literal has arrived: never here.
+    assert alice.select_folder(folder, readonly=True)[b"EXISTS"] == 0
