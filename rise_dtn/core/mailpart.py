@@ -6,7 +6,7 @@ provider reading the mailbox must see ordinary mail: no header, subject,
 file name, boundary or attachment byte names rise-dtn or either node. So
 the attachment is masked (a ChaCha20 key stream from the two neighbours'
 shared key), its Message-ID carries a keyed tag that only they can check,
-and a keyed MAC closes each part (docs/protocol.md section 23, draft).
+and a keyed MAC closes each part (docs/protocol.md section 24, draft).
 
 This module holds the format and writes mails; core/mailreader.py reads
 them. Sans-I/O: the caller passes the shared key material, `now`, a source
@@ -203,12 +203,12 @@ def is_ours(message_id: str, keys: MailKeys) -> bool:
 
 
 def mask_stream(keys: MailKeys, salt: bytes) -> CipherContext:
-    """The key stream that hides a part (protocol.md 23.3)."""
+    """The key stream that hides a part (protocol.md 24.3)."""
     return Cipher(algorithms.ChaCha20(keys.mask, ZERO_COUNTER + salt), mode=None).encryptor()
 
 
 def part_mac(keys: MailKeys, salt: bytes) -> hashlib.blake2b:
-    """The MAC that closes a part, started with its salt (protocol.md 23.3)."""
+    """The MAC that closes a part, started with its salt (protocol.md 24.3)."""
     mac = hashlib.blake2b(digest_size=MAC_BYTES, key=keys.mac)
     mac.update(salt)
     return mac

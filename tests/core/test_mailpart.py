@@ -154,7 +154,7 @@ def test_default_part_fits_a_25_mb_provider() -> None:
         now=NOW, random_bytes=counting_random(),
     ))  # fmt: skip
     assert DEFAULT_MAX_MESSAGE_BYTES - 64 * 1024 <= mail.size_bytes <= DEFAULT_MAX_MESSAGE_BYTES
-    assert part == 18_221_235  # docs/protocol.md section 23.2
+    assert part == 18_221_235  # docs/protocol.md section 24.2
 
 
 class Repeating(io.RawIOBase):
@@ -359,7 +359,7 @@ def test_sizes_out_of_range_are_usage_errors() -> None:
 
 
 def test_vector() -> None:
-    """The known-answer mail of docs/protocol.md section 23, checked both ways."""
+    """The known-answer mail of docs/protocol.md section 24, checked both ways."""
     vector = json.loads(VECTOR.read_text())
     keys = MailKeys.derive(bytes.fromhex(vector["shared_key"]))
     assert vector["keys"] == {"tag": keys.tag.hex(), "mask": keys.mask.hex(), "mac": keys.mac.hex()}
