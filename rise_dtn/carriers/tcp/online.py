@@ -286,7 +286,7 @@ async def call_over(
         session = link if isinstance(link, Link) else link()
         return await session.run(channel, channel, persistent=persistent)
     except (TimeoutError, ConnectionError) as exc:
-        raise PeerError(f"link to {peer.name} failed: {exc or type(exc).__name__}") from None
+        raise PeerError(f"link to {peer.name} failed: {str(exc) or type(exc).__name__}") from None
 
 
 async def call_command(
@@ -523,3 +523,5 @@ async def _answer(hub: Hub, reader: asyncio.StreamReader, writer: asyncio.Stream
     finally:
         hub.forget(link)
     hub.log(f"{peer.name}: {_summary(report)}")
+    for line in report.rejected:
+        hub.log(f"{peer.name}: rejected {line}")  # what was quarantined, and why
