@@ -1,4 +1,8 @@
-"""rise call / rise-call: exchange bundles with a neighbour over TCP, now."""
+"""rise call / rise-call: exchange bundles with a neighbour now.
+
+The address's scheme chooses the carrier (carriers/registry.py); this file
+only parses and prints.
+"""
 
 from __future__ import annotations
 
@@ -7,29 +11,32 @@ from pathlib import Path
 
 import click
 
+from rise_dtn.carriers import registry
+from rise_dtn.carriers.address import Address
+from rise_dtn.carriers.base import Carrier, Hooks
 from rise_dtn.carriers.tcp import discovery, online
-from rise_dtn.cli.common import home_option, open_home, quiet_option, say
-from rise_dtn.core.bundle import ClearPart
+from rise_dtn.cli.common import home_option, now, open_home, quiet_option, say
 from rise_dtn.core.errors import ExitCode, RiseError, UsageError
-from rise_dtn.core.identity import NodeId
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
-from rise_dtn.node.toss.toss_events import Source
 
 DISCOVERY_SECONDS = 12.0  # beacons come every 5 s: two chances to hear one
 
 
 @click.command("call")
 @click.argument("node")
+@click.argument("address_given", metavar="[ADDRESS]", required=False)
 @click.option(
     "--address",
-    help="HOST:PORT to dial (default: [peers.NODE] address, then the tcp address on NODE's card).",
+    help="Where to reach NODE: tcp://HOST[:PORT] (or HOST:PORT), ssh://[USER@]HOST[:PORT][/HOME], "
+    "exec:COMMAND or dir:/PATH (default: [peers.NODE] address, then the tcp address on "
+    "NODE's card). The same as the ADDRESS argument.",
 )
 @click.option(
     "--command",
-    help="Talk over the pipes of this shell command instead of TCP, "
-    "e.g. 'ssh relay rise-daemon --stdio'.",
+    help="Talk over the pipes of this shell command, e.g. 'ssh relay rise-daemon --stdio' "
+    "(the same as the address exec:COMMAND).",
 )
 @click.option(
     "--discover-on",
@@ -49,6 +56,7 @@ DISCOVERY_SECONDS = 12.0  # beacons come every 5 s: two chances to hear one
 @quiet_option
 def call_cmd(
     node: str,
+    address_given: str | None,
     address: str | None,
     command: str | None,
     discover_on: str,
@@ -58,18 +66,26 @@ def call_cmd(
 ) -> None:
     """Call NODE and exchange everything queued both ways, in priority order.
 
-    The link is encrypted and both nodes prove their keys (Noise IK) before
-    any bundle moves. Each bundle is confirmed only once the other side has
-    stored it durably; a call cut at any byte resumes where it stopped on
-    the next call.
+    The address's scheme chooses the carrier (see `rise carriers`). Over
+    TCP and pipes the link is encrypted and both nodes prove their keys
+    (Noise IK) before any bundle moves; each bundle is confirmed only once
+    the other side has stored it durably, and a call cut at any byte
+    resumes where it stopped on the next call. A dir: address makes one
+    rise-xfer pass over that folder, writing only for NODE.
 
     \b
     Examples:
-      rise-call bob --address bob.example.org:5454
+      rise-call bob tcp://bob.example.org:5454
+      rise-call relay ssh://rise@relay.example.org
       rise-call relay --command 'ssh relay.example.org rise-daemon --stdio'
+      rise-call bob dir:/media/usb
     """
     home = open_home(home_path)
     peer = home.peers.find(node)
+    given = _given(address_given, address, command)
+    found = registry.load()
+    for problem in found.problems:
+        say(f"rise-call: {problem}")
     home.prewarm_index()  # SQLAlchemy's import overlaps the dial and the handshake
     rejected, toss, stream = [0], None, None
     if toss_too:
@@ -78,30 +94,11 @@ def call_cmd(
         rejected, on_event = toss_reporter(quiet)
         toss = toss_now(home, on_event)
         stream = stream_now(home, on_event)
-
-    async def toss_in_thread() -> None:
-        assert toss is not None
-        await asyncio.to_thread(toss)
-
-    async def stream_in_thread(clear: ClearPart, neighbour: NodeId, source: Source) -> bool:
-        assert stream is not None
-        return await asyncio.to_thread(stream, clear, neighbour, source)
-
-    in_call = toss_in_thread if toss_too else None
-    streamed = stream_in_thread if toss_too else None
     with online.call_lock(home, peer):  # never two calls to one neighbour (cron, rise-caller)
         try:
-            if command is not None:
-                report = asyncio.run(
-                    online.call_command(
-                        home, peer, command, toss=in_call, stream=streamed, quiet=quiet
-                    )
-                )
-            else:
-                host, port = _where(home, peer, address, discover_on)
-                report = asyncio.run(
-                    online.call(home, peer, host, port, toss=in_call, stream=streamed)
-                )
+            carrier, where = _where(home, peer, given, discover_on, found)
+            hooks = Hooks(toss=toss, stream=stream, quiet=quiet)
+            report = carrier.exchange(home, peer, where, now=now(), hooks=hooks)
         except RiseError:
             if toss is not None:
                 toss()  # what arrived before the call failed is delivered all the same
@@ -112,23 +109,38 @@ def call_cmd(
             f"sent {report.sent} ({human_bytes(report.sent_bytes)}), "
             f"confirmed {report.released}"
         )
+        for line in report.rejected:
+            say(f"rejected: {line}")
     if toss is not None:
         toss()  # anything a cut left behind in rx/
     if report.rejected or rejected[0]:
         raise SystemExit(int(ExitCode.REJECTED))
 
 
-def _where(home: Home, peer: Peer, address: str | None, discover_on: str) -> tuple[str, int]:
+def _given(positional: str | None, address: str | None, command: str | None) -> str | None:
+    """The one address the command line gave, if any (ADDRESS, --address, --command)."""
+    given = [text for text in (positional, address) if text]
+    if command:
+        given.append(f"exec:{command}")
+    if len(given) > 1:
+        raise UsageError("give one address: ADDRESS, --address or --command")
+    return given[0] if given else None
+
+
+def _where(
+    home: Home, peer: Peer, given: str | None, discover_on: str, found: registry.Registry
+) -> tuple[Carrier, Address]:
     """The given address, the config's, the card's, or the one the peer announces on the LAN."""
-    try:
-        return online.address_of(peer, address, home.config.peer(peer.name))
-    except online.NoAddress:
-        found = asyncio.run(
-            discovery.find(home, peer, listen=discover_on, timeout=DISCOVERY_SECONDS)
+    chosen = found.choose(
+        given=given, configured=home.config.peer(peer.name).address, card=peer.card.addresses
+    )
+    if chosen is not None:
+        return chosen
+    where = asyncio.run(discovery.find(home, peer, listen=discover_on, timeout=DISCOVERY_SECONDS))
+    if where is None:
+        raise UsageError(
+            f"no address for {peer.name}: give one, put one on its card, "
+            f"or run its daemon with --announce (listened {DISCOVERY_SECONDS:g} s)"
         )
-        if found is None:
-            raise UsageError(
-                f"no address for {peer.name}: give --address, put one on its card, "
-                f"or run its daemon with --announce (listened {DISCOVERY_SECONDS:g} s)"
-            ) from None
-        return found
+    host, port = where
+    return found.resolve(f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}")

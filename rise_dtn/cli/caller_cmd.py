@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from rise_dtn.carriers.base import NO_HOOKS, Hooks
 from rise_dtn.carriers.live import caller
 from rise_dtn.carriers.live.schedule import parse_calls
 from rise_dtn.cli.common import (
@@ -54,15 +55,11 @@ def caller_cmd(
         return
     log = session_logger(home, toss_after=not no_toss)
     _rejected, on_event = toss_reporter(False)
-    toss = toss_now(home, on_event)
-
-    async def toss_in_call() -> None:
-        await asyncio.to_thread(toss)  # receipts and forwards leave before hanging up
-
-    in_call = None if no_toss else toss_in_call
+    # Tossed during each call: receipts and forwards leave before it hangs up.
+    hooks = NO_HOOKS if no_toss else Hooks(toss=toss_now(home, on_event))
 
     if right_now:
-        failed = asyncio.run(caller.run_all_now(home, plans, log=log, toss=in_call))
+        failed = asyncio.run(caller.run_all_now(home, plans, log=log, hooks=hooks))
         if failed:
             raise SystemExit(int(ExitCode.PEER))
         return
@@ -70,6 +67,6 @@ def caller_cmd(
     async def main() -> None:
         stop = stop_event_on_signals()
         say(f"{len(plans)} call(s) scheduled (Ctrl-C to stop)")
-        await caller.run_schedule(home, plans, stop=stop, log=log, toss=in_call)
+        await caller.run_schedule(home, plans, stop=stop, log=log, hooks=hooks)
 
     asyncio.run(main())

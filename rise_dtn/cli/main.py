@@ -38,6 +38,7 @@ COMMANDS = {
     "daemon": "rise_dtn.cli.daemon_cmd:daemon_cmd",
     "bundle": "rise_dtn.cli.bundle_cmd:bundle_cmd",
     "caller": "rise_dtn.cli.caller_cmd:caller_cmd",
+    "carriers": "rise_dtn.cli.carriers_cmd:carriers_cmd",
 }
 
 
@@ -72,7 +73,7 @@ def group() -> None:
     Deliver:   rise-toss; rise inbox
     Relays:    rise peer add r1.card --relay; rise-send --hops 2 FILE bob
     Follow:    rise status; rise queue; rise map
-    Inspect:   rise-stat; rise-check
+    Inspect:   rise-stat; rise-check; rise carriers
 
     Every command takes --home DIR (default $RISE_HOME). See rise(7).
     """

@@ -90,7 +90,7 @@ nice = {nice}
 # [[calls]]
 # node = "bob"
 # cron = "*/10 * * * *"       # when, in cron syntax (local time)
-# address = "bob.example.org:5454"   # or: command = "ssh bob rise-daemon --stdio"
+# address = "tcp://bob.example.org:5454"   # or ssh://bob, exec:COMMAND, dir:/PATH
 # window = "22:00-06:00"      # optional: only call within this daily window
 
 # Per-peer settings, by the peer's local name:
@@ -99,7 +99,7 @@ nice = {nice}
 # max_rate = "2M"             # bytes per second each way on live links
 # relay_max_bytes = "100M"    # what this node holds for bob as a relay
 # relay_max_bundles = 1000
-# address = "bob.example.org:5454"   # where rise-call and rise-daemon dial bob
+# address = "tcp://bob.example.org:5454"  # where to reach bob: tcp://, ssh://, exec:, dir:
 # keep_link = true            # rise-daemon keeps a link to bob open, redialling
 # media = ["/media/alice/BOB"]  # rise-xfer writes for bob on the sticks mounted here
 # receive_max_bytes = "1G"    # untossed bytes bob may have here ([spool] default)
@@ -137,7 +137,7 @@ class PeerSettings:
     max_rate_bytes: int | None = None  # per direction, on live links; None: unlimited
     relay_max_bytes: int | None = None  # None: the [relay] default
     relay_max_bundles: int | None = None
-    address: str | None = None  # where to dial it over TCP, before the card's address
+    address: str | None = None  # where to reach it (carriers/address.py), before the card's
     keep_link: bool = False  # rise-daemon holds a link open to it
     media: tuple[str, ...] = ()  # mount points of the sticks that serve it (rise-xfer)
     receive_max_bytes: int | None = None  # None: the [spool] default

@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import time
 from collections.abc import Callable
 
-from rise_dtn.carriers.live.link import LinkReport, Toss
+from rise_dtn.carriers import registry
+from rise_dtn.carriers.base import NO_HOOKS, Exchanged, Hooks
 from rise_dtn.carriers.live.schedule import CallPlan, retry_delay
-from rise_dtn.carriers.tcp import online
-from rise_dtn.carriers.tcp.online import call_lock
+from rise_dtn.carriers.tcp.online import NoAddress, call_lock
 from rise_dtn.core.errors import BusyError, RiseError
 from rise_dtn.node.home import Home
 
@@ -25,13 +26,20 @@ Log = Callable[[str], None]
 RECHECK_SECONDS = 60.0  # wake at least this often: clock changes, suspend and resume
 
 
-async def call_plan(home: Home, plan: CallPlan, *, toss: Toss | None = None) -> LinkReport:
+async def call_plan(home: Home, plan: CallPlan, *, hooks: Hooks = NO_HOOKS) -> Exchanged:
+    """One call of the plan, by whichever carrier its address names (a thread: carriers block)."""
     peer = home.peers.find(plan.node)
+    given = f"exec:{plan.command}" if plan.command is not None else plan.address
+    chosen = registry.load().choose(
+        given=given, configured=home.config.peer(peer.name).address, card=peer.card.addresses
+    )
+    if chosen is None:
+        raise NoAddress(f"no address for {peer.name}: set address in its [[calls]] table")
+    carrier, address = chosen
     with call_lock(home, peer):
-        if plan.command is not None:
-            return await online.call_command(home, peer, plan.command, toss=toss)
-        host, port = online.address_of(peer, plan.address, home.config.peer(peer.name))
-        return await online.call(home, peer, host, port, toss=toss)
+        return await asyncio.to_thread(
+            carrier.exchange, home, peer, address, now=int(time.time()), hooks=hooks
+        )
 
 
 @dataclasses.dataclass(slots=True)
@@ -48,7 +56,7 @@ async def run_schedule(
     stop: asyncio.Event,
     log: Log,
     clock: Callable[[], datetime.datetime] = datetime.datetime.now,
-    toss: Toss | None = None,
+    hooks: Hooks = NO_HOOKS,
 ) -> None:
     """Call each plan's neighbour when due, until `stop` is set."""
     start = clock()
@@ -62,7 +70,7 @@ async def run_schedule(
             continue
         now = clock()
         try:
-            report = await call_plan(home, state.plan, toss=toss)
+            report = await call_plan(home, state.plan, hooks=hooks)
         except BusyError as exc:
             log(f"{state.plan.node}: skipped: {exc.message}")
             state.due, state.failures = state.plan.next_due(now), 0
@@ -81,13 +89,13 @@ async def run_schedule(
 
 
 async def run_all_now(
-    home: Home, plans: list[CallPlan], *, log: Log, toss: Toss | None = None
+    home: Home, plans: list[CallPlan], *, log: Log, hooks: Hooks = NO_HOOKS
 ) -> int:
     """Make every listed call once, now (rise-caller --now); return the number that failed."""
     failed = 0
     for plan in plans:
         try:
-            report = await call_plan(home, plan, toss=toss)
+            report = await call_plan(home, plan, hooks=hooks)
         except RiseError as exc:
             failed += 1
             log(f"{plan.node}: call failed: {exc.message}")

@@ -182,7 +182,16 @@ def call_lock(home: Home, peer: Peer) -> Iterator[None]:
 
 
 def parse_address(text: str, *, listening: bool = False) -> tuple[str, int]:
-    """'host:port', '[::1]:port', or a bare host (port 5454); port 0 only to listen."""
+    """'host:port', '[::1]:port', or a bare host (port 5454); port 0 only to listen.
+
+    `tcp://` in front is the same address in the one form every carrier
+    shares (carriers/address.py); another scheme is not a TCP address.
+    """
+    if "://" in text:
+        scheme, _slashes, rest = text.partition("://")
+        if scheme.lower() != "tcp":
+            raise UsageError(f"not a TCP address: {text!r} (use tcp://HOST:PORT)")
+        text = rest.rstrip("/")
     if text.startswith("["):
         host, _bracket, rest = text[1:].partition("]")
         port = rest.removeprefix(":")
@@ -225,11 +234,15 @@ async def call(
     *,
     toss: Toss | None = None,
     stream: Stream | None = None,
+    now: int | None = None,
 ) -> LinkReport:
-    """Dial `peer` over TCP, authenticate both ways, exchange everything both ways."""
+    """Dial `peer` over TCP, authenticate both ways, exchange everything both ways.
+
+    `now` is the clock the link starts from (default: the system's).
+    """
     reader, writer = await _dial(peer, host, port)
     try:
-        link = Link(home, peer, now=_now(), toss=toss, stream=stream)
+        link = Link(home, peer, now=_now() if now is None else now, toss=toss, stream=stream)
         return await call_over(home, peer, reader, writer, link=link)
     finally:
         await _close(writer)
@@ -273,7 +286,7 @@ async def call_over(
         session = link if isinstance(link, Link) else link()
         return await session.run(channel, channel, persistent=persistent)
     except (TimeoutError, ConnectionError) as exc:
-        raise PeerError(f"link to {peer.name} failed: {exc or type(exc).__name__}") from None
+        raise PeerError(f"link to {peer.name} failed: {str(exc) or type(exc).__name__}") from None
 
 
 async def call_command(
@@ -284,6 +297,7 @@ async def call_command(
     toss: Toss | None = None,
     stream: Stream | None = None,
     quiet: bool = False,
+    now: int | None = None,
 ) -> LinkReport:
     """Run the operator's `command` (e.g. 'ssh relay rise-daemon --stdio'); talk over its pipes.
 
@@ -305,7 +319,7 @@ async def call_command(
         else None
     )
     try:
-        link = Link(home, peer, now=_now(), toss=toss, stream=stream)
+        link = Link(home, peer, now=_now() if now is None else now, toss=toss, stream=stream)
         return await call_over(home, peer, process.stdout, process.stdin, link=link)
     except BaseException:
         if keeping is not None:
@@ -509,3 +523,5 @@ async def _answer(hub: Hub, reader: asyncio.StreamReader, writer: asyncio.Stream
     finally:
         hub.forget(link)
     hub.log(f"{peer.name}: {_summary(report)}")
+    for line in report.rejected:
+        hub.log(f"{peer.name}: rejected {line}")  # what was quarantined, and why

@@ -1,0 +1,285 @@
+"""Every installed carrier against the one contract (contract.py), each over its real medium.
+
+A rig per carrier: the directory carrier on a real folder (in /dev/shm when
+there is one, so the medium is another file system than the spool, as a
+stick is), TCP over 127.0.0.1 sockets to a daemon's server running in a
+thread, the stream carrier over the pipes of the installed `rise-daemon
+--stdio`. A carrier's rig is its adapter: about forty lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import select
+import shlex
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from rise_dtn.carriers import registry
+from rise_dtn.carriers.address import Address
+from rise_dtn.carriers.base import Carrier, Exchanged
+from rise_dtn.core.errors import RiseError
+from rise_dtn.node.home import Home
+from rise_dtn.store.atomic import TMP_PREFIX
+from tests.carriers.contract import CASES, MISSING, Rig, Session, network, peer_of, run_case
+from tests.conftest import BIN
+
+WAIT_SECONDS = 60  # the bound on any wait for a server thread or a proxy
+
+
+def _exchange(
+    carrier: Carrier, caller: Home, answerer: Home, address: Address, now: int | None
+) -> tuple[Exchanged | None, str | None]:
+    peer = peer_of(caller, answerer)
+    assert peer is not None
+    try:
+        report = carrier.exchange(
+            caller, peer, address, now=now if now is not None else int(time.time())
+        )
+    except RiseError as exc:
+        return None, exc.message
+    return report, None
+
+
+# The directory carrier: a folder standing in for a stick.
+
+
+class DirectoryRig:
+    def __init__(self, carrier: Carrier, base: Path) -> None:
+        self.carrier = carrier
+        shm = Path("/dev/shm")
+        parent = shm if shm.is_dir() and os.access(shm, os.W_OK) else base
+        self._dir = tempfile.TemporaryDirectory(prefix="rise-contract-", dir=parent)
+        self.root = Path(self._dir.name)
+        self.address = Address("dir", str(self.root))
+
+    def session(
+        self,
+        caller: Home,
+        answerer: Home,
+        *,
+        now: int | None = None,
+        cut_at: int | None = None,
+        garbage: bytes | None = None,
+    ) -> Session:
+        folder = self.root / "rise-dtn" / str(answerer.identity.node_id)
+        folder /= str(caller.identity.node_id)
+        if garbage is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "aaaaaaaaaaaaaaaaaaaaaaaaaa.rsb").write_bytes(garbage)
+        report, error = _exchange(self.carrier, caller, answerer, self.address, now)
+        if cut_at is not None:
+            for path in folder.glob("*.rsb"):  # the stick was pulled while this was written
+                data = path.read_bytes()
+                (folder / f"{TMP_PREFIX}cut-{path.name}").write_bytes(data[:cut_at])
+                path.unlink()
+        # The answerer takes part as a place does: its own pass, for the caller
+        # if it knows it, else for whom it knows (taking in is never restricted).
+        serving = peer_of(answerer, caller) or answerer.peers.all()[0]
+        back = self.carrier.exchange(answerer, serving, self.address, now=int(time.time()))
+        return Session(report, error, [*back.rejected, *back.notes])
+
+    def close(self) -> None:
+        self._dir.cleanup()
+
+
+# The TCP carrier: the daemon's server in a thread, real sockets, a proxy that cuts.
+
+
+class _Server:
+    """online.serve for one home on 127.0.0.1, in its own thread and event loop."""
+
+    def __init__(self, home_path: Path) -> None:
+        self.lines: list[str] = []
+        self.port = 0
+        self._home_path = home_path
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+        self._thread.start()
+        assert self._ready.wait(WAIT_SECONDS) and self.port, "the server did not start"
+
+    async def _main(self) -> None:
+        from rise_dtn.carriers.tcp import online
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        hub = online.Hub(Home.open(self._home_path), toss=None, log=self.lines.append)
+
+        def ready(port: int) -> None:
+            self.port = port
+            self._ready.set()
+
+        try:
+            await online.serve(hub, ("127.0.0.1", 0), stop=self._stop, ready=ready)
+        finally:
+            self._ready.set()
+
+    def close(self) -> None:
+        """Stop; returns once every session has wound down (its files are written)."""
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(WAIT_SECONDS)
+        assert not self._thread.is_alive(), "the server did not stop"
+
+
+class _CuttingProxy:
+    """Forwards one connection to `port`, cutting it after `budget` bytes from the caller."""
+
+    def __init__(self, port: int, budget: int) -> None:
+        self._target = port
+        self._budget = budget
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self._listener.settimeout(WAIT_SECONDS)
+        with contextlib.suppress(OSError):
+            client, _where = self._listener.accept()
+            server = socket.create_connection(("127.0.0.1", self._target))
+            try:
+                self._pipe(client, server)
+            finally:
+                client.close()
+                server.close()
+
+    def _pipe(self, client: socket.socket, server: socket.socket) -> None:
+        moved = 0
+        while moved < self._budget:
+            ready, _w, _x = select.select([client, server], [], [], WAIT_SECONDS)
+            if not ready:
+                return
+            for sock in ready:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                if sock is client:
+                    data = data[: self._budget - moved]
+                    moved += len(data)
+                    server.sendall(data)
+                else:
+                    client.sendall(data)
+
+    def close(self) -> None:
+        self._thread.join(WAIT_SECONDS)
+        self._listener.close()
+
+
+class TcpRig:
+    def __init__(self, carrier: Carrier, base: Path) -> None:
+        self.carrier = carrier
+
+    def session(
+        self,
+        caller: Home,
+        answerer: Home,
+        *,
+        now: int | None = None,
+        cut_at: int | None = None,
+        garbage: bytes | None = None,
+    ) -> Session:
+        server = _Server(answerer.path)
+        try:
+            if garbage is not None:
+                with socket.create_connection(("127.0.0.1", server.port), WAIT_SECONDS) as raw:
+                    raw.sendall(garbage)
+                    raw.shutdown(socket.SHUT_WR)
+                    while raw.recv(65536):  # until the daemon hangs up on it
+                        pass
+            proxy = _CuttingProxy(server.port, cut_at) if cut_at is not None else None
+            port = proxy.port if proxy is not None else server.port
+            try:
+                address = Address("tcp", f"127.0.0.1:{port}")
+                report, error = _exchange(self.carrier, caller, answerer, address, now)
+            finally:
+                if proxy is not None:
+                    proxy.close()
+        finally:
+            server.close()
+        return Session(report, error, server.lines)
+
+    def close(self) -> None:
+        pass
+
+
+# The stream carrier: the installed rise-daemon --stdio at the end of a real pipe.
+
+
+class PipeRig:
+    def __init__(self, carrier: Carrier, base: Path) -> None:
+        self.carrier = carrier
+        self._log = base / "stdio-daemon.log"
+
+    def _daemon(self, answerer: Home) -> str:
+        words = [str(BIN / "rise-daemon"), "--stdio", "--no-toss", "--no-send-worker"]
+        words += ["--home", str(answerer.path)]
+        return f"{shlex.join(words)} 2>{shlex.quote(str(self._log))}"
+
+    def session(
+        self,
+        caller: Home,
+        answerer: Home,
+        *,
+        now: int | None = None,
+        cut_at: int | None = None,
+        garbage: bytes | None = None,
+    ) -> Session:
+        lines: list[str] = []
+        daemon = self._daemon(answerer)
+        if garbage is not None:
+            subprocess.run(daemon, shell=True, input=garbage, timeout=WAIT_SECONDS, check=False)
+            lines += self._log.read_text().splitlines()
+        # dd passes each read on at once (head -c would hold it in its stdio buffer).
+        cutter = f"dd status=none bs=65536 iflag=count_bytes count={cut_at}"
+        command = daemon if cut_at is None else f"{cutter} | {daemon}"
+        report, error = _exchange(self.carrier, caller, answerer, Address("exec", command), now)
+        lines += self._log.read_text().splitlines() if self._log.exists() else []
+        return Session(report, error, lines)
+
+    def close(self) -> None:
+        pass
+
+
+RIGS: dict[str, Callable[[Carrier, Path], Rig]] = {
+    "directory": DirectoryRig,
+    "tcp": TcpRig,
+    "stream": PipeRig,
+}
+INSTALLED = registry.load()
+
+
+def test_every_installed_carrier_has_a_rig() -> None:
+    """A carrier without a rig would be a carrier nobody checked."""
+    assert not INSTALLED.problems, INSTALLED.problems
+    names = {item.carrier.name for item in INSTALLED.carriers}
+    assert {"directory", "tcp", "stream"} <= names
+    assert not names - set(RIGS), f"no contract rig for {sorted(names - set(RIGS))}"
+
+
+@pytest.fixture
+def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
+    name = request.param
+    made = RIGS[name](INSTALLED.named(name), tmp_path)
+    yield made
+    made.close()
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("rig", [item.carrier.name for item in INSTALLED.carriers], indirect=True)
+def test_contract(rig: Rig, case: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    name = request.node.callspec.params["rig"]
+    if (name, case) in MISSING:
+        pytest.skip(f"{name} {case}: {MISSING[name, case]}")
+    run_case(case, rig, network(tmp_path / "nodes"))
