@@ -4,7 +4,9 @@ The files are the truth. A spool file that does not parse, or whose size
 disagrees with its header, is a problem (moved to quarantine by --repair);
 an index row without a file, or a file without a row, is a stale cache
 (rebuilt by --repair); a tmp file that no live process holds is debris from
-a crash (removed by --repair).
+a crash (removed by --repair), and so is a live link's partial copy that the
+session policy calls stale (not resumed within [spool] partial_lifetime, or
+beyond the most recent ones a neighbour may leave; core/live_policy.py).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from pathlib import Path
 from rise_dtn.core.card import Card
 from rise_dtn.core.errors import BundleError, PeerError
 from rise_dtn.core.identity import NodeId
+from rise_dtn.core.live_policy import stale_partials
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import CARD_SUFFIX
+from rise_dtn.store import partials
 from rise_dtn.store.atomic import remove_stale_tmp, stale_tmp
 from rise_dtn.store.index import EntryRow
 from rise_dtn.store.spool import read_clear
@@ -91,6 +95,7 @@ def check(home: Home, *, repair: bool, now: int) -> CheckReport:
     _compare_index(home, found, damaged, report, repair=repair, now=now)
     _check_peers(home, report)
     _stale_tmp(home, report, repair=repair)
+    _stale_partials(home, report, repair=repair, now=now)
     return report
 
 
@@ -175,3 +180,29 @@ def _stale_tmp(home: Home, report: CheckReport, *, repair: bool) -> None:
         stale = stale_tmp(directory)
         if stale:
             report.problems.append(f"{len(stale)} tmp file(s) in {directory} (run --repair)")
+
+
+def _stale_partials(home: Home, report: CheckReport, *, repair: bool, now: int) -> None:
+    """Partial copies from live links that no session will resume (the link's own rule)."""
+    root = home.spool.tmp / "partial"
+    try:
+        folders = sorted(entry for entry in root.iterdir() if entry.is_dir())
+    except OSError:
+        return  # no live link ever received here
+    lifetime = home.config.partial_lifetime_seconds
+    for folder in folders:
+        stale = stale_partials(partials.read_partials(folder), now=now, lifetime_seconds=lifetime)
+        for name, reason in sorted(stale.items()):
+            shown = f"tmp/partial/{folder.name}/{name}"
+            if not repair:
+                report.problems.append(f"stale partial copy {shown}: {reason} (run --repair)")
+                continue
+            try:
+                partials.remove_partial(folder / name)
+            except OSError as exc:
+                report.problems.append(f"stale partial copy {shown}: {exc.strerror}")
+                continue
+            report.repaired.append(f"removed stale partial copy {shown} ({reason})")
+        for orphan in partials.orphan_checkpoints(folder):
+            if repair:
+                orphan.unlink(missing_ok=True)

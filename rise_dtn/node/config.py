@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from rise_dtn.core.card import check_name
 from rise_dtn.core.errors import UsageError
+from rise_dtn.core.live_policy import DEFAULT_PARTIAL_LIFETIME_SECONDS
 
 DEFAULT_LIFETIME_SECONDS = 30 * 86400  # a month: long enough for a stick carried by hand
 MAX_LIFETIME_SECONDS = 10 * 365 * 86400
@@ -85,6 +86,7 @@ nice = {nice}
 # index_url = "postgresql+psycopg://rise@localhost/rise"
 # min_free = "100M"           # refuse bundles that would leave less free space
 # receive_max_bytes = "10G"   # untossed bytes each neighbour may have here (default: no limit)
+# partial_lifetime = "7d"      # a live link's partial copy not resumed by then is given up
 
 # Scheduled calls for rise-caller (one [[calls]] table per call), e.g.
 # [[calls]]
@@ -169,6 +171,7 @@ class Config:
     index_url: str | None = None
     min_free_bytes: int = DEFAULT_MIN_FREE_BYTES  # admissions keep this much free in the spool
     receive_max_bytes: int | None = None  # untossed bytes one neighbour may have in rx/
+    partial_lifetime_seconds: int = DEFAULT_PARTIAL_LIFETIME_SECONDS
     peers: dict[str, PeerSettings] = dataclasses.field(default_factory=dict)
     calls: tuple[Any, ...] = ()  # raw [[calls]] tables; see carriers/live/schedule.py
     hops: int = DEFAULT_HOPS
@@ -247,7 +250,7 @@ KNOWN_KEYS = {
     "relay": {"enabled", "max_bytes", "max_bundles"},
     "map": {"size", "refresh", "lifetime", "max_distance"},
     "toss": {"incoming", "on_delivery"},
-    "spool": {"index_url", "min_free", "receive_max_bytes"},
+    "spool": {"index_url", "min_free", "receive_max_bytes", "partial_lifetime"},
     "peers": None,  # any peer name; checked below
     "calls": None,  # an array of tables, checked by carriers/live/schedule.py
 }
@@ -339,6 +342,8 @@ def _from_dict(data: dict[str, Any], *, base: Path) -> Config:
             _size(spool, "spool", "min_free", minimum=0), DEFAULT_MIN_FREE_BYTES
         ),
         receive_max_bytes=_size(spool, "spool", "receive_max_bytes", minimum=0),
+        partial_lifetime_seconds=_optional(spool, "spool", "partial_lifetime", parse_duration)
+        or DEFAULT_PARTIAL_LIFETIME_SECONDS,
         peers={str(peer): _peer_settings(_table(peers, peer), f"peers.{peer}") for peer in peers},
         calls=tuple(_calls(data)),
         hops=_count(send, "send", "hops", DEFAULT_HOPS, 0, MAX_HOPS),

@@ -121,22 +121,35 @@ class BundleTransaction:
         A carrier may ask before it takes a byte (a link before it requests
         the body, a stick before it copies); `admit` asks again at commit.
         """
-        bundle_id = clear.bundle_id
         if clear.header.recipient != self._me:
             return Admission(
                 Verdict.NOT_FOR_US, f"bundle is for another node ({clear.header.recipient})"
             )
+        held = self.judge_id(clear.bundle_id, neighbour)
+        if not held.taken:
+            return held
+        if clear.expired(now):
+            return Admission(Verdict.EXPIRED, "expired")
+        return self.room_for(clear.total_bytes, neighbour) or held
+
+    def judge_id(self, bundle_id: BundleId, neighbour: NodeId) -> Admission:
+        """The rules that need only a bundle's id (received already, delivered already).
+
+        A live link asks this of an offer, before any byte of the bundle
+        (and so its header) has arrived; `judge` asks it too.
+        """
         if self.received_path(neighbour, bundle_id).exists():
             return Admission(Verdict.RECEIVED, "already received, waiting for rise-toss")
         seen = self._index().seen_state(str(bundle_id))
         if seen is not None and seen.state == "delivered":
             return Admission(Verdict.DELIVERED, "already delivered (a duplicate)")
-        if clear.expired(now):
-            return Admission(Verdict.EXPIRED, "expired")
-        return self._room_for(clear.total_bytes, neighbour) or Admission(Verdict.TAKE, "taken")
+        return Admission(Verdict.TAKE, "taken")
 
-    def _room_for(self, size: int, neighbour: NodeId) -> Admission | None:
-        """NO_ROOM with its reason when `size` more bytes would break a limit; else None."""
+    def room_for(self, size: int, neighbour: NodeId) -> Admission | None:
+        """NO_ROOM with its reason when `size` more bytes would break a limit; else None.
+
+        `judge` asks it; a live link asks it of an offer too, before any byte moves.
+        """
         quota = self._room.receive_max(neighbour)
         if quota is not None:
             held = self._index().held_bytes("rx", str(neighbour))

@@ -84,6 +84,18 @@ REFUSED = {
         '[map]\nrefresh = "1 hour"\n',
         '[map] refresh: not a duration: "1 hour" (use e.g. 30d, 12h, 90m, 3600)',
     ),
+    "partial_lifetime = '7 days'": (
+        '[spool]\npartial_lifetime = "7 days"\n',
+        '[spool] partial_lifetime: not a duration: "7 days" (use e.g. 30d, 12h, 90m, 3600)',
+    ),
+    "partial_lifetime = 0": (
+        "[spool]\npartial_lifetime = 0\n",
+        "[spool] partial_lifetime: duration out of range: 0 (1 second to 10 years)",
+    ),
+    "partial_lifetime = true": (
+        "[spool]\npartial_lifetime = true\n",
+        "[spool] partial_lifetime: not a duration: true (use e.g. 30d, 12h, 90m, 3600)",
+    ),
     "incoming = 5": ("[toss]\nincoming = 5\n", "[toss] incoming: must be a string, not 5"),
     "address = 5": ("[node.addresses]\ntcp = 5\n", "[node.addresses] tcp: must be a string, not 5"),
     "peer relay_max_bytes = -5": (
@@ -161,6 +173,10 @@ def test_the_defaults_and_good_values_still_load(tmp_path: Path) -> None:
         "[peers.bob]\nrelay_max_bytes = 0\nrelay_max_bundles = 0\nkeep_link = true\n",
     )
     assert (loaded.nice, loaded.lifetime_seconds, loaded.hops) == (0, 12 * 3600, 2)
+    assert config.Config(name="alice").partial_lifetime_seconds == 7 * 86400
+    assert (
+        load(tmp_path, '[spool]\npartial_lifetime = "2d"\n').partial_lifetime_seconds == 2 * 86400
+    )
     assert loaded.relay == config.RelaySettings(enabled=True, max_bytes=2 * GiB, max_bundles=5)
     assert loaded.peer("bob") == config.PeerSettings(
         relay_max_bytes=0, relay_max_bundles=0, keep_link=True

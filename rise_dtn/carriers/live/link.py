@@ -1,13 +1,15 @@
 """One live session with an authenticated neighbour, over any pair of async byte streams.
 
 The carrier (TCP with Noise, a pipe inside SSH, a serial line) authenticates
-the neighbour and hands over a reader and a writer; this module drives the
-sans-I/O `core.session.Session` against the spool: it offers what waits in
-tx/<neighbour>/ in priority order, requests what the neighbour offers
-(resuming a partial copy from its offset), confirms a bundle with STORED
-only once it is durable in rx/, and releases our own bundles on the
-neighbour's STORED. A link cut at any byte loses nothing: partial
-receptions stay in spool/tmp/partial/ for the next session.
+the neighbour and hands over a reader and a writer; this module is the I/O
+driver of the sans-I/O policy `core.live_policy.LivePolicy`: it offers what
+waits in tx/<neighbour>/ in priority order, requests what the neighbour
+offers from the offset the policy chooses, takes each bundle into rx/
+through the store's one bundle transaction (the same admission rules as a
+stick: expiry, duplicates, recipient) and confirms it with STORED only once
+it is durable, and releases our own bundles on the neighbour's STORED. A
+link cut at any byte loses nothing: partial receptions stay in
+spool/tmp/partial/ for the next session, within the policy's limits.
 
 A partial copy is fsynced every CHECKPOINT_BYTES and its durable offset
 recorded beside it; a resumed session asks only from that offset, so a
@@ -32,6 +34,14 @@ from typing import Protocol
 from rise_dtn.core.bundle import MAX_CLEAR_BYTES, ClearPart, parse_clear
 from rise_dtn.core.errors import BundleError, PeerError
 from rise_dtn.core.identity import BundleId, NodeId
+from rise_dtn.core.live_policy import (
+    IDLE_SECONDS,
+    KEEPALIVE_SECONDS,
+    Arrival,
+    LivePolicy,
+    Reply,
+    stale_partials,
+)
 from rise_dtn.core.session import (
     MAX_DATA_BYTES,
     Data,
@@ -39,7 +49,6 @@ from rise_dtn.core.session import (
     Gone,
     NeedData,
     Offer,
-    Ping,
     Request,
     Session,
     Stored,
@@ -47,8 +56,10 @@ from rise_dtn.core.session import (
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.node.toss.toss_events import Source, StreamCut
-from rise_dtn.store.atomic import fsync_dir, storage_error, write_atomic
+from rise_dtn.store import partials
+from rise_dtn.store.atomic import storage_error, write_atomic
 from rise_dtn.store.spool import read_clear
+from rise_dtn.store.transaction import Release, Verdict, commit_partial
 
 
 class ByteReader(Protocol):
@@ -64,12 +75,6 @@ class ByteWriter(Protocol):
 
 
 READ_BYTES = 1 << 18
-# A neighbour that sends nothing for 5 minutes is cut off: long enough for a
-# slow radio link's largest frame, short enough that a stalled peer frees
-# its slot in the daemon.
-IDLE_SECONDS = 300.0
-PARTIAL_SUFFIX = ".part"
-CHECKPOINT_SUFFIX = ".part.ok"
 # fsync a partial copy every 16 MiB: a cut loses at most that much progress,
 # and a large file costs 64 fsyncs per GiB rather than one per frame.
 CHECKPOINT_BYTES = 16 << 20
@@ -77,9 +82,6 @@ CHECKPOINT_BYTES = 16 << 20
 # most PENDING_WRITES frames (2 MiB) behind the network.
 BACKGROUND_BYTES = 1 << 20
 PENDING_WRITES = 8
-# An idle link says PING this often, well inside the peer's idle timeout,
-# and often enough to keep a NAT mapping open.
-KEEPALIVE_SECONDS = 30.0
 # A persistent link looks in tx/ at least this often, even with no wake-up
 # from a toss or the disk watcher (events are hints; STYLE.md).
 RESCAN_SECONDS = 5.0
@@ -91,6 +93,7 @@ STREAM_BYTES = 8 << 20
 Stream = Callable[[ClearPart, NodeId, Source], Coroutine[None, None, bool]]
 # Offers out at once, well under the 4,096 a receiver tracks (protocol.md 17.1).
 MAX_OFFERS_OUT = 1024
+Log = Callable[[str], None]
 
 
 @dataclasses.dataclass(slots=True)
@@ -247,21 +250,25 @@ class Link:
         idle_seconds: float = IDLE_SECONDS,
         toss: Toss | None = None,
         stream: Stream | None = None,
+        log: Log | None = None,
     ) -> None:
         """`toss`, if given, tosses what arrived; what it queues for the peer goes out at once.
 
         `stream`, if given, delivers a large bundle for this node while it arrives.
+        `log`, if given, hears each refused offer or bundle as it happens (a
+        daemon's log); the report lists them too.
         """
         self.idle_seconds = idle_seconds
         self._toss = toss
         self._stream = stream
+        self._log = log
         self._started = (now, time.monotonic())
         rate = home.config.peer(peer.name).max_rate_bytes
         self._limit_in = RateLimit(rate) if rate is not None else None
         self._limit_out = RateLimit(rate) if rate is not None else None
         self.home = home
         self.peer = peer
-        self.session = Session()
+        self.policy = LivePolicy()
         self.report = LinkReport()
         self._offered: dict[BundleId, Path] = {}
         self._headers: dict[Path, Offer] = {}  # read once per session, not once per rescan
@@ -275,9 +282,13 @@ class Link:
         self._wrote = False
         self._received_since_toss = False
         self._settling: asyncio.Task[None] | None = None
-        self._sizes: dict[BundleId, int] = {}
         self._requests: asyncio.Queue[Request | None] = asyncio.Queue()
-        self._partial_dir = home.spool.tmp / "partial" / str(peer.node_id)
+        self._partial_dir = partials.partial_dir(home.spool.tmp, str(peer.node_id))
+
+    @property
+    def session(self) -> Session:
+        """The wire machine under the policy."""
+        return self.policy.session
 
     @property
     def now(self) -> int:
@@ -289,17 +300,24 @@ class Link:
         writer.write(self.session.send(event))
         self._wrote = True
 
+    def _note(self, line: str) -> None:
+        """A refused offer or bundle: one line in the report, and in the log as it happens."""
+        self.report.rejected.append(line)
+        if self._log is not None:
+            self._log(line)
+
     async def run(
         self, reader: ByteReader, writer: ByteWriter, *, persistent: bool = False
     ) -> LinkReport:
         """Exchange everything both ways, including what tossing brings on the way.
 
         A one-shot call returns once both sides are idle and neither owes a
-        reply (`Session.finished`); a `persistent` link (a daemon's) stays up,
-        offering new bundles as they are queued, until the peer hangs up or
-        `close()` is called.
+        reply (`LivePolicy.may_hang_up`); a `persistent` link (a daemon's)
+        stays up, offering new bundles as they are queued, until the peer
+        hangs up or `close()` is called.
         """
         self._partial_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._prune_partials()
         self._refresh_maps()
         self._offer_new(writer)
         await writer.drain()
@@ -311,6 +329,19 @@ class Link:
         finally:
             await self._wind_down(receiver, pump)
         return self.report
+
+    def _prune_partials(self) -> None:
+        """Give up this neighbour's partial copies the policy calls stale (too old, too many)."""
+        found = partials.read_partials(self._partial_dir)
+        stale = stale_partials(
+            found, now=self.now, lifetime_seconds=self.home.config.partial_lifetime_seconds
+        )
+        for name in stale:
+            with contextlib.suppress(OSError):
+                partials.remove_partial(self._partial_dir / name)
+        for orphan in partials.orphan_checkpoints(self._partial_dir):
+            with contextlib.suppress(OSError):
+                orphan.unlink()
 
     async def _wind_down(self, receiver: asyncio.Task[None], pump: asyncio.Task[None]) -> None:
         """Stop reading and sending, let threads finish, keep what arrived. Never raises:
@@ -349,7 +380,8 @@ class Link:
         self, writer: ByteWriter, receiver: asyncio.Task[None], *, persistent: bool
     ) -> None:
         """Offer, toss and say DONE as things happen, until the session may end."""
-        last_write = last_scan = last_maps = time.monotonic()
+        last_scan = last_maps = time.monotonic()
+        self.policy.wrote(last_scan)
         while not self._closing:
             self._wake.clear()
             if receiver.done():
@@ -366,26 +398,24 @@ class Link:
                 self._poked = False
                 last_scan = now
                 self._offer_new(writer)
-            if self._quiet() and not self.session.done_is_current:
-                self._send(writer, self.session.done())
-            elif now - last_write >= KEEPALIVE_SECONDS:
-                self._send(writer, Ping())
+            word = self.policy.word(now, busy=self._busy())
+            if word is not None:
+                self._send(writer, word)
             if self._wrote:
                 self._wrote = False
-                last_write = now
+                self.policy.wrote(now)
                 await writer.drain()
-            if not persistent and self.session.finished and self._quiet():
+            if self.policy.may_hang_up(busy=self._busy(), persistent=persistent):
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), min(RESCAN_SECONDS, KEEPALIVE_SECONDS))
 
-    def _quiet(self) -> bool:
-        """Nothing in flight, no toss pending or running, nothing new to offer."""
+    def _busy(self) -> bool:
+        """A toss pending or running, or something new to offer: not quiet yet."""
         return (
-            self.session.idle
-            and not self._received_since_toss
-            and (self._settling is None or self._settling.done())
-            and not self._poked
+            self._received_since_toss
+            or (self._settling is not None and not self._settling.done())
+            or self._poked
         )
 
     def _start_toss(self) -> None:
@@ -426,7 +456,7 @@ class Link:
         for bundle_id in list(self._open_partials):
             with contextlib.suppress(OSError):
                 self._close_partial(bundle_id)  # written here; made durable below
-        for bundle_id in self._sizes:
+        for bundle_id in self.policy.arriving():
             partial = self._partial(bundle_id)
             try:
                 with open(partial, "rb+") as handle:
@@ -434,7 +464,7 @@ class Link:
                     end = os.fstat(handle.fileno()).st_size
                 write_atomic(self._checkpoint(bundle_id), f"{end}\n".encode())
             except FileNotFoundError:
-                continue  # completed (moved into rx/) or never started
+                continue  # completed (moved into rx/), refused, or never started
             except OSError:
                 continue  # the next session resumes from the last checkpoint instead
 
@@ -482,7 +512,7 @@ class Link:
                 continue  # the bulk: the conversation wakes only when a bundle completes
             self._wake.set()
             if isinstance(event, Offer):
-                self._on_offer(event, writer)
+                await self._on_offer(event, writer)
             elif isinstance(event, Request):
                 await self._requests.put(event)
             elif isinstance(event, Stored):
@@ -491,53 +521,83 @@ class Link:
                 self._on_gone(event)
         await writer.drain()
 
-    def _on_offer(self, offer: Offer, writer: ByteWriter) -> None:
-        self._sizes[offer.bundle_id] = offer.size
-        rx_path = self.home.spool.bundle_path(
-            self.home.spool.rx_dir(self.peer.node_id), offer.bundle_id
+    async def _on_offer(self, offer: Offer, writer: ByteWriter) -> None:
+        """Answer an offer as the policy says: resume, commit, settle at once, or ignore."""
+        bundle_id = offer.bundle_id
+        partial = self._partial(bundle_id)
+        held = self.home.bundles.judge_id(bundle_id, self.peer.node_id)
+        plan, wire = self.policy.offered(
+            offer,
+            settled=None if held.taken else held.reason,
+            partial=partials.read_partial(partial),
         )
-        seen = self.home.index.seen_state(str(offer.bundle_id))
-        if rx_path.exists() or (seen is not None and seen.state == "delivered"):
-            # A partial copy a crash left behind a streamed delivery goes too.
-            self._partial(offer.bundle_id).unlink(missing_ok=True)
-            self._checkpoint(offer.bundle_id).unlink(missing_ok=True)
-            if rx_path.exists():
-                self._received_since_toss = self._toss is not None  # it may never have been
-            writer.write(self.session.send(Request(offer.bundle_id, offer.size)))
-            writer.write(self.session.send(Stored(offer.bundle_id)))
+        writer.write(wire)
+        if plan.reply is Reply.IGNORED:
+            self._note(plan.reason)
             return
-        partial = self._partial(offer.bundle_id)
-        have = (
-            min(partial.stat().st_size, self._durable(offer.bundle_id)) if partial.exists() else 0
-        )
-        if have > offer.size:
-            have = 0  # not the bundle we thought: start again
-        if partial.exists():
-            # Resume only from the last fsynced offset: after a power cut the
-            # tail past it may hold zeros, which STORED must never confirm.
-            with open(partial, "r+b") as handle:
-                handle.truncate(have)
-        writer.write(self.session.send(Request(offer.bundle_id, have)))
-        if have == offer.size:
-            self._complete(offer.bundle_id, writer)
+        if plan.reply is Reply.SETTLED:
+            # A copy a crash left behind a streamed delivery goes too.
+            with contextlib.suppress(OSError):
+                partials.remove_partial(partial)
+            if held.verdict is Verdict.RECEIVED:
+                self._received_since_toss = self._toss is not None  # it may never have been
+            elif held.taken:
+                self._note(plan.reason)  # refused by the policy itself (an empty bundle)
+            return
+        try:
+            if partial.exists():
+                # Resume only from the last fsynced offset: after a power cut the
+                # tail past it may hold zeros, which STORED must never confirm.
+                with open(partial, "r+b") as handle:
+                    handle.truncate(plan.offset)
+        except OSError as exc:
+            raise storage_error(exc, "receiving a bundle") from None
+        if plan.reply is Reply.COMMIT:
+            await self._complete(bundle_id, writer)
 
     def _partial(self, bundle_id: BundleId) -> Path:
-        return self._partial_dir / f"{bundle_id}{PARTIAL_SUFFIX}"
+        return self._partial_dir / f"{bundle_id}{partials.PARTIAL_SUFFIX}"
 
     def _checkpoint(self, bundle_id: BundleId) -> Path:
-        return self._partial_dir / f"{bundle_id}{CHECKPOINT_SUFFIX}"
-
-    def _durable(self, bundle_id: BundleId) -> int:
-        """The offset up to which the partial copy is known to be on disk."""
-        try:
-            return int(self._checkpoint(bundle_id).read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return 0
+        return self._partial_dir / f"{bundle_id}{partials.CHECKPOINT_SUFFIX}"
 
     async def _on_data(self, data: Data, writer: ByteWriter) -> None:
         bundle_id = data.bundle_id
-        size = self._sizes[bundle_id]
-        end = data.offset + len(data.payload)
+        action, complete = self.policy.arrived(bundle_id, data.offset, len(data.payload))
+        if action is Arrival.WRITE and data.offset == 0 and not complete:
+            # (A bundle complete in one frame is judged once, at its commit.)
+            self._judge_header(bundle_id, data.payload)
+            if self.policy.refused(bundle_id) is not None:
+                action = Arrival.DROP
+        if action is Arrival.WRITE:
+            await self._write(data, complete=complete)
+        if complete:
+            delivered = await self._stream_result(bundle_id)
+            await self._complete(bundle_id, writer, delivered=delivered)
+
+    def _judge_header(self, bundle_id: BundleId, head: bytes) -> None:
+        """The admission rules on a bundle's header, as soon as it is in: an expired bundle
+        or a duplicate is refused before its body reaches the disk."""
+        try:
+            clear = parse_clear(head[:MAX_CLEAR_BYTES])
+        except BundleError:
+            return  # incomplete or bad: the commit says what is wrong with it
+        if clear.bundle_id != bundle_id or clear.header.recipient != self.home.identity.node_id:
+            return  # kept, and quarantined at the commit, as a stick's would be
+        admission = self.home.bundles.judge(clear, self.peer.node_id, now=self.now)
+        if admission.taken:
+            return
+        self.policy.refuse(bundle_id, admission.reason)
+        with contextlib.suppress(OSError):
+            self._close_partial(bundle_id)
+        with contextlib.suppress(OSError):
+            partials.remove_partial(self._partial(bundle_id))
+        if admission.verdict is Verdict.EXPIRED:
+            self._note(f"{bundle_id}: {admission.reason}: refused")
+
+    async def _write(self, data: Data, *, complete: bool) -> None:
+        bundle_id = data.bundle_id
+        size = self.policy.size_of(bundle_id)
         try:
             out = self._open_partials.get(bundle_id)
             if out is None:
@@ -549,14 +609,11 @@ class Link:
                 if data.offset == 0 and size >= STREAM_BYTES:
                     self._start_stream(bundle_id, data.payload, out)
             await out.write(data.offset, data.payload)
-            if end == size:
+            if complete:
                 await out.settle()
                 self._close_partial(bundle_id)
         except OSError as exc:
             raise storage_error(exc, "receiving a bundle") from None
-        if end == size:
-            delivered = await self._stream_result(bundle_id)
-            self._complete(bundle_id, writer, delivered=delivered)
 
     def _start_stream(self, bundle_id: BundleId, head: bytes, out: _PartialFile) -> None:
         """Begin delivering a large direct bundle for this node while it still arrives.
@@ -574,7 +631,7 @@ class Link:
             clear.onion
             or clear.bundle_id != bundle_id
             or clear.header.recipient != self.home.identity.node_id
-            or clear.total_bytes != self._sizes[bundle_id]
+            or clear.total_bytes != self.policy.size_of(bundle_id)
         ):
             return
         source = _StreamSource(out, clear.size)
@@ -607,72 +664,81 @@ class Link:
             except OSError as exc:
                 raise storage_error(exc, "receiving a bundle") from None
 
-    def _complete(
+    async def _complete(
         self, bundle_id: BundleId, writer: ByteWriter, *, delivered: bool = False
     ) -> None:
-        """Make the received bundle durable in rx/, then confirm it.
+        """Take the complete bundle in through the bundle transaction, then confirm it.
 
         `delivered`: it was delivered while it arrived (streamed), so there
         is nothing to keep: the index says delivered, and an offer of it
-        again is confirmed at once.
+        again is confirmed at once. A bundle refused on its header kept
+        nothing either. Either way STORED lets the sender release it.
         """
         self._wake.set()  # the session may be idle now, and there is something to toss
         partial = self._partial(bundle_id)
-        spool = self.home.spool
-        if delivered:
-            size = partial.stat().st_size
-            spool.remove(partial)
-            self._checkpoint(bundle_id).unlink(missing_ok=True)
-            self.report.received += 1
-            self.report.received_bytes += size
-            writer.write(self.session.send(Stored(bundle_id)))
-            return
+        if self.policy.refused(bundle_id) is None:
+            if delivered:
+                size = partial.stat().st_size
+                self.home.spool.remove(partial)
+                self._checkpoint(bundle_id).unlink(missing_ok=True)
+                self._count_received(size)
+            else:
+                await self._admit(bundle_id, partial)
+        writer.write(self.policy.confirm(bundle_id))
+
+    async def _admit(self, bundle_id: BundleId, partial: Path) -> None:
+        """The complete partial copy, into rx/ by the same rules as any carrier's bundle."""
         try:
-            with open(partial, "rb+") as handle:
-                os.fsync(handle.fileno())
+            # Large copies are fsynced in the disk thread, not on the event loop;
+            # commit_partial's own fsync then finds nothing left to write.
+            await asyncio.wrap_future(self._disk.submit(lambda: _fsync(partial)))
             clear, size = read_clear(partial)
-            if clear.bundle_id != bundle_id or clear.header.recipient != self.home.identity.node_id:
-                raise BundleError("the bundle is not what was offered, or not for this node")
+            if clear.bundle_id != bundle_id:
+                raise BundleError("the bundle is not what was offered")
         except BundleError as exc:
             # The link is authenticated: this is the neighbour's own bad bundle,
             # and sending it again would not help. Keep it aside and confirm.
-            spool.quarantine(partial, f"received over a live link: {exc.message}")
-            self.report.rejected.append(f"{bundle_id}: {exc.message}")
-            writer.write(self.session.send(Stored(bundle_id)))
+            self._quarantine(bundle_id, exc.message)
             return
         except OSError as exc:
             raise storage_error(exc, "receiving a bundle") from None
-        rx_dir = spool.rx_dir(self.peer.node_id)
-        rx_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.replace(partial, spool.bundle_path(rx_dir, bundle_id))
-        fsync_dir(rx_dir)
-        self._checkpoint(bundle_id).unlink(missing_ok=True)
-        fsync_dir(self._partial_dir)
-        from rise_dtn.store.index import EntryRow
-
-        self.home.index.put_entry(
-            EntryRow(
-                bundle_id=str(bundle_id),
-                direction="rx",
-                neighbour=str(self.peer.node_id),
-                size=size,
-                expiry=clear.header.expiry,
-                priority=clear.header.priority,
-                queued_at=self.now,
-            )
+        admission = self.home.bundles.admit(
+            clear,
+            size,
+            self.peer.node_id,
+            now=self.now,
+            write=lambda target: commit_partial(partial, target),
         )
+        if admission.verdict is Verdict.NOT_FOR_US:
+            self._quarantine(bundle_id, admission.reason)
+            return
+        partials.remove_partial(partial)  # committed (gone already), or not wanted
+        if admission.taken:
+            self._count_received(size)
+        elif admission.verdict is Verdict.RECEIVED:
+            self._received_since_toss = self._toss is not None  # it may never have been
+        elif admission.verdict is Verdict.EXPIRED:
+            self._note(f"{bundle_id}: {admission.reason}: refused")
+
+    def _quarantine(self, bundle_id: BundleId, reason: str) -> None:
+        self.home.bundles.quarantine(
+            self._partial(bundle_id), f"received over a live link: {reason}"
+        )
+        self._checkpoint(bundle_id).unlink(missing_ok=True)
+        self._note(f"{bundle_id}: {reason}")
+
+    def _count_received(self, size: int) -> None:
         self.report.received += 1
         self.report.received_bytes += size
         self._received_since_toss = self._toss is not None
-        writer.write(self.session.send(Stored(bundle_id)))
 
     def _on_gone(self, gone: Gone) -> None:
         """The peer withdrew an offer (expired or cancelled there): drop our partial copy."""
-        if self._sizes.pop(gone.bundle_id, None) is not None:
+        if self.policy.withdrawn(gone.bundle_id):
             with contextlib.suppress(OSError):
                 self._close_partial(gone.bundle_id)
-            self._partial(gone.bundle_id).unlink(missing_ok=True)
-            self._checkpoint(gone.bundle_id).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                partials.remove_partial(self._partial(gone.bundle_id))
 
     def _forget_offer(self, bundle_id: BundleId) -> Path | None:
         """The offer is settled (confirmed or withdrawn): make room for the next ones."""
@@ -684,15 +750,12 @@ class Link:
         return path
 
     def _on_stored(self, stored: Stored) -> None:
-        path = self._forget_offer(stored.bundle_id)
-        if path is None or not path.exists():
+        if self._forget_offer(stored.bundle_id) is None:
             return
-        size = path.stat().st_size
-        self.home.spool.remove(path)
-        self.home.index.release(
-            str(stored.bundle_id), str(self.peer.node_id), size=size, how="acked", now=self.now
-        )
-        self.report.released += 1
+        if self.home.bundles.release(
+            self.peer.node_id, stored.bundle_id, Release.ACKED, now=self.now
+        ):
+            self.report.released += 1
 
     async def _pump(self, writer: ByteWriter) -> None:
         """Send requested bundles, one at a time, while the reader keeps reading."""
@@ -722,3 +785,8 @@ class Link:
             if request.offset < offset:
                 self.report.sent += 1
                 self.report.sent_bytes += offset - request.offset
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())

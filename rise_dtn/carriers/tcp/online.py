@@ -81,7 +81,14 @@ class Hub:
             old[0].close()
         toss = self.toss if self._toss_function is not None else None
         stream = self.stream if self._stream_function is not None else None
-        link = Link(self.home, peer, now=int(time.time()), toss=toss, stream=stream)
+        link = Link(
+            self.home,
+            peer,
+            now=int(time.time()),
+            toss=toss,
+            stream=stream,
+            log=lambda line: self.log(f"{peer.name}: {line}"),
+        )
         self._links[peer.node_id] = (link, caller)
         return link
 
