@@ -526,10 +526,9 @@ class Link:
         bundle_id = offer.bundle_id
         partial = self._partial(bundle_id)
         held = self.home.bundles.judge_id(bundle_id, self.peer.node_id)
+        held_copy = partials.read_partial(partial)
         plan, wire = self.policy.offered(
-            offer,
-            settled=None if held.taken else held.reason,
-            partial=partials.read_partial(partial),
+            offer, settled=None if held.taken else held.reason, partial=held_copy
         )
         writer.write(wire)
         if plan.reply is Reply.IGNORED:
@@ -545,11 +544,16 @@ class Link:
                 self._note(plan.reason)  # refused by the policy itself (an empty bundle)
             return
         try:
-            if partial.exists():
+            if held_copy is not None:
                 # Resume only from the last fsynced offset: after a power cut the
                 # tail past it may hold zeros, which STORED must never confirm.
                 with open(partial, "r+b") as handle:
                     handle.truncate(plan.offset)
+                if held_copy.durable_bytes != plan.offset:
+                    # Never let an older checkpoint vouch for bytes written after
+                    # this point (a copy started again from 0 keeps its old one).
+                    write_atomic(self._checkpoint(bundle_id), f"{plan.offset}\n".encode())
+                os.utime(partial)  # resumed: not stale (rise-check, the next session)
         except OSError as exc:
             raise storage_error(exc, "receiving a bundle") from None
         if plan.reply is Reply.COMMIT:

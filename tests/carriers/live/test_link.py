@@ -264,3 +264,28 @@ def test_a_cut_stream_delivers_nothing_and_the_next_session_delivers_once(
     left, right = asyncio.run(session(alice, bob, stream=streaming(bob, events)))
     assert left is not None and right is not None and left.released == 1
     assert delivered(bob) == {"big.bin": hashlib.sha256(payload).digest()}
+
+
+def test_a_partial_copy_larger_than_the_offer_starts_again_and_stale_ones_go(
+    tmp_path: Path,
+) -> None:
+    """A copy under the bundle's id that cannot be it (longer than offered, its checkpoint
+    vouching for all of it) is started again from 0; a stale one of another bundle goes."""
+    alice, bob = make_pair(tmp_path)
+    payload = os.urandom(300_000)
+    queue(alice, "bob", payload, "fresh.bin")
+    (path,) = alice.spool.tx.rglob("*.rsb")
+    folder = bob.spool.tmp / "partial" / str(alice.identity.node_id)
+    folder.mkdir(parents=True)
+    wrong = folder / path.name.replace(".rsb", ".part")
+    wrong.write_bytes(os.urandom(path.stat().st_size + 10))
+    wrong.with_name(wrong.name + ".ok").write_text(f"{path.stat().st_size + 10}\n")
+    stale = folder / ("a" * 26 + ".part")
+    stale.write_bytes(b"x" * 1000)
+    week_ago = time.time() - 8 * 86400
+    os.utime(stale, (week_ago, week_ago))
+    left, right = asyncio.run(session(alice, bob))
+    assert left is not None and right is not None
+    assert right.received == 1 and not right.rejected
+    assert delivered(bob) == {"fresh.bin": hashlib.sha256(payload).digest()}
+    assert not list(folder.iterdir())
