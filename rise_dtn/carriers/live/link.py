@@ -29,10 +29,10 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from rise_dtn.core.bundle import MAX_CLEAR_BYTES, ClearPart, parse_clear
-from rise_dtn.core.errors import BundleError, PeerError
+from rise_dtn.core.errors import BundleError, NoSpaceError, PeerError
 from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.core.live_policy import (
     IDLE_SECONDS,
@@ -526,6 +526,8 @@ class Link:
         bundle_id = offer.bundle_id
         partial = self._partial(bundle_id)
         held = self.home.bundles.judge_id(bundle_id, self.peer.node_id)
+        if held.taken and offer.size and bundle_id not in self.policy.arriving():
+            self._check_room(bundle_id, offer.size)
         held_copy = partials.read_partial(partial)
         plan, wire = self.policy.offered(
             offer, settled=None if held.taken else held.reason, partial=held_copy
@@ -591,6 +593,8 @@ class Link:
         admission = self.home.bundles.judge(clear, self.peer.node_id, now=self.now)
         if admission.taken:
             return
+        if admission.verdict is Verdict.NO_ROOM:
+            self._no_room(bundle_id, admission.reason)
         self.policy.refuse(bundle_id, admission.reason)
         with contextlib.suppress(OSError):
             self._close_partial(bundle_id)
@@ -716,6 +720,8 @@ class Link:
         if admission.verdict is Verdict.NOT_FOR_US:
             self._quarantine(bundle_id, admission.reason)
             return
+        if admission.verdict is Verdict.NO_ROOM:
+            self._no_room(bundle_id, admission.reason)  # the complete copy waits for room
         partials.remove_partial(partial)  # committed (gone already), or not wanted
         if admission.taken:
             self._count_received(size)
@@ -723,6 +729,24 @@ class Link:
             self._received_since_toss = self._toss is not None  # it may never have been
         elif admission.verdict is Verdict.EXPIRED:
             self._note(f"{bundle_id}: {admission.reason}: refused")
+
+    def _check_room(self, bundle_id: BundleId, size: int) -> None:
+        """Before a byte moves: would this bundle fit ([spool] min_free, receive_max_bytes)?"""
+        room = self.home.bundles.room_for(size, self.peer.node_id)
+        if room is not None:
+            self._no_room(bundle_id, room.reason)
+
+    def _no_room(self, bundle_id: BundleId, reason: str) -> NoReturn:
+        """No room for a bundle: it stays with its sender, unconfirmed, and the session ends.
+
+        The session has no frame that declines an offer and goes on (the
+        sender would wait for an answer for ever), so the link ends, as a
+        full stick's exchange does; what arrived of the bundle is kept for
+        the next session, which takes it once a toss has made room.
+        """
+        raise NoSpaceError(
+            f"{bundle_id}: {reason}; it stays with {self.peer.name} until there is room"
+        )
 
     def _quarantine(self, bundle_id: BundleId, reason: str) -> None:
         self.home.bundles.quarantine(

@@ -29,7 +29,7 @@ from pathlib import Path
 from rise_dtn.carriers.live import secure
 from rise_dtn.carriers.live.link import Link, LinkReport, Stream, Toss
 from rise_dtn.core.bundle import ClearPart
-from rise_dtn.core.errors import BusyError, PeerError, RiseError, UsageError
+from rise_dtn.core.errors import BusyError, NoSpaceError, PeerError, RiseError, UsageError
 from rise_dtn.core.identity import NodeId
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.config import PeerSettings
@@ -476,13 +476,15 @@ async def keep_link(hub: Hub, peer: Peer, where: tuple[str, int], *, stop: async
             delay = REDIAL_FIRST_SECONDS
         else:
             made: list[Link] = []
+            full = False
             try:
                 with call_lock(hub.home, peer):
                     report = await _kept_session(hub, peer, where, made)
                 hub.log(f"{peer.name}: link closed: {_summary(report)}")
             except (RiseError, TimeoutError, ConnectionError, OSError) as exc:
                 hub.log(f"{peer.name}: link down: {_reason(exc)}")
-            if made:
+                full = isinstance(exc, NoSpaceError)  # room comes back slowly: back off too
+            if made and not full:
                 delay = REDIAL_FIRST_SECONDS  # it was up: a fresh outage, not a dead neighbour
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay * random.uniform(0.5, 1.0))

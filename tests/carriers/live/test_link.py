@@ -15,7 +15,7 @@ import pytest
 from rise_dtn.carriers.live import link as link_module
 from rise_dtn.carriers.live.link import Link, LinkReport, Stream
 from rise_dtn.core.bundle import ClearPart
-from rise_dtn.core.errors import PeerError
+from rise_dtn.core.errors import NoSpaceError, PeerError
 from rise_dtn.core.identity import NodeId
 from rise_dtn.node.home import Home
 from rise_dtn.node.send import send
@@ -289,3 +289,23 @@ def test_a_partial_copy_larger_than_the_offer_starts_again_and_stale_ones_go(
     assert right.received == 1 and not right.rejected
     assert delivered(bob) == {"fresh.bin": hashlib.sha256(payload).digest()}
     assert not list(folder.iterdir())
+
+
+def test_a_bundle_with_no_room_stays_with_its_sender_until_there_is_room(tmp_path: Path) -> None:
+    """[peers.alice] receive_max_bytes, as for a stick: not taken, not confirmed, nothing lost."""
+    alice, bob = make_pair(tmp_path)
+    config = bob.path / "config.toml"
+    plain = config.read_text()
+    config.write_text(plain + '\n[peers.alice]\nreceive_max_bytes = "100K"\n')
+    payload = os.urandom(300_000)
+    queue(alice, "bob", payload, "big.bin")
+    with pytest.raises(NoSpaceError, match=r"no room: over the receive quota .* stays with alice"):
+        asyncio.run(session(alice, Home.open(bob.path)))
+    assert list(alice.spool.tx.rglob("*.rsb"))  # not confirmed: alice keeps it
+    assert not list(bob.spool.rx.rglob("*.rsb"))
+    config.write_text(plain)  # the user makes room
+    bob = Home.open(bob.path)
+    left, right = asyncio.run(session(alice, bob))
+    assert left is not None and right is not None and right.received == 1
+    assert delivered(bob) == {"big.bin": hashlib.sha256(payload).digest()}
+    assert not list(alice.spool.tx.rglob("*.rsb"))
