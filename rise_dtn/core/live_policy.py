@@ -227,6 +227,9 @@ class LivePolicy:
         """The peer withdrew its offer (GONE): True if a copy of it may be on disk here."""
         return self._arriving.pop(bundle_id, None) is not None
 
+    def is_arriving(self, bundle_id: BundleId) -> bool:
+        return bundle_id in self._arriving
+
     def arriving(self) -> list[BundleId]:
         """Bundles requested and not yet confirmed (their partial copies are live)."""
         return list(self._arriving)

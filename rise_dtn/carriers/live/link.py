@@ -526,7 +526,7 @@ class Link:
         bundle_id = offer.bundle_id
         partial = self._partial(bundle_id)
         held = self.home.bundles.judge_id(bundle_id, self.peer.node_id)
-        if held.taken and offer.size and bundle_id not in self.policy.arriving():
+        if held.taken and offer.size and not self.policy.is_arriving(bundle_id):
             self._check_room(bundle_id, offer.size)
         held_copy = partials.read_partial(partial)
         plan, wire = self.policy.offered(
