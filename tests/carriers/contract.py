@@ -44,14 +44,7 @@ from rise_dtn.node.toss import toss
 
 # Cases a carrier does not pass yet, each with why. The lead removes an
 # entry when the work it waits for is merged.
-LIVE_ADMISSION = (
-    "live links admit a bundle without BundleTransaction's checks (no expiry check) "
-    "until the live-link admissions branch is merged"
-)
-MISSING: dict[tuple[str, str], str] = {
-    ("tcp", "expired"): LIVE_ADMISSION,
-    ("stream", "expired"): LIVE_ADMISSION,
-}
+MISSING: dict[tuple[str, str], str] = {}
 
 CASES = (
     "offer",
