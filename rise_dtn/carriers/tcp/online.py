@@ -531,6 +531,4 @@ async def _answer(hub: Hub, reader: asyncio.StreamReader, writer: asyncio.Stream
         report = await link.run(channel, channel, persistent=True)
     finally:
         hub.forget(link)
-    hub.log(f"{peer.name}: {_summary(report)}")
-    for line in report.rejected:
-        hub.log(f"{peer.name}: rejected {line}")  # what was quarantined, and why
+    hub.log(f"{peer.name}: {_summary(report)}")  # refusals were logged as they happened
