@@ -144,6 +144,7 @@ class AtomicFile:
         else:
             raise OSError(errno.EAGAIN, "tmp files keep vanishing", str(tmp_parent))
         self.file: BinaryIO = os.fdopen(fd, "wb", buffering=0)
+        self.held = -1
         self._done = False
         self._written = self._kicked = 0
 
@@ -162,16 +163,20 @@ class AtomicFile:
     def fileno(self) -> int:
         return self.file.fileno()
 
-    def commit(self, *, replace: bool = True, synced: bool = False) -> None:
+    def commit(self, *, replace: bool = True, synced: bool = False, hold: bool = False) -> None:
         """fsync, rename into place, fsync the directory.
 
         `synced`: the caller already made the data durable (one
         `sync_filesystem` for a whole batch) and fsyncs the directories
         itself once the batch is renamed. The tmp file stays locked until
         it has its final name, so no stale-tmp cleaner can take it.
+        `hold`: the flock outlives the commit in `self.held`, a descriptor
+        the caller closes (a received bundle, until its index row exists).
         """
         if not self.file.closed and not synced:
             os.fsync(self.file.fileno())
+        if hold:
+            self.held = os.dup(self.file.fileno())  # shares the open file, and so the flock
         # Close only once renamed: closing drops the flock, and a stale-tmp
         # cleaner in another process would then take the file for abandoned.
         if replace:
@@ -189,6 +194,9 @@ class AtomicFile:
             fsync_dir(self.tmp.parent)
 
     def abort(self) -> None:
+        if self.held >= 0:
+            os.close(self.held)
+            self.held = -1
         if self._done:
             return
         self._done = True
@@ -200,16 +208,22 @@ class AtomicFile:
 
 @contextlib.contextmanager
 def atomic_file(
-    final: Path, *, tmp_dir: Path | None = None, what: str = "writing", mode: int = 0o644
+    final: Path,
+    *,
+    tmp_dir: Path | None = None,
+    what: str = "writing",
+    mode: int = 0o644,
+    hold: bool = False,
 ) -> Iterator[AtomicFile]:
-    """`with atomic_file(path) as out: out.write(...)`; committed on a clean exit."""
+    """`with atomic_file(path) as out: out.write(...)`; committed on a clean exit
+    (`hold`: see AtomicFile.commit)."""
     try:
         handle = AtomicFile(final, tmp_dir=tmp_dir, mode=mode)
     except OSError as exc:
         raise storage_error(exc, what) from None
     try:
         yield handle
-        handle.commit()
+        handle.commit(hold=hold)
     except OSError as exc:
         handle.abort()
         raise storage_error(exc, what) from None
@@ -392,9 +406,12 @@ def clone_or_copy(source: BinaryIO, out: Writable, length: int) -> None:
     copy_into(source, out, length)
 
 
-def copy_file(source: BinaryIO, length: int, target: Path, *, tmp_dir: Path, what: str) -> None:
+def copy_file(
+    source: BinaryIO, length: int, target: Path, *, tmp_dir: Path, what: str, hold: bool = False
+) -> int:
     """Give the first `length` bytes of `source` the durable name `target`
-    (tmp, reflink or copy, fsync, link into place, fsync the directory).
+    (tmp, reflink or copy, fsync, link into place, fsync the directory);
+    returns AtomicFile.held (`hold`: a descriptor holding the new file's flock).
 
     Raises FileExistsError, and leaves the existing file, if `target` exists.
     """
@@ -404,7 +421,7 @@ def copy_file(source: BinaryIO, length: int, target: Path, *, tmp_dir: Path, wha
         raise storage_error(exc, what) from None
     try:
         clone_or_copy(source, out, length)
-        out.commit(replace=False)
+        out.commit(replace=False, hold=hold)
     except FileExistsError:
         out.abort()
         raise
@@ -414,3 +431,4 @@ def copy_file(source: BinaryIO, length: int, target: Path, *, tmp_dir: Path, wha
     except BaseException:
         out.abort()
         raise
+    return out.held

@@ -395,6 +395,13 @@ class Index:
         with self.transaction() as connection:
             owe(connection, bundle_id, neighbour, now)
 
+    def drop_received(self, stem: str, bundle_id: str, neighbour: str, *, now: int) -> None:
+        """Forget the rx row and owe the ack in one transaction: a crash after it leaves
+        at most a file the next toss drops again, never a row naming a file that is gone."""
+        with self.transaction() as connection:
+            owe(connection, bundle_id, neighbour, now)
+            connection.execute(delete_entry(stem, "rx"))
+
     def acks_owed(self) -> list[tuple[str, str]]:
         """(neighbour, bundle id) for every ack not yet on a carrier."""
         with self.reading() as connection:

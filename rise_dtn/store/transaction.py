@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import fcntl
 import hashlib
 import os
 from collections.abc import Callable, Sequence
@@ -84,7 +85,12 @@ class Admission:
         return self.verdict is Verdict.TAKE
 
 
-Write = Callable[[Path], None]
+# Makes the received file under its final name and returns a descriptor holding
+# an exclusive flock on it (AtomicFile.commit(hold=True), commit_partial): a
+# toss in another thread or process skips a locked rx/ file, so none can
+# handle and remove it before its index row exists (which would leave a row
+# naming a file that is gone).
+Write = Callable[[Path], int]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -177,8 +183,9 @@ class BundleTransaction:
     ) -> Admission:
         """Take a bundle into rx/<neighbour>/ if the rules allow; record what happened.
 
-        `write(target)` must make `target` a complete, durable file (or raise
-        FileExistsError). A duplicate of a delivered bundle owes the
+        `write(target)` must make `target` a complete, durable file and return
+        a descriptor holding its flock until the index row is written (or
+        raise FileExistsError). A duplicate of a delivered bundle owes the
         neighbour its ack again (it missed ours); the caller disposes of its
         copy for every verdict but TAKE and NO_ROOM (the sender keeps that
         one, unconfirmed), and quarantines on NOT_FOR_US.
@@ -191,22 +198,25 @@ class BundleTransaction:
         target = self.received_path(neighbour, clear.bundle_id)
         _make_dir(target.parent)
         try:
-            write(target)
+            held = write(target)
         except FileExistsError:
             return Admission(Verdict.RECEIVED, "already received, waiting for rise-toss")
         from rise_dtn.store.index import EntryRow  # late: SQLAlchemy is most of start-up
 
-        self._index().put_entry(
-            EntryRow(
-                bundle_id=str(clear.bundle_id),
-                direction="rx",
-                neighbour=str(neighbour),
-                size=size,
-                expiry=clear.header.expiry,
-                priority=clear.header.priority,
-                queued_at=now,
+        try:
+            self._index().put_entry(
+                EntryRow(
+                    bundle_id=str(clear.bundle_id),
+                    direction="rx",
+                    neighbour=str(neighbour),
+                    size=size,
+                    expiry=clear.header.expiry,
+                    priority=clear.header.priority,
+                    queued_at=now,
+                )
             )
-        )
+        finally:
+            os.close(held)
         return admission
 
     def received_path(self, neighbour: NodeId, bundle_id: BundleId) -> Path:
@@ -285,9 +295,8 @@ class BundleTransaction:
         file in rx/ under another name must neither ack a bundle it is not
         nor leave an unparsable id among the acks owed.
         """
-        self._index().owe_ack(str(bundle_id), str(neighbour), now=now)
+        self._index().drop_received(_stem(path), str(bundle_id), str(neighbour), now=now)
         self._spool.remove(path)
-        self._index().drop_entry(_stem(path), "rx")
 
     def handled(self, path: Path) -> None:
         """The received copy's fate is journaled (delivered, forwarded): the file goes.
@@ -399,24 +408,32 @@ def _make_dir(directory: Path) -> None:
         raise storage_error(exc, "creating the spool directory") from None
 
 
-def commit_partial(partial: Path, target: Path) -> None:
-    """Give a complete copy received into the spool (a live link's partial) its final name.
+def commit_partial(partial: Path, target: Path) -> int:
+    """Give a complete copy received into the spool (a live link's partial) its final name;
+    returns a descriptor holding its flock (see `Write`).
 
     fsync, then a hard link under the final name (never clobbering a copy
     already there: FileExistsError), then the partial name goes; both
     directories are fsynced.
     """
     try:
-        with open(partial, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.link(partial, target)
-    except FileExistsError:
-        raise
+        fd = os.open(partial, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise storage_error(exc, "receiving a bundle") from None
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # before the name exists: no toss sees it unlocked
+        os.fsync(fd)
+        os.link(partial, target)
         os.unlink(partial)
         fsync_dir(target.parent)
         fsync_dir(partial.parent)
+    except FileExistsError:
+        os.close(fd)
+        raise
     except OSError as exc:
+        os.close(fd)
         raise storage_error(exc, "receiving a bundle") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

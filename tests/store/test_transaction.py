@@ -19,6 +19,8 @@ import pytest
 from rise_dtn.core.bundle import MAX_CLEAR_BYTES, parse_clear
 from rise_dtn.node.home import Home
 from rise_dtn.node.send import send
+from rise_dtn.node.toss.toss import toss
+from rise_dtn.node.toss.toss_events import TossEvent
 from rise_dtn.store.atomic import atomic_file
 from rise_dtn.store.index import SeenRow
 from rise_dtn.store.transaction import BundleTransaction, Release, Room, Verdict
@@ -38,10 +40,11 @@ def sealed_for(sender: Node, recipient: Node, *, lifetime: int = 3600) -> tuple[
     return path.read_bytes(), path
 
 
-def writer(data: bytes) -> Callable[[Path], None]:
-    def write(target: Path) -> None:
-        with atomic_file(target) as out:
+def writer(data: bytes) -> Callable[[Path], int]:
+    def write(target: Path) -> int:
+        with atomic_file(target, hold=True) as out:
             out.write(data)
+        return out.held
 
     return write
 
@@ -69,6 +72,36 @@ def test_admit_takes_a_bundle_once_then_says_why_not(pair: tuple[Node, Node]) ->
     assert (str(sender), str(clear.bundle_id)) in home.index.acks_owed()
     assert not home.bundles.received_path(sender, clear.bundle_id).exists()
     home.close()
+
+
+def test_a_toss_while_a_bundle_is_admitted_leaves_it_for_the_next_toss(
+    pair: tuple[Node, Node],
+) -> None:
+    """The received file is named before its index row is written; a toss that ran in
+    between used to deliver and remove it, and the row written after named a file that
+    was gone (rise-check: "index lists rx/... but the file is gone")."""
+    alice, bob = pair
+    data, _path = sealed_for(alice, bob)
+    clear = parse_clear(data[:MAX_CLEAR_BYTES])
+    home = Home.open(bob.home)
+    sender = home.peers.find("alice").node_id
+    during: list[list[TossEvent]] = []
+
+    def write_then_toss(target: Path) -> int:
+        held = writer(data)(target)
+        during.append(toss(Home.open(bob.home), now=NOW))  # another process's toss, say
+        return held
+
+    assert home.bundles.admit(clear, len(data), sender, now=NOW, write=write_then_toss).taken
+    assert during == [[]]  # the file was there, locked: left alone
+    assert [row.bundle_id for row in home.index.entries()] == [str(clear.bundle_id)]
+    events = toss(home, now=NOW)
+    assert [type(event).__name__ for event in events] == ["Delivered"]
+    assert home.index.entries() == []
+    check = subprocess.run(
+        [str(BIN / "rise-check")], env=command_env(bob.home), capture_output=True, check=False
+    )
+    assert check.returncode == 0, check.stdout.decode() + check.stderr.decode()
 
 
 def test_admit_leaves_with_the_sender_what_there_is_no_room_for(pair: tuple[Node, Node]) -> None:

@@ -224,10 +224,12 @@ def _take_one(
         return
     bundle_id = clear.bundle_id
 
-    def write(target: Path) -> None:
+    def write(target: Path) -> int:
         # A copy (or a reflink), never a hard link: the medium's holder must
         # not be able to change our copy after toss has checked it.
-        copy_file(source, size, target, tmp_dir=home.spool.tmp, what="receiving a bundle")
+        return copy_file(
+            source, size, target, tmp_dir=home.spool.tmp, what="receiving a bundle", hold=True
+        )
 
     admission = home.bundles.admit(clear, size, peer.node_id, now=now, write=write)
     if admission.verdict is Verdict.NOT_FOR_US:

@@ -155,8 +155,10 @@ def _take(
         _skip(source, size - len(head))
         return
 
-    def write(target: Path) -> None:
-        with atomic_file(target, tmp_dir=home.spool.tmp, what="receiving a bundle") as out:
+    def write(target: Path) -> int:
+        with atomic_file(
+            target, tmp_dir=home.spool.tmp, what="receiving a bundle", hold=True
+        ) as out:
             out.write(head)
             remaining = size - len(head)
             while remaining:
@@ -165,6 +167,7 @@ def _take(
                     raise BundleError("bundle stream is truncated")
                 out.write(block)
                 remaining -= len(block)
+        return out.held
 
     admission = home.bundles.admit(clear, size, sender, now=now, write=write)
     if not admission.taken:
