@@ -39,6 +39,7 @@ COMMANDS = {
     "bundle": "rise_dtn.cli.bundle_cmd:bundle_cmd",
     "caller": "rise_dtn.cli.caller_cmd:caller_cmd",
     "carriers": "rise_dtn.cli.carriers_cmd:carriers_cmd",
+    "serial": "rise_dtn.cli.serial_cmd:serial_cmd",
 }
 
 
@@ -184,3 +185,7 @@ def rise_bundle() -> None:
 
 def rise_caller() -> None:
     _run(load_command("caller"), "rise-caller")
+
+
+def rise_serial() -> None:
+    _run(load_command("serial"), "rise-serial")

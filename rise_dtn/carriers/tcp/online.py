@@ -532,3 +532,8 @@ async def _answer(hub: Hub, reader: asyncio.StreamReader, writer: asyncio.Stream
     finally:
         hub.forget(link)
     hub.log(f"{peer.name}: {_summary(report)}")  # refusals were logged as they happened
+
+
+async def answer_over(hub: Hub, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One session as the answering side over any byte streams (the serial carrier's ARQ)."""
+    await _answer(hub, reader, writer)

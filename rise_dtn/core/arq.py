@@ -1,0 +1,396 @@
+"""Selective-repeat ARQ for slow, lossy, half-duplex links (serial cables, KISS TNCs), sans I/O.
+
+The live session (carriers/live) needs a reliable byte stream; a radio or a
+cable gives frames that get lost or damaged (the framing layer drops a
+damaged frame, so damage is loss here). This module turns one into the other:
+
+- the sender numbers frames (16-bit, wrapping) and keeps up to `window` of
+  them in flight; the last frame of each burst carries POLL;
+- the receiver answers a POLL at once with one ACK for the whole window:
+  the next frame it expects and a bitmap of what it holds beyond it. It
+  acknowledges windows, not frames, so a half-duplex channel turns round
+  once per window rather than once per frame;
+- every transmission gets an ordinal; an ACK that shows a frame received
+  which left after a frame still missing proves the missing one lost on a
+  first-in first-out line, so it is resent at once, selectively, and only
+  once per such proof (no timer involved);
+- only when no ACK comes at all (the POLL or the ACK itself was lost) does
+  the sender wait out a time-out sized from the line rate and then resend
+  the oldest missing frame as a probe, doubling the time-out while the
+  peer stays silent.
+
+A frame's first byte is its kind and flags, the second the epoch (the
+caller's random session number: a frame of another epoch belongs to an
+older call and is ignored), then the 16-bit sequence number (big-endian).
+docs/protocol.md section 23.3 is the spec. `now` is always given (seconds,
+monotonic); nothing here reads a clock, sleeps or does I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from rise_dtn.core.errors import FrameError
+
+HEADER_BYTES = 4  # kind|flags, epoch, sequence number (2)
+SEQ_MODULUS = 1 << 16
+DEFAULT_WINDOW = 32
+MAX_WINDOW = 256  # the ACK bitmap is at most 32 bytes; sequence space stays far larger
+
+
+class Kind(enum.IntEnum):
+    DATA = 1
+    ACK = 2
+
+
+FLAG_POLL = 0x80  # DATA: answer with an ACK now (the last frame of a burst)
+FLAG_FIN = 0x40  # DATA: the sender's stream ends after this frame's payload
+FLAG_PAD = 0x20  # DATA: the frame ends in padding; its last byte is the padding's length
+KIND_MASK = 0x0F
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Data:
+    epoch: int
+    seq: int
+    payload: bytes
+    poll: bool = False
+    fin: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ack:
+    epoch: int
+    expected: int  # the next sequence number the receiver waits for
+    held: frozenset[int]  # offsets beyond `expected` (1 = expected+1) already held
+
+
+def encode_data(frame: Data, *, min_bytes: int = 0) -> bytes:
+    """A DATA frame, padded to `min_bytes` when the medium refuses shorter frames."""
+    flags = (FLAG_POLL if frame.poll else 0) | (FLAG_FIN if frame.fin else 0)
+    body = bytes([Kind.DATA | flags, frame.epoch]) + frame.seq.to_bytes(2, "big") + frame.payload
+    if len(body) < min_bytes:
+        pad = min_bytes - len(body)
+        if pad > 255:
+            raise ValueError("padding over 255 bytes")
+        body = bytes([body[0] | FLAG_PAD]) + body[1:] + bytes(pad - 1) + bytes([pad])
+    return body
+
+
+def encode_ack(frame: Ack, *, window: int, min_bytes: int = 0) -> bytes:
+    """An ACK; its bitmap has one bit per frame of the window after `expected` (MSB
+    first), and may be padded with zero bytes (frames not held) to `min_bytes`."""
+    bitmap = bytearray((window - 1 + 7) // 8)
+    for offset in frame.held:
+        index = offset - 1
+        bitmap[index // 8] |= 0x80 >> (index % 8)
+    body = bytes([Kind.ACK, frame.epoch]) + frame.expected.to_bytes(2, "big") + bytes(bitmap)
+    return body + bytes(max(0, min_bytes - len(body)))
+
+
+def decode(frame: bytes) -> Data | Ack:
+    """One ARQ frame; FrameError with the reason for anything else."""
+    if len(frame) < HEADER_BYTES:
+        raise FrameError(f"ARQ frame of {len(frame)} bytes is shorter than its header")
+    kind, flags = frame[0] & KIND_MASK, frame[0] & ~KIND_MASK
+    epoch, seq = frame[1], int.from_bytes(frame[2:4], "big")
+    if kind == Kind.DATA:
+        payload = frame[HEADER_BYTES:]
+        if flags & FLAG_PAD:
+            if not payload or payload[-1] < 1 or payload[-1] > len(payload):
+                raise FrameError("ARQ frame padding longer than the frame")
+            payload = payload[: -payload[-1]]
+        if flags & ~(FLAG_POLL | FLAG_FIN | FLAG_PAD):
+            raise FrameError(f"ARQ DATA frame with unknown flags 0x{flags:02x}")
+        return Data(epoch, seq, payload, poll=bool(flags & FLAG_POLL), fin=bool(flags & FLAG_FIN))
+    if kind == Kind.ACK:
+        if flags:
+            raise FrameError(f"ARQ ACK frame with unknown flags 0x{flags:02x}")
+        held = frozenset(
+            index * 8 + bit + 1
+            for index, byte in enumerate(frame[HEADER_BYTES : HEADER_BYTES + MAX_WINDOW // 8])
+            for bit in range(8)
+            if byte & (0x80 >> bit)
+        )
+        return Ack(epoch, seq, held)
+    raise FrameError(f"ARQ frame of unknown kind {kind}")
+
+
+def _after(a: int, b: int) -> int:
+    """How far sequence number `a` is after `b` (0 to 65535, wrapping)."""
+    return (a - b) % SEQ_MODULUS
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LinkTiming:
+    """What the ARQ must know of the line to size its time-outs (a link profile's part).
+
+    `bytes_per_second`: the line's rate one way; `turnaround`: seconds a
+    half-duplex radio needs to switch from sending to receiving (TXDELAY and
+    the like, plus the TNC's queue); `frame_overhead`: framing bytes a frame
+    costs on the line beyond its ARQ bytes (flags, escapes, CRC, headers).
+    """
+
+    bytes_per_second: float = 960.0
+    turnaround: float = 0.0
+    frame_overhead: int = 8
+    slack: float = 0.3  # scheduling and OS buffering beyond the computed line time
+
+
+@dataclasses.dataclass(slots=True)
+class _Outgoing:
+    seq: int
+    payload: bytes
+    fin: bool
+    ordinal: int = -1  # of its last transmission; -1: never sent
+    resend: bool = False
+
+
+@dataclasses.dataclass(slots=True)
+class ArqStats:
+    frames_sent: int = 0
+    frames_resent: int = 0
+    acks_sent: int = 0
+    timeouts: int = 0
+    frames_received: int = 0
+    duplicates: int = 0
+    foreign: int = 0  # frames of another epoch
+
+
+class Arq:
+    """One end of one ARQ session: `write`/`close` the stream out, `receive` frames,
+    `transmit` what to send now, `deadline` when to look again, `take` the stream in."""
+
+    def __init__(
+        self,
+        epoch: int,
+        *,
+        payload_bytes: int,
+        window: int = DEFAULT_WINDOW,
+        timing: LinkTiming | None = None,
+        min_frame_bytes: int = 0,
+        give_up: float = 120.0,
+    ) -> None:
+        if not 1 <= window <= MAX_WINDOW:
+            raise ValueError(f"ARQ window {window} is not 1-{MAX_WINDOW}")
+        if payload_bytes < 1:
+            raise ValueError("an ARQ frame must carry at least one byte")
+        self.epoch = epoch
+        self.window = window
+        self.payload_bytes = payload_bytes
+        self.timing = timing or LinkTiming()
+        self.min_frame_bytes = min_frame_bytes
+        self.give_up = give_up
+        self.stats = ArqStats()
+        # sending
+        self._outbox = bytearray()
+        self._closing = False
+        self._fin_queued = False
+        self._unacked: dict[int, _Outgoing] = {}
+        self._base = 0  # oldest unacknowledged sequence number
+        self._next = 0  # next new sequence number
+        self._ordinal = 0
+        self._sent_ordinal: dict[int, int] = {}  # seq -> ordinal of its last transmission
+        self._line_free = 0.0  # when what we have written will have left the line
+        self._timeout_at: float | None = None
+        self._backoff = 1.0
+        self._heard_at: float | None = None
+        # receiving
+        self._expected = 0
+        self._held: dict[int, Data] = {}
+        self._inbox = bytearray()
+        self._eof = False
+        self._ack_now = False
+        self._ack_at: float | None = None
+
+    # -- the stream
+    def write(self, data: bytes) -> None:
+        if self._closing:
+            raise ValueError("write after close")
+        self._outbox += data
+
+    def close(self) -> None:
+        """No more bytes: a FIN follows the last of them."""
+        self._closing = True
+
+    @property
+    def buffered(self) -> int:
+        """Bytes written and not yet acknowledged by the peer (flow control)."""
+        return len(self._outbox) + sum(len(item.payload) for item in self._unacked.values())
+
+    @property
+    def flushed(self) -> bool:
+        """Everything written (and the FIN, once closed) is acknowledged."""
+        return not self._outbox and not self._unacked and (self._fin_queued or not self._closing)
+
+    @property
+    def eof(self) -> bool:
+        """The peer's FIN arrived and everything before it was taken."""
+        return self._eof and not self._inbox
+
+    def take(self) -> bytes:
+        data = bytes(self._inbox)
+        self._inbox.clear()
+        return data
+
+    def dead(self, now: float) -> bool:
+        """Nothing heard from the peer for `give_up` seconds while we wait on it."""
+        if not self._unacked:
+            return False
+        since = self._heard_at if self._heard_at is not None else self._started(now)
+        return now - since > self.give_up
+
+    def _started(self, now: float) -> float:
+        if self._heard_at is None:
+            self._heard_at = now
+        return self._heard_at
+
+    # -- frames in
+    def receive(self, frame: bytes, now: float) -> None:
+        """One frame's bytes from the framing layer; FrameError if it is not an ARQ frame."""
+        parsed = decode(frame)
+        if parsed.epoch != self.epoch:
+            self.stats.foreign += 1
+            return
+        self._heard_at = now
+        self.stats.frames_received += 1
+        if isinstance(parsed, Ack):
+            self._on_ack(parsed, now)
+        else:
+            self._on_data(parsed, now)
+
+    def _on_data(self, frame: Data, now: float) -> None:
+        offset = _after(frame.seq, self._expected)
+        if offset < self.window:
+            if frame.seq in self._held or self._eof:
+                self.stats.duplicates += 1
+            self._held.setdefault(frame.seq, frame)
+            while self._expected in self._held and not self._eof:
+                item = self._held.pop(self._expected)
+                self._inbox += item.payload
+                self._expected = (self._expected + 1) % SEQ_MODULUS
+                self._eof = item.fin
+        else:
+            self.stats.duplicates += 1  # old: our ACK for it was lost
+        if frame.poll:
+            self._ack_now = True
+        elif self._ack_at is None:
+            # A burst whose POLL is lost still gets an answer, after about two
+            # frame times of silence (the I/O layer calls again on new frames).
+            self._ack_at = now + 2 * self._frame_time(self.payload_bytes) + self.timing.slack
+
+    def _on_ack(self, ack: Ack, now: float) -> None:
+        progressed = False
+        for seq in list(self._unacked):
+            if _after(seq, self._base) < _after(ack.expected, self._base):
+                del self._unacked[seq]
+                progressed = True
+        received_ordinals = [
+            self._sent_ordinal.get((ack.expected + offset) % SEQ_MODULUS, -1) for offset in ack.held
+        ]
+        previous = (ack.expected - 1) % SEQ_MODULUS
+        received_ordinals.append(self._sent_ordinal.get(previous, -1))
+        for offset in ack.held:
+            seq = (ack.expected + offset) % SEQ_MODULUS
+            if self._unacked.pop(seq, None) is not None:
+                progressed = True
+        if _after(ack.expected, self._base) <= _after(self._next, self._base):
+            self._base = ack.expected
+        # Proven lost: sent before something the peer holds, and not held itself.
+        latest = max(received_ordinals)
+        for item in self._unacked.values():
+            if 0 <= item.ordinal < latest:
+                item.resend = True
+        if progressed:
+            self._backoff = 1.0
+        self._timeout_at = None if not self._unacked else self._timeout_from(now)
+        self._prune_ordinals()
+
+    # -- frames out
+    def transmit(self, now: float) -> list[bytes]:
+        """The frames to put on the line now, in order (may be empty)."""
+        frames: list[bytes] = []
+        if self._ack_now or (self._ack_at is not None and now >= self._ack_at):
+            frames.append(self._ack())
+        if self._timeout_at is not None and now >= self._timeout_at and self._unacked:
+            self.stats.timeouts += 1
+            self._backoff = min(self._backoff * 2, 16.0)
+            oldest = min(self._unacked.values(), key=lambda item: _after(item.seq, self._base))
+            oldest.resend = True
+            self._timeout_at = None
+        burst: list[_Outgoing] = sorted(
+            (item for item in self._unacked.values() if item.resend),
+            key=lambda item: _after(item.seq, self._base),
+        )
+        self.stats.frames_resent += len(burst)
+        while _after(self._next, self._base) < self.window and (
+            self._outbox or (self._closing and not self._fin_queued)
+        ):
+            payload = bytes(self._outbox[: self.payload_bytes])
+            del self._outbox[: self.payload_bytes]
+            fin = self._closing and not self._outbox
+            item = _Outgoing(self._next, payload, fin)
+            self._fin_queued = self._fin_queued or fin
+            self._unacked[item.seq] = item
+            self._next = (self._next + 1) % SEQ_MODULUS
+            burst.append(item)
+        for index, item in enumerate(burst):
+            item.resend = False
+            item.ordinal = self._ordinal
+            self._sent_ordinal[item.seq] = self._ordinal
+            self._ordinal += 1
+            frame = Data(
+                self.epoch, item.seq, item.payload, poll=index == len(burst) - 1, fin=item.fin
+            )
+            frames.append(encode_data(frame, min_bytes=self.min_frame_bytes))
+        self.stats.frames_sent += len(burst)
+        for frame_bytes in frames:
+            self._line_free = max(self._line_free, now) + self._line_time(len(frame_bytes))
+        if burst:
+            self._started(now)
+            self._timeout_at = self._timeout_from(now)
+        return frames
+
+    def _ack(self) -> bytes:
+        self._ack_now = False
+        self._ack_at = None
+        self.stats.acks_sent += 1
+        held = frozenset(
+            _after(seq, self._expected)
+            for seq in self._held
+            if 0 < _after(seq, self._expected) < self.window
+        )
+        return encode_ack(
+            Ack(self.epoch, self._expected, held),
+            window=self.window,
+            min_bytes=self.min_frame_bytes,
+        )
+
+    def deadline(self) -> float | None:
+        """When `transmit` next has something to do without a new frame or write."""
+        times = [t for t in (self._timeout_at, self._ack_at) if t is not None]
+        if self._ack_now:
+            return 0.0
+        return min(times) if times else None
+
+    # -- timing
+    def _line_time(self, frame_bytes: int) -> float:
+        return (frame_bytes + self.timing.frame_overhead) / self.timing.bytes_per_second
+
+    def _frame_time(self, payload: int) -> float:
+        return self._line_time(HEADER_BYTES + payload)
+
+    def _timeout_from(self, now: float) -> float:
+        """Once our frames have left the line: the peer's turn-around, its ACK's line
+        time and slack, each doubled while the peer stays silent."""
+        answer = 2 * self.timing.turnaround + self._line_time(HEADER_BYTES + self.window // 8)
+        wait = (answer + self.timing.slack + 2 * self._frame_time(self.payload_bytes)) * (
+            self._backoff
+        )
+        return max(self._line_free, now) + wait
+
+    def _prune_ordinals(self) -> None:
+        for seq in list(self._sent_ordinal):
+            if seq not in self._unacked and self.window < _after(self._base, seq):
+                del self._sent_ordinal[seq]
