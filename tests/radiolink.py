@@ -18,7 +18,10 @@ slow radio or a long cable would:
   line is idle plus a turn-around delay, as a radio must switch from
   transmit to receive;
 - **pulling the cable**: bytes in flight and bytes written meanwhile are
-  lost; plugging it back passes bytes again.
+  lost; plugging it back passes bytes again;
+- **a byte budget** (`cut_after_bytes`): the cable is pulled for good
+  once that many bytes have come from end A (the first of them still
+  arrive), the serial form of a connection reset mid-stream.
 
 Tests open `link.a_path` and `link.b_path` with pyserial (or os.open) like
 any serial port. The relay uses the clock to pace; tests must assert only
@@ -65,6 +68,7 @@ class LinkProfile:
     turnaround_seconds: float = 0.0  # idle line time before the other side may send
     seed: int = 0
     max_segment_bytes: int = 8192  # bytes without a FEND pass on unjudged beyond this
+    cut_after_bytes: int | None = None  # pull the cable once A has sent this many bytes
 
     @property
     def bytes_per_second(self) -> float:
@@ -169,6 +173,7 @@ class Relay(threading.Thread):
         self.failure: BaseException | None = None
         self.holder: Direction | None = None  # half duplex: who has the line
         self.last_holder: Direction | None = None
+        self.budget = profile.cut_after_bytes  # bytes A may still send, None: no limit
 
     def run(self) -> None:
         try:
@@ -203,6 +208,12 @@ class Relay(threading.Thread):
             data = os.read(direction.source, READ_BYTES)
         except (BlockingIOError, OSError):  # EIO while socat's far pty has no reader
             return
+        if self.plugged and direction is self.a_to_b and self.budget is not None:
+            passed, data = data[: self.budget], data[self.budget :]
+            direction.take(passed)
+            self.budget -= len(passed)
+            if not self.budget:
+                self.plugged = False  # for good: what was judged still drains
         if self.plugged:
             direction.take(data)
         else:
@@ -268,6 +279,13 @@ class PacedLink:
     def plug_cable(self) -> None:
         with self.relay.lock:
             self.relay.plugged = True
+        self.relay.wake()
+
+    def inject_toward_b(self, data: bytes) -> None:
+        """Put `data` on the line toward B, as a third transmitter (or noise) would:
+        paced, judged like A's bytes, outside A's byte budget."""
+        with self.relay.lock:
+            self.relay.a_to_b.take(data)
         self.relay.wake()
 
 

@@ -49,9 +49,14 @@ def carriers_cmd(as_json: bool) -> None:
         ]
         click.echo(json.dumps({"carriers": rows, "problems": [str(p) for p in found.problems]}))
     else:
+        listed = {
+            item.carrier.name: ", ".join(f"{scheme}:" for scheme in item.carrier.schemes)
+            for item in found.carriers
+        }
+        width = max([14, *map(len, listed.values())])  # the columns line up
         for item in found.carriers:
-            schemes = ", ".join(f"{scheme}:" for scheme in item.carrier.schemes)
-            click.echo(f"{item.carrier.name:<10} {schemes:<14} {item.source:<18} ", nl=False)
+            schemes = listed[item.carrier.name]
+            click.echo(f"{item.carrier.name:<10} {schemes:<{width}} {item.source:<18} ", nl=False)
             click.echo(item.carrier.summary)
     for problem in found.problems:
         click.echo(f"rise carriers: {problem}", err=True)

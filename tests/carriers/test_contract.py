@@ -4,7 +4,9 @@ A rig per carrier: the directory carrier on a real folder (in /dev/shm when
 there is one, so the medium is another file system than the spool, as a
 stick is), TCP over 127.0.0.1 sockets to a daemon's server running in a
 thread, the stream carrier over the pipes of the installed `rise-daemon
---stdio`. A carrier's rig is its adapter: about forty lines.
+--stdio`, the serial carrier between two real socat pseudo-terminals
+joined by the paced link of tests/radiolink.py. A carrier's rig is its
+adapter: about forty lines.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from rise_dtn.node.home import Home
 from rise_dtn.store.atomic import TMP_PREFIX
 from tests.carriers.contract import CASES, MISSING, Rig, Session, network, peer_of, run_case
 from tests.conftest import BIN
+from tests.radiolink import LinkProfile, paced_link
 
 WAIT_SECONDS = 60  # the bound on any wait for a server thread or a proxy
 
@@ -252,10 +255,93 @@ class PipeRig:
         pass
 
 
+# The serial carrier: rise-serial's answering loop in a thread, real ptys, a paced relay.
+
+# Fast, so that the suite's megabytes take seconds; the 1200 baud and lossy
+# links are tests/carriers/serial's. A silent peer is given up after three
+# seconds instead of two minutes, so that a cut session ends soon (not less:
+# a busy machine may stall a side for a second, which must not end a session).
+SERIAL_OPTIONS = "baud=2000000&giveup=3"
+
+
+class _SerialAnswerer:
+    """carriers/serial/session.answer for one home on one pty, in its own thread and loop."""
+
+    def __init__(self, home_path: Path, device: str) -> None:
+        self.lines: list[str] = []
+        self.failure: BaseException | None = None
+        self._home_path = home_path
+        self._device = device
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(WAIT_SECONDS), "the answerer did not start"
+        assert self.failure is None, self.failure
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # reported by the rig, never lost in the thread
+            self.failure = exc
+            self._ready.set()
+
+    async def _main(self) -> None:
+        from rise_dtn.carriers.serial import session
+        from rise_dtn.carriers.serial.profile import spec_of
+        from rise_dtn.carriers.tcp import online
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        hub = online.Hub(Home.open(self._home_path), toss=None, log=self.lines.append)
+        spec = spec_of(Address("serial", f"{self._device}?{SERIAL_OPTIONS}"))
+        await session.answer(hub, spec, stop=self._stop, ready=self._ready.set)
+
+    def close(self) -> None:
+        """Stop; returns once the session has wound down (its partial copy is written)."""
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(WAIT_SECONDS)
+        assert not self._thread.is_alive(), "the answerer did not stop"
+        assert self.failure is None, self.failure
+
+
+class SerialRig:
+    def __init__(self, carrier: Carrier, base: Path) -> None:
+        self.carrier = carrier
+
+    def session(
+        self,
+        caller: Home,
+        answerer: Home,
+        *,
+        now: int | None = None,
+        cut_at: int | None = None,
+        garbage: bytes | None = None,
+    ) -> Session:
+        # A new cable each session: cut_at counts the caller's line bytes, framing and all.
+        profile = LinkProfile(bits_per_second=2_000_000, cut_after_bytes=cut_at)
+        with paced_link(profile) as link:
+            server = _SerialAnswerer(answerer.path, link.b_path)
+            try:
+                if garbage is not None:
+                    link.inject_toward_b(garbage)
+                address = Address("serial", f"{link.a_path}?{SERIAL_OPTIONS}")
+                report, error = _exchange(self.carrier, caller, answerer, address, now)
+            finally:
+                server.close()
+        return Session(report, error, server.lines)
+
+    def close(self) -> None:
+        pass
+
+
 RIGS: dict[str, Callable[[Carrier, Path], Rig]] = {
     "directory": DirectoryRig,
     "tcp": TcpRig,
     "stream": PipeRig,
+    "serial": SerialRig,
 }
 INSTALLED = registry.load()
 

@@ -12,12 +12,13 @@ import pytest
 from rise_dtn.carriers import registry
 from rise_dtn.carriers.base import Carrier, Kind
 from rise_dtn.carriers.directory import CARRIER as DIRECTORY
+from rise_dtn.carriers.serial import CARRIER as SERIAL
 from rise_dtn.carriers.stream import CARRIER as STREAM
 from rise_dtn.carriers.tcp import CARRIER as TCP
 from rise_dtn.core.errors import UsageError
 from tests.conftest import command_env, run
 
-BUILT_IN: tuple[Carrier, ...] = (DIRECTORY, TCP, STREAM)  # mypy checks they implement it
+BUILT_IN: tuple[Carrier, ...] = (DIRECTORY, TCP, STREAM, SERIAL)  # mypy checks they implement it
 
 
 def test_the_built_in_carriers_are_registered() -> None:
@@ -27,8 +28,9 @@ def test_the_built_in_carriers_are_registered() -> None:
         "directory": "rise-dtn",
         "tcp": "rise-dtn",
         "stream": "rise-dtn",
+        "serial": "rise-dtn",
     }
-    assert found.schemes == ["dir", "exec", "ssh", "tcp"]
+    assert found.schemes == ["dir", "exec", "kiss", "kiss+tcp", "serial", "ssh", "tcp"]
     assert {carrier.kind for carrier in BUILT_IN} == {Kind.PLACE, Kind.LINK}
 
 
@@ -118,7 +120,13 @@ def test_rise_carriers_lists_another_packages_carrier_and_names_a_broken_one(
     assert err.count("\n") == 1 and "'broken'" in err and "ModuleNotFoundError" in err
     assert "Traceback" not in err
     listed = json.loads(run("rise", "carriers", "--json", env=env, check=False).stdout)
-    assert {row["name"] for row in listed["carriers"]} == {"directory", "tcp", "stream", "pigeon"}
+    assert {row["name"] for row in listed["carriers"]} == {
+        "directory",
+        "tcp",
+        "stream",
+        "serial",
+        "pigeon",
+    }
 
 
 def test_rise_call_uses_a_plugins_scheme(pair: tuple[object, object], tmp_path: Path) -> None:

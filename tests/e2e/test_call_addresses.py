@@ -51,4 +51,5 @@ def test_one_address_only_and_unknown_schemes_are_one_line(pair: tuple[Node, Nod
     unknown = alice.run("rise-call", "bob", "imaps://mail.example.org", check=False)
     assert unknown.returncode == 2
     assert unknown.stderr.decode().count("\n") == 1
-    assert "installed: dir:, exec:, ssh:, tcp:" in unknown.stderr.decode()
+    installed = "installed: dir:, exec:, kiss:, kiss+tcp:, serial:, ssh:, tcp:"
+    assert installed in unknown.stderr.decode()

@@ -195,6 +195,7 @@ class ArqStream:
             window=spec.profile.window,
             timing=timing,
             min_frame_bytes=port.framer.min_frame_bytes,
+            give_up=spec.give_up_seconds,
         )
         self.port = port
         self.reader = asyncio.StreamReader()
@@ -247,11 +248,18 @@ class ArqStream:
         return None
 
     async def finish(self, timeout: float = FLUSH_SECONDS) -> None:
-        """Close, and wait (bounded) until the peer has acknowledged our last bytes."""
+        """Close, and wait (bounded) until the peer has acknowledged our last bytes and
+        sent its own end (FIN), which our pump acknowledges before we return.
+
+        Waiting for the peer's FIN too, not only for our own to be acknowledged,
+        is what lets the side that hangs up last stop at once: the one that
+        hangs up first has acknowledged its end, so it is not left resending
+        it to nobody until it gives up.
+        """
         self.close()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                while not self.arq.flushed and not self._ended:
+                while not (self.arq.flushed and self.arq.eof) and not self._ended:
                     self._progress.clear()
                     await self._progress.wait()
 

@@ -9,9 +9,10 @@ Options after `?` (all optional): `profile` (cable, tnc1200, tnc9600, lora:
 the defaults below), `baud` (the serial port's speed), `rate` (the line's
 bit/s if it differs from `baud`, e.g. a TNC's modem), `frame` (bytes of
 payload per frame), `window` (frames in flight), `duplex` (full or half),
-`turnaround` (seconds), `mycall` and `dest` (an AX.25 UI header with
-these callsigns, where a licence needs one), `kissport` (0-15). Only text
-here: nothing is opened.
+`turnaround` (seconds), `giveup` (seconds of silence from the peer, while
+it owes us an acknowledgement, before the call is given up), `mycall` and
+`dest` (an AX.25 UI header with these callsigns, where a licence needs
+one), `kissport` (0-15). Only text here: nothing is opened.
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ PROFILES = {
     "lora": Profile(rate=1758, frame=240, window=16, half_duplex=True, turnaround=0.1),
 }
 KEYS = {"profile", "baud", "rate", "frame", "window", "duplex", "turnaround", "mycall", "dest"}
-KEYS |= {"kissport"}
+KEYS |= {"kissport", "giveup"}
+# Two minutes of silence: a radio's peer may wait out a busy channel or a
+# neighbour's long transmission; a cable's could be shortened with giveup=.
+DEFAULT_GIVE_UP_SECONDS = 120.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -60,6 +64,7 @@ class SerialSpec:
     mycall: str | None = None
     dest: str | None = None
     kissport: int = 0
+    give_up_seconds: float = DEFAULT_GIVE_UP_SECONDS
 
     @property
     def kiss(self) -> bool:
@@ -111,6 +116,7 @@ def spec_of(address: Address) -> SerialSpec:
             turnaround=float(options.get("turnaround", base.turnaround)),
         )
         kissport = int(options.get("kissport", 0))
+        give_up = float(options.get("giveup", DEFAULT_GIVE_UP_SECONDS))
     except ValueError:
         raise UsageError(f"not an address: {address} (a number is malformed)") from None
     if options.get("duplex", "full") not in ("full", "half"):
@@ -121,12 +127,14 @@ def spec_of(address: Address) -> SerialSpec:
         raise UsageError(f"frame must be 1-2000 bytes and window 1-256 frames in {address}")
     if not 0 <= profile.turnaround <= 30 or not 0 <= kissport <= 15:
         raise UsageError(f"turnaround must be 0-30 s and kissport 0-15 in {address}")
+    if not 0.1 <= give_up <= 86400:
+        raise UsageError(f"giveup must be 0.1-86400 s in {address}")
     mycall, dest = _callsigns(address, options)
     if address.scheme == "kiss+tcp":
         from rise_dtn.carriers.address import host_port
 
         host_port(Address("tcp", where), default_port=8001)
-    return SerialSpec(address.scheme, where, baud, profile, mycall, dest, kissport)
+    return SerialSpec(address.scheme, where, baud, profile, mycall, dest, kissport, give_up)
 
 
 def _callsigns(address: Address, options: dict[str, str]) -> tuple[str | None, str | None]:

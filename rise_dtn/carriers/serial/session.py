@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 
 from rise_dtn.carriers.live.link import Link, LinkReport, Stream, Toss
 from rise_dtn.carriers.serial.link import ArqStream, Port, new_epoch, writer_of
@@ -53,11 +54,20 @@ async def call(
         await port.close()
 
 
-async def answer(hub: online.Hub, spec: SerialSpec, *, stop: asyncio.Event) -> None:
+async def answer(
+    hub: online.Hub,
+    spec: SerialSpec,
+    *,
+    stop: asyncio.Event,
+    ready: Callable[[], None] | None = None,
+) -> None:
     """Answer calls on one port until `stop`: one session at a time, a new epoch replacing
-    the old one (the caller re-dialled after the cable came back)."""
+    the old one (the caller re-dialled after the cable came back). `ready` is called once
+    the port is open."""
     port = Port(spec)
     await port.open()
+    if ready is not None:
+        ready()
     current: ArqStream | None = None
     task: asyncio.Task[None] | None = None
 

@@ -146,3 +146,21 @@ def test_a_pulled_cable_loses_what_is_sent_until_plugged_back() -> None:
         a.write(last)
         assert receive_frames(b, decoder, bool) == [b"2" * 50]
         assert decoder.drops == {}
+
+
+def test_a_byte_budget_pulls_the_cable_after_that_many_bytes_from_a() -> None:
+    """cut_after_bytes: the first bytes from A still arrive, nothing after them; B's
+    bytes stop too (the cable is out), and lone FENDs between frames are not frames."""
+    frames = [serial_frame.encode(b"%d" % index * 40) for index in range(3)]
+    budget = len(frames[0]) + 5  # the first frame and a few bytes of the second
+    profile = LinkProfile(bits_per_second=FAST_BITS_PER_SECOND, cut_after_bytes=budget)
+    with paced_link(profile) as link, open_port(link.a_path) as a, open_port(link.b_path) as b:
+        decoder = SerialFrameDecoder()
+        a.write(b"".join(frames))
+        assert receive_frames(b, decoder, bool) == [b"0" * 40]
+        wait_for(lambda: link.stats["a->b"].bytes_lost_to_cable >= sum(map(len, frames)) - budget)
+        b.write(frames[0])
+        wait_for(lambda: link.stats["b->a"].bytes_lost_to_cable >= len(frames[0]))
+        stats = link.stats
+    assert stats["a->b"].frames_passed == 1 and stats["a->b"].frames_dropped == 0
+    assert stats["b->a"].frames_passed == 0
