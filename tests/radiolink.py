@@ -69,6 +69,7 @@ class LinkProfile:
     seed: int = 0
     max_segment_bytes: int = 8192  # bytes without a FEND pass on unjudged beyond this
     cut_after_bytes: int | None = None  # pull the cable once A has sent this many bytes
+    max_write_bytes: int = READ_BYTES  # 1: each byte reaches the far pty in its own write
 
     @property
     def bytes_per_second(self) -> float:
@@ -82,6 +83,7 @@ class DirectionStats:
     frames_corrupted: int = 0  # passed, with one byte changed
     bytes_passed: int = 0
     bytes_lost_to_cable: int = 0
+    writes: int = 0  # os.write calls toward the far end
 
 
 class Direction:
@@ -143,13 +145,14 @@ class Direction:
         return self.burst_start + (self.burst_sent + 1) / self.profile.bytes_per_second
 
     def send_due(self, now: float) -> None:
-        count = self.due(now)
+        count = min(self.due(now), self.profile.max_write_bytes)
         if count > 0:
             try:
                 written = os.write(self.sink, bytes(self.queue[:count]))
             except BlockingIOError:  # the far end is not reading: the line waits
                 written = 0
             del self.queue[:written]
+            self.stats.writes += 1 if written else 0
             self.burst_sent += written
             self.stats.bytes_passed += written
         if not self.queue:

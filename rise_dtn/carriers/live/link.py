@@ -259,6 +259,10 @@ class Link:
         daemon's log); the report lists them too.
         """
         self.idle_seconds = idle_seconds
+        # Bytes of bundle per DATA frame. A receiver keeps a DATA frame only
+        # once all of it arrived, so on a slow line (the serial carrier sets
+        # a few seconds' worth) this is what a cut can cost.
+        self.data_bytes = MAX_DATA_BYTES
         self._toss = toss
         self._stream = stream
         self._log = log
@@ -802,7 +806,7 @@ class Link:
             with handle:
                 handle.seek(request.offset)
                 offset = request.offset
-                while block := handle.read(MAX_DATA_BYTES):
+                while block := handle.read(self.data_bytes):
                     if self._limit_out is not None:
                         await self._limit_out.spend(len(block))
                     writer.writelines(

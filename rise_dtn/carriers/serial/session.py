@@ -42,6 +42,7 @@ async def call(
         session = link or Link(
             home, peer, now=int(time.time()) if now is None else now, toss=toss, stream=stream
         )
+        session.data_bytes = spec.data_bytes
         try:
             report = await online.call_over(
                 home, peer, arq.reader, writer_of(arq), link=session, persistent=persistent
@@ -93,7 +94,7 @@ async def answer(
             task.cancel()
         current = ArqStream(port, parsed.epoch)
         current.on_frame(frame)
-        task = asyncio.create_task(_one_session(hub, current))
+        task = asyncio.create_task(_one_session(hub, current, spec.data_bytes))
 
     port.on_frame = on_frame
     try:
@@ -118,9 +119,9 @@ def _opens(frame: arqmod.Data | arqmod.Ack) -> bool:
     return isinstance(frame, arqmod.Data) and frame.seq == 0
 
 
-async def _one_session(hub: online.Hub, stream: ArqStream) -> None:
+async def _one_session(hub: online.Hub, stream: ArqStream, data_bytes: int) -> None:
     try:
-        await online.answer_over(hub, stream.reader, writer_of(stream))
+        await online.answer_over(hub, stream.reader, writer_of(stream), data_bytes=data_bytes)
     except (RiseError, TimeoutError, ConnectionError, OSError) as exc:
         hub.log(f"session ended: {online._reason(exc)}")
     finally:

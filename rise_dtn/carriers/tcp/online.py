@@ -516,7 +516,13 @@ def _summary(report: LinkReport) -> str:
     )
 
 
-async def _answer(hub: Hub, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _answer(
+    hub: Hub,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    *,
+    data_bytes: int | None = None,
+) -> None:
     home = hub.home
     caller_key, responder = await secure.answer(home.identity, reader, writer)
     peer = next((p for p in home.peers.all() if p.card.public.exchange_public == caller_key), None)
@@ -525,6 +531,8 @@ async def _answer(hub: Hub, reader: asyncio.StreamReader, writer: asyncio.Stream
     hub.check_new(peer, caller=peer.node_id)  # refuse before the caller thinks it is in
     channel = secure.accept(responder, reader, writer)
     link = hub.new_link(peer, caller=peer.node_id)
+    if data_bytes is not None:
+        link.data_bytes = data_bytes
     try:
         # The answering side never hangs up on its own: the caller decides
         # whether this is a one-shot call or a link kept open.
@@ -534,6 +542,13 @@ async def _answer(hub: Hub, reader: asyncio.StreamReader, writer: asyncio.Stream
     hub.log(f"{peer.name}: {_summary(report)}")  # refusals were logged as they happened
 
 
-async def answer_over(hub: Hub, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """One session as the answering side over any byte streams (the serial carrier's ARQ)."""
-    await _answer(hub, reader, writer)
+async def answer_over(
+    hub: Hub,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    *,
+    data_bytes: int | None = None,
+) -> None:
+    """One session as the answering side over any byte streams (the serial carrier's ARQ);
+    `data_bytes` as in Link.data_bytes."""
+    await _answer(hub, reader, writer, data_bytes=data_bytes)
