@@ -280,8 +280,10 @@ class PacedLink:
         self.relay.wake()
 
     def plug_cable(self) -> None:
+        """Plug the cable back (and forget the byte budget, if it pulled it)."""
         with self.relay.lock:
             self.relay.plugged = True
+            self.relay.budget = None
         self.relay.wake()
 
     def inject_toward_b(self, data: bytes) -> None:

@@ -89,12 +89,10 @@ async def answer(
         if not _opens(parsed):
             return  # the tail of a session that is gone: its caller will give up
         if current is not None:
-            current.end()
-        if task is not None:
-            task.cancel()
+            current.end()  # its link sees the end of the stream and winds down
         current = ArqStream(port, parsed.epoch)
         current.on_frame(frame)
-        task = asyncio.create_task(_one_session(hub, current, spec.data_bytes))
+        task = asyncio.create_task(_one_session(hub, current, spec.data_bytes, after=task))
 
     port.on_frame = on_frame
     try:
@@ -119,7 +117,15 @@ def _opens(frame: arqmod.Data | arqmod.Ack) -> bool:
     return isinstance(frame, arqmod.Data) and frame.seq == 0
 
 
-async def _one_session(hub: online.Hub, stream: ArqStream, data_bytes: int) -> None:
+async def _one_session(
+    hub: online.Hub, stream: ArqStream, data_bytes: int, *, after: asyncio.Task[None] | None
+) -> None:
+    """One answered session; first, the one it replaces winds down (bounded), so that
+    the partial copies that session leaves are durable before this one offers to resume
+    them. Meanwhile the ARQ already acknowledges the new caller's frames."""
+    if after is not None:
+        await asyncio.wait({after}, timeout=online.SHUTDOWN_SECONDS)
+        after.cancel()  # no-op once it ended
     try:
         await online.answer_over(hub, stream.reader, writer_of(stream), data_bytes=data_bytes)
     except (RiseError, TimeoutError, ConnectionError, OSError) as exc:
