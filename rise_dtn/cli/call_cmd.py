@@ -30,7 +30,8 @@ DISCOVERY_SECONDS = 12.0  # beacons come every 5 s: two chances to hear one
 @click.option(
     "--address",
     help="Where to reach NODE: tcp://HOST[:PORT] (or HOST:PORT), ssh://[USER@]HOST[:PORT][/HOME], "
-    "exec:COMMAND or dir:/PATH (default: [peers.NODE] address, then the tcp address on "
+    "exec:COMMAND, dir:/PATH, or serial:DEVICE, kiss:DEVICE, kiss+tcp://HOST:PORT "
+    "(rise-serial(1)) (default: [peers.NODE] address, then the tcp address on "
     "NODE's card). The same as the ADDRESS argument.",
 )
 @click.option(
@@ -79,6 +80,7 @@ def call_cmd(
       rise-call relay ssh://rise@relay.example.org
       rise-call relay --command 'ssh relay.example.org rise-daemon --stdio'
       rise-call bob dir:/media/usb
+      rise-call bob 'serial:/dev/ttyUSB0?baud=9600'
     """
     home = open_home(home_path)
     peer = home.peers.find(node)

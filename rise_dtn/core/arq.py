@@ -22,7 +22,7 @@ damaged frame, so damage is loss here). This module turns one into the other:
 A frame's first byte is its kind and flags, the second the epoch (the
 caller's random session number: a frame of another epoch belongs to an
 older call and is ignored), then the 16-bit sequence number (big-endian).
-docs/protocol.md section 23.3 is the spec. `now` is always given (seconds,
+docs/protocol.md section 23.4 is the spec. `now` is always given (seconds,
 monotonic); nothing here reads a clock, sleeps or does I/O.
 """
 
