@@ -82,6 +82,10 @@ def serial_cmd(
             if peer is None:
                 await session.answer(hub, spec, stop=stop)
                 return
+            # SIGTERM ends the kept link (its partial copies made durable), not only
+            # the wait between calls.
+            closer = asyncio.create_task(stop.wait())
+            closer.add_done_callback(lambda _task: hub.close_all())
             delay = online.REDIAL_FIRST_SECONDS
             while not stop.is_set():
                 try:

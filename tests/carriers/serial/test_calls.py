@@ -30,11 +30,12 @@ CALL_TIMEOUT_SECONDS = 300.0
 
 
 @contextlib.contextmanager
-def answering(node: Node, port: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """The installed rise-serial answering on `port`, stopped (SIGTERM) after the block."""
+def answering(node: Node, port: str, log: Path, *options: str) -> Iterator[subprocess.Popen[bytes]]:
+    """The installed rise-serial on `port` (answering, unless `--link NODE` is among
+    `options`), stopped (SIGTERM) after the block: it must stop within 30 s."""
     with log.open("wb") as stderr:
         process = subprocess.Popen(
-            [str(BIN / "rise-serial"), port],
+            [str(BIN / "rise-serial"), port, *options],
             env=command_env(node.home),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -204,3 +205,23 @@ def test_a_call_that_gives_up_then_a_call_that_resumes(
     assert tx_empty(alice)
     # The second call carried the rest, not the whole bundle again.
     assert resent < size - cut // 2, resent
+
+
+def test_a_kept_link_carries_what_is_queued_while_it_is_up_and_stops_on_sigterm(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    """rise-serial --link: bundles queued after the link came up go out on it, both
+    ways, and SIGTERM ends it (the helper fails if it does not stop)."""
+    alice, bob = pair
+    port = "serial:{}?baud=115200"
+    with (
+        paced_link(LinkProfile(bits_per_second=115_200)) as link,
+        answering(bob, port.format(link.b_path), tmp_path / "bob.log"),
+        answering(alice, port.format(link.a_path), tmp_path / "alice.log", "--link", "bob"),
+    ):
+        for text in (b"kept link, message 0", b"kept link, message 1"):
+            alice.run("rise-send", "-q", "-", "bob", input=text)
+            wait_for(lambda text=text: text in inbox_text(bob), "message over the link")
+        bob.run("rise-send", "-q", "-", "alice", input=b"and one back")
+        wait_for(lambda: b"and one back" in inbox_text(alice), "message back over the link")
+    assert "link down" not in (tmp_path / "alice.log").read_text()

@@ -1,0 +1,235 @@
+"""rise-dtn radio benchmark: the serial carrier over a paced pty link (tests/radiolink.py).
+
+    .venv/bin/python bench/radio.py                        # everything, about 15 minutes
+    .venv/bin/python bench/radio.py --only message --repeat 5
+    .venv/bin/python bench/radio.py --only goodput --json out.json
+
+Real processes of the installed commands on both sides: bob's `rise-serial`
+answers on one end of two socat pty pairs joined by the relay of
+tests/radiolink.py, which paces to a bit rate at 8N1 (10 bits a byte: 960
+bytes/s each way at 9600), loses frames at a set rate and can be half
+duplex. The issue's figures (issue 13):
+
+1. message, cold: a 100-byte message, timed from just before alice's
+   `rise-send` is forked until it is in bob's inbox/ (polled every 2 ms),
+   with `rise-call` started as soon as rise-send exits: session start
+   (Noise handshake) included.
+2. message, link up: alice keeps a link with `rise-serial PORT --link bob`,
+   which offers what is queued as it is queued; the same clock.
+3. goodput: a 256 KiB file, timed from `rise-call`'s start until the file
+   is in bob's incoming/ (sha256 checked after), as payload bytes per
+   second over the line's 960; on a clean line and at 5% frame loss each
+   way.
+4. LoRa-like: 1758 bit/s, 240-byte payloads (253-byte frames), half
+   duplex with a 0.1 s turn-around (profile `lora`): the cold message and
+   a 16 KiB file's goodput.
+
+Timing is the wall clock on a machine that may be shared: report medians
+of several runs, and say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.radiolink import LinkProfile, PacedLink, paced_link  # noqa: E402
+
+BIN = Path(sys.executable).parent
+POLL_SECONDS = 0.002
+DEADLINE_SECONDS = 1200.0
+MESSAGE_BYTES = 100
+FILE_BYTES = 256 * 1024
+LORA_FILE_BYTES = 16 * 1024
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def env_of(home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["RISE_HOME"] = str(home)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run(home: Path, *args: str, stdin: bytes | None = None) -> str:
+    result = subprocess.run(
+        [str(BIN / args[0]), *args[1:]],
+        env=env_of(home),
+        input=stdin,
+        capture_output=True,
+        check=False,
+        timeout=DEADLINE_SECONDS,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {result.stderr.decode(errors='replace')}")
+    return result.stdout.decode()
+
+
+def nodes(base: Path) -> tuple[Path, Path]:
+    homes = []
+    for name in ("alice", "bob"):
+        run(base / name, "rise", "init", "--name", name)
+        homes.append(base / name)
+    alice, bob = homes
+    run(alice, "rise", "peer", "add", "-", stdin=run(bob, "rise", "card").encode())
+    run(bob, "rise", "peer", "add", "-", stdin=run(alice, "rise", "card").encode())
+    return alice, bob
+
+
+@contextlib.contextmanager
+def serial_process(home: Path, *args: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with log.open("ab") as stderr:
+        process = subprocess.Popen(
+            [str(BIN / "rise-serial"), *args], env=env_of(home), stderr=stderr
+        )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
+def wait_for(condition: Callable[[], bool]) -> float:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError("nothing arrived before the deadline")
+        time.sleep(POLL_SECONDS)
+    return time.monotonic()
+
+
+def inbox_count(home: Path) -> int:
+    inbox = home / "inbox"
+    return len(list(inbox.iterdir())) if inbox.is_dir() else 0
+
+
+def message_cold(alice: Path, bob: Path, link: PacedLink, options: str) -> float:
+    before = inbox_count(bob)
+    started = time.monotonic()
+    run(alice, "rise-send", "-q", "-", "bob", stdin=os.urandom(MESSAGE_BYTES))
+    run(alice, "rise-call", "-q", "bob", "--address", f"serial:{link.a_path}?{options}")
+    return wait_for(lambda: inbox_count(bob) > before) - started
+
+
+def message_linked(alice: Path, bob: Path) -> float:
+    before = inbox_count(bob)
+    started = time.monotonic()
+    run(alice, "rise-send", "-q", "-", "bob", stdin=os.urandom(MESSAGE_BYTES))
+    return wait_for(lambda: inbox_count(bob) > before) - started
+
+
+def goodput(
+    alice: Path, bob: Path, link: PacedLink, options: str, *, size: int, name: str
+) -> tuple[float, float]:
+    """(seconds, payload bytes per second / line bytes per second)."""
+    data = os.urandom(size)
+    source = alice.parent / name
+    source.write_bytes(data)
+    run(alice, "rise-send", "-q", str(source), "bob")
+    target = bob / "incoming" / "alice" / name
+    started = time.monotonic()
+    run(alice, "rise-call", "-q", "bob", "--address", f"serial:{link.a_path}?{options}")
+    seconds = wait_for(target.is_file) - started
+    if hashlib.sha256(target.read_bytes()).digest() != hashlib.sha256(data).digest():
+        raise RuntimeError(f"{name} arrived damaged")
+    return seconds, size / seconds / link.relay.profile.bytes_per_second
+
+
+def scenario(
+    base: Path, profile: LinkProfile, options: str
+) -> contextlib.AbstractContextManager[tuple[Path, Path, PacedLink]]:
+    @contextlib.contextmanager
+    def made() -> Iterator[tuple[Path, Path, PacedLink]]:
+        folder = Path(tempfile.mkdtemp(dir=base))
+        alice, bob = nodes(folder)
+        with (
+            paced_link(profile) as link,
+            serial_process(bob, f"serial:{link.b_path}?{options}", log=folder / "bob.log"),
+        ):
+            yield alice, bob, link
+
+    return made()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=["message", "goodput", "lora"], action="append")
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each message figure")
+    parser.add_argument("--json", type=Path, help="write the figures here too")
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    only = set(args.only or ["message", "goodput", "lora"])
+    results: dict[str, object] = {}
+    with tempfile.TemporaryDirectory(prefix="rise-bench-radio-", dir=args.workdir) as scratch:
+        base = Path(scratch)
+        cable = LinkProfile(bits_per_second=9600)
+        if "message" in only:
+            cold = []
+            with scenario(base, cable, "baud=9600") as (alice, bob, link):
+                for _ in range(args.repeat):
+                    cold.append(message_cold(alice, bob, link, "baud=9600"))
+                    say(f"message cold at 9600: {cold[-1]:.3f} s")
+            linked = []
+            with scenario(base, cable, "baud=9600") as (alice, bob, link):
+                keeper = f"serial:{link.a_path}?baud=9600"
+                with serial_process(alice, keeper, "--link", "bob", log=base / "alice.log"):
+                    message_linked(alice, bob)  # the link is up once this one is through
+                    for _ in range(args.repeat):
+                        linked.append(message_linked(alice, bob))
+                        say(f"message over the link at 9600: {linked[-1]:.3f} s")
+            results["message_cold_seconds"] = cold
+            results["message_linked_seconds"] = linked
+        if "goodput" in only:
+            for loss in (0.0, 0.05):
+                profile = LinkProfile(bits_per_second=9600, drop_rate=loss, seed=11)
+                with scenario(base, profile, "baud=9600") as (alice, bob, link):
+                    seconds, share = goodput(
+                        alice, bob, link, "baud=9600", size=FILE_BYTES, name="big.bin"
+                    )
+                    stats = link.stats
+                say(
+                    f"256 KiB at 9600, {loss:.0%} loss: {seconds:.1f} s, goodput {share:.1%}"
+                    f" (frames lost {stats['a->b'].frames_dropped} of"
+                    f" {stats['a->b'].frames_dropped + stats['a->b'].frames_passed} one way,"
+                    f" {stats['b->a'].frames_dropped} of"
+                    f" {stats['b->a'].frames_dropped + stats['b->a'].frames_passed} back)"
+                )
+                results[f"goodput_{int(loss * 100)}pct"] = {"seconds": seconds, "share": share}
+        if "lora" in only:
+            lora = LinkProfile(bits_per_second=1758, half_duplex=True, turnaround_seconds=0.1)
+            with scenario(base, lora, "profile=lora") as (alice, bob, link):
+                times = []
+                for _ in range(max(1, args.repeat // 2)):
+                    times.append(message_cold(alice, bob, link, "profile=lora"))
+                    say(f"LoRa-like message cold: {times[-1]:.3f} s")
+                seconds, share = goodput(
+                    alice, bob, link, "profile=lora", size=LORA_FILE_BYTES, name="lora.bin"
+                )
+                say(f"LoRa-like 16 KiB: {seconds:.1f} s, goodput {share:.1%}")
+            results["lora"] = {"message_seconds": times, "file_seconds": seconds, "share": share}
+    for key, value in results.items():
+        if isinstance(value, list) and value:
+            say(f"{key}: median {statistics.median(value):.3f} s of {len(value)}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
