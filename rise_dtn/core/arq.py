@@ -6,10 +6,12 @@ damaged frame, so damage is loss here). This module turns one into the other:
 
 - the sender numbers frames (16-bit, wrapping) and keeps up to `window` of
   them in flight; the last frame of each burst carries POLL;
-- the receiver answers a POLL at once with one ACK for the whole window:
-  the next frame it expects and a bitmap of what it holds beyond it. It
+- the receiver answers a POLL with one ACK for the whole window: the
+  next frame it expects and a bitmap of what it holds beyond it. It
   acknowledges windows, not frames, so a half-duplex channel turns round
-  once per window rather than once per frame;
+  once per window rather than once per frame. It holds the ACK for the
+  ACK's own line time: when it has DATA to send by then (a reply) and
+  holds nothing out of order, the ACK rides on that DATA in two bytes;
 - every transmission gets an ordinal; an ACK that shows a frame received
   which left after a frame still missing proves the missing one lost on a
   first-in first-out line, so it is resent at once, selectively, and only
@@ -47,6 +49,8 @@ class Kind(enum.IntEnum):
 FLAG_POLL = 0x80  # DATA: answer with an ACK now (the last frame of a burst)
 FLAG_FIN = 0x40  # DATA: the sender's stream ends after this frame's payload
 FLAG_PAD = 0x20  # DATA: the frame ends in padding; its last byte is the padding's length
+FLAG_ACK = 0x10  # DATA: an ACK with no frames held beyond it rides along (2 bytes: expected)
+ACK_FIELD_BYTES = 2
 KIND_MASK = 0x0F
 
 
@@ -57,6 +61,7 @@ class Data:
     payload: bytes
     poll: bool = False
     fin: bool = False
+    ack: int | None = None  # a piggybacked ACK: the next sequence number expected, none held
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -69,7 +74,10 @@ class Ack:
 def encode_data(frame: Data, *, min_bytes: int = 0) -> bytes:
     """A DATA frame, padded to `min_bytes` when the medium refuses shorter frames."""
     flags = (FLAG_POLL if frame.poll else 0) | (FLAG_FIN if frame.fin else 0)
-    body = bytes([Kind.DATA | flags, frame.epoch]) + frame.seq.to_bytes(2, "big") + frame.payload
+    flags |= FLAG_ACK if frame.ack is not None else 0
+    ack = b"" if frame.ack is None else frame.ack.to_bytes(ACK_FIELD_BYTES, "big")
+    body = bytes([Kind.DATA | flags, frame.epoch]) + frame.seq.to_bytes(2, "big") + ack
+    body += frame.payload
     if len(body) < min_bytes:
         pad = min_bytes - len(body)
         if pad > 255:
@@ -96,14 +104,20 @@ def decode(frame: bytes) -> Data | Ack:
     kind, flags = frame[0] & KIND_MASK, frame[0] & ~KIND_MASK
     epoch, seq = frame[1], int.from_bytes(frame[2:4], "big")
     if kind == Kind.DATA:
+        if flags & ~(FLAG_POLL | FLAG_FIN | FLAG_PAD | FLAG_ACK):
+            raise FrameError(f"ARQ DATA frame with unknown flags 0x{flags:02x}")
         payload = frame[HEADER_BYTES:]
         if flags & FLAG_PAD:
             if not payload or payload[-1] < 1 or payload[-1] > len(payload):
                 raise FrameError("ARQ frame padding longer than the frame")
             payload = payload[: -payload[-1]]
-        if flags & ~(FLAG_POLL | FLAG_FIN | FLAG_PAD):
-            raise FrameError(f"ARQ DATA frame with unknown flags 0x{flags:02x}")
-        return Data(epoch, seq, payload, poll=bool(flags & FLAG_POLL), fin=bool(flags & FLAG_FIN))
+        ack = None
+        if flags & FLAG_ACK:
+            if len(payload) < ACK_FIELD_BYTES:
+                raise FrameError("ARQ DATA frame too short for its ACK field")
+            ack, payload = int.from_bytes(payload[:ACK_FIELD_BYTES], "big"), payload[2:]
+        poll, fin = bool(flags & FLAG_POLL), bool(flags & FLAG_FIN)
+        return Data(epoch, seq, payload, poll=poll, fin=fin, ack=ack)
     if kind == Kind.ACK:
         if flags:
             raise FrameError(f"ARQ ACK frame with unknown flags 0x{flags:02x}")
@@ -152,6 +166,7 @@ class ArqStats:
     frames_sent: int = 0
     frames_resent: int = 0
     acks_sent: int = 0
+    acks_piggybacked: int = 0
     timeouts: int = 0
     frames_received: int = 0
     duplicates: int = 0
@@ -201,8 +216,7 @@ class Arq:
         self._held: dict[int, Data] = {}
         self._inbox = bytearray()
         self._eof = False
-        self._ack_now = False
-        self._ack_at: float | None = None
+        self._ack_at: float | None = None  # when the ACK we owe goes out on its own
 
     # -- the stream
     def write(self, data: bytes) -> None:
@@ -223,6 +237,11 @@ class Arq:
     def flushed(self) -> bool:
         """Everything written (and the FIN, once closed) is acknowledged."""
         return not self._outbox and not self._unacked and (self._fin_queued or not self._closing)
+
+    @property
+    def owes_ack(self) -> bool:
+        """An ACK is held back (to ride on DATA) or waiting: do not hang up before it."""
+        return self._ack_at is not None
 
     @property
     def eof(self) -> bool:
@@ -258,6 +277,8 @@ class Arq:
         if isinstance(parsed, Ack):
             self._on_ack(parsed, now)
         else:
+            if parsed.ack is not None:
+                self._on_ack(Ack(parsed.epoch, parsed.ack, frozenset()), now)
             self._on_data(parsed, now)
 
     def _on_data(self, frame: Data, now: float) -> None:
@@ -274,7 +295,10 @@ class Arq:
         else:
             self.stats.duplicates += 1  # old: our ACK for it was lost
         if frame.poll:
-            self._ack_now = True
+            # Held for an ACK frame's own line time: if our side writes within it
+            # (a reply), the ACK rides on that DATA and the line carries one frame.
+            hold = now + self._line_time(HEADER_BYTES + self._bitmap_bytes())
+            self._ack_at = hold if self._ack_at is None else min(self._ack_at, hold)
         elif self._ack_at is None:
             # A burst whose POLL is lost still gets an answer, after about two
             # frame times of silence (the I/O layer calls again on new frames).
@@ -311,8 +335,8 @@ class Arq:
     def transmit(self, now: float) -> list[bytes]:
         """The frames to put on the line now, in order (may be empty)."""
         frames: list[bytes] = []
-        if self._ack_now or (self._ack_at is not None and now >= self._ack_at):
-            frames.append(self._ack())
+        owed = self._ack_at is not None
+        due = self._ack_at is not None and now >= self._ack_at
         if self._timeout_at is not None and now >= self._timeout_at and self._unacked:
             self.stats.timeouts += 1
             self._backoff = min(self._backoff * 2, 16.0)
@@ -335,13 +359,25 @@ class Arq:
             self._unacked[item.seq] = item
             self._next = (self._next + 1) % SEQ_MODULUS
             burst.append(item)
+        piggyback: int | None = None
+        if owed and burst and not self._holes():
+            piggyback = self._expected
+            self._ack_at = None
+            self.stats.acks_piggybacked += 1
+        elif due:
+            frames.append(self._ack())
         for index, item in enumerate(burst):
             item.resend = False
             item.ordinal = self._ordinal
             self._sent_ordinal[item.seq] = self._ordinal
             self._ordinal += 1
             frame = Data(
-                self.epoch, item.seq, item.payload, poll=index == len(burst) - 1, fin=item.fin
+                self.epoch,
+                item.seq,
+                item.payload,
+                poll=index == len(burst) - 1,
+                fin=item.fin,
+                ack=piggyback if index == 0 else None,
             )
             frames.append(encode_data(frame, min_bytes=self.min_frame_bytes))
         self.stats.frames_sent += len(burst)
@@ -352,8 +388,14 @@ class Arq:
             self._timeout_at = self._timeout_from(now)
         return frames
 
+    def _holes(self) -> bool:
+        """Frames held beyond the next expected one: only a full ACK's bitmap says which."""
+        return any(0 < _after(seq, self._expected) < self.window for seq in self._held)
+
+    def _bitmap_bytes(self) -> int:
+        return (self.window - 1 + 7) // 8
+
     def _ack(self) -> bytes:
-        self._ack_now = False
         self._ack_at = None
         self.stats.acks_sent += 1
         held = frozenset(
@@ -370,8 +412,6 @@ class Arq:
     def deadline(self) -> float | None:
         """When `transmit` next has something to do without a new frame or write."""
         times = [t for t in (self._timeout_at, self._ack_at) if t is not None]
-        if self._ack_now:
-            return 0.0
         return min(times) if times else None
 
     # -- timing

@@ -130,6 +130,7 @@ def test_data_vectors_both_ways(vector: dict[str, Any]) -> None:
         bytes.fromhex(vector["payload"]),
         poll=vector["poll"],
         fin=vector["fin"],
+        ack=vector.get("ack"),
     )
     golden = bytes.fromhex(vector["frame"])
     assert arq.encode_data(frame, min_bytes=vector["min_bytes"]) == golden
@@ -152,3 +153,38 @@ def test_decode_raises_only_frame_error(data: bytes) -> None:
         arq.decode(data)
     except FrameError:
         pass
+
+
+def test_an_ack_rides_on_the_reply_written_while_it_is_held() -> None:
+    a, b = (arq.Arq(5, payload_bytes=10) for _ in range(2))
+    a.write(b"ping")
+    (ping,) = a.transmit(0.0)
+    b.receive(ping, 0.0)
+    assert b.transmit(0.0) == []  # held for an ACK frame's line time
+    b.write(b"pong")
+    (pong,) = b.transmit(0.001)
+    parsed = arq.decode(pong)
+    assert isinstance(parsed, arq.Data) and parsed.ack == 1 and parsed.payload == b"pong"
+    a.receive(pong, 0.01)
+    assert a.flushed and a.take() == b"pong" and b.stats.acks_sent == 0
+
+
+def test_an_ack_goes_alone_when_no_reply_comes_or_frames_are_held_out_of_order() -> None:
+    a, b = (arq.Arq(5, payload_bytes=2, window=8) for _ in range(2))
+    a.write(b"abcdef")
+    first, _second, third = a.transmit(0.0)
+    b.receive(first, 0.0)
+    b.receive(third, 0.0)  # the second was lost: frame 2 is held beyond a hole
+    b.write(b"reply")
+    frames = [arq.decode(frame) for frame in b.transmit(0.001)]
+    assert all(isinstance(frame, arq.Data) and frame.ack is None for frame in frames)
+    due = b.deadline()
+    assert due is not None
+    (full,) = b.transmit(due)  # the bitmap says which, so a frame of its own
+    assert arq.decode(full) == arq.Ack(5, 1, frozenset({1}))
+    quiet = arq.Arq(5, payload_bytes=2)
+    quiet.receive(first, 0.0)
+    deadline = quiet.deadline()
+    assert deadline is not None and deadline > 0.0
+    (alone,) = quiet.transmit(deadline)
+    assert arq.decode(alone) == arq.Ack(5, 1, frozenset())

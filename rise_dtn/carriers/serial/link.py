@@ -259,7 +259,9 @@ class ArqStream:
         self.close()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                while not (self.arq.flushed and self.arq.eof) and not self._ended:
+                while not self._ended and not (
+                    self.arq.flushed and self.arq.eof and not self.arq.owes_ack
+                ):
                     self._progress.clear()
                     await self._progress.wait()
 
