@@ -217,6 +217,7 @@ class Arq:
         self._inbox = bytearray()
         self._eof = False
         self._ack_at: float | None = None  # when the ACK we owe goes out on its own
+        self._polled = False  # the ACK owed answers a POLL (not only a silence)
 
     # -- the stream
     def write(self, data: bytes) -> None:
@@ -299,9 +300,12 @@ class Arq:
             # (a reply), the ACK rides on that DATA and the line carries one frame.
             hold = now + self._line_time(HEADER_BYTES + self._bitmap_bytes())
             self._ack_at = hold if self._ack_at is None else min(self._ack_at, hold)
-        elif self._ack_at is None:
+            self._polled = True
+        elif not self._polled:
             # A burst whose POLL is lost still gets an answer, after about two
-            # frame times of silence (the I/O layer calls again on new frames).
+            # frame times of silence: each frame of the burst pushes it back, so
+            # a long burst on a slow line gets one ACK at its end, not one every
+            # few frames (each a turn-around on a half-duplex radio).
             self._ack_at = now + 2 * self._frame_time(self.payload_bytes) + self.timing.slack
 
     def _on_ack(self, ack: Ack, now: float) -> None:
@@ -348,8 +352,11 @@ class Arq:
             key=lambda item: _after(item.seq, self._base),
         )
         self.stats.frames_resent += len(burst)
-        while _after(self._next, self._base) < self.window and (
-            self._outbox or (self._closing and not self._fin_queued)
+        new_frames = self._may_send_new()
+        while (
+            new_frames
+            and _after(self._next, self._base) < self.window
+            and (self._outbox or (self._closing and not self._fin_queued))
         ):
             payload = bytes(self._outbox[: self.payload_bytes])
             del self._outbox[: self.payload_bytes]
@@ -362,7 +369,7 @@ class Arq:
         piggyback: int | None = None
         if owed and burst and not self._holes():
             piggyback = self._expected
-            self._ack_at = None
+            self._ack_at, self._polled = None, False
             self.stats.acks_piggybacked += 1
         elif due:
             frames.append(self._ack())
@@ -388,6 +395,19 @@ class Arq:
             self._timeout_at = self._timeout_from(now)
         return frames
 
+    def _may_send_new(self) -> bool:
+        """Room in the window for a new frame, and either room for half a window or for
+        all that is left. Without the second rule, each ACK that frees a few slots
+        starts a burst of a few frames whose POLL draws another ACK, and a long
+        transfer settles into several ACKs (turn-arounds, on a radio) per window."""
+        free = self.window - _after(self._next, self._base)
+        if free <= 0:
+            return False
+        if free >= max(1, self.window // 2):
+            return True
+        pending = -(-len(self._outbox) // self.payload_bytes)
+        return max(pending, 1) <= free
+
     def _holes(self) -> bool:
         """Frames held beyond the next expected one: only a full ACK's bitmap says which."""
         return any(0 < _after(seq, self._expected) < self.window for seq in self._held)
@@ -396,7 +416,7 @@ class Arq:
         return (self.window - 1 + 7) // 8
 
     def _ack(self) -> bytes:
-        self._ack_at = None
+        self._ack_at, self._polled = None, False
         self.stats.acks_sent += 1
         held = frozenset(
             _after(seq, self._expected)
