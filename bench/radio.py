@@ -23,6 +23,13 @@ duplex. The issue's figures (issue 13):
 4. LoRa-like: 1758 bit/s, 240-byte payloads (253-byte frames), half
    duplex with a 0.1 s turn-around (profile `lora`): the cold message and
    a 16 KiB file's goodput.
+5. Direwolf (`--only direwolf`): two real Direwolf 1.6 TNCs on the
+   simulated channel of tests/direwolf.py (fast channel access), AFSK 1200
+   and G3RUH 9600. In the same run: raw KISS throughput (20 frames of 200
+   random bytes sent at once from A's KISS port, timed until B's has them
+   all), a file over rise-call/rise-serial through the KISS TCP ports
+   (16 KiB at 1200, 64 KiB at 9600) as a share of that raw figure, and a
+   100-byte message over a link already up (`rise-serial --link`).
 
 Timing is the wall clock on a machine that may be shared: report medians
 of several runs, and say so.
@@ -47,6 +54,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.direwolf import AFSK_1200, G3RUH_9600, KissClient, running_link  # noqa: E402
 from tests.radiolink import LinkProfile, PacedLink, paced_link  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -152,6 +160,64 @@ def goodput(
     return seconds, size / seconds / link.relay.profile.bytes_per_second
 
 
+RAW_FRAMES = 20
+RAW_FRAME_BYTES = 200
+DIREWOLF_FILE_BYTES = {1200: 16 * 1024, 9600: 64 * 1024}
+DIREWOLF_PROFILES = {1200: "tnc1200", 9600: "tnc9600"}
+
+
+def direwolf(base: Path, repeat: int) -> dict[str, object]:
+    results: dict[str, object] = {}
+    for modem in (AFSK_1200, G3RUH_9600):
+        baud = modem.baud
+        with running_link(modem) as radio:
+            a_station, b_station = radio.stations
+            sender, receiver = KissClient(a_station.kiss_port), KissClient(b_station.kiss_port)
+            started = time.monotonic()
+            for _ in range(RAW_FRAMES):
+                sender.send(os.urandom(RAW_FRAME_BYTES))
+            heard = receiver.receive(RAW_FRAMES, deadline_seconds=DEADLINE_SECONDS)
+            raw_seconds = time.monotonic() - started
+            sender.close()
+            receiver.close()
+            raw = len(heard) * RAW_FRAME_BYTES / raw_seconds
+            say(f"Direwolf {baud}: raw KISS {len(heard)}/{RAW_FRAMES} frames, {raw * 8:.0f} bit/s")
+            folder = Path(tempfile.mkdtemp(dir=base))
+            alice, bob = nodes(folder)
+            options = f"profile={DIREWOLF_PROFILES[baud]}"
+            b_port = f"kiss+tcp://127.0.0.1:{b_station.kiss_port}?{options}"
+            a_port = f"kiss+tcp://127.0.0.1:{a_station.kiss_port}?{options}"
+            with serial_process(bob, b_port, log=folder / "bob.log"):
+                size = DIREWOLF_FILE_BYTES[baud]
+                data = os.urandom(size)
+                (folder / "dw.bin").write_bytes(data)
+                run(alice, "rise-send", "-q", str(folder / "dw.bin"), "bob")
+                target = bob / "incoming" / "alice" / "dw.bin"
+                started = time.monotonic()
+                run(alice, "rise-call", "-q", "bob", "--address", a_port)
+                seconds = wait_for(target.is_file) - started
+                if target.read_bytes() != data:
+                    raise RuntimeError("the file arrived damaged")
+                share = size / seconds / raw
+                say(
+                    f"Direwolf {baud}: {size // 1024} KiB in {seconds:.1f} s,"
+                    f" {size / seconds * 8:.0f} bit/s, {share:.1%} of raw KISS"
+                )
+                linked = []
+                with serial_process(alice, a_port, "--link", "bob", log=folder / "alice.log"):
+                    message_linked(alice, bob)
+                    for _ in range(repeat):
+                        linked.append(message_linked(alice, bob))
+                        say(f"Direwolf {baud}: message over the link {linked[-1]:.3f} s")
+            results[f"direwolf_{baud}"] = {
+                "raw_bits_per_second": raw * 8,
+                "file_seconds": seconds,
+                "share_of_raw": share,
+                "message_linked_seconds": linked,
+            }
+    return results
+
+
 def scenario(
     base: Path, profile: LinkProfile, options: str
 ) -> contextlib.AbstractContextManager[tuple[Path, Path, PacedLink]]:
@@ -170,12 +236,14 @@ def scenario(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=["message", "goodput", "lora"], action="append")
+    parser.add_argument(
+        "--only", choices=["message", "goodput", "lora", "direwolf"], action="append"
+    )
     parser.add_argument("--repeat", type=int, default=5, help="runs of each message figure")
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
-    only = set(args.only or ["message", "goodput", "lora"])
+    only = set(args.only or ["message", "goodput", "lora", "direwolf"])
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="rise-bench-radio-", dir=args.workdir) as scratch:
         base = Path(scratch)
@@ -224,6 +292,8 @@ def main() -> None:
                 )
                 say(f"LoRa-like 16 KiB: {seconds:.1f} s, goodput {share:.1%}")
             results["lora"] = {"message_seconds": times, "file_seconds": seconds, "share": share}
+        if "direwolf" in only:
+            results.update(direwolf(base, max(1, args.repeat // 2)))
     for key, value in results.items():
         if isinstance(value, list) and value:
             say(f"{key}: median {statistics.median(value):.3f} s of {len(value)}")

@@ -209,6 +209,7 @@ class Arq:
         self._sent_ordinal: dict[int, int] = {}  # seq -> ordinal of its last transmission
         self._line_free = 0.0  # when what we have written will have left the line
         self._timeout_at: float | None = None
+        self._burst_payload = payload_bytes  # the largest payload of our last burst
         self._backoff = 1.0
         self._heard_at: float | None = None
         # receiving
@@ -306,7 +307,7 @@ class Arq:
             # frame times of silence: each frame of the burst pushes it back, so
             # a long burst on a slow line gets one ACK at its end, not one every
             # few frames (each a turn-around on a half-duplex radio).
-            self._ack_at = now + 2 * self._frame_time(self.payload_bytes) + self.timing.slack
+            self._ack_at = now + 2 * self._frame_time(len(frame.payload)) + self.timing.slack
 
     def _on_ack(self, ack: Ack, now: float) -> None:
         progressed = False
@@ -392,6 +393,7 @@ class Arq:
             self._line_free = max(self._line_free, now) + self._line_time(len(frame_bytes))
         if burst:
             self._started(now)
+            self._burst_payload = max(len(item.payload) for item in burst)
             self._timeout_at = self._timeout_from(now)
         return frames
 
@@ -445,7 +447,10 @@ class Arq:
         """Once our frames have left the line: the peer's turn-around, its ACK's line
         time and slack, each doubled while the peer stays silent."""
         answer = 2 * self.timing.turnaround + self._line_time(HEADER_BYTES + self.window // 8)
-        wait = (answer + self.timing.slack + 2 * self._frame_time(self.payload_bytes)) * (
+        # Two of our burst's largest frames: the receiver's wait for silence when
+        # our POLL is lost (sized by what it received, so small exchanges, such
+        # as a short message's, recover in a fraction of a full frame's wait).
+        wait = (answer + self.timing.slack + 2 * self._frame_time(self._burst_payload)) * (
             self._backoff
         )
         return max(self._line_free, now) + wait
