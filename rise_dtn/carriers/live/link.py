@@ -697,6 +697,10 @@ class Link:
             else:
                 await self._admit(bundle_id, partial)
         writer.write(self.policy.confirm(bundle_id))
+        # Again, now that it is admitted: the wake above was taken while the
+        # admission awaited its fsync, and without this one the toss waited for
+        # the peer's next frame (a second or more on a slow radio link).
+        self._wake.set()
 
     async def _admit(self, bundle_id: BundleId, partial: Path) -> None:
         """The complete partial copy, into rx/ by the same rules as any carrier's bundle."""
