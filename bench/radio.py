@@ -132,8 +132,16 @@ def message_cold(alice: Path, bob: Path, link: PacedLink, options: str) -> float
     before = inbox_count(bob)
     started = time.monotonic()
     run(alice, "rise-send", "-q", "-", "bob", stdin=os.urandom(MESSAGE_BYTES))
-    run(alice, "rise-call", "-q", "bob", "--address", f"serial:{link.a_path}?{options}")
-    return wait_for(lambda: inbox_count(bob) > before) - started
+    # The clock stops when the message is in the inbox, not when the call ends
+    # (its goodbyes and the receipt's turn come after).
+    calling = subprocess.Popen(
+        [str(BIN / "rise-call"), "-q", "bob", "--address", f"serial:{link.a_path}?{options}"],
+        env=env_of(alice),
+    )
+    arrived = wait_for(lambda: inbox_count(bob) > before) - started
+    if calling.wait(timeout=DEADLINE_SECONDS) != 0:
+        raise RuntimeError("rise-call failed")
+    return arrived
 
 
 def message_linked(alice: Path, bob: Path) -> float:

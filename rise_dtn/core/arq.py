@@ -10,8 +10,9 @@ damaged frame, so damage is loss here). This module turns one into the other:
   next frame it expects and a bitmap of what it holds beyond it. It
   acknowledges windows, not frames, so a half-duplex channel turns round
   once per window rather than once per frame. It holds the ACK for the
-  ACK's own line time: when it has DATA to send by then (a reply) and
-  holds nothing out of order, the ACK rides on that DATA in two bytes;
+  ACK's own line time (half a turn-around on a radio): when it has DATA
+  to send by then (a reply) and holds nothing out of order, the ACK rides
+  on that DATA in two bytes;
 - every transmission gets an ordinal; an ACK that shows a frame received
   which left after a frame still missing proves the missing one lost on a
   first-in first-out line, so it is resent at once, selectively, and only
@@ -299,7 +300,10 @@ class Arq:
         if frame.poll:
             # Held for an ACK frame's own line time: if our side writes within it
             # (a reply), the ACK rides on that DATA and the line carries one frame.
-            hold = now + self._line_time(HEADER_BYTES + self._bitmap_bytes())
+            # On a half-duplex radio a frame of its own costs a key-up (the
+            # turn-around), so wait up to half of one for the reply there.
+            ack_time = self._line_time(HEADER_BYTES + self._bitmap_bytes())
+            hold = now + max(ack_time, self.timing.turnaround / 2)
             self._ack_at = hold if self._ack_at is None else min(self._ack_at, hold)
             self._polled = True
         elif not self._polled:

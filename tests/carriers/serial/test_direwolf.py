@@ -1,27 +1,21 @@
-"""KISS frames and whole sessions through two real Direwolf TNCs on a simulated channel.
+"""KISS frames through two real Direwolf TNCs on a simulated channel (tests/direwolf.py).
 
-The smoke test of the radio fixture (tests/direwolf.py) and of the core
-KISS codec against a real TNC: what goes into station A's KISS port comes
-out of station B's, at AFSK 1200 and G3RUH 9600. Then two real nodes, the
-installed rise-serial on station B's KISS TCP port and rise-call on A's,
-exchange a message and a small file over the air. Waits are bounded by
-deadlines generous for a loaded machine; nothing is asserted about how fast.
+The smoke test of the radio fixture and of the core KISS codec against a
+real TNC: what goes into station A's KISS port comes out of station B's,
+at AFSK 1200 and G3RUH 9600. Waits are bounded by deadlines generous for
+a loaded machine; nothing is asserted about how fast. Whole sessions over
+the air are in test_direwolf_calls.py, on links of their own.
 """
 
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from rise_dtn.core import ax25, kiss
 from rise_dtn.core.ax25 import Callsign
-from tests.conftest import BIN, Node, command_env
 from tests.direwolf import AFSK_1200, G3RUH_9600, DirewolfLink, KissClient, Modem, link_or_skip
 
 # One 200-byte frame is 1.8 s of air at 1200 baud with Direwolf's default
@@ -83,60 +77,6 @@ def test_direwolfs_frame_size_limits_hold(clients: tuple[KissClient, KissClient]
     a.send(largest)
     frames = b.receive(1, deadline_seconds=FRAME_DEADLINE_SECONDS)
     assert [frame.payload for frame in frames] == [largest]  # the short frame never went out
-
-
-# A session over the air: a message and a small file, sized so that 1200 baud
-# takes about fifteen seconds of air and 9600 a few.
-FILE_BYTES = {1200: 1024, 9600: 8192}
-PROFILES = {1200: "tnc1200", 9600: "tnc9600"}
-CALL_TIMEOUT_SECONDS = 300.0
-
-
-def test_a_message_and_a_small_file_cross_the_air_between_two_nodes(
-    link: DirewolfLink, pair: tuple[Node, Node], tmp_path: Path
-) -> None:
-    alice, bob = pair
-    baud = link.modem.baud
-    data = os.urandom(FILE_BYTES[baud])
-    (tmp_path / "small.bin").write_bytes(data)
-    alice.run("rise-send", "-q", str(tmp_path / "small.bin"), "bob")
-    alice.run("rise-send", "-q", "-", "bob", input=b"over the air to bob")
-    bob.run("rise-send", "-q", "-", "alice", input=b"and back to alice")
-    a, b = link.stations
-    address = "kiss+tcp://127.0.0.1:{}?profile=" + PROFILES[baud]
-    log = tmp_path / "rise-serial.log"
-    with log.open("wb") as stderr:
-        answering = subprocess.Popen(
-            [str(BIN / "rise-serial"), address.format(b.kiss_port)],
-            env=command_env(bob.home),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    try:
-        called = alice.run(
-            "rise-call",
-            "--toss",
-            "bob",
-            "--address",
-            address.format(a.kiss_port),
-            check=False,
-            timeout=CALL_TIMEOUT_SECONDS,
-        )
-        assert called.returncode == 0, called.stderr.decode()
-        deadline = time.monotonic() + FRAME_DEADLINE_SECONDS
-        while not (bob.incoming / "alice" / "small.bin").is_file():
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)  # rise-serial tosses as the bundle lands: a poll with a deadline
-    finally:
-        answering.send_signal(signal.SIGTERM)
-        answering.wait(timeout=30)
-    assert (bob.incoming / "alice" / "small.bin").read_bytes() == data
-    inbox = b"".join(path.read_bytes() for path in (bob.home / "inbox").iterdir())
-    assert b"over the air to bob" in inbox
-    back = b"".join(path.read_bytes() for path in (alice.home / "inbox").iterdir())
-    assert b"and back to alice" in back
-    assert "Traceback" not in log.read_text(errors="replace")
 
 
 # Direwolf decodes every frame up to a noise std of 6000 and none from 8000
