@@ -1,0 +1,234 @@
+"""One logged-in IMAP connection to a mailbox, through IMAPClient, with one-line errors.
+
+TLS is always on and verified: against the system's trust store, a
+configured CA file, or a pinned SHA-256 fingerprint of the server's
+certificate, checked before the password is sent. imap:// addresses
+require STARTTLS; there is no plaintext mode.
+
+It only ever reads other people's mail with BODY.PEEK (never setting
+\\Seen), and removes only the mails it names, by UID EXPUNGE (a plain
+EXPUNGE would also remove mails another client marked \\Deleted). Every
+failure leaves here as a PeerError or UsageError with one line that never
+holds the password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import hmac
+import imaplib
+import socket
+import ssl
+from collections.abc import Iterator
+from typing import NoReturn
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from rise_dtn.carriers.mailbox.settings import Settings
+from rise_dtn.core.errors import PeerError, RiseError
+
+FETCH_SLICE_BYTES = 1 << 20  # a mail is pulled in slices: memory stays bounded by this
+SCAN_BATCH = 500  # UIDs per FETCH of Message-IDs: a mailbox of 100,000 mails is 200 commands
+_QUOTA_WORDS = ("quota", "overquota", "limit", "too big", "too large")
+
+
+class MailboxFull(PeerError):
+    """The server refused an APPEND for room (over quota, or a mail over its size limit)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Mail:
+    """A mail in the folder as the scan saw it: only its UID, Message-ID and size."""
+
+    uid: int
+    message_id: str
+    size: int
+
+
+class Mailbox:
+    """A selected folder on a logged-in connection (use `open_mailbox`)."""
+
+    def __init__(self, client: IMAPClient, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.uid_expunge = client.has_capability("UIDPLUS")
+
+    @property
+    def where(self) -> str:
+        return str(self.settings.place)
+
+    def scan(self) -> list[Mail]:
+        """Every mail not marked deleted, by UID, with its Message-ID (headers alone, peeked)."""
+        with self.failures("listing the mails"):
+            uids = sorted(self.client.search(["NOT", "DELETED"]))
+            found = []
+            for start in range(0, len(uids), SCAN_BATCH):
+                batch = uids[start : start + SCAN_BATCH]
+                items = ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]", "RFC822.SIZE"]
+                fetched = self.client.fetch(batch, items)
+                for uid in batch:
+                    data = fetched.get(uid, {})
+                    header = data.get(b"BODY[HEADER.FIELDS (MESSAGE-ID)]", b"") or b""
+                    size = data.get(b"RFC822.SIZE", 0)
+                    found.append(Mail(uid, _message_id(header), int(size or 0)))
+        return found
+
+    def read(self, mail: Mail) -> Iterator[bytes]:
+        """The raw mail in slices (BODY.PEEK: never marks it \\Seen); stops early if it shrank."""
+        offset = 0
+        while offset < mail.size:
+            item = f"BODY.PEEK[]<{offset}.{FETCH_SLICE_BYTES}>"
+            with self.failures("reading a mail"):
+                fetched = self.client.fetch([mail.uid], [item]).get(mail.uid, {})
+            data = fetched.get(f"BODY[]<{offset}>".encode())
+            if not data:
+                return  # gone, or shorter than it said: the reader reports it truncated
+            offset += len(data)
+            yield bytes(data)
+
+    def append(self, raw: bytes) -> None:
+        try:
+            self.client.append(self.settings.place.folder, raw)
+        except IMAPClientError as exc:
+            text = _one_line(exc)
+            if any(word in text.lower() for word in _QUOTA_WORDS):
+                raise MailboxFull(f"{self.where} refused a mail: {text}") from None
+            self._raise(exc, "appending a mail")
+        except (OSError, imaplib.IMAP4.abort, imaplib.IMAP4.error) as exc:
+            self._raise(exc, "appending a mail")
+
+    def delete(self, uids: list[int]) -> None:
+        """Remove exactly these mails (flag \\Deleted, then UID EXPUNGE where the server can)."""
+        if not uids:
+            return
+        with self.failures("deleting mails"):
+            self.client.add_flags(uids, [b"\\Deleted"], silent=True)
+            if self.uid_expunge:
+                self.client.uid_expunge(uids)
+
+    def wait(self, seconds: float) -> bool:
+        """IDLE until the server tells of a change or `seconds` pass; True if it told."""
+        with self.failures("waiting for mail"):
+            self.client.idle()
+            try:
+                responses = self.client.idle_check(timeout=seconds)
+            finally:
+                self.client.idle_done()
+        return bool(responses)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.logout()
+        with contextlib.suppress(Exception):
+            self.client.shutdown()
+
+    @contextlib.contextmanager
+    def failures(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except RiseError:
+            raise
+        except (IMAPClientError, OSError, imaplib.IMAP4.abort, imaplib.IMAP4.error) as exc:
+            self._raise(exc, doing)
+
+    def _raise(self, exc: BaseException, doing: str) -> NoReturn:
+        raise PeerError(f"{self.where}: {doing} failed: {_one_line(exc)}") from None
+
+
+def open_mailbox(settings: Settings) -> Mailbox:
+    """Connect, verify the server, log in and select the folder (creating it if missing)."""
+    place = settings.place
+    where = f"{place.host}:{place.port}"
+    password = settings.password()  # a missing password is found before any connection
+    client = _connect(settings, where)
+    mailbox = Mailbox(client, settings)
+    try:
+        try:
+            client.login(settings.user, password)
+        except LoginError:
+            raise PeerError(
+                f"{where} refused the login of {settings.user} (check the password)"
+            ) from None
+        with mailbox.failures(f"opening folder {place.folder}"):
+            if not client.folder_exists(place.folder):
+                client.create_folder(place.folder)
+            client.select_folder(place.folder)
+    except BaseException:
+        mailbox.close()
+        raise
+    return mailbox
+
+
+def _connect(settings: Settings, where: str) -> IMAPClient:
+    place = settings.place
+    context = _context(settings)
+    try:
+        client = IMAPClient(
+            place.host,
+            port=place.port,
+            ssl=place.implicit_tls,
+            ssl_context=context,
+            timeout=settings.timeout_seconds,
+        )
+        if not place.implicit_tls:
+            if not client.has_capability("STARTTLS"):
+                client.shutdown()
+                raise PeerError(f"{where} offers no STARTTLS: refusing to log in in the clear")
+            client.starttls(context)
+    except ssl.SSLCertVerificationError as exc:
+        raise PeerError(
+            f"{where}: the server's certificate did not verify ({exc.verify_message}); "
+            "for a self-signed server set [mailbox] ca_file or fingerprint"
+        ) from None
+    except (ssl.SSLError, OSError, IMAPClientError, imaplib.IMAP4.error) as exc:
+        raise PeerError(f"cannot reach the mailbox at {where}: {_one_line(exc)}") from None
+    if settings.fingerprint is not None:
+        _check_pin(client, settings.fingerprint, where)
+    return client
+
+
+def _context(settings: Settings) -> ssl.SSLContext:
+    if settings.fingerprint is not None:
+        # The pin is the trust: any certificate with exactly that hash, whoever signed it.
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    cafile = str(settings.ca_file) if settings.ca_file is not None else None
+    try:
+        return ssl.create_default_context(cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise PeerError(f"[mailbox] ca_file {cafile}: {_one_line(exc)}") from None
+
+
+def _check_pin(client: IMAPClient, pinned: bytes, where: str) -> None:
+    sock = client.socket()
+    der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
+    if der is None or not hmac.compare_digest(hashlib.sha256(der).digest(), pinned):
+        with contextlib.suppress(Exception):
+            client.shutdown()
+        shown = hashlib.sha256(der).hexdigest() if der else "none"
+        raise PeerError(
+            f"{where}: the server's certificate is not the pinned one (its SHA-256 is {shown})"
+        )
+
+
+def _message_id(header: bytes) -> str:
+    """The Message-ID of a fetched `Message-ID:` header field ("" if none)."""
+    text = header.decode("ascii", errors="replace")
+    name, _colon, value = text.partition(":")
+    if name.strip().lower() != "message-id":
+        return ""
+    return " ".join(value.split())
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
