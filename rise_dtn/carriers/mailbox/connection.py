@@ -54,7 +54,6 @@ class Mailbox:
     def __init__(self, client: IMAPClient, settings: Settings) -> None:
         self.client = client
         self.settings = settings
-        self.uid_expunge = client.has_capability("UIDPLUS")
 
     @property
     def where(self) -> str:
@@ -106,7 +105,9 @@ class Mailbox:
             return
         with self.failures("deleting mails"):
             self.client.add_flags(uids, [b"\\Deleted"], silent=True)
-            if self.uid_expunge:
+            # Asked after login: servers list UIDPLUS only then. Without it the mails
+            # stay flagged (the scan skips them) rather than expunge anyone else's.
+            if self.client.has_capability("UIDPLUS"):
                 self.client.uid_expunge(uids)
 
     def wait(self, seconds: float) -> bool:

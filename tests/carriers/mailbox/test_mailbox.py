@@ -1,0 +1,328 @@
+"""The mailbox carrier against the real Dovecot: trust, errors, and faults injected for real.
+
+Each test works in a fresh folder of the shared test server. The two nodes
+(alice and bob of tests/carriers/contract.py) share the folder, as two
+people sharing a dead-drop mailbox do. Faults are real: a wrong password,
+a certificate nobody vouched for, another IMAP client deleting or
+duplicating mails, a quota on the test user, foreign and malformed mails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import ssl
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+
+from rise_dtn.carriers.address import Address
+from rise_dtn.carriers.base import Exchanged
+from rise_dtn.carriers.mailbox import CARRIER
+from rise_dtn.core.errors import ExitCode, PeerError, RiseError, UsageError
+from rise_dtn.node.home import Home
+from tests.carriers.contract import (
+    Network,
+    delivered,
+    network,
+    payload,
+    peer_of,
+    queue,
+    queued,
+    toss_all,
+)
+from tests.mailserver import HOST, QUOTA_USER, Dovecot, MailUser
+
+CLIENT_TIMEOUT_SECONDS = 30.0
+
+
+class Shared:
+    """A fresh folder of one test user, and the nodes configured to share it."""
+
+    def __init__(self, dovecot: Dovecot, base: Path, *, user: str = "alice") -> None:
+        self.dovecot = dovecot
+        self.user: MailUser = dovecot.users[user]
+        self.folder = f"mbx-{uuid.uuid4().hex[:12]}"
+        self.password_file = base / "password"
+        self.password_file.write_text(self.user.password + "\n")
+        self.password_file.chmod(0o600)
+        self.net: Network = network(base / "nodes")
+
+    def address(self, port: int | None = None) -> Address:
+        user = self.user.address.replace("@", "%40")
+        return Address("imaps", f"{user}@{HOST}:{port or self.dovecot.imaps_port}/{self.folder}")
+
+    def configure(self, home: Home, **extra: object) -> None:
+        settings = {
+            "password_file": str(self.password_file),
+            "ca_file": str(self.dovecot.ca_file),
+            **extra,
+        }
+        lines = "".join(f"{key} = {json.dumps(value)}\n" for key, value in settings.items())
+        path = home.path / "config.toml"
+        text = path.read_text(encoding="utf-8").split("\n[mailbox]\n")[0]
+        path.write_text(f"{text}\n[mailbox]\n{lines}", encoding="utf-8")
+        home.__dict__.pop("config", None)
+
+    def exchange(self, home: Home, other: Home, *, port: int | None = None) -> Exchanged:
+        peer = peer_of(home, other)
+        assert peer is not None
+        return CARRIER.exchange(home, peer, self.address(port), now=int(time.time()))
+
+    def client(self) -> IMAPClient:
+        client = IMAPClient(
+            HOST, port=self.dovecot.imaps_port, ssl=True, ssl_context=self.dovecot.ssl_context(),
+            timeout=CLIENT_TIMEOUT_SECONDS,
+        )  # fmt: skip
+        client.login(self.user.address, self.user.password)
+        if not client.folder_exists(self.folder):
+            client.create_folder(self.folder)
+        client.select_folder(self.folder)
+        return client
+
+
+@pytest.fixture
+def shared(dovecot: Dovecot, tmp_path: Path) -> Iterator[Shared]:
+    made = Shared(dovecot, tmp_path)
+    for home in (made.net.alice, made.net.bob):
+        made.configure(home)
+    yield made
+    with contextlib.suppress(Exception):
+        client = made.client()
+        client.close_folder()
+        client.delete_folder(made.folder)
+        client.logout()
+
+
+def round_trip(shared: Shared, rounds: int = 4) -> None:
+    """alice and bob take turns over the mailbox, each tossing, until nothing is queued."""
+    alice, bob = shared.net.alice, shared.net.bob
+    for _round in range(rounds):
+        shared.exchange(alice, bob)
+        shared.exchange(bob, alice)
+        toss_all(bob, alice)
+        if not queued(alice, bob) and not queued(bob, alice):
+            return
+
+
+def digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+# Trust and errors: one line each, with the exit code rise-call(1) documents.
+
+
+def test_a_wrong_password_is_one_line_exit_4(shared: Shared) -> None:
+    shared.password_file.write_text("not-the-password\n")
+    with pytest.raises(PeerError) as refused:
+        shared.exchange(shared.net.alice, shared.net.bob)
+    assert refused.value.exit_code == ExitCode.PEER
+    assert "refused the login" in refused.value.message
+    assert "\n" not in refused.value.message and "not-the-password" not in refused.value.message
+
+
+def test_a_certificate_nobody_vouched_for_is_refused(shared: Shared) -> None:
+    shared.configure(shared.net.alice, ca_file="")  # the system's trust store only
+    with pytest.raises(PeerError) as refused:
+        shared.exchange(shared.net.alice, shared.net.bob)
+    assert "certificate did not verify" in refused.value.message
+    assert refused.value.exit_code == ExitCode.PEER and "\n" not in refused.value.message
+
+
+def test_a_pinned_fingerprint_is_enough_and_a_wrong_one_refused(shared: Shared) -> None:
+    pem = shared.dovecot.cert_file.read_text()
+    right = hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+    shared.configure(shared.net.alice, ca_file="", fingerprint=f"sha256:{right}")
+    shared.exchange(shared.net.alice, shared.net.bob)  # no CA, but the pin: trusted
+    shared.configure(shared.net.alice, ca_file="", fingerprint="ab" * 32)
+    with pytest.raises(PeerError) as refused:
+        shared.exchange(shared.net.alice, shared.net.bob)
+    assert "not the pinned one" in refused.value.message
+
+
+def test_a_password_file_others_can_read_is_refused(shared: Shared) -> None:
+    shared.password_file.chmod(0o644)
+    with pytest.raises(UsageError, match="chmod 600"):
+        shared.exchange(shared.net.alice, shared.net.bob)
+
+
+def test_the_password_from_the_environment(shared: Shared, monkeypatch: pytest.MonkeyPatch) -> None:
+    shared.configure(shared.net.alice, password_file="", password_env="RISE_TEST_MAIL_PASSWORD")
+    with pytest.raises(UsageError, match="RISE_TEST_MAIL_PASSWORD is not set"):
+        shared.exchange(shared.net.alice, shared.net.bob)
+    monkeypatch.setenv("RISE_TEST_MAIL_PASSWORD", shared.user.password)
+    shared.exchange(shared.net.alice, shared.net.bob)
+
+
+def test_an_unreachable_server_is_one_line(shared: Shared) -> None:
+    with contextlib.closing(__import__("socket").socket()) as closed:
+        closed.bind((HOST, 0))
+        port = closed.getsockname()[1]  # bound, never listening: refused
+        with pytest.raises(RiseError) as failed:
+            shared.exchange(shared.net.alice, shared.net.bob, port=port)
+    assert failed.value.message.startswith("cannot reach the mailbox")
+
+
+# Other people's mail, split bundles, and faults.
+
+
+def test_other_mail_is_never_touched(shared: Shared) -> None:
+    client = shared.client()
+    try:
+        others = (
+            b"From: a@example.test\r\nMessage-ID: <x1@example.test>\r\nSubject: hi\r\n\r\nhi\r\n"
+        )
+        client.append(shared.folder, others)
+        (uid,) = client.search(["ALL"])
+        before = client.fetch([uid], ["FLAGS", "BODY.PEEK[]"])[uid]
+        data = payload("beside-others", 30_000)
+        queue(shared.net.alice, shared.net.bob, data, "note.bin")
+        round_trip(shared)
+        assert delivered(shared.net.bob, "alice") == {"note.bin": digest(data)}
+        client.noop()
+        after = client.fetch([uid], ["FLAGS", "BODY.PEEK[]"])[uid]
+        assert after == before and b"\\Seen" not in after[b"FLAGS"]
+        assert client.search(["ALL"]) == [uid]  # ours are gone, theirs stays
+    finally:
+        client.logout()
+
+
+def test_a_bundle_split_over_many_mails_arrives_whole(shared: Shared) -> None:
+    for home in (shared.net.alice, shared.net.bob):
+        shared.configure(home, part_bytes=40_000)
+    data = payload("split", 250_000)
+    queue(shared.net.alice, shared.net.bob, data, "split.bin")
+    client = shared.client()
+    try:
+        report = shared.exchange(shared.net.alice, shared.net.bob)
+        client.noop()
+        assert len(client.search(["ALL"])) == 7, report  # 250,000 bytes and a header in 40,000s
+    finally:
+        client.logout()
+    round_trip(shared)
+    assert delivered(shared.net.bob, "alice") == {"split.bin": digest(data)}
+    assert not queued(shared.net.alice, shared.net.bob)
+
+
+def test_duplicated_mails_deliver_once(shared: Shared) -> None:
+    """Another client copies every mail (a provider's retry, a restored backup)."""
+    for home in (shared.net.alice, shared.net.bob):
+        shared.configure(home, part_bytes=40_000)
+    data = payload("twice", 100_000)
+    queue(shared.net.alice, shared.net.bob, data, "twice.bin")
+    shared.exchange(shared.net.alice, shared.net.bob)
+    client = shared.client()
+    try:
+        uids = client.search(["ALL"])
+        raws = client.fetch(uids, ["BODY.PEEK[]"])
+        for uid in uids:
+            client.append(shared.folder, raws[uid][b"BODY[]"])
+    finally:
+        client.logout()
+    round_trip(shared)
+    assert delivered(shared.net.bob, "alice") == {"twice.bin": digest(data)}
+    assert shared.client().search(["ALL"]) == []
+
+
+def test_mails_deleted_by_another_client_are_mailed_again(shared: Shared) -> None:
+    for home in (shared.net.alice, shared.net.bob):
+        shared.configure(home, part_bytes=40_000)
+    data = payload("deleted", 100_000)
+    queue(shared.net.alice, shared.net.bob, data, "again.bin")
+    shared.exchange(shared.net.alice, shared.net.bob)
+    client = shared.client()
+    try:
+        uids = client.search(["ALL"])
+        client.delete_messages(uids[:1])  # someone else removes one part
+        client.expunge()
+    finally:
+        client.logout()
+    report = shared.exchange(shared.net.bob, shared.net.alice)  # bob takes what is left
+    assert report.received == 0
+    report = shared.exchange(shared.net.alice, shared.net.bob)
+    assert any("deleted by someone else" in note for note in report.notes), report.notes
+    round_trip(shared)
+    assert delivered(shared.net.bob, "alice") == {"again.bin": digest(data)}
+
+
+def test_foreign_and_malformed_mails_of_ours_get_one_line(shared: Shared) -> None:
+    """A mail under our tag that does not read (altered on the way) is dropped with a line."""
+    data = payload("altered", 20_000)
+    queue(shared.net.alice, shared.net.bob, data, "altered.bin")
+    shared.exchange(shared.net.alice, shared.net.bob)
+    client = shared.client()
+    try:
+        (uid,) = client.search(["ALL"])
+        raw = bytearray(client.fetch([uid], ["BODY.PEEK[]"])[uid][b"BODY[]"])
+        middle = raw.index(b"\r\n\r\n", raw.index(b"base64")) + 200
+        raw[middle] = ord("A") if raw[middle] != ord("A") else ord("B")
+        client.delete_messages([uid])
+        client.expunge()
+        client.append(shared.folder, bytes(raw))
+        truncated = bytes(raw[: len(raw) // 2])
+        client.append(shared.folder, truncated)
+    finally:
+        client.logout()
+    report = shared.exchange(shared.net.bob, shared.net.alice)
+    assert report.received == 0
+    faults = sorted(line.split(": ")[1].split()[0] for line in report.rejected)
+    assert faults == ["foreign", "truncated"], report.rejected
+    assert all("\n" not in line for line in report.rejected)
+    assert shared.client().search(["ALL"]) == []
+    assert queued(shared.net.alice, shared.net.bob), "the sender let go of an unacked bundle"
+
+
+def test_a_mailbox_over_quota_keeps_the_rest_queued(dovecot: Dovecot, tmp_path: Path) -> None:
+    shared = Shared(dovecot, tmp_path, user=QUOTA_USER)
+    for home in (shared.net.alice, shared.net.bob):
+        shared.configure(home)
+    small, large = payload("small", 5_000), payload("large", 200_000)
+    queue(shared.net.alice, shared.net.bob, small, "small.bin")
+    large_id = queue(shared.net.alice, shared.net.bob, large, "large.bin")
+    report = shared.exchange(shared.net.alice, shared.net.bob)
+    assert report.sent == 1 and any("quota" in note.lower() for note in report.notes), report
+    assert large_id in queued(shared.net.alice, shared.net.bob)
+    round_trip(shared, rounds=3)  # the small one, bob's ack, alice's release
+    assert delivered(shared.net.bob, "alice") == {"small.bin": digest(small)}
+    assert set(queued(shared.net.alice, shared.net.bob)) == {large_id}
+    with contextlib.suppress(Exception):
+        client = shared.client()
+        client.close_folder()
+        client.delete_folder(shared.folder)
+        client.logout()
+
+
+def test_a_connection_cut_at_random_bytes_loses_nothing(shared: Shared) -> None:
+    """Cuts in both directions, at bytes drawn once (seeded): each pass that fails
+    leaves nothing torn; the bundles arrive once, intact."""
+    import random
+
+    from tests.cutproxy import cut_proxy
+
+    for home in (shared.net.alice, shared.net.bob):
+        shared.configure(home, part_bytes=30_000)
+    files = {f"cut-{n}.bin": payload(f"cut{n}", 20_000 + n * 25_000) for n in range(3)}
+    for name, data in files.items():
+        queue(shared.net.alice, shared.net.bob, data, name)
+    draw = random.Random(1729)
+    alice, bob = shared.net.alice, shared.net.bob
+    with cut_proxy(shared.dovecot.imaps_port) as proxy:
+        for _round in range(12):
+            for home, other in ((alice, bob), (bob, alice)):
+                direction = draw.choice(("upstream_bytes", "downstream_bytes"))
+                proxy.cut.upstream_bytes = proxy.cut.downstream_bytes = None
+                setattr(proxy.cut, direction, draw.randrange(1, 120_000))
+                with contextlib.suppress(PeerError):
+                    shared.exchange(home, other, port=proxy.port)
+                toss_all(home)
+    assert proxy.cuts_made > 0
+    round_trip(shared)
+    assert delivered(bob, "alice") == {name: digest(data) for name, data in files.items()}
+    assert not queued(alice, bob)
+    assert os.listdir(bob.spool.quarantine_dir) == []
