@@ -21,6 +21,8 @@ import hmac
 import imaplib
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Iterator
 from typing import NoReturn
 
@@ -31,6 +33,7 @@ from rise_dtn.carriers.mailbox.settings import Settings
 from rise_dtn.core.errors import PeerError, RiseError
 
 FETCH_SLICE_BYTES = 1 << 20  # a mail is pulled in slices: memory stays bounded by this
+IDLE_CHECK_SECONDS = 1.0  # how soon a watch notices it was told to stop
 SCAN_BATCH = 500  # UIDs per FETCH of Message-IDs: a mailbox of 100,000 mails is 200 commands
 _QUOTA_WORDS = ("quota", "overquota", "limit", "too big", "too large")
 
@@ -110,15 +113,20 @@ class Mailbox:
             if self.client.has_capability("UIDPLUS"):
                 self.client.uid_expunge(uids)
 
-    def wait(self, seconds: float) -> bool:
-        """IDLE until the server tells of a change or `seconds` pass; True if it told."""
+    def wait(self, seconds: float, stop: threading.Event) -> bool:
+        """IDLE until new mail (EXISTS), `stop`, or `seconds` (then IDLE is re-issued by the
+        caller, before the server's time-out); True if new mail came."""
+        deadline = time.monotonic() + seconds
         with self.failures("waiting for mail"):
             self.client.idle()
             try:
-                responses = self.client.idle_check(timeout=seconds)
+                while not stop.is_set() and time.monotonic() < deadline:
+                    responses = self.client.idle_check(timeout=IDLE_CHECK_SECONDS)
+                    if any(b"EXISTS" in response for response in responses):
+                        return True
             finally:
                 self.client.idle_done()
-        return bool(responses)
+        return False
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -1,0 +1,140 @@
+"""Two nodes through one shared mailbox of the real Dovecot, with the installed commands.
+
+alice and bob share a folder of one account (a dead drop): each names it as
+the other's address in config.toml, and reads the password from the
+environment. A message and a 30 MiB file split over four mails go one way,
+acks come back; `rise-imap --watch` takes mail as IDLE announces it; a
+wrong password and an unverified server end in one line and exit status 4.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BIN, Node, command_env
+from tests.mailserver import HOST, Dovecot
+
+DEADLINE_SECONDS = 60.0  # bounds a wait for the watching node; never reached when all is well
+BIG_FILE_BYTES = 30 * (1 << 20)
+PART_BYTES = 8 * (1 << 20)  # four mails for the big file: the split and reassembly for real
+
+
+def share(dovecot: Dovecot, pair: tuple[Node, Node], *, ca_file: bool = True) -> str:
+    """Point alice and bob at one fresh folder; the address they use."""
+    user = dovecot.users["alice"]
+    folder = f"e2e-{uuid.uuid4().hex[:12]}"
+    address = f"imaps://{user.address.replace('@', '%40')}@{HOST}:{dovecot.imaps_port}/{folder}"
+    for node, other in (pair, pair[::-1]):
+        config = node.home / "config.toml"
+        lines = [
+            "",
+            "[mailbox]",
+            'password_env = "RISE_TEST_MAIL_PASSWORD"',
+            f"part_bytes = {PART_BYTES}",
+        ]
+        if ca_file:
+            lines.append(f"ca_file = {json.dumps(str(dovecot.ca_file))}")
+        lines += ["", f"[peers.{other.name}]", f"address = {json.dumps(address)}", ""]
+        config.write_text(config.read_text() + "\n".join(lines))
+    return address
+
+
+def imap(
+    node: Node, *args: str, password: str, check: bool = True
+) -> subprocess.CompletedProcess[bytes]:
+    result = subprocess.run(
+        [str(BIN / "rise-imap"), *args],
+        env=command_env(node.home, RISE_TEST_MAIL_PASSWORD=password),
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr.decode()
+    return result
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def test_a_message_and_a_30_mib_file_through_one_shared_mailbox(
+    dovecot: Dovecot, pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    alice, bob = pair
+    password = dovecot.users["alice"].password
+    share(dovecot, pair)
+    big = tmp_path / "big.bin"
+    with big.open("wb") as out:
+        for _block in range(BIG_FILE_BYTES // (1 << 20)):
+            out.write(os.urandom(1 << 20))
+    alice.run("rise-send", "-q", str(big), "bob")
+    alice.run("rise-send", "-q", "-", "bob", input=b"the file is on its way\n")
+    imap(alice, "-q", password=password)
+    taken = imap(bob, "--toss", password=password)
+    assert b"alice: received 2 (30.0 MiB)" in taken.stderr, taken.stderr
+    assert sha256(bob.incoming / "alice" / "big.bin") == sha256(big)
+    listing = json.loads(bob.run("rise", "inbox", "--json").stdout)
+    shown = bob.run("rise", "inbox", "show", listing[0]["bundle_id"][:6])
+    assert shown.stdout == b"the file is on its way\n"
+    acked = imap(alice, password=password)
+    assert b"confirmed 2" in acked.stderr, acked.stderr
+    stat = json.loads(alice.run("rise-stat", "--json").stdout)
+    assert stat["sent"]["delivered"] == 2 and stat["neighbours"][0]["waiting"] == 0
+    assert not list((bob.spool / "tmp" / "mail").rglob("*.data"))  # nothing left half-taken
+
+
+def test_watch_takes_mail_as_idle_tells_of_it(dovecot: Dovecot, pair: tuple[Node, Node]) -> None:
+    alice, bob = pair
+    password = dovecot.users["alice"].password
+    share(dovecot, pair)
+    watcher = subprocess.Popen(
+        [str(BIN / "rise-imap"), "--watch", "--toss"],
+        env=command_env(bob.home, RISE_TEST_MAIL_PASSWORD=password),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        alice.run("rise-send", "-q", "-", "bob", input=b"are you there?\n")
+        imap(alice, "-q", password=password)
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while not json.loads(bob.run("rise", "inbox", "--json").stdout):
+            assert watcher.poll() is None, watcher.communicate()[1]
+            assert time.monotonic() < deadline, "the watching node never took the mail"
+            time.sleep(0.1)  # a poll with a bound: delivery is the watcher's, in its own time
+        while json.loads(alice.run("rise-stat", "--json").stdout)["sent"]["delivered"] != 1:
+            assert time.monotonic() < deadline, "the watching node's ack never came back"
+            imap(alice, "-q", password=password)
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        _out, err = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0, err.decode()
+    assert b"Traceback" not in err
+
+
+@pytest.mark.parametrize("fault", ["password", "certificate"])
+def test_a_refused_login_or_server_is_one_line_and_exit_4(
+    dovecot: Dovecot, pair: tuple[Node, Node], fault: str
+) -> None:
+    alice, _bob = pair
+    password = dovecot.users["alice"].password
+    share(dovecot, pair, ca_file=fault != "certificate")
+    result = imap(alice, password="wrong" if fault == "password" else password, check=False)
+    assert result.returncode == 4
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    expected = "refused the login" if fault == "password" else "certificate did not verify"
+    assert expected in lines[0] and password not in lines[0]
