@@ -6,7 +6,7 @@ provider reading the mailbox must see ordinary mail: no header, subject,
 file name, boundary or attachment byte names rise-dtn or either node. So
 the attachment is masked (a ChaCha20 key stream from the two neighbours'
 shared key), its Message-ID carries a keyed tag that only they can check,
-and a keyed MAC closes each part (docs/protocol.md section 24, draft).
+and a keyed MAC closes each part (docs/protocol.md section 24).
 
 This module holds the format and writes mails; core/mailreader.py reads
 them. Sans-I/O: the caller passes the shared key material, `now`, a source
