@@ -115,17 +115,33 @@ class Mailbox:
 
     def wait(self, seconds: float, stop: threading.Event) -> bool:
         """IDLE until new mail (EXISTS), `stop`, or `seconds` (then IDLE is re-issued by the
-        caller, before the server's time-out); True if new mail came."""
+        caller, before the server's time-out); True if new mail came.
+
+        IMAPClient's idle_check swallows an end of file: a check that comes back
+        empty before its time-out may be a dead connection, so IDLE is ended
+        and a NOOP asked, which raises (a PeerError) if the connection is gone.
+        """
         deadline = time.monotonic() + seconds
         with self.failures("waiting for mail"):
             self.client.idle()
+            idling = True
             try:
                 while not stop.is_set() and time.monotonic() < deadline:
+                    started = time.monotonic()
                     responses = self.client.idle_check(timeout=IDLE_CHECK_SECONDS)
                     if any(b"EXISTS" in response for response in responses):
                         return True
+                    if not responses and time.monotonic() - started < IDLE_CHECK_SECONDS / 2:
+                        idling = False
+                        self.client.idle_done()
+                        _status, untagged = self.client.noop()
+                        if any(b"EXISTS" in response for response in untagged):
+                            return True
+                        self.client.idle()
+                        idling = True
             finally:
-                self.client.idle_done()
+                if idling:
+                    self.client.idle_done()
         return False
 
     def close(self) -> None:

@@ -326,3 +326,56 @@ def test_a_connection_cut_at_random_bytes_loses_nothing(shared: Shared) -> None:
     assert delivered(bob, "alice") == {name: digest(data) for name, data in files.items()}
     assert not queued(alice, bob)
     assert os.listdir(bob.spool.quarantine_dir) == []
+
+
+def test_watch_reconnects_after_a_cut_and_takes_mail_as_idle_tells(shared: Shared) -> None:
+    """The IDLE connection is cut (the proxy resets it): the watch reconnects, then
+    a pass runs when Dovecot announces the mail alice leaves."""
+    import threading
+
+    from rise_dtn.carriers.mailbox import targets, watch
+    from rise_dtn.carriers.mailbox.settings import place_of, settings_for
+    from tests.cutproxy import cut_proxy
+
+    alice, bob = shared.net.alice, shared.net.bob
+    peer = peer_of(bob, alice)
+    assert peer is not None
+    lines: list[str] = []
+    passes: list[Exchanged] = []
+
+    def run_passes() -> None:
+        passes.append(shared.exchange(bob, alice))
+        toss_all(bob)
+
+    with cut_proxy(shared.dovecot.imaps_port) as proxy:
+        place = place_of(shared.address(proxy.port))
+        settings = settings_for(bob.config.mailbox, place, peer.name)
+        stop = threading.Event()
+        watcher = threading.Thread(
+            target=watch.watch,
+            args=([settings], run_passes),
+            kwargs={"stop": stop, "poll_seconds": 3600.0, "log": lines.append},
+        )
+        watcher.start()
+        try:
+            deadline = time.monotonic() + 60
+            while not (passes and proxy.cut_now()):  # the first pass ran; IDLE is up or coming
+                assert time.monotonic() < deadline, "the watch never connected"
+                time.sleep(0.05)  # a poll with a bound
+            while not any("again" in line or "reconnecting" in line for line in lines):
+                assert time.monotonic() < deadline, lines
+                time.sleep(0.05)
+            time.sleep(0.5)  # let the new IDLE start: mail before it is taken by the pass anyway
+            data = payload("while-watching", 2_000)
+            queue(alice, bob, data, "watched.bin")
+            shared.exchange(alice, bob)
+            while "watched.bin" not in delivered(bob, "alice"):
+                assert time.monotonic() < deadline, f"never delivered; {lines}"
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            watcher.join(30)
+    assert not watcher.is_alive()
+    assert delivered(bob, "alice") == {"watched.bin": digest(data)}
+    assert all("\n" not in line and "Traceback" not in line for line in lines)
+    assert targets  # the module rise-imap uses to choose what the watch serves
