@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BIN, Node, command_env
-from tests.mailserver import HOST, Dovecot
+from tests.mailserver import HOST, Dovecot, Postfix
 
 DEADLINE_SECONDS = 60.0  # bounds a wait for the watching node; never reached when all is well
 BIG_FILE_BYTES = 30 * (1 << 20)
@@ -138,3 +138,47 @@ def test_a_refused_login_or_server_is_one_line_and_exit_4(
     assert len(lines) == 1, lines
     expected = "refused the login" if fault == "password" else "certificate did not verify"
     assert expected in lines[0] and password not in lines[0]
+
+
+def test_two_mailboxes_through_smtp_submission(
+    dovecot: Dovecot, postfix: Postfix, pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    """Each node reads its own mailbox and mails the other's address by submission to
+    the real Postfix (STARTTLS, AUTH), which delivers into Dovecot by LMTP."""
+    alice, bob = pair
+    for node, other in (pair, pair[::-1]):
+        user, to = dovecot.users[node.name], dovecot.users[other.name]
+        password_file = tmp_path / f"{node.name}-password"
+        password_file.write_text(user.password + "\n")
+        password_file.chmod(0o600)
+        mine = f"imaps://{user.address}@{HOST}:{dovecot.imaps_port}/INBOX"
+        lines = [
+            "",
+            "[mailbox]",
+            f"password_file = {json.dumps(str(password_file))}",
+            f"ca_file = {json.dumps(str(dovecot.ca_file))}",
+            f'smtp = "smtp://{HOST}:{postfix.submission_port}"',
+            f"to = {json.dumps(to.address)}",
+            "part_bytes = 400000",
+            "",
+            f"[peers.{other.name}]",
+            f"address = {json.dumps(mine)}",
+            "",
+        ]
+        config = node.home / "config.toml"
+        config.write_text(config.read_text() + "\n".join(lines))
+    data = os.urandom(1_000_000)  # three mails
+    (tmp_path / "report.bin").write_bytes(data)
+    alice.run("rise-send", "-q", str(tmp_path / "report.bin"), "bob")
+    alice.run("rise-send", "-q", "-", "bob", input=b"by submission\n")
+    alice.run("rise-imap", "-q")
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not (bob.incoming / "alice" / "report.bin").exists():
+        assert time.monotonic() < deadline, "the submitted mails never reached bob"
+        bob.run("rise-imap", "-q", "--toss")  # a poll with a bound: Postfix's queue decides
+    assert (bob.incoming / "alice" / "report.bin").read_bytes() == data
+    while json.loads(alice.run("rise-stat", "--json").stdout)["sent"]["delivered"] != 2:
+        assert time.monotonic() < deadline, "bob's ack never came back by submission"
+        alice.run("rise-imap", "-q")
+    shown = bob.run("rise", "inbox", "--json").stdout
+    assert len(json.loads(shown)) == 1

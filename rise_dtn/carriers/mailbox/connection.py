@@ -95,7 +95,7 @@ class Mailbox:
         try:
             self.client.append(self.settings.place.folder, raw)
         except IMAPClientError as exc:
-            text = _one_line(exc)
+            text = one_line(exc)
             if any(word in text.lower() for word in _QUOTA_WORDS):
                 raise MailboxFull(f"{self.where} refused a mail: {text}") from None
             self._raise(exc, "appending a mail")
@@ -160,7 +160,7 @@ class Mailbox:
             self._raise(exc, doing)
 
     def _raise(self, exc: BaseException, doing: str) -> NoReturn:
-        raise PeerError(f"{self.where}: {doing} failed: {_one_line(exc)}") from None
+        raise PeerError(f"{self.where}: {doing} failed: {one_line(exc)}") from None
 
 
 def open_mailbox(settings: Settings) -> Mailbox:
@@ -189,7 +189,7 @@ def open_mailbox(settings: Settings) -> Mailbox:
 
 def _connect(settings: Settings, where: str) -> IMAPClient:
     place = settings.place
-    context = _context(settings)
+    context = tls_context(settings)
     try:
         client = IMAPClient(
             place.host,
@@ -209,13 +209,18 @@ def _connect(settings: Settings, where: str) -> IMAPClient:
             "for a self-signed server set [mailbox] ca_file or fingerprint"
         ) from None
     except (ssl.SSLError, OSError, IMAPClientError, imaplib.IMAP4.error) as exc:
-        raise PeerError(f"cannot reach the mailbox at {where}: {_one_line(exc)}") from None
+        raise PeerError(f"cannot reach the mailbox at {where}: {one_line(exc)}") from None
     if settings.fingerprint is not None:
-        _check_pin(client, settings.fingerprint, where)
+        try:
+            check_pin(client.socket(), settings.fingerprint, where)
+        except PeerError:
+            with contextlib.suppress(Exception):
+                client.shutdown()
+            raise
     return client
 
 
-def _context(settings: Settings) -> ssl.SSLContext:
+def tls_context(settings: Settings) -> ssl.SSLContext:
     if settings.fingerprint is not None:
         # The pin is the trust: any certificate with exactly that hash, whoever signed it.
         context = ssl.create_default_context()
@@ -226,15 +231,13 @@ def _context(settings: Settings) -> ssl.SSLContext:
     try:
         return ssl.create_default_context(cafile=cafile)
     except (OSError, ssl.SSLError) as exc:
-        raise PeerError(f"[mailbox] ca_file {cafile}: {_one_line(exc)}") from None
+        raise PeerError(f"[mailbox] ca_file {cafile}: {one_line(exc)}") from None
 
 
-def _check_pin(client: IMAPClient, pinned: bytes, where: str) -> None:
-    sock = client.socket()
+def check_pin(sock: object, pinned: bytes, where: str) -> None:
+    """PeerError unless the TLS socket's certificate has the pinned SHA-256."""
     der = sock.getpeercert(binary_form=True) if isinstance(sock, ssl.SSLSocket) else None
     if der is None or not hmac.compare_digest(hashlib.sha256(der).digest(), pinned):
-        with contextlib.suppress(Exception):
-            client.shutdown()
         shown = hashlib.sha256(der).hexdigest() if der else "none"
         raise PeerError(
             f"{where}: the server's certificate is not the pinned one (its SHA-256 is {shown})"
@@ -250,7 +253,7 @@ def _message_id(header: bytes) -> str:
     return " ".join(value.split())
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout | TimeoutError):
         return "timed out"
     if isinstance(exc, OSError) and exc.strerror:

@@ -21,7 +21,7 @@ import hashlib
 from rise_dtn.carriers.base import Exchanged, Hooks
 from rise_dtn.carriers.mailbox.connection import open_mailbox
 from rise_dtn.carriers.mailbox.pull import Pulled, Puller
-from rise_dtn.carriers.mailbox.push import Pushed, Pusher
+from rise_dtn.carriers.mailbox.push import Outbox, Pushed, Pusher
 from rise_dtn.carriers.mailbox.settings import Settings
 from rise_dtn.carriers.mailbox.state import MailState
 from rise_dtn.core.identity import Identity, NodeId
@@ -66,10 +66,14 @@ def exchange(home: Home, peer: Peer, settings: Settings, *, now: int, hooks: Hoo
             Puller(keys=keys_in, **common).pull(ours, pulled)  # type: ignore[arg-type]
             if hooks.toss is not None:
                 hooks.toss()
-            pusher = Pusher(keys=keys_out, **common)  # type: ignore[arg-type]
-            pusher.tidy(mine, pushed)
-            pusher.give_acks(pushed)
-            pusher.give_bundles(pushed)
+            outbox = Outbox(mailbox)
+            try:
+                pusher = Pusher(keys=keys_out, outbox=outbox, **common)  # type: ignore[arg-type]
+                pusher.tidy(mine, pushed)
+                pusher.give_acks(pushed)
+                pusher.give_bundles(pushed)
+            finally:
+                outbox.close()
         finally:
             mailbox.close()
     return Exchanged(

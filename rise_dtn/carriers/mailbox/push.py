@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 from rise_dtn.carriers.mailbox.connection import Mail, Mailbox, MailboxFull
 from rise_dtn.carriers.mailbox.state import MailState, Outgoing
+from rise_dtn.carriers.mailbox.submission import Submission, open_submission
 from rise_dtn.core.ack import MAX_IDS, Ack
 from rise_dtn.core.errors import BundleError, RiseError
 from rise_dtn.core.identity import BundleId
@@ -41,6 +42,32 @@ class Pushed:
     full: bool = False
 
 
+class Outbox:
+    """Where our mails go: APPENDed into the mailbox, or submitted by SMTP to the
+    neighbour's address when [mailbox] smtp and to are set (opened on first use)."""
+
+    def __init__(self, mailbox: Mailbox) -> None:
+        self.mailbox = mailbox
+        self.settings = mailbox.settings
+        self._submission: Submission | None = None
+
+    @property
+    def by_smtp(self) -> bool:
+        return self.settings.smtp is not None
+
+    def send(self, raw: bytes) -> None:
+        if self.settings.smtp is None or self.settings.to is None:
+            self.mailbox.append(raw)
+            return
+        if self._submission is None:
+            self._submission = open_submission(self.settings, self.settings.password())
+        self._submission.send(raw, recipient=self.settings.to)
+
+    def close(self) -> None:
+        if self._submission is not None:
+            self._submission.close()
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Pusher:
     home: Home
@@ -50,6 +77,7 @@ class Pusher:
     keys: MailKeys
     now: int
     say: Callable[[str], None]
+    outbox: Outbox
 
     def tidy(self, mails: list[Mail], report: Pushed) -> None:
         """Settle what earlier passes mailed, against the mails of ours still in the box."""
@@ -79,7 +107,9 @@ class Pusher:
         queued = self.home.bundles.queued_path(self.peer.node_id, BundleId.parse(record.bundle_id))
         if not queued.exists():
             return True  # acked, expired or cancelled: its mails are garbage
-        if left == len(record.message_ids):
+        if self.outbox.by_smtp:
+            left = 0  # in the neighbour's mailbox, which we cannot see: the resend timer decides
+        elif left == len(record.message_ids):
             return False  # still waiting for the neighbour
         if left:
             report.notes.append(
@@ -88,7 +118,7 @@ class Pusher:
             )
             return True
         if self.now - record.sent_at >= self.mailbox.settings.resend_seconds:
-            report.notes.append(f"{record.bundle_id}: taken but never acked; mailing it again")
+            report.notes.append(f"{record.bundle_id}: no ack within resend; mailing it again")
             return True
         return False
 
@@ -104,7 +134,10 @@ class Pusher:
             ack = Ack(me, self.peer.node_id, self.now, tuple(BundleId.parse(t) for t in batch))
             data = ack.encode(self.home.identity)
             message_ids = self._mail(io.BytesIO(data), len(data))
-            self.state.record_outgoing(bundle_id=None, message_ids=message_ids, sent_at=self.now)
+            if not self.outbox.by_smtp:  # by SMTP it is out of sight once sent
+                self.state.record_outgoing(
+                    bundle_id=None, message_ids=message_ids, sent_at=self.now
+                )
             self.home.index.acks_sent(neighbour, batch)
             self.say(f"mailed an ack to {self.peer.name}: {len(batch)} bundle(s)")
 
@@ -150,7 +183,7 @@ class Pusher:
         """Append the mails of one bundle or ack; their Message-IDs. On a failure the mails
         already appended are deleted (best effort: else the next tidy finds them)."""
         settings = self.mailbox.settings
-        recipient = settings.user if "@" in settings.user else settings.sender
+        recipient = settings.to or (settings.user if "@" in settings.user else settings.sender)
         mails = encode(
             source,
             size,
@@ -164,10 +197,10 @@ class Pusher:
         appended: list[str] = []
         try:
             for mail in mails:
-                self.mailbox.append(b"".join(mail.chunks))
+                self.outbox.send(b"".join(mail.chunks))
                 appended.append(mail.message_id)
         except RiseError:
-            if appended:
+            if appended and not self.outbox.by_smtp:
                 self._delete_best_effort(appended)
             raise
         return appended

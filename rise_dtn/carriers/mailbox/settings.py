@@ -30,6 +30,8 @@ from rise_dtn.node.config import parse_duration, parse_size
 DEFAULT_STYLE = MailStyle()
 IMAPS_PORT = 993
 IMAP_PORT = 143
+SMTPS_PORT = 465
+SUBMISSION_PORT = 587
 DEFAULT_FOLDER = "INBOX"
 # A bundle whose mails were all taken but whose ack never came is mailed
 # again after this long: the receiver's toss may have refused a damaged
@@ -55,6 +57,8 @@ KEYS = {
     "resend",
     "idle",
     "timeout",
+    "smtp",
+    "to",
 }
 
 
@@ -75,6 +79,15 @@ class Place:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class SmtpServer:
+    """Where to submit mail: smtps://HOST[:PORT] (TLS, 465), smtp://HOST[:PORT] (STARTTLS, 587)."""
+
+    implicit_tls: bool
+    host: str
+    port: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Settings:
     """Everything one exchange with one mailbox needs (the password is read when used)."""
 
@@ -89,6 +102,8 @@ class Settings:
     resend_seconds: int = DEFAULT_RESEND_SECONDS
     idle_seconds: int = DEFAULT_IDLE_SECONDS
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    smtp: SmtpServer | None = None  # set: mails go by submission to `to`, not by APPEND
+    to: str | None = None
 
     def password(self) -> str:
         """The password, from the 0600 file or the environment variable (one-line errors)."""
@@ -161,7 +176,15 @@ def settings_for(table: dict[str, Any], place: Place, peer_name: str) -> Setting
         style.bundle_bytes_per_part()
     except UsageError as exc:
         raise UsageError(f"[{section}] {exc.message}") from None
+    smtp = _smtp(merged, section)
+    to = _text(merged, section, "to")
+    if (smtp is None) != (to is None):
+        raise UsageError(
+            f"[{section}] smtp and to go together (submission to the neighbour's address)"
+        )
     return Settings(
+        smtp=smtp,
+        to=to,
         place=place,
         user=user,
         password_file=_path(merged, section, "password_file"),
@@ -174,6 +197,28 @@ def settings_for(table: dict[str, Any], place: Place, peer_name: str) -> Setting
         idle_seconds=_duration(merged, section, "idle") or DEFAULT_IDLE_SECONDS,
         timeout_seconds=float(_duration(merged, section, "timeout") or DEFAULT_TIMEOUT_SECONDS),
     )
+
+
+def _smtp(table: dict[str, Any], section: str) -> SmtpServer | None:
+    text = _text(table, section, "smtp")
+    if not text:
+        return None
+    scheme, _sep, rest = text.partition("://")
+    host, _colon, port_text = rest.rstrip("/").rpartition(":") if ":" in rest else (rest, "", "")
+    host = host or rest.rstrip("/")
+    implicit = scheme == "smtps"
+    usage = (
+        f"[{section}] smtp: use smtps://HOST[:PORT] or smtp://HOST[:PORT] (STARTTLS), not {text!r}"
+    )
+    if scheme not in ("smtp", "smtps") or not host or "/" in host:
+        raise UsageError(usage)
+    try:
+        port = int(port_text) if port_text else (SMTPS_PORT if implicit else SUBMISSION_PORT)
+    except ValueError:
+        raise UsageError(usage) from None
+    if not 1 <= port < 65536:
+        raise UsageError(usage)
+    return SmtpServer(implicit, host, port)
 
 
 def _text(table: dict[str, Any], section: str, key: str) -> str | None:
