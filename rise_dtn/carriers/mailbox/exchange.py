@@ -66,6 +66,11 @@ def exchange(home: Home, peer: Peer, settings: Settings, *, now: int, hooks: Hoo
             Puller(keys=keys_in, **common).pull(ours, pulled)  # type: ignore[arg-type]
             if hooks.toss is not None:
                 hooks.toss()
+            if home.config.relay.enabled:
+                from rise_dtn.node.toss import control  # late: only relays pay for routing
+
+                for name in control.refresh_maps(home, now=now, only=peer):
+                    hooks.say(f"queued a fresh map for {name}")
             outbox = Outbox(mailbox)
             try:
                 pusher = Pusher(keys=keys_out, outbox=outbox, **common)  # type: ignore[arg-type]

@@ -74,6 +74,9 @@ class Puller:
                 continue  # its part is on disk (or a second copy of that mail: deleted below)
             try:
                 transfer = self._take_part(mail, transfers)
+            except NoRoom as exc:
+                report.notes.append(exc.message)  # its sender keeps it; taken once there is room
+                continue
             except MailError as exc:
                 report.rejected.append(f"{self.mailbox.where} mail {mail.uid}: {exc.message}")
                 self.mailbox.delete([mail.uid])
@@ -130,6 +133,9 @@ class Puller:
         transfer = header.transfer_id.hex()
         incoming = transfers.get(transfer)
         if incoming is None:
+            full = self.home.bundles.room_for(header.total_bytes, self.peer.node_id)
+            if full is not None:  # checked again when the bundle is admitted
+                raise NoRoom(f"{self.mailbox.where} mail {mail.uid}: {full.reason}; left there")
             incoming = Incoming(
                 transfer, header.count, header.total_bytes, header.part_bytes, {}, self.now
             )

@@ -379,3 +379,29 @@ def test_watch_reconnects_after_a_cut_and_takes_mail_as_idle_tells(shared: Share
     assert delivered(bob, "alice") == {"watched.bin": digest(data)}
     assert all("\n" not in line and "Traceback" not in line for line in lines)
     assert targets  # the module rise-imap uses to choose what the watch serves
+
+
+def test_a_bundle_with_no_room_stays_in_the_mailbox(shared: Shared) -> None:
+    alice, bob = shared.net.alice, shared.net.bob
+    data = payload("roomy", 50_000)
+    queue(alice, bob, data, "roomy.bin")
+    shared.exchange(alice, bob)
+    config = bob.path / "config.toml"
+    text = config.read_text()
+    config.write_text(
+        text.replace("\n[mailbox]\n", '\n[peers.alice]\nreceive_max_bytes = "1K"\n\n[mailbox]\n')
+    )
+    bob.__dict__.pop("config", None)
+    bob.__dict__.pop("bundles", None)  # its room rules are read from the config
+    report = shared.exchange(bob, alice)
+    assert report.received == 0 and any("no room" in note for note in report.notes), report
+    client = shared.client()
+    try:
+        assert len(client.search(["ALL"])) == 1, "the mail left the mailbox unstored"
+    finally:
+        client.logout()
+    config.write_text(text)
+    bob.__dict__.pop("config", None)
+    bob.__dict__.pop("bundles", None)
+    round_trip(shared)
+    assert delivered(bob, "alice") == {"roomy.bin": digest(data)}
