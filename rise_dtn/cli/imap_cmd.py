@@ -37,7 +37,11 @@ from rise_dtn.core.units import human_bytes
     "whose [peers.NAME] address is MAILBOX).",
 )
 @click.option("--toss", "toss_too", is_flag=True, help="Toss what arrives, so acks leave at once.")
-@click.option("--watch", is_flag=True, help="Keep going: a pass whenever IMAP IDLE tells of mail.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Keep going: a pass whenever IMAP IDLE tells of mail, or a bundle is queued.",
+)
 @click.option(
     "--poll",
     type=click.FloatRange(min=1.0),
@@ -79,6 +83,7 @@ def imap_cmd(
         setup_logging("rise-imap", verbose=verbose, quiet=quiet, log_file=log_file)
     home = open_home(home_path)
     chosen = targets.chosen(home, mailbox, names)
+    home.prewarm_index()  # SQLAlchemy's import overlaps the TLS handshake and the login
     rejected = [0]
     toss = None
     if toss_too:
@@ -127,4 +132,5 @@ def imap_cmd(
         stop=stop,
         poll_seconds=poll,
         log=lambda line: warn("rise-imap", line),
+        queues=home.spool.tx,
     )

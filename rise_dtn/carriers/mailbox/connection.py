@@ -32,7 +32,9 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from rise_dtn.carriers.mailbox.settings import Settings
 from rise_dtn.core.errors import PeerError, RiseError
 
-FETCH_SLICE_BYTES = 1 << 20  # a mail is pulled in slices: memory stays bounded by this
+# A mail is pulled in slices: memory stays bounded by this. Each FETCH costs imaplib a
+# round trip and a copy of its literal; 4 MiB keeps that to 7 commands a 25 MB mail.
+FETCH_SLICE_BYTES = 4 << 20
 IDLE_CHECK_SECONDS = 1.0  # how soon a watch notices it was told to stop
 SCAN_BATCH = 500  # UIDs per FETCH of Message-IDs: a mailbox of 100,000 mails is 200 commands
 _QUOTA_WORDS = ("quota", "overquota", "limit", "too big", "too large")

@@ -4,16 +4,23 @@ One thread per distinct mailbox holds an IDLE connection, re-issued every
 `[mailbox] idle` (before the 30 minutes after which RFC 2177 lets a server
 drop it); when the connection fails it reconnects after 1 s, then backing
 off to 5 minutes, and a pass runs after each reconnect (mail may have come
-meanwhile). Passes themselves run one at a time in the caller's thread,
+meanwhile). A bundle queued in spool/tx/ (rise-send, a toss's receipts)
+wakes a pass too, so it leaves at once. Passes themselves run one at a time in the caller's thread,
 each on a connection of its own; a `poll` interval is the backstop for a
 server whose IDLE says nothing. Stops when `stop` is set (SIGTERM).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from rise_dtn.carriers.mailbox.connection import open_mailbox
 from rise_dtn.carriers.mailbox.settings import Settings
@@ -32,9 +39,12 @@ def watch(
     stop: threading.Event,
     poll_seconds: float,
     log: Callable[[str], None],
+    queues: Path | None = None,
 ) -> None:
-    """Run passes until `stop`: at once, on new mail in any of `places`, and every poll."""
+    """Run passes until `stop`: at once, on new mail in any of `places`, when a bundle is
+    queued under `queues` (spool/tx: a rise-send leaves at once), and every poll."""
     wake = threading.Event()
+    observer = _watch_queues(queues, wake) if queues is not None else None
     watchers = [
         threading.Thread(target=_idle, args=(settings, wake, stop, log), daemon=True)
         for settings in places
@@ -52,8 +62,39 @@ def watch(
                     break
     finally:
         stop.set()
+        if observer is not None:
+            with contextlib.suppress(RuntimeError):
+                observer.stop()
+                observer.join(JOIN_SECONDS)
         for watcher in watchers:
             watcher.join(JOIN_SECONDS)
+
+
+class _Queued(FileSystemEventHandler):
+    """Wakes the watch when a file appears (bundles are renamed into tx/); removals,
+    which our own passes make, do not."""
+
+    def __init__(self, wake: threading.Event) -> None:
+        self.wake = wake
+
+    def on_created(self, event: FileSystemEvent) -> None:
+        self.wake.set()
+
+    def on_moved(self, event: FileSystemEvent) -> None:
+        self.wake.set()
+
+
+def _watch_queues(queues: Path, wake: threading.Event) -> BaseObserver | None:
+    """Events are hints (STYLE.md): without them the poll still sends, later."""
+    try:
+        queues.mkdir(mode=0o700, parents=True, exist_ok=True)
+        observer = Observer()
+        observer.schedule(_Queued(wake), str(queues), recursive=True)
+        observer.daemon = True
+        observer.start()
+    except OSError:
+        return None  # out of inotify watches: the poll still sends
+    return observer
 
 
 def _idle(
