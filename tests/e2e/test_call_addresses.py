@@ -48,7 +48,7 @@ def test_one_address_only_and_unknown_schemes_are_one_line(pair: tuple[Node, Nod
     alice, _bob = pair
     both = alice.run("rise-call", "bob", "tcp://h:1", "--command", "true", check=False)
     assert both.returncode == 2 and "give one address" in both.stderr.decode()
-    unknown = alice.run("rise-call", "bob", "imaps://mail.example.org", check=False)
+    unknown = alice.run("rise-call", "bob", "pigeon://loft", check=False)
     assert unknown.returncode == 2
     assert unknown.stderr.decode().count("\n") == 1
-    assert "installed: dir:, exec:, ssh:, tcp:" in unknown.stderr.decode()
+    assert "installed: dir:, exec:, imap:, imaps:, ssh:, tcp:" in unknown.stderr.decode()
