@@ -49,6 +49,17 @@ from rise_dtn.core.units import human_bytes
     show_default=True,
     help="With --watch: a pass at least this often (seconds), whatever IDLE says.",
 )
+@click.option(
+    "--send-card",
+    is_flag=True,
+    help="Mail this node's card instead: into MAILBOX, or to --to by SMTP submission.",
+)
+@click.option("--to", metavar="ADDRESS", help="With --send-card: the address to mail it to.")
+@click.option(
+    "--cards",
+    is_flag=True,
+    help="Pick up the cards that came to MAILBOX instead: saved for `rise peer add`, none trusted.",
+)
 @quiet_option
 @log_options
 @home_option
@@ -58,6 +69,9 @@ def imap_cmd(
     toss_too: bool,
     watch: bool,
     poll: float,
+    send_card: bool,
+    to: str | None,
+    cards: bool,
     quiet: bool,
     verbose: int,
     log_file: Path | None,
@@ -75,9 +89,17 @@ def imap_cmd(
     Examples:
       rise-imap --toss imaps://alice%40example.org@mail.example.org/Drafts --for bob
       rise-imap --toss --watch          # as a service: IDLE on every configured mailbox
+      rise-imap --send-card --to bob@example.net imaps://me%40example.org@mail.example.org
+      rise-imap --cards imaps://me%40example.org@mail.example.org
     """
     from rise_dtn.carriers.mailbox import targets
     from rise_dtn.carriers.mailbox import watch as watching
+
+    if send_card or cards:
+        from rise_dtn.cli.mail_cards import card_mode  # late: only this mode needs it
+
+        card_mode(home_path, mailbox, send=send_card, to=to, quiet=quiet)
+        return
 
     if watch:
         setup_logging("rise-imap", verbose=verbose, quiet=quiet, log_file=log_file)

@@ -182,3 +182,46 @@ def test_two_mailboxes_through_smtp_submission(
         alice.run("rise-imap", "-q")
     shown = bob.run("rise", "inbox", "--json").stdout
     assert len(json.loads(shown)) == 1
+
+
+def test_cards_by_mail_are_saved_never_trusted(
+    dovecot: Dovecot, postfix: Postfix, tmp_path: Path
+) -> None:
+    """carol mails her card to dave's address by submission; dave picks it up from his
+    INBOX: saved for `rise peer add`, not added. Other mail there is left as it was."""
+    from tests.conftest import make_node
+
+    carol, dave = make_node(tmp_path, "carol"), make_node(tmp_path, "dave")
+    for node in (carol, dave):
+        user = dovecot.users["carol" if node is carol else "bob"]
+        password_file = tmp_path / f"{node.name}-password"
+        password_file.write_text(user.password + "\n")
+        password_file.chmod(0o600)
+        lines = [
+            "",
+            "[mailbox]",
+            f"password_file = {json.dumps(str(password_file))}",
+            f"ca_file = {json.dumps(str(dovecot.ca_file))}",
+            f'smtp = "smtp://{HOST}:{postfix.submission_port}"',
+            f"to = {json.dumps(dovecot.users['alice'].address)}",
+            "",
+        ]
+        config = node.home / "config.toml"
+        config.write_text(config.read_text() + "\n".join(lines))
+    bob = dovecot.users["bob"]
+    carols = f"imaps://{dovecot.users['carol'].address}@{HOST}:{dovecot.imaps_port}/INBOX"
+    daves = f"imaps://{bob.address}@{HOST}:{dovecot.imaps_port}/INBOX"
+    sent = carol.run("rise-imap", "--send-card", "--to", bob.address, carols)
+    assert bob.address in sent.stderr.decode()
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    saved = b""
+    while not saved:
+        assert time.monotonic() < deadline, "the card never arrived"
+        saved = dave.run("rise-imap", "--cards", "-q", daves).stdout  # Postfix's queue decides
+    name, node_id, path = saved.decode().split()
+    assert (name, node_id) == ("carol", carol.node_id)
+    assert json.loads(dave.run("rise", "peer", "list", "--json").stdout) == []
+    dave.run("rise", "peer", "add", path)
+    assert [
+        row["name"] for row in json.loads(dave.run("rise", "peer", "list", "--json").stdout)
+    ] == ["carol"]
