@@ -225,3 +225,45 @@ def test_cards_by_mail_are_saved_never_trusted(
     assert [
         row["name"] for row in json.loads(dave.run("rise", "peer", "list", "--json").stdout)
     ] == ["carol"]
+
+
+def test_kill_9_at_any_moment_of_a_pass_loses_and_repeats_nothing(
+    dovecot: Dovecot, pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    """rise-imap killed (SIGKILL) mid-pass on both sides, at moments spread over a pass
+    that appends and fetches a file in many parts: in the end the file arrives once,
+    intact, and both spools check clean."""
+    alice, bob = pair
+    password = dovecot.users["alice"].password
+    share(dovecot, pair)
+    for node in pair:
+        config = node.home / "config.toml"
+        config.write_text(
+            config.read_text().replace(f"part_bytes = {PART_BYTES}", "part_bytes = 300000")
+        )
+    data = os.urandom(3 * (1 << 20))
+    (tmp_path / "killed.bin").write_bytes(data)
+    alice.run("rise-send", "-q", str(tmp_path / "killed.bin"), "bob")
+    env = {node.name: command_env(node.home, RISE_TEST_MAIL_PASSWORD=password) for node in pair}
+    for delay in (0.05, 0.15, 0.3, 0.45, 0.6, 0.8):
+        for node in (alice, bob):
+            process = subprocess.Popen(
+                [str(BIN / "rise-imap"), "-q", "--toss"],
+                env=env[node.name],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                process.wait(timeout=delay)
+            except subprocess.TimeoutExpired:
+                process.kill()  # SIGKILL: no clean-up of any kind
+                process.wait()
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while json.loads(alice.run("rise-stat", "--json").stdout)["sent"]["delivered"] != 1:
+        assert time.monotonic() < deadline, "the file never got through after the kills"
+        imap(bob, "-q", "--toss", password=password)
+        imap(alice, "-q", "--toss", password=password)
+    assert sorted(path.name for path in (bob.incoming / "alice").iterdir()) == ["killed.bin"]
+    assert (bob.incoming / "alice" / "killed.bin").read_bytes() == data
+    for node in pair:
+        node.run("rise-check")
