@@ -138,7 +138,8 @@ def place_of(address: Address) -> Place:
         port = int(port_text) if port_text else (IMAPS_PORT if implicit else IMAP_PORT)
     except ValueError:
         raise UsageError(usage) from None
-    if not host or host.startswith("-") or not 1 <= port < 65536 or any(c.isspace() for c in host):
+    plain = host.isprintable() and not any(char.isspace() for char in host)
+    if not host or host.startswith("-") or not 1 <= port < 65536 or not plain:
         raise UsageError(usage)
     folder = urllib.parse.unquote(folder.rstrip("/")) or DEFAULT_FOLDER
     if not folder.isprintable():
