@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -57,3 +59,29 @@ def test_a_neighbours_table_overrides_the_defaults() -> None:
     assert settings_for(table, place, "bob").user == "other@example.org"
     assert settings_for(table, place, "carol").style.subject == "Scans"
     assert settings_for(table, place, "carol").sender == "me@example.org"
+
+
+def test_pair_keys_follow_protocol_24_7(tmp_path: Path) -> None:
+    """Both ends derive the same key per direction, the two directions differ, and the
+    value is the spec's formula, computed here with another X25519 (cryptography's)."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+    from rise_dtn.carriers.mailbox.exchange import pair_key
+    from tests.carriers.contract import network, peer_of
+
+    net = network(tmp_path)
+    alice_sees_bob, bob_sees_alice = peer_of(net.alice, net.bob), peer_of(net.bob, net.alice)
+    assert alice_sees_bob is not None and bob_sees_alice is not None
+    a, b = net.alice.identity, net.bob.identity
+    forward = pair_key(a, alice_sees_bob, sender=a.node_id, recipient=b.node_id)
+    assert forward == pair_key(b, bob_sees_alice, sender=a.node_id, recipient=b.node_id)
+    assert forward != pair_key(a, alice_sees_bob, sender=b.node_id, recipient=a.node_id)
+    shared = X25519PrivateKey.from_private_bytes(a.exchange_secret).exchange(
+        X25519PublicKey.from_public_bytes(b.public.exchange_public)
+    )
+    expected = hashlib.blake2b(
+        a.node_id.raw + b.node_id.raw, digest_size=32, key=shared, person=b"rise-mail-pair"
+    ).digest()
+    assert forward == expected
