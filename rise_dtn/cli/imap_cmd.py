@@ -93,7 +93,6 @@ def imap_cmd(
       rise-imap --cards imaps://me%40example.org@mail.example.org
     """
     from rise_dtn.carriers.mailbox import targets
-    from rise_dtn.carriers.mailbox import watch as watching
 
     if send_card or cards:
         from rise_dtn.cli.mail_cards import card_mode  # late: only this mode needs it
@@ -145,6 +144,8 @@ def imap_cmd(
         if rejected[0]:
             raise SystemExit(int(ExitCode.REJECTED))
         return
+    from rise_dtn.carriers.mailbox import watch as watching  # late: watchdog, for --watch only
+
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda _signum, _frame: stop.set())

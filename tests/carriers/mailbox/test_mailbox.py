@@ -13,13 +13,17 @@ import contextlib
 import hashlib
 import json
 import os
+import random
 import ssl
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from imapclient import IMAPClient
 
 from rise_dtn.carriers.address import Address
@@ -38,6 +42,7 @@ from tests.carriers.contract import (
     toss_all,
 )
 from tests.mailserver import HOST, QUOTA_USER, Dovecot, MailUser
+from tests.properties import examples
 
 CLIENT_TIMEOUT_SECONDS = 30.0
 
@@ -405,3 +410,44 @@ def test_a_bundle_with_no_room_stays_in_the_mailbox(shared: Shared) -> None:
     bob.__dict__.pop("bundles", None)
     round_trip(shared)
     assert delivered(bob, "alice") == {"roomy.bin": digest(data)}
+
+
+@settings(max_examples=examples(8), suppress_health_check=[HealthCheck.too_slow])
+@given(
+    size=st.integers(0, 50_000),
+    part_bytes=st.integers(3_000, 20_000),
+    order=st.randoms(use_true_random=False),
+    batches=st.integers(1, 3),
+)
+def test_parts_in_any_order_over_any_passes_deliver_once(
+    dovecot: Dovecot, size: int, part_bytes: int, order: random.Random, batches: int
+) -> None:
+    """The sender's mails re-appended by another client in any order, some twice, and
+    taken over several passes: the bundle is delivered once, intact, then acked."""
+    with tempfile.TemporaryDirectory() as scratch:
+        shared = Shared(dovecot, Path(scratch))
+        alice, bob = shared.net.alice, shared.net.bob
+        for home in (alice, bob):
+            shared.configure(home, part_bytes=part_bytes)
+        data = payload(f"order-{size}", size)
+        queue(alice, bob, data, "any.bin")
+        shared.exchange(alice, bob)
+        client = shared.client()
+        try:
+            uids = client.search(["ALL"])
+            raws = [raw[b"BODY[]"] for raw in client.fetch(uids, ["BODY.PEEK[]"]).values()]
+            client.delete_messages(uids)
+            client.expunge()
+            mails = raws + order.sample(raws, k=order.randint(0, len(raws)))  # some twice
+            order.shuffle(mails)
+            cut = sorted(order.randint(0, len(mails)) for _batch in range(batches - 1))
+            for start, end in zip([0, *cut], [*cut, len(mails)], strict=True):
+                for raw in mails[start:end]:
+                    client.append(shared.folder, raw)
+                shared.exchange(bob, alice)
+        finally:
+            client.logout()
+        round_trip(shared)
+        assert delivered(bob, "alice") == {"any.bin": digest(data)}
+        assert not queued(alice, bob)
+        assert shared.client().search(["ALL"]) == []
