@@ -16,6 +16,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import BIN, command_env
 from tests.e2e.relay_network import MIB, Network, digest
 from tests.mailserver import HOST, Dovecot
@@ -23,6 +25,7 @@ from tests.mailserver import HOST, Dovecot
 ROUNDS = 8  # each round moves everything one hop or more; four hops and back need fewer
 
 
+@pytest.mark.slow
 def test_a_relay_that_lives_behind_an_email_account(dovecot: Dovecot, tmp_path: Path) -> None:
     net = Network.build(
         tmp_path,
