@@ -59,6 +59,7 @@ class Mailbox:
     def __init__(self, client: IMAPClient, settings: Settings) -> None:
         self.client = client
         self.settings = settings
+        self.writable = False  # EXAMINEd until a deletion needs SELECT
 
     @property
     def where(self) -> str:
@@ -111,6 +112,9 @@ class Mailbox:
         if not uids:
             return
         with self.failures("deleting mails"):
+            if not self.writable:
+                self.client.select_folder(self.settings.place.folder)
+                self.writable = True
             self.client.add_flags(uids, [b"\\Deleted"], silent=True)
             # Asked after login: servers list UIDPLUS only then. Without it the mails
             # stay flagged (the scan skips them) rather than expunge anyone else's.
@@ -184,7 +188,9 @@ def open_mailbox(settings: Settings) -> Mailbox:
         with mailbox.failures(f"opening folder {place.folder}"):
             if not client.folder_exists(place.folder):
                 client.create_folder(place.folder)
-            client.select_folder(place.folder)
+            # EXAMINE, read-only: a SELECT would take the \Recent flag of other people's
+            # new mail for this session. Only a deletion of ours SELECTs (delete()).
+            client.select_folder(place.folder, readonly=True)
     except BaseException:
         mailbox.close()
         raise
