@@ -60,18 +60,28 @@ class Mailbox:
         self.client = client
         self.settings = settings
         self.writable = False  # EXAMINEd until a deletion needs SELECT
+        self.uid_validity = 0  # the folder's UIDVALIDITY: UIDs mean the same while it holds
+        self.highest_uid = 0  # the highest UID the last scan saw
 
     @property
     def where(self) -> str:
         return str(self.settings.place)
 
-    def scan(self) -> list[Mail]:
-        """Every mail not marked deleted, by UID, with its Message-ID (headers alone, peeked)."""
+    def scan(self, *, after: int = 0, known: dict[int, Mail] | None = None) -> list[Mail]:
+        """Every mail not marked deleted, by UID, with its Message-ID (headers alone, peeked).
+
+        Headers are fetched only for UIDs above `after` (the highest an earlier pass
+        classified, in this UIDVALIDITY): at or below it, only the mails in `known`
+        (those that were ours) are listed, so a pass over a mailbox of thousands of
+        other mails fetches nothing of them again. UIDs only grow for new mail.
+        """
+        known = known or {}
         with self.failures("listing the mails"):
             uids = sorted(self.client.search(["NOT", "DELETED"]))
-            found = []
-            for start in range(0, len(uids), SCAN_BATCH):
-                batch = uids[start : start + SCAN_BATCH]
+            found = [known[uid] for uid in uids if uid <= after and uid in known]
+            fresh = [uid for uid in uids if uid > after]
+            for start in range(0, len(fresh), SCAN_BATCH):
+                batch = fresh[start : start + SCAN_BATCH]
                 items = ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]", "RFC822.SIZE"]
                 fetched = self.client.fetch(batch, items)
                 for uid in batch:
@@ -79,6 +89,7 @@ class Mailbox:
                     header = data.get(b"BODY[HEADER.FIELDS (MESSAGE-ID)]", b"") or b""
                     size = data.get(b"RFC822.SIZE", 0)
                     found.append(Mail(uid, _message_id(header), int(size or 0)))
+        self.highest_uid = max(uids, default=after)
         return found
 
     def read(self, mail: Mail) -> Iterator[bytes]:
@@ -190,7 +201,8 @@ def open_mailbox(settings: Settings) -> Mailbox:
                 client.create_folder(place.folder)
             # EXAMINE, read-only: a SELECT would take the \Recent flag of other people's
             # new mail for this session. Only a deletion of ours SELECTs (delete()).
-            client.select_folder(place.folder, readonly=True)
+            selected = client.select_folder(place.folder, readonly=True)
+            mailbox.uid_validity = int(selected.get(b"UIDVALIDITY", 0) or 0)
     except BaseException:
         mailbox.close()
         raise

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 
 from rise_dtn.carriers.base import Exchanged, Hooks
-from rise_dtn.carriers.mailbox.connection import open_mailbox
+from rise_dtn.carriers.mailbox.connection import Mail, open_mailbox
 from rise_dtn.carriers.mailbox.pull import Pulled, Puller
 from rise_dtn.carriers.mailbox.push import Outbox, Pushed, Pusher
 from rise_dtn.carriers.mailbox.settings import Settings
@@ -57,9 +57,15 @@ def exchange(home: Home, peer: Peer, settings: Settings, *, now: int, hooks: Hoo
     with locks.held(lock, wait_seconds=LOCK_WAIT_SECONDS, what=f"the mailbox of {peer.name}"):
         mailbox = open_mailbox(settings)
         try:
-            mails = mailbox.scan()
+            highest, cached = state.scan_cache(mailbox.uid_validity)
+            known = {uid: Mail(uid, mid, size) for uid, (mid, size) in cached.items()}
+            mails = mailbox.scan(after=highest, known=known)
             ours = [mail for mail in mails if is_ours(mail.message_id, keys_in)]
             mine = [mail for mail in mails if is_ours(mail.message_id, keys_out)]
+            # Saved before anything is taken: a mail deleted meanwhile is only listed
+            # once more, and its absence from the next SEARCH drops it.
+            classified = {mail.uid: (mail.message_id, mail.size) for mail in ours + mine}
+            state.save_scan(mailbox.uid_validity, mailbox.highest_uid, classified)
             common = dict(
                 home=home, peer=peer, mailbox=mailbox, state=state, now=now, say=hooks.say
             )

@@ -3,6 +3,7 @@
     spool/tmp/mail/<neighbour-id>/in-<transfer>.data   bundle bytes of the parts taken so far
     spool/tmp/mail/<neighbour-id>/in-<transfer>.json   which parts, by the Message-ID of each
     spool/tmp/mail/<neighbour-id>/out-<name>.json      the Message-IDs of a bundle or ack mailed
+    spool/tmp/mail/<neighbour-id>/scan.json            the UIDs already classified (a cache)
 
 Incoming: parts of a transfer arrive over one or more passes, in any order
 (a sender's APPENDs, IDLE waking us between them). Each part is written at
@@ -32,6 +33,7 @@ from rise_dtn.store.atomic import write_atomic
 
 DATA_SUFFIX = ".data"
 LIST_SUFFIX = ".json"
+SCAN_FILE = "scan.json"
 
 
 @dataclasses.dataclass(slots=True)
@@ -147,6 +149,28 @@ class MailState:
 
     def mailed(self, bundle_id: str) -> bool:
         return (self.folder / f"out-{bundle_id}{LIST_SUFFIX}").exists()
+
+    # What the last scan classified (exchange.py): a cache, never the truth.
+
+    def scan_cache(self, uid_validity: int) -> tuple[int, dict[int, tuple[str, int]]]:
+        """(the highest UID classified, {UID: (Message-ID, size)} of ours), for this
+        UIDVALIDITY; (0, {}) when there is none or it was for another."""
+        data = _load(self.folder / SCAN_FILE)
+        try:
+            if int(data.get("uid_validity", -1)) != uid_validity or not uid_validity:
+                return 0, {}
+            ours = {int(uid): (str(mid), int(size)) for uid, (mid, size) in data["ours"].items()}
+            return int(data["highest"]), ours
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return 0, {}
+
+    def save_scan(self, uid_validity: int, highest: int, ours: dict[int, tuple[str, int]]) -> None:
+        record = {
+            "uid_validity": uid_validity,
+            "highest": highest,
+            "ours": {str(uid): [mid, size] for uid, (mid, size) in sorted(ours.items())},
+        }
+        self._write(self.folder / SCAN_FILE, record)
 
     def _glob(self, pattern: str) -> list[Path]:
         try:

@@ -451,3 +451,36 @@ def test_parts_in_any_order_over_any_passes_deliver_once(
         assert delivered(bob, "alice") == {"any.bin": digest(data)}
         assert not queued(alice, bob)
         assert shared.client().search(["ALL"]) == []
+
+
+def test_a_pass_classifies_each_mail_once(shared: Shared) -> None:
+    """Other mail is looked at (its Message-ID) by the first pass only: later passes
+    fetch headers of new UIDs alone, and list ours from the scan cache."""
+    from rise_dtn.carriers.mailbox.connection import open_mailbox
+    from rise_dtn.carriers.mailbox.exchange import state_of
+    from rise_dtn.carriers.mailbox.settings import place_of, settings_for
+
+    alice, bob = shared.net.alice, shared.net.bob
+    client = shared.client()
+    try:
+        for number in range(3):
+            client.append(shared.folder, f"Message-ID: <m{number}@x.test>\r\n\r\nhi\r\n".encode())
+        queue(alice, bob, payload("cached", 3000), "cached.bin")
+        shared.exchange(alice, bob)
+        peer = peer_of(bob, alice)
+        assert peer is not None
+        shared.exchange(bob, alice)  # takes alice's mail: classifies all four
+        validity = int(client.select_folder(shared.folder, readonly=True)[b"UIDVALIDITY"])
+        highest, ours = state_of(bob, peer).scan_cache(validity)
+        # A fresh folder: the three others are UIDs 1-3, alice's mail 4 (taken, deleted).
+        assert client.search(["ALL"]) == [1, 2, 3]
+        assert highest == 4 and set(ours) == {4}  # ours listed from the cache while it is there
+        mailbox = open_mailbox(
+            settings_for(bob.config.mailbox, place_of(shared.address()), "alice")
+        )
+        try:
+            assert mailbox.scan(after=highest, known={}) == []  # nothing new: no header fetched
+        finally:
+            mailbox.close()
+    finally:
+        client.logout()
