@@ -57,7 +57,9 @@ def exchange(home: Home, peer: Peer, settings: Settings, *, now: int, hooks: Hoo
     with locks.held(lock, wait_seconds=LOCK_WAIT_SECONDS, what=f"the mailbox of {peer.name}"):
         mailbox = open_mailbox(settings)
         try:
-            highest, cached = state.scan_cache(mailbox.uid_validity)
+            where = f"{settings.user} {settings.place.host}:{settings.place.port}"
+            where += f" {settings.place.folder}"
+            highest, cached = state.scan_cache(where, mailbox.uid_validity)
             known = {uid: Mail(uid, mid, size) for uid, (mid, size) in cached.items()}
             mails = mailbox.scan(after=highest, known=known)
             ours = [mail for mail in mails if is_ours(mail.message_id, keys_in)]
@@ -65,7 +67,7 @@ def exchange(home: Home, peer: Peer, settings: Settings, *, now: int, hooks: Hoo
             # Saved before anything is taken: a mail deleted meanwhile is only listed
             # once more, and its absence from the next SEARCH drops it.
             classified = {mail.uid: (mail.message_id, mail.size) for mail in ours + mine}
-            state.save_scan(mailbox.uid_validity, mailbox.highest_uid, classified)
+            state.save_scan(where, mailbox.uid_validity, mailbox.highest_uid, classified)
             common = dict(
                 home=home, peer=peer, mailbox=mailbox, state=state, now=now, say=hooks.say
             )

@@ -152,20 +152,25 @@ class MailState:
 
     # What the last scan classified (exchange.py): a cache, never the truth.
 
-    def scan_cache(self, uid_validity: int) -> tuple[int, dict[int, tuple[str, int]]]:
-        """(the highest UID classified, {UID: (Message-ID, size)} of ours), for this
-        UIDVALIDITY; (0, {}) when there is none or it was for another."""
+    def scan_cache(self, where: str, uid_validity: int) -> tuple[int, dict[int, tuple[str, int]]]:
+        """(the highest UID classified, {UID: (Message-ID, size)} of ours), for this folder
+        (`where`: two folders may have the same UIDVALIDITY) and UIDVALIDITY; (0, {})
+        when there is none or it was for another."""
         data = _load(self.folder / SCAN_FILE)
         try:
-            if int(data.get("uid_validity", -1)) != uid_validity or not uid_validity:
+            same = data.get("where") == where and int(data.get("uid_validity", -1)) == uid_validity
+            if not (same and uid_validity):
                 return 0, {}
             ours = {int(uid): (str(mid), int(size)) for uid, (mid, size) in data["ours"].items()}
             return int(data["highest"]), ours
         except (KeyError, TypeError, ValueError, AttributeError):
             return 0, {}
 
-    def save_scan(self, uid_validity: int, highest: int, ours: dict[int, tuple[str, int]]) -> None:
+    def save_scan(
+        self, where: str, uid_validity: int, highest: int, ours: dict[int, tuple[str, int]]
+    ) -> None:
         record = {
+            "where": where,
             "uid_validity": uid_validity,
             "highest": highest,
             "ours": {str(uid): [mid, size] for uid, (mid, size) in sorted(ours.items())},

@@ -471,7 +471,9 @@ def test_a_pass_classifies_each_mail_once(shared: Shared) -> None:
         assert peer is not None
         shared.exchange(bob, alice)  # takes alice's mail: classifies all four
         validity = int(client.select_folder(shared.folder, readonly=True)[b"UIDVALIDITY"])
-        highest, ours = state_of(bob, peer).scan_cache(validity)
+        settings = settings_for(bob.config.mailbox, place_of(shared.address()), "alice")
+        where = f"{settings.user} {settings.place.host}:{settings.place.port} {shared.folder}"
+        highest, ours = state_of(bob, peer).scan_cache(where, validity)
         # A fresh folder: the three others are UIDs 1-3, alice's mail 4 (taken, deleted).
         assert client.search(["ALL"]) == [1, 2, 3]
         assert highest == 4 and set(ours) == {4}  # ours listed from the cache while it is there
