@@ -94,7 +94,7 @@ def exchange(home: Home, peer: Peer, settings: Settings, *, now: int, hooks: Hoo
         received_bytes=pulled.received_bytes,
         sent=pushed.sent,
         sent_bytes=pushed.sent_bytes,
-        released=pulled.released + pushed.released,
+        released=pulled.released,
         rejected=tuple(pulled.rejected + pushed.rejected),
         notes=tuple(pulled.notes + pushed.notes),
     )

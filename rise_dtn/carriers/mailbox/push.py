@@ -36,7 +36,6 @@ from rise_dtn.store.transaction import Release
 class Pushed:
     sent: int = 0
     sent_bytes: int = 0
-    released: int = 0
     rejected: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
     full: bool = False

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -194,7 +193,3 @@ def _load(path: Path) -> dict[str, Any]:
         if isinstance(data, dict):
             return data
     return {}
-
-
-def sync_data(fd: int) -> None:
-    os.fsync(fd)
