@@ -59,6 +59,7 @@ class Puller:
     def pull(self, mails: list[Mail], report: Pulled) -> None:
         """Take every part not on disk yet, then finish every transfer that is whole."""
         transfers = self.state.incoming()
+        self.state.remove_unlisted_data(set(transfers))  # parts of mails that did not verify
         for transfer, incoming in list(transfers.items()):
             gone = not incoming.complete and not self.state.data_path(transfer).exists()
             if gone or self.now - incoming.first_seen > STALE_TRANSFER_SECONDS:
@@ -110,7 +111,8 @@ class Puller:
                 if fd is None and reader.header is not None:
                     header = reader.header
                     fd = self._open_for(header, mail, transfers)
-                    os.lseek(fd, header.offset, os.SEEK_SET)
+                    if fd >= 0:
+                        os.lseek(fd, header.offset, os.SEEK_SET)
                 if body and fd is not None and fd >= 0:
                     _write_all(fd, body)
             header = reader.finish()

@@ -111,6 +111,13 @@ class MailState:
         }
         self._write(self._list_path(incoming.transfer), record)
 
+    def remove_unlisted_data(self, listed: set[str]) -> None:
+        """Data files with no list beside them: written for a mail that then failed its
+        MAC, or by a pass that stopped before listing the part (it is fetched again)."""
+        for path in self._glob("in-*" + DATA_SUFFIX):
+            if path.name.removeprefix("in-").removesuffix(DATA_SUFFIX) not in listed:
+                path.unlink(missing_ok=True)
+
     def forget_incoming(self, transfer: str) -> None:
         self.data_path(transfer).unlink(missing_ok=True)
         self._list_path(transfer).unlink(missing_ok=True)

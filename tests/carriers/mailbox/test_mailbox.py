@@ -281,6 +281,8 @@ def test_foreign_and_malformed_mails_of_ours_get_one_line(shared: Shared) -> Non
     assert all("\n" not in line for line in report.rejected)
     assert shared.client().search(["ALL"]) == []
     assert queued(shared.net.alice, shared.net.bob), "the sender let go of an unacked bundle"
+    shared.exchange(shared.net.bob, shared.net.alice)  # the next pass clears what they left
+    assert not list((shared.net.bob.spool.tmp / "mail").rglob("*.data"))
 
 
 def test_a_mailbox_over_quota_keeps_the_rest_queued(dovecot: Dovecot, tmp_path: Path) -> None:
@@ -486,3 +488,42 @@ def test_a_pass_classifies_each_mail_once(shared: Shared) -> None:
             mailbox.close()
     finally:
         client.logout()
+
+
+def test_a_part_again_under_another_message_id_is_a_duplicate(shared: Shared) -> None:
+    """A copy of a part under a new tagged Message-ID (only a key holder can make one):
+    read, found to repeat a part on disk, one `duplicate` line, deleted; delivered once."""
+    from rise_dtn.carriers.mailbox.exchange import pair_key, state_of
+    from rise_dtn.core.mailpart import MailKeys, message_id_for
+
+    alice, bob = shared.net.alice, shared.net.bob
+    for home in (alice, bob):
+        shared.configure(home, part_bytes=20_000)
+    data = payload("again", 30_000)
+    queue(alice, bob, data, "again.bin")
+    shared.exchange(alice, bob)
+    peer = peer_of(alice, bob)
+    assert peer is not None
+    keys = MailKeys.derive(
+        pair_key(alice.identity, peer, sender=alice.identity.node_id, recipient=peer.node_id)
+    )
+    client = shared.client()
+    try:
+        first, second = client.search(["ALL"])
+        raw = client.fetch([first], ["BODY.PEEK[]"])[first][b"BODY[]"]
+        client.delete_messages([second])  # bob takes part 1 now, part 2 never: incomplete
+        client.expunge()
+        report = shared.exchange(bob, alice)
+        assert report.received == 0 and not report.rejected
+        old = raw.split(b"Message-ID: ")[1].split(b"\r\n")[0]
+        again = raw.replace(old, message_id_for(os.urandom(12), keys, "example.test").encode())
+        client.append(shared.folder, again)
+        report = shared.exchange(bob, alice)
+        assert [line.split(": ")[1].split()[0] for line in report.rejected] == ["duplicate"]
+        peer_back = peer_of(bob, alice)
+        assert peer_back is not None
+        assert len(list(state_of(bob, peer_back).folder.glob("in-*.data"))) == 1
+    finally:
+        client.logout()
+    round_trip(shared)  # alice sees a part gone, mails it again whole
+    assert delivered(bob, "alice") == {"again.bin": digest(data)}
