@@ -84,7 +84,8 @@ def exchange(home: Home, peer: Peer, settings: Settings, *, now: int, hooks: Hoo
                 pusher = Pusher(keys=keys_out, outbox=outbox, **common)  # type: ignore[arg-type]
                 pusher.tidy(mine, pushed)
                 pusher.give_acks(pushed)
-                pusher.give_bundles(pushed)
+                if not pushed.full:
+                    pusher.give_bundles(pushed)
             finally:
                 outbox.close()
         finally:

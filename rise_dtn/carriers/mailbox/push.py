@@ -132,7 +132,12 @@ class Pusher:
             batch = ids[start : start + MAX_IDS]
             ack = Ack(me, self.peer.node_id, self.now, tuple(BundleId.parse(t) for t in batch))
             data = ack.encode(self.home.identity)
-            message_ids = self._mail(io.BytesIO(data), len(data))
+            try:
+                message_ids = self._mail(io.BytesIO(data), len(data))
+            except MailboxFull as exc:
+                report.full = True
+                report.notes.append(f"{exc.message}; the acks stay owed")
+                return
             if not self.outbox.by_smtp:  # by SMTP it is out of sight once sent
                 self.state.record_outgoing(
                     bundle_id=None, message_ids=message_ids, sent_at=self.now

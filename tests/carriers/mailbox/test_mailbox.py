@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
 
 from rise_dtn.carriers.address import Address
 from rise_dtn.carriers.base import Exchanged
@@ -41,7 +42,7 @@ from tests.carriers.contract import (
     queued,
     toss_all,
 )
-from tests.mailserver import HOST, QUOTA_USER, Dovecot, MailUser
+from tests.mailserver import HOST, QUOTA_BYTES, QUOTA_USER, Dovecot, MailUser
 from tests.properties import examples
 
 CLIENT_TIMEOUT_SECONDS = 30.0
@@ -527,3 +528,39 @@ def test_a_part_again_under_another_message_id_is_a_duplicate(shared: Shared) ->
         client.logout()
     round_trip(shared)  # alice sees a part gone, mails it again whole
     assert delivered(bob, "alice") == {"again.bin": digest(data)}
+
+
+def test_acks_stay_owed_while_the_mailbox_is_full(dovecot: Dovecot, tmp_path: Path) -> None:
+    shared = Shared(dovecot, tmp_path, user=QUOTA_USER)
+    alice, bob = shared.net.alice, shared.net.bob
+    for home in (alice, bob):
+        shared.configure(home)
+    data = payload("owed", 2_000)
+    queue(alice, bob, data, "owed.bin")
+    shared.exchange(alice, bob)
+    shared.exchange(bob, alice)
+    toss_all(bob)  # bob owes alice an ack now
+    client = shared.client()
+    try:
+        filler = b"Message-ID: <filler@x.test>\r\n\r\n" + b"x" * 1000 + b"\r\n"
+        for _mail in range(QUOTA_BYTES // len(filler) + 2):  # someone else's mail fills it
+            try:
+                client.append(shared.folder, filler)
+            except IMAPClientError:
+                break
+        else:
+            raise AssertionError("the quota never refused a mail")
+        report = shared.exchange(bob, alice)
+        assert any("the acks stay owed" in note for note in report.notes), report
+        client.delete_messages(client.search(["ALL"]))
+        client.expunge()
+    finally:
+        client.logout()
+    round_trip(shared, rounds=2)
+    assert delivered(bob, "alice") == {"owed.bin": digest(data)}
+    assert not queued(alice, bob), "the ack never went once there was room"
+    with contextlib.suppress(Exception):
+        client = shared.client()
+        client.close_folder()
+        client.delete_folder(shared.folder)
+        client.logout()
