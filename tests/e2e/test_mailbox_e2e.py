@@ -267,3 +267,24 @@ def test_kill_9_at_any_moment_of_a_pass_loses_and_repeats_nothing(
     assert (bob.incoming / "alice" / "killed.bin").read_bytes() == data
     for node in pair:
         node.run("rise-check")
+
+
+def test_rise_call_with_a_mailbox_address(dovecot: Dovecot, pair: tuple[Node, Node]) -> None:
+    """The mailbox is one more carrier to rise-call: NAME and an imaps:// address."""
+    alice, bob = pair
+    password = dovecot.users["alice"].password
+    address = share(dovecot, pair)
+    alice.run("rise-send", "-q", "-", "bob", input=b"called through a mailbox\n")
+    env = command_env(alice.home, RISE_TEST_MAIL_PASSWORD=password)
+    called = subprocess.run(
+        [str(BIN / "rise-call"), "bob", address],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert called.returncode == 0, called.stderr.decode()
+    assert b"bob: received 0 (0 B), sent 1" in called.stderr
+    imap(bob, "-q", "--toss", password=password)
+    listing = json.loads(bob.run("rise", "inbox", "--json").stdout)
+    assert [row["sender"] for row in listing] == ["alice"]

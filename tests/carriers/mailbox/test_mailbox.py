@@ -564,3 +564,18 @@ def test_acks_stay_owed_while_the_mailbox_is_full(dovecot: Dovecot, tmp_path: Pa
         client.close_folder()
         client.delete_folder(shared.folder)
         client.logout()
+
+
+def test_imap_with_starttls(shared: Shared) -> None:
+    """imap:// on the plain port: STARTTLS, verified against the CA, then the same pass."""
+    alice, bob = shared.net.alice, shared.net.bob
+    data = payload("starttls", 10_000)
+    queue(alice, bob, data, "starttls.bin")
+    user = shared.user.address.replace("@", "%40")
+    plain = Address("imap", f"{user}@{HOST}:{shared.dovecot.imap_port}/{shared.folder}")
+    for home, other in ((alice, bob), (bob, alice), (alice, bob)):
+        peer = peer_of(home, other)
+        assert peer is not None
+        CARRIER.exchange(home, peer, plain, now=int(time.time()))
+        toss_all(home)
+    assert delivered(bob, "alice") == {"starttls.bin": digest(data)}
