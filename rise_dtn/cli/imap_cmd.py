@@ -112,12 +112,12 @@ def imap_cmd(
 
         rejected, on_event = toss_reporter(quiet)
         toss = toss_now(home, on_event)
-    failed = [False]
+    failed = [0]  # the first failure's exit status
 
     def run_passes() -> None:
         for report in targets.run(home, chosen, now=now, toss=toss, say=say if verbose else None):
             if report.error is not None:
-                failed[0] = True
+                failed[0] = failed[0] or report.exit_code
                 warn("rise-imap", f"{report.peer}: {report.error}")
                 continue
             exchanged = report.exchanged
@@ -140,7 +140,9 @@ def imap_cmd(
     if not watch:
         run_passes()
         if failed[0]:
-            raise SystemExit(int(ExitCode.PEER))
+            if toss is not None:
+                toss()  # what came before a pass failed is delivered all the same
+            raise SystemExit(failed[0])
         if rejected[0]:
             raise SystemExit(int(ExitCode.REJECTED))
         return

@@ -4,7 +4,8 @@ alice and bob share a folder of one account (a dead drop): each names it as
 the other's address in config.toml, and reads the password from the
 environment. A message and a 30 MiB file split over four mails go one way,
 acks come back; `rise-imap --watch` takes mail as IDLE announces it; a
-wrong password and an unverified server end in one line and exit status 4.
+wrong password and an unverified server end in one line and exit status 4,
+a missing password in one line and exit status 2.
 """
 
 from __future__ import annotations
@@ -125,18 +126,25 @@ def test_watch_takes_mail_as_idle_tells_of_it(dovecot: Dovecot, pair: tuple[Node
     assert b"Traceback" not in err
 
 
-@pytest.mark.parametrize("fault", ["password", "certificate"])
-def test_a_refused_login_or_server_is_one_line_and_exit_4(
-    dovecot: Dovecot, pair: tuple[Node, Node], fault: str
+@pytest.mark.parametrize(
+    ("fault", "status", "expected"),
+    [
+        ("password", 4, "refused the login"),
+        ("certificate", 4, "certificate did not verify"),
+        ("no password", 2, "$RISE_TEST_MAIL_PASSWORD is not set"),
+    ],
+)
+def test_a_refused_login_or_server_is_one_line_and_its_status(
+    dovecot: Dovecot, pair: tuple[Node, Node], fault: str, status: int, expected: str
 ) -> None:
     alice, _bob = pair
     password = dovecot.users["alice"].password
     share(dovecot, pair, ca_file=fault != "certificate")
-    result = imap(alice, password="wrong" if fault == "password" else password, check=False)
-    assert result.returncode == 4
+    given = {"password": "wrong", "no password": ""}.get(fault, password)
+    result = imap(alice, password=given, check=False)
+    assert result.returncode == status
     lines = result.stderr.decode().strip().splitlines()
     assert len(lines) == 1, lines
-    expected = "refused the login" if fault == "password" else "certificate did not verify"
     assert expected in lines[0] and password not in lines[0]
 
 

@@ -32,6 +32,7 @@ class PassReport:
     peer: str
     exchanged: Exchanged | None
     error: str | None
+    exit_code: int = 0  # the error's (rise-imap exits with the first one's)
 
 
 def chosen(home: Home, mailbox: str | None, names: tuple[str, ...]) -> list[Target]:
@@ -99,7 +100,7 @@ def run(
         try:
             exchanged = CARRIER.exchange(home, target.peer, target.address, now=now(), hooks=hooks)
         except RiseError as exc:
-            reports.append(PassReport(target.peer.name, None, exc.message))
+            reports.append(PassReport(target.peer.name, None, exc.message, int(exc.exit_code)))
             continue
         reports.append(PassReport(target.peer.name, exchanged, None))
     return reports
