@@ -118,6 +118,17 @@ class Mailbox:
         except (OSError, imaplib.IMAP4.abort, imaplib.IMAP4.error) as exc:
             self._raise(exc, "appending a mail")
 
+    def take_away(self, uids: list[int]) -> None:
+        """Mails whose bundle is stored: deleted, or first copied into [mailbox] move_to
+        (for people who want to keep a record; created if missing)."""
+        target = self.settings.move_to
+        if uids and target:
+            with self.failures(f"moving mails to {target}"):
+                if not self.client.folder_exists(target):
+                    self.client.create_folder(target)
+                self.client.copy(uids, target)
+        self.delete(uids)
+
     def delete(self, uids: list[int]) -> None:
         """Remove exactly these mails (flag \\Deleted, then UID EXPUNGE where the server can)."""
         if not uids:

@@ -96,9 +96,9 @@ class Puller:
             self.state.forget_incoming(incoming.transfer)
 
     def _delete_listed(self, incoming: Incoming, mails: list[Mail]) -> None:
-        """Delete the mails of a transfer's listed parts (every copy of each)."""
+        """Take away the mails of a transfer's listed parts (every copy of each)."""
         listed = set(incoming.parts.values())
-        self.mailbox.delete([mail.uid for mail in mails if mail.message_id in listed])
+        self.mailbox.take_away([mail.uid for mail in mails if mail.message_id in listed])
 
     def _take_part(self, mail: Mail, transfers: dict[str, Incoming]) -> str:
         """Read one mail; its slice lands at its offset in the transfer's data file, fsynced."""

@@ -59,6 +59,7 @@ KEYS = {
     "timeout",
     "smtp",
     "to",
+    "move_to",
 }
 
 
@@ -104,6 +105,7 @@ class Settings:
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     smtp: SmtpServer | None = None  # set: mails go by submission to `to`, not by APPEND
     to: str | None = None
+    move_to: str | None = None  # a folder that keeps the mails taken (else they are deleted)
 
     def password(self) -> str:
         """The password, from the 0600 file or the environment variable (one-line errors)."""
@@ -183,7 +185,11 @@ def settings_for(table: dict[str, Any], place: Place, peer_name: str) -> Setting
         raise UsageError(
             f"[{section}] smtp and to go together (submission to the neighbour's address)"
         )
+    move_to = _text(merged, section, "move_to")
+    if move_to is not None and (not move_to.isprintable() or move_to == place.folder):
+        raise UsageError(f"[{section}] move_to: a printable folder name other than {place.folder}")
     return Settings(
+        move_to=move_to or None,
         smtp=smtp,
         to=to,
         place=place,

@@ -579,3 +579,22 @@ def test_imap_with_starttls(shared: Shared) -> None:
         CARRIER.exchange(home, peer, plain, now=int(time.time()))
         toss_all(home)
     assert delivered(bob, "alice") == {"starttls.bin": digest(data)}
+
+
+def test_taken_mails_can_be_moved_instead_of_deleted(shared: Shared) -> None:
+    alice, bob = shared.net.alice, shared.net.bob
+    kept = f"{shared.folder}-kept"
+    shared.configure(bob, move_to=kept)
+    data = payload("kept", 5_000)
+    queue(alice, bob, data, "kept.bin")
+    round_trip(shared)
+    assert delivered(bob, "alice") == {"kept.bin": digest(data)}
+    client = shared.client()
+    try:
+        assert client.search(["ALL"]) == []
+        client.select_folder(kept, readonly=True)
+        assert len(client.search(["ALL"])) == 1  # alice's mail; bob's ack was deleted by her
+        client.close_folder()
+        client.delete_folder(kept)
+    finally:
+        client.logout()
