@@ -598,3 +598,28 @@ def test_taken_mails_can_be_moved_instead_of_deleted(shared: Shared) -> None:
         client.delete_folder(kept)
     finally:
         client.logout()
+
+
+def test_an_append_cut_mid_mail_leaves_no_mail(shared: Shared) -> None:
+    """Our APPEND (RFC 3502's form, LITERAL+: the mail goes without waiting for the
+    server's go-ahead) cut mid-mail by the proxy: Dovecot keeps nothing of it."""
+    from rise_dtn.carriers.mailbox.connection import open_mailbox
+    from rise_dtn.carriers.mailbox.settings import place_of, settings_for
+    from tests.cutproxy import cut_proxy
+
+    raw = b"Message-ID: <cut@x.test>\r\n\r\n" + (b"QUJD" * 19 + b"\r\n") * 4000  # 312 kB
+    with cut_proxy(shared.dovecot.imaps_port) as proxy:
+        proxy.cut.upstream_bytes = 100_000  # past TLS and login (a few kB), inside the mail
+        place = place_of(shared.address(proxy.port))
+        mailbox = open_mailbox(settings_for(shared.net.alice.config.mailbox, place, "bob"))
+        try:
+            with pytest.raises(PeerError):
+                mailbox.append(raw)
+            assert proxy.cuts_made == 1
+        finally:
+            mailbox.close()
+    client = shared.client()
+    try:
+        assert client.search(["ALL"]) == []
+    finally:
+        client.logout()
