@@ -18,7 +18,11 @@
   beyond a command's start-up). The bare mails are base64-like lines, as
   ours are (random binary without line ends takes Dovecot longer and made
   the ratio look better than it is). Sealing (rise-send) and toss are
-  outside all of them.
+  outside all of them. The bare loop uses IMAPClient's `append`, which
+  rewrites every line end through imaplib first; the carrier sends in
+  RFC 3502's form where the server offers MULTIAPPEND, which skips that (a
+  bare loop doing the same takes about 0.57 s instead of 0.8 s for 30 MiB
+  here).
 
 Every step is a real process of the installed commands. The machine is
 whatever runs this; on a shared one, run it several times (`--repeat`)
