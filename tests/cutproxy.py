@@ -92,6 +92,17 @@ class CutProxy:
         for end in pair:
             reset(end)
 
+    def cut_now(self) -> int:
+        """Reset every connection open now (a link dropped at a moment, not a byte count,
+        e.g. an idle one); how many were open."""
+        with self._lock:
+            ends = [end for end in self._sockets if end.fileno() != -1]
+            if ends:
+                self.cuts_made += 1
+        for end in ends:
+            reset(end)
+        return len(ends) // 2
+
     def close(self) -> None:
         reset(self._listener)
         with self._lock:

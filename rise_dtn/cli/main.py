@@ -40,6 +40,7 @@ COMMANDS = {
     "caller": "rise_dtn.cli.caller_cmd:caller_cmd",
     "carriers": "rise_dtn.cli.carriers_cmd:carriers_cmd",
     "serial": "rise_dtn.cli.serial_cmd:serial_cmd",
+    "imap": "rise_dtn.cli.imap_cmd:imap_cmd",
 }
 
 
@@ -189,3 +190,7 @@ def rise_caller() -> None:
 
 def rise_serial() -> None:
     _run(load_command("serial"), "rise-serial")
+
+
+def rise_imap() -> None:
+    _run(load_command("imap"), "rise-imap")

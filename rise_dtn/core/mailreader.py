@@ -1,6 +1,6 @@
 """Reading bundles back out of mail: one raw message at a time, in constant memory.
 
-The far side of core/mailpart.py (docs/protocol.md section 24, draft). A
+The far side of core/mailpart.py (docs/protocol.md section 24). A
 mail is fed in chunks of any size; the bundle bytes come out as they are
 decoded, to be written somewhere provisional until the part's MAC has
 been checked. Which parts of a transfer have arrived is an `Assembly`.

@@ -174,6 +174,8 @@ class Config:
     partial_lifetime_seconds: int = DEFAULT_PARTIAL_LIFETIME_SECONDS
     peers: dict[str, PeerSettings] = dataclasses.field(default_factory=dict)
     calls: tuple[Any, ...] = ()  # raw [[calls]] tables; see carriers/live/schedule.py
+    # [mailbox] as written; carriers/mailbox/settings.py checks it when a mailbox is used.
+    mailbox: dict[str, Any] = dataclasses.field(default_factory=dict)
     hops: int = DEFAULT_HOPS
     copies: int = 1
     relay: RelaySettings = dataclasses.field(default_factory=RelaySettings)
@@ -253,6 +255,7 @@ KNOWN_KEYS = {
     "spool": {"index_url", "min_free", "receive_max_bytes", "partial_lifetime"},
     "peers": None,  # any peer name; checked below
     "calls": None,  # an array of tables, checked by carriers/live/schedule.py
+    "mailbox": None,  # defaults and [mailbox.PEER] tables, checked by carriers/mailbox/settings.py
 }
 PEER_KEYS = {
     "on_delivery",
@@ -346,6 +349,7 @@ def _from_dict(data: dict[str, Any], *, base: Path) -> Config:
         or DEFAULT_PARTIAL_LIFETIME_SECONDS,
         peers={str(peer): _peer_settings(_table(peers, peer), f"peers.{peer}") for peer in peers},
         calls=tuple(_calls(data)),
+        mailbox=_table(data, "mailbox"),
         hops=_count(send, "send", "hops", DEFAULT_HOPS, 0, MAX_HOPS),
         copies=_count(send, "send", "copies", 1, 1, MAX_COPIES),
         relay=_relay_settings(_table(data, "relay")),

@@ -5,7 +5,8 @@ there is one, so the medium is another file system than the spool, as a
 stick is), TCP over 127.0.0.1 sockets to a daemon's server running in a
 thread, the stream carrier over the pipes of the installed `rise-daemon
 --stdio`, the serial carrier between two real socat pseudo-terminals
-joined by the paced link of tests/radiolink.py. A carrier's rig is its
+joined by the paced link of tests/radiolink.py, the mailbox carrier on a
+folder of the real Dovecot of tests/mailserver.py. A carrier's rig is its
 adapter: about forty lines.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import select
 import shlex
@@ -21,19 +23,25 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from imapclient import IMAPClient
 
 from rise_dtn.carriers import registry
 from rise_dtn.carriers.address import Address
 from rise_dtn.carriers.base import Carrier, Exchanged
+from rise_dtn.carriers.mailbox.exchange import pair_key
 from rise_dtn.core.errors import RiseError
+from rise_dtn.core.mailpart import MailKeys, message_id_for
 from rise_dtn.node.home import Home
 from rise_dtn.store.atomic import TMP_PREFIX
 from tests.carriers.contract import CASES, MISSING, Rig, Session, network, peer_of, run_case
 from tests.conftest import BIN
+from tests.cutproxy import cut_proxy
+from tests.mailserver import Dovecot, dovecot  # noqa: F401 - the mailbox rig's server
 from tests.radiolink import LinkProfile, paced_link
 
 WAIT_SECONDS = 60  # the bound on any wait for a server thread or a proxy
@@ -337,11 +345,94 @@ class SerialRig:
         pass
 
 
-RIGS: dict[str, Callable[[Carrier, Path], Rig]] = {
+# The mailbox carrier: a fresh folder in the real Dovecot of tests/mailserver.py,
+# shared by both nodes; a cut is tests/cutproxy.py between the caller and Dovecot.
+
+
+class MailboxRig:
+    def __init__(self, carrier: Carrier, base: Path, *, server: Dovecot) -> None:
+        self.carrier = carrier
+        self.dovecot = server
+        self.user = server.users["alice"]
+        self.folder = f"contract-{uuid.uuid4().hex[:12]}"
+        self.password_file = base / "mail-password"
+        self.password_file.write_text(self.user.password + "\n")
+        self.password_file.chmod(0o600)
+
+    def address(self, port: int) -> Address:
+        user = self.user.address.replace("@", "%40")
+        return Address("imaps", f"{user}@127.0.0.1:{port}/{self.folder}")
+
+    def _configure(self, home: Home) -> None:
+        path = home.path / "config.toml"
+        text = path.read_text(encoding="utf-8")
+        if "[mailbox]" not in text:
+            text += (
+                f"\n[mailbox]\npassword_file = {json.dumps(str(self.password_file))}\n"
+                f"ca_file = {json.dumps(str(self.dovecot.ca_file))}\n"
+            )
+            path.write_text(text, encoding="utf-8")
+            home.__dict__.pop("config", None)  # Home caches its config; read it again
+
+    def _client(self) -> IMAPClient:
+        client = IMAPClient(
+            "127.0.0.1", port=self.dovecot.imaps_port, ssl=True,
+            ssl_context=self.dovecot.ssl_context(), timeout=WAIT_SECONDS,
+        )  # fmt: skip
+        client.login(self.user.address, self.user.password)
+        if not client.folder_exists(self.folder):
+            client.create_folder(self.folder)
+        return client
+
+    def _put_garbage(self, caller: Home, answerer: Home, garbage: bytes) -> None:
+        """Raw garbage as a mail, and garbage under a Message-ID the answerer takes for ours."""
+        peer = peer_of(caller, answerer)
+        assert peer is not None
+        keys = MailKeys.derive(
+            pair_key(caller.identity, peer, sender=caller.identity.node_id, recipient=peer.node_id)
+        )
+        tagged = message_id_for(os.urandom(12), keys, "example.test")
+        client = self._client()
+        try:
+            client.append(self.folder, garbage)
+            client.append(self.folder, f"Message-ID: {tagged}\r\n\r\n".encode() + garbage)
+        finally:
+            client.logout()
+
+    def session(
+        self,
+        caller: Home,
+        answerer: Home,
+        *,
+        now: int | None = None,
+        cut_at: int | None = None,
+        garbage: bytes | None = None,
+    ) -> Session:
+        for home in (caller, answerer):
+            self._configure(home)
+        if garbage is not None:
+            self._put_garbage(caller, answerer, garbage)
+        with cut_proxy(self.dovecot.imaps_port) as proxy:
+            proxy.cut.upstream_bytes = cut_at
+            report, error = _exchange(self.carrier, caller, answerer, self.address(proxy.port), now)
+        serving = peer_of(answerer, caller) or answerer.peers.all()[0]
+        direct = self.address(self.dovecot.imaps_port)
+        back = self.carrier.exchange(answerer, serving, direct, now=int(time.time()))
+        return Session(report, error, [*back.rejected, *back.notes])
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            client = self._client()
+            client.delete_folder(self.folder)
+            client.logout()
+
+
+RIGS: dict[str, Callable[..., Rig]] = {
     "directory": DirectoryRig,
     "tcp": TcpRig,
     "stream": PipeRig,
     "serial": SerialRig,
+    "mailbox": MailboxRig,
 }
 INSTALLED = registry.load()
 
@@ -350,14 +441,15 @@ def test_every_installed_carrier_has_a_rig() -> None:
     """A carrier without a rig would be a carrier nobody checked."""
     assert not INSTALLED.problems, INSTALLED.problems
     names = {item.carrier.name for item in INSTALLED.carriers}
-    assert {"directory", "tcp", "stream"} <= names
+    assert {"directory", "tcp", "stream", "mailbox"} <= names
     assert not names - set(RIGS), f"no contract rig for {sorted(names - set(RIGS))}"
 
 
 @pytest.fixture
 def rig(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Rig]:
     name = request.param
-    made = RIGS[name](INSTALLED.named(name), tmp_path)
+    servers = {"server": request.getfixturevalue("dovecot")} if name == "mailbox" else {}
+    made = RIGS[name](INSTALLED.named(name), tmp_path, **servers)
     yield made
     made.close()
 

@@ -12,13 +12,20 @@ import pytest
 from rise_dtn.carriers import registry
 from rise_dtn.carriers.base import Carrier, Kind
 from rise_dtn.carriers.directory import CARRIER as DIRECTORY
+from rise_dtn.carriers.mailbox import CARRIER as MAILBOX
 from rise_dtn.carriers.serial import CARRIER as SERIAL
 from rise_dtn.carriers.stream import CARRIER as STREAM
 from rise_dtn.carriers.tcp import CARRIER as TCP
 from rise_dtn.core.errors import UsageError
 from tests.conftest import command_env, run
 
-BUILT_IN: tuple[Carrier, ...] = (DIRECTORY, TCP, STREAM, SERIAL)  # mypy checks they implement it
+BUILT_IN: tuple[Carrier, ...] = (
+    DIRECTORY,
+    TCP,
+    STREAM,
+    SERIAL,
+    MAILBOX,
+)  # mypy checks they implement it
 
 
 def test_the_built_in_carriers_are_registered() -> None:
@@ -29,8 +36,19 @@ def test_the_built_in_carriers_are_registered() -> None:
         "tcp": "rise-dtn",
         "stream": "rise-dtn",
         "serial": "rise-dtn",
+        "mailbox": "rise-dtn",
     }
-    assert found.schemes == ["dir", "exec", "kiss", "kiss+tcp", "serial", "ssh", "tcp"]
+    assert found.schemes == [
+        "dir",
+        "exec",
+        "imap",
+        "imaps",
+        "kiss",
+        "kiss+tcp",
+        "serial",
+        "ssh",
+        "tcp",
+    ]
     assert {carrier.kind for carrier in BUILT_IN} == {Kind.PLACE, Kind.LINK}
 
 
@@ -41,8 +59,9 @@ def test_addresses_choose_carriers() -> None:
     assert found.resolve("ssh://h")[0] is STREAM
     assert found.resolve("exec:cat")[0] is STREAM
     assert found.resolve("dir:/media/usb")[0] is DIRECTORY
-    with pytest.raises(UsageError, match="unknown scheme imaps:"):
-        found.resolve("imaps://mail.example.org")
+    assert found.resolve("imaps://me@mail.example.org")[0] is MAILBOX
+    with pytest.raises(UsageError, match="unknown scheme pigeon:"):
+        found.resolve("pigeon://loft")
 
 
 def test_a_card_never_makes_us_run_a_command() -> None:
@@ -125,6 +144,7 @@ def test_rise_carriers_lists_another_packages_carrier_and_names_a_broken_one(
         "tcp",
         "stream",
         "serial",
+        "mailbox",
         "pigeon",
     }
 

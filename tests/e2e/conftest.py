@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import BIN, Node, command_env
+from tests.mailserver import dovecot, postfix  # noqa: F401 - fixtures for the mailbox e2e tests
 
 
 @pytest.fixture

@@ -48,8 +48,8 @@ def test_one_address_only_and_unknown_schemes_are_one_line(pair: tuple[Node, Nod
     alice, _bob = pair
     both = alice.run("rise-call", "bob", "tcp://h:1", "--command", "true", check=False)
     assert both.returncode == 2 and "give one address" in both.stderr.decode()
-    unknown = alice.run("rise-call", "bob", "imaps://mail.example.org", check=False)
+    unknown = alice.run("rise-call", "bob", "pigeon://loft", check=False)
     assert unknown.returncode == 2
     assert unknown.stderr.decode().count("\n") == 1
-    installed = "installed: dir:, exec:, kiss:, kiss+tcp:, serial:, ssh:, tcp:"
+    installed = "installed: dir:, exec:, imap:, imaps:, kiss:, kiss+tcp:, serial:, ssh:, tcp:"
     assert installed in unknown.stderr.decode()

@@ -753,7 +753,7 @@ def onions_file(bundles: dict[str, Any]) -> dict[str, Any]:
 
 
 def mail_file() -> dict[str, Any]:
-    """One bundle as one mail (protocol.md section 24, draft): fixed key, draws and `now`."""
+    """One bundle as one mail (protocol.md section 24): fixed key, draws and `now`."""
     shared = bytes(range(32))
     keys = mailpart.MailKeys.derive(shared)
     bundle = b"RSB\x01" + bytes(range(96))
