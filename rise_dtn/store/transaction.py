@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rise_dtn.core.bundle import ClearPart
-from rise_dtn.core.errors import BundleError, StorageError
+from rise_dtn.core.errors import BundleError, StorageError, UsageError
 from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.store.atomic import fsync_dir, storage_error
 from rise_dtn.store.spool import Spool, parse_clear_file
@@ -283,6 +283,29 @@ class BundleTransaction:
         """Index a bundle its writer already made durable in tx/ (onion packets:
         one batch of writers shares one sync, onion_send.packet_writers)."""
         self._index().put_entry(entry, digest=digest)
+
+    # Hop acks owed: journaled by admit and drop_received, given by carriers.
+
+    def acks_due(self) -> dict[NodeId, list[BundleId]]:
+        """The hop acks owed, by neighbour, for a carrier to give.
+
+        A row that does not parse is forgotten here: no carrier could give
+        it, and it must not stop every exchange from giving the others.
+        """
+        index = self._index()
+        due: dict[NodeId, list[BundleId]] = {}
+        for neighbour, bundle_id in index.acks_owed():
+            try:
+                parsed = NodeId.parse(neighbour), BundleId.parse(bundle_id)
+            except UsageError:
+                index.acks_sent(neighbour, [bundle_id])
+                continue
+            due.setdefault(parsed[0], []).append(parsed[1])
+        return due
+
+    def acks_given(self, neighbour: NodeId, bundle_ids: Sequence[BundleId]) -> None:
+        """These acks are on a carrier now (a repeat is harmless): owed no longer."""
+        self._index().acks_sent(str(neighbour), [str(bundle_id) for bundle_id in bundle_ids])
 
     # Received bundles that are done with: delivered, forwarded, dropped.
 

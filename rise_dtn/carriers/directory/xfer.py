@@ -23,7 +23,7 @@ from rise_dtn.carriers.directory.audience import Audience
 from rise_dtn.carriers.directory.folder import UnsafeEntry, UnwritableMedium
 from rise_dtn.carriers.directory.layout import DirectoryCarrier, Found
 from rise_dtn.core.ack import MAX_ACK_BYTES, MAX_IDS, Ack
-from rise_dtn.core.errors import BundleError, NoSpaceError, RiseError, StorageError
+from rise_dtn.core.errors import BundleError, NoSpaceError, StorageError
 from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
@@ -275,14 +275,6 @@ def _take_one(
     say(f"received {bundle_id} from {peer.name} ({human_bytes(size)})")
 
 
-def _parses(text: str) -> bool:
-    try:
-        BundleId.parse(text)
-    except RiseError:
-        return False
-    return True
-
-
 def _give_acks(
     home: Home,
     carrier: DirectoryCarrier,
@@ -294,14 +286,8 @@ def _give_acks(
 ) -> None:
     """Write the acks owed to each neighbour the medium serves, then forget them (a
     repeat is harmless). Acks owed to others wait for a medium that serves them."""
-    by_neighbour: dict[str, list[str]] = {}
-    for neighbour, bundle_id in home.index.acks_owed():
-        if not (_parses(neighbour) and _parses(bundle_id)):
-            home.index.acks_sent(neighbour, [bundle_id])  # damaged: must not block every xfer
-            continue
-        by_neighbour.setdefault(neighbour, []).append(bundle_id)
-    for neighbour_text, ids in by_neighbour.items():
-        peer = peers.get(NodeId.parse(neighbour_text))
+    for neighbour, ids in home.bundles.acks_due().items():
+        peer = peers.get(neighbour)
         if peer is None:
             continue  # not served here, or removed: keep the debt for a medium that serves it
         try:
@@ -315,20 +301,18 @@ def _give_acks(
 
 
 def _give_acks_to(
-    home: Home, carrier: DirectoryCarrier, peer: Peer, ids: list[str], *, now: int
+    home: Home, carrier: DirectoryCarrier, peer: Peer, ids: list[BundleId], *, now: int
 ) -> None:
     me = home.identity.node_id
     for start in range(0, len(ids), MAX_IDS):
         batch = ids[start : start + MAX_IDS]
-        ack = Ack(me, peer.node_id, now, tuple(BundleId.parse(text) for text in batch))
+        ack = Ack(me, peer.node_id, now, tuple(batch))
         carrier.put_ack(
             ack.encode(home.identity), recipient=peer.node_id, sender=me, name=secrets.token_hex(8)
         )
-        home.index.acks_sent(str(peer.node_id), batch)
+        home.bundles.acks_given(peer.node_id, batch)
         for bundle_id in batch:
-            carrier.remove_bundle(
-                recipient=me, sender=peer.node_id, bundle_id=BundleId.parse(bundle_id)
-            )
+            carrier.remove_bundle(recipient=me, sender=peer.node_id, bundle_id=bundle_id)
 
 
 def _quarantine_from_medium(

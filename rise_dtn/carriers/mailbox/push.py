@@ -123,14 +123,11 @@ class Pusher:
 
     def give_acks(self, report: Pushed) -> None:
         """Mail the acks owed to this neighbour, then forget them (a repeat is harmless)."""
-        me, neighbour = self.home.identity.node_id, str(self.peer.node_id)
-        owed = [bundle_id for who, bundle_id in self.home.index.acks_owed() if who == neighbour]
-        ids = [text for text in owed if _parses(text)]
-        if len(ids) < len(owed):
-            self.home.index.acks_sent(neighbour, [text for text in owed if text not in ids])
+        me = self.home.identity.node_id
+        ids = self.home.bundles.acks_due().get(self.peer.node_id, [])
         for start in range(0, len(ids), MAX_IDS):
             batch = ids[start : start + MAX_IDS]
-            ack = Ack(me, self.peer.node_id, self.now, tuple(BundleId.parse(t) for t in batch))
+            ack = Ack(me, self.peer.node_id, self.now, tuple(batch))
             data = ack.encode(self.home.identity)
             try:
                 message_ids = self._mail(io.BytesIO(data), len(data))
@@ -142,7 +139,7 @@ class Pusher:
                 self.state.record_outgoing(
                     bundle_id=None, message_ids=message_ids, sent_at=self.now
                 )
-            self.home.index.acks_sent(neighbour, batch)
+            self.home.bundles.acks_given(self.peer.node_id, batch)
             self.say(f"mailed an ack to {self.peer.name}: {len(batch)} bundle(s)")
 
     def give_bundles(self, report: Pushed) -> None:
@@ -217,11 +214,3 @@ class Pusher:
             )
         except RiseError:
             pass
-
-
-def _parses(text: str) -> bool:
-    try:
-        BundleId.parse(text)
-    except RiseError:
-        return False
-    return True
