@@ -209,3 +209,24 @@ def test_a_damaged_copy_of_our_own_bundle_is_found(
     assert not path.exists()
     assert (alice.spool / "quarantine" / path.name).exists()
     alice.run("rise-check")
+
+
+def test_acks_due_gives_ids_by_neighbour_and_forgets_a_row_no_carrier_could_give(
+    pair: tuple[Node, Node],
+) -> None:
+    _, bob = pair
+    home = Home.open(bob.home)
+    alice = home.peers.find("alice").node_id
+    owed = [parse_clear(sealed_for(*pair)[0]).bundle_id for _ in range(2)]
+    for bundle_id in owed:
+        home.index.owe_ack(str(bundle_id), str(alice), now=NOW)
+    home.index.owe_ack("not an id", str(alice), now=NOW)
+    home.index.owe_ack(str(owed[0]), "no node", now=NOW)
+
+    assert {key: sorted(map(str, ids)) for key, ids in home.bundles.acks_due().items()} == {
+        alice: sorted(map(str, owed))
+    }
+    assert sorted(home.index.acks_owed()) == sorted((str(alice), str(b)) for b in owed)
+    home.bundles.acks_given(alice, owed[:1])
+    assert home.bundles.acks_due() == {alice: owed[1:]}
+    home.close()
