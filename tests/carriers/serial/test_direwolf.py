@@ -16,21 +16,12 @@ import pytest
 
 from rise_dtn.core import ax25, kiss
 from rise_dtn.core.ax25 import Callsign
-from tests.direwolf import AFSK_1200, G3RUH_9600, DirewolfLink, KissClient, Modem, link_or_skip
+from tests.direwolf import AFSK_1200, DirewolfLink, KissClient, link_or_skip
 
 # One 200-byte frame is 1.8 s of air at 1200 baud with Direwolf's default
 # timing; the fixture's fast timing makes it less. 60 s covers a machine
 # busy enough to delay the hub, and CSMA waiting out the other station.
 FRAME_DEADLINE_SECONDS = 60.0
-
-
-@pytest.fixture(
-    scope="module", params=[AFSK_1200, G3RUH_9600], ids=lambda modem: f"{modem.baud}-baud"
-)
-def link(request: pytest.FixtureRequest) -> Iterator[DirewolfLink]:
-    modem: Modem = request.param
-    with link_or_skip(modem) as running:
-        yield running
 
 
 @pytest.fixture

@@ -15,24 +15,12 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import BIN, Node, command_env
-from tests.direwolf import AFSK_1200, G3RUH_9600, DirewolfLink, Modem, link_or_skip
+from tests.direwolf import DirewolfLink
 
 FRAME_DEADLINE_SECONDS = 60.0  # a frame's air time many times over, on a loaded machine
-
-
-@pytest.fixture(
-    scope="module", params=[AFSK_1200, G3RUH_9600], ids=lambda modem: f"{modem.baud}-baud"
-)
-def link(request: pytest.FixtureRequest) -> Iterator[DirewolfLink]:
-    modem: Modem = request.param
-    with link_or_skip(modem) as running:
-        yield running
 
 
 # A session over the air: a message and a small file, sized so that 1200 baud
