@@ -19,7 +19,7 @@ from rise_dtn.cli.common import (
     stop_on_sigterm,
     warn,
 )
-from rise_dtn.cli.toss_cmd import toss_reporter
+from rise_dtn.cli.toss_cmd import stream_now, toss_reporter
 from rise_dtn.core.errors import ExitCode, NoSpaceError
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
@@ -136,6 +136,7 @@ def _runner(
             now=now(),
             say=_verbose(quiet),
             toss=toss_step,
+            stream=stream_now(home, on_event) if toss_too else None,
             serving=serving,
         )
         report.rejected_by_toss = rejected_by_toss[0]

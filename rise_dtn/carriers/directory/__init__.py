@@ -54,6 +54,7 @@ class DirectoryPlace:
             now=now,
             say=hooks.say,
             toss=hooks.toss,
+            stream=hooks.stream if hooks.toss is not None else None,
             serving=Audience(names=(peer.name,)),
         )
         return Exchanged(

@@ -9,6 +9,7 @@ until an ack for it comes back (unless --move), so a lost stick loses nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -18,13 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from rise_dtn.carriers.base import Stream
 from rise_dtn.carriers.directory import audience
 from rise_dtn.carriers.directory.audience import Audience
 from rise_dtn.carriers.directory.folder import UnsafeEntry, UnwritableMedium
 from rise_dtn.carriers.directory.layout import DirectoryCarrier, Found
+from rise_dtn.core import sealing
 from rise_dtn.core.ack import MAX_ACK_BYTES, MAX_IDS, Ack
+from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import BundleError, NoSpaceError, StorageError
-from rise_dtn.core.identity import BundleId, NodeId
+from rise_dtn.core.identity import PUBLIC_KEY_BYTES, BundleId, NodeId
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
@@ -63,12 +67,15 @@ def exchange(
     now: int,
     say: Say = lambda _line: None,
     toss: Callable[[], object] | None = None,
+    stream: Stream | None = None,
     serving: Audience = audience.UNNAMED,
 ) -> XferReport:
     """One full exchange with `directory`.
 
     `toss`, if given, runs after the bundles are taken and before the acks
     are written, so that the acks for this exchange's bundles leave at once.
+    `stream`, if given (with --toss), delivers a direct bundle for this node
+    as it is read off the medium, with no copy in rx/ (_deliver_from_medium).
     Bundles and acks are written only for the neighbours the medium serves
     (audience.py); bundles and acks for us are taken from any peer.
     """
@@ -81,7 +88,7 @@ def exchange(
     with DirectoryCarrier(directory) as carrier:
         carrier.remove_stale(sender=me)
         _take_acks(home, carrier, peers, report, now=now, say=say)
-        _take_bundles(home, carrier, peers, report, now=now, say=say)
+        _take_bundles(home, carrier, peers, report, now=now, say=say, stream=stream)
         if toss is not None:
             toss()
         _give_acks(home, carrier, served, report, now=now, say=say)
@@ -181,6 +188,7 @@ def _take_bundles(
     *,
     now: int,
     say: Say,
+    stream: Stream | None,
 ) -> None:
     for found in carrier.bundles_for(home.identity.node_id):
         peer = peers.get(found.sender)
@@ -198,7 +206,9 @@ def _take_bundles(
             report.rejected.append(f"{found.shown}: unreadable: {exc.strerror}")
             continue
         with source:
-            _take_one(home, carrier, found, peer, report, source=source, now=now, say=say)
+            _take_one(
+                home, carrier, found, peer, report, source=source, now=now, say=say, stream=stream
+            )
 
 
 def _take_one(
@@ -211,8 +221,10 @@ def _take_one(
     source: BinaryIO,
     now: int,
     say: Say,
+    stream: Stream | None,
 ) -> None:
-    """Move one bundle from the medium (`source`, open) into rx/ (durably, then off the medium)."""
+    """Move one bundle from the medium (`source`, open) into rx/ (durably, then off the medium),
+    or with `stream`, deliver it from there."""
     try:
         clear, size = parse_clear_file(source)
     except BundleError as exc:
@@ -222,7 +234,9 @@ def _take_one(
     except OSError as exc:
         report.rejected.append(f"{found.shown}: unreadable: {exc.strerror}")
         return
-    bundle_id = clear.bundle_id
+    if stream is not None and _deliver_from_medium(home, clear, peer, source, stream, now=now):
+        _taken(home, carrier, found, peer, report, clear=clear, size=size, say=say)
+        return
 
     def write(target: Path) -> int:
         # A copy (or a reflink), never a hard link: the medium's holder must
@@ -255,6 +269,76 @@ def _take_one(
         report.skipped.append(f"{found.shown}: expired, removed from the medium")
         carrier.remove(found)
         return
+    _taken(home, carrier, found, peer, report, clear=clear, size=size, say=say)
+
+
+def _deliver_from_medium(
+    home: Home, clear: ClearPart, peer: Peer, source: BinaryIO, stream: Stream, *, now: int
+) -> bool:
+    """Deliver a direct bundle for this node as it is read off the medium; True if done.
+
+    One read of the medium and no copy in rx/: each chunk is authenticated
+    as it is decrypted, and nothing is recorded before the last one, so a
+    medium's holder who changes the file meanwhile only makes it fail. A
+    packet to relay, a bundle the admission rules do not take, and one that
+    fails here go the usual way, into rx/, where toss says what is wrong.
+    So does a bundle of one sealed chunk: it may be a map or a receipt,
+    whose taking-in toss follows up (routes held for a map), and a copy of
+    at most a MiB costs next to nothing.
+    Our own disk failing (StorageError: full, read-only) ends the exchange,
+    as it does when the usual way copies.
+    """
+    if clear.onion or clear.header.body_length <= ONE_CHUNK_BODY_BYTES:
+        return False
+    if not home.bundles.judge(clear, peer.node_id, now=now).taken:
+        return False
+    try:
+        source.seek(clear.size)
+        return stream(clear, peer.node_id, _MediumSource(source))
+    except OSError:
+        return False  # the usual way reads it again, and says what is wrong
+    finally:
+        with contextlib.suppress(OSError):
+            source.seek(0)
+
+
+class _MediumSource:
+    """A bundle's sealed chunks, read from the medium in full (a short read is not its end)."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+
+    def read(self, size: int, /) -> bytes:
+        data = self._handle.read(size)
+        if len(data) == size or not data:
+            return data
+        parts = [data]
+        left = size - len(data)
+        while left > 0:
+            more = self._handle.read(left)
+            if not more:
+                break
+            parts.append(more)
+            left -= len(more)
+        return b"".join(parts)
+
+    def finish(self) -> None:
+        return None
+
+
+def _taken(
+    home: Home,
+    carrier: DirectoryCarrier,
+    found: Found,
+    peer: Peer,
+    report: XferReport,
+    *,
+    clear: ClearPart,
+    size: int,
+    say: Say,
+) -> None:
+    """A bundle is ours now (in rx/, or delivered): what becomes of the copy on the medium."""
+    bundle_id = clear.bundle_id
     target = home.bundles.received_path(peer.node_id, bundle_id)
     # The copy on the medium stays until our ack goes out (_give_acks): until
     # then the sender would only write it again, and if our copy turns out
@@ -343,6 +427,8 @@ def _quarantine_from_medium(
 
 
 QUARANTINE_KEEP_BYTES = 1 << 20
+# E and one sealed chunk: the largest body a control bundle (map, receipt) can have.
+ONE_CHUNK_BODY_BYTES = PUBLIC_KEY_BYTES + sealing.SEALED_CHUNK_BYTES
 
 # A name a medium's holder chose is kept in quarantine only if it is short and
 # plain; any other gets one made from its bytes (a 255-byte name has no room

@@ -102,7 +102,7 @@ def deliver_streamed(
     now: int,
     on_event: Callable[[TossEvent], None],
 ) -> bool:
-    """Deliver a direct bundle while it is still arriving on a live link; True if delivered.
+    """Deliver a direct bundle as it arrives (a live link, a stick with --toss); True if done.
 
     `source` hands out the sealed chunks as the link writes them. Nothing is
     recorded before the last chunk is authenticated, exactly as for a bundle
@@ -119,11 +119,13 @@ def deliver_streamed(
         home.spool.bundle_path(home.spool.rx_dir(neighbour), clear.bundle_id), neighbour
     )
     try:
-        event = deliver.deliver(home, job, Opener(home.identity, clear), None, source, now=now)
-    except (BundleError, StreamCut):
+        event = deliver.deliver(home, job, Opener(home.identity, clear), source, now=now)
+    except (BundleError, Deferred, StreamCut):
         return False
     announce(home, event, on_event)
-    return isinstance(event, Delivered)
+    # Delivered, or taken in (a receipt or map), or dropped with its ack owed
+    # (a duplicate, a map from a peer not marked relay): either way done with.
+    return True
 
 
 def _toss_jobs(
@@ -191,7 +193,7 @@ def _toss_one(
         with open(job.path, "rb") as handle:
             handle.seek(clear.size)
             opener = Opener(home.identity, clear)
-            return deliver.deliver(home, job, opener, seen, deliver.FileSource(handle), now=now)
+            return deliver.deliver(home, job, opener, deliver.FileSource(handle), now=now)
     except Deferred as exc:
         return Rejected(stem, exc.message, "deferred")
     except BundleError as exc:
