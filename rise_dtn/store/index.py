@@ -109,7 +109,7 @@ ReceiptOwed = Table(
     Column("created", BigInteger, nullable=False),
 )
 
-# The digest (BLAKE2b-128, hex) of a bundle this node sealed, recorded as it
+# The digest (transaction.SpoolDigest) of a bundle this node sealed, recorded as it
 # was written: the sender can tell a damaged copy of its own bundle (bit rot,
 # a medium that shared its bytes) instead of offering it again and again.
 # Its own table, so that an existing index needs no migration.
