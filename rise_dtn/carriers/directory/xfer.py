@@ -275,20 +275,21 @@ def _take_one(
 def _deliver_from_medium(
     home: Home, clear: ClearPart, peer: Peer, source: BinaryIO, stream: Stream, *, now: int
 ) -> bool:
-    """Deliver a direct bundle for this node as it is read off the medium; True if done.
+    """Toss a bundle for this node as it is read off the medium (deliver it, or forward
+    an onion packet); True if done.
 
-    One read of the medium and no copy in rx/: each chunk is authenticated
-    as it is decrypted, and nothing is recorded before the last one, so a
-    medium's holder who changes the file meanwhile only makes it fail. A
-    packet to relay, a bundle the admission rules do not take, and one that
-    fails here go the usual way, into rx/, where toss says what is wrong.
+    One read of the medium and no copy in rx/: each chunk (an onion
+    payload's tag) is authenticated as it is read, and nothing is recorded
+    before the last one, so a medium's holder who changes the file meanwhile
+    only makes it fail. A bundle the admission rules do not take, and one
+    that fails here go the usual way, into rx/, where toss says what is wrong.
     So does a bundle of one sealed chunk: it may be a map or a receipt,
     whose taking-in toss follows up (routes held for a map), and a copy of
     at most a MiB costs next to nothing.
     Our own disk failing (StorageError: full, read-only) ends the exchange,
     as it does when the usual way copies.
     """
-    if clear.onion or clear.header.body_length <= ONE_CHUNK_BODY_BYTES:
+    if clear.header.body_length <= ONE_CHUNK_BODY_BYTES:
         return False
     if not home.bundles.judge(clear, peer.node_id, now=now).taken:
         return False

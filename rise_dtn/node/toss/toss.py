@@ -102,29 +102,35 @@ def deliver_streamed(
     now: int,
     on_event: Callable[[TossEvent], None],
 ) -> bool:
-    """Deliver a direct bundle as it arrives (a live link, a stick with --toss); True if done.
+    """Toss a bundle as it arrives (a live link, a stick with --toss); True if done with.
 
-    `source` hands out the sealed chunks as the link writes them. Nothing is
-    recorded before the last chunk is authenticated, exactly as for a bundle
-    tossed from rx/: a cut or a crash leaves only a locked tmp file, swept
-    later, and the bundle is tossed again in full once complete. A bad
-    bundle is left to that ordinary toss, which quarantines it with its
-    reason; so is one seen before (a delivery a crash interrupted).
+    A direct bundle is delivered, an onion packet forwarded or delivered, as
+    `source` hands out the bytes after its clear part. Nothing is recorded
+    before the last chunk (the onion payload's tag) is authenticated,
+    exactly as for a bundle tossed from rx/: a cut or a crash leaves only a
+    locked tmp file, swept later, and the bundle is tossed again in full
+    once complete. A bad bundle is left to that ordinary toss, which
+    quarantines it with its reason; so is one seen before (a delivery a
+    crash interrupted), and one that must wait (a relay's quota).
     """
     if home.index.seen_state(str(clear.bundle_id)) is not None:
         return False
-    # The bundle is not in rx/ yet (it never will be, once delivered): there
-    # is no rx file for _finish to remove.
-    job = deliver.Job(
-        home.spool.bundle_path(home.spool.rx_dir(neighbour), clear.bundle_id), neighbour
-    )
+    # The bundle is not in rx/ (it never will be, once tossed): there is no
+    # rx file for the end of its toss to remove.
+    path = home.spool.bundle_path(home.spool.rx_dir(neighbour), clear.bundle_id)
     try:
-        event = deliver.deliver(home, job, Opener(home.identity, clear), source, now=now)
+        if clear.onion:
+            event = relay.toss_packet(home, path, neighbour, clear, now=now, reader=source)
+        else:
+            job = deliver.Job(path, neighbour)
+            event = deliver.deliver(home, job, Opener(home.identity, clear), source, now=now)
     except (BundleError, Deferred, StreamCut):
         return False
+    if event is None:  # pragma: no cover - only a batch defers an event
+        return False
     announce(home, event, on_event)
-    # Delivered, or taken in (a receipt or map), or dropped with its ack owed
-    # (a duplicate, a map from a peer not marked relay): either way done with.
+    # Delivered, forwarded, or taken in (a receipt or map), or dropped with
+    # its ack owed (a duplicate, a map from a peer not marked relay): done with.
     return True
 
 
