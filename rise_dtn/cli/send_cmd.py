@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 
@@ -17,9 +18,17 @@ from rise_dtn.cli.common import (
 )
 from rise_dtn.core.errors import UsageError
 from rise_dtn.core.units import human_bytes
-from rise_dtn.node.config import MAX_COPIES, MAX_HOPS, check_nice, parse_duration
+from rise_dtn.node.config import (
+    MAX_COPIES,
+    MAX_HOPS,
+    MIN_PART_BYTES,
+    check_nice,
+    parse_duration,
+    parse_size,
+)
 from rise_dtn.node.home import Home
-from rise_dtn.node.send import routed, routes, send
+from rise_dtn.node.peers import Peer
+from rise_dtn.node.send import routed, routes, send, split
 
 
 @click.command("send")
@@ -43,6 +52,12 @@ from rise_dtn.node.send import routed, routes, send
 @click.option(
     "--wait", is_flag=True, help="If no route exists yet, hold the bundle until one does."
 )
+@click.option(
+    "--part-size",
+    metavar="SIZE",
+    help="Send a file larger than SIZE (10MiB, 1GB) as parts of SIZE, each its own bundle, "
+    "reassembled by NODE; default [send] part_size (unset: never split).",
+)
 @home_option
 @quiet_option
 def send_cmd(
@@ -55,6 +70,7 @@ def send_cmd(
     via: str | None,
     copies: int | None,
     wait: bool,
+    part_size: str | None,
     home_path: Path | None,
     quiet: bool,
 ) -> None:
@@ -78,6 +94,7 @@ def send_cmd(
       rise-send --hops 2 report.pdf bob
       rise-send --via r1,r2 --copies 1 report.pdf bob
       echo 'safe' | rise-send --hops 2 --copies 2 --wait - bob
+      rise-send --part-size 4MiB photos.tar bob   # for a small stick
     """
     home = open_home(home_path)
     home.prewarm_index()
@@ -92,9 +109,23 @@ def send_cmd(
     route = routed.RouteOptions(
         hops=hops, copies=copies, via=tuple(_names(via)) if via else (), wait=wait
     )
+    part_bytes = _part_bytes(part_size, home)
     handle = send.open_source(source)
     with handle:
         total = send.regular_size(handle)
+        if part_bytes is not None and name is not None and total is None:
+            with split.staged(home, handle) as staged:  # a pipe: the parts need its size
+                total = send.regular_size(staged)
+                if split.should_split(total, part_bytes, named=True):
+                    _send_parts(home, peer, staged, options, route, part_bytes, quiet=quiet)
+                    return
+                queued = send.queue(home, peer, staged, options=options, now=now())
+                _report_direct(queued, peer.name, name, quiet=quiet)
+                return
+        if split.should_split(total, part_bytes, named=name is not None):
+            assert part_bytes is not None
+            _send_parts(home, peer, handle, options, route, part_bytes, quiet=quiet)
+            return
         with progress(f"sealing for {peer.name}", total, quiet=quiet) as update:
             if route.routed(home):
                 sent = routed.queue_routed(
@@ -110,12 +141,59 @@ def send_cmd(
                 _report_routed(sent, home, quiet=quiet)
                 return
             queued = send.queue(home, peer, handle, options=options, now=now(), progress=update)
+    _report_direct(queued, peer.name, name, quiet=quiet)
+
+
+def _report_direct(queued: send.Queued, peer_name: str, name: str | None, *, quiet: bool) -> None:
     click.echo(str(queued.bundle_id))  # also with -q: a script keeps it (rise-send(1))
     if not quiet:
         what = "file" if name is not None else "message"
         say(
-            f"queued {what} for {peer.name}: {human_bytes(queued.payload_bytes)} "
+            f"queued {what} for {peer_name}: {human_bytes(queued.payload_bytes)} "
             f"in a {human_bytes(queued.bundle_bytes)} bundle"
+        )
+
+
+def _part_bytes(part_size: str | None, home: Home) -> int | None:
+    if part_size is None:
+        return home.config.part_bytes
+    size = parse_size(part_size)
+    if size < MIN_PART_BYTES:
+        raise UsageError(f"--part-size must be at least {human_bytes(MIN_PART_BYTES)}")
+    return size
+
+
+def _send_parts(
+    home: Home,
+    peer: Peer,
+    handle: BinaryIO,
+    options: send.SendOptions,
+    route: routed.RouteOptions,
+    part_bytes: int,
+    *,
+    quiet: bool,
+) -> None:
+    """One bundle id per line (a script keeps them), then one summary line."""
+    total = send.regular_size(handle) or 0
+    use_route = route.routed(home)
+    with progress(f"sealing parts for {peer.name}", total, quiet=quiet) as update:
+        queued = split.queue_parts(
+            home,
+            peer,
+            handle,
+            options=options,
+            part_bytes=part_bytes,
+            now=now(),
+            progress=update,
+            route=route if use_route else None,
+            rng=random.SystemRandom() if use_route else None,
+        )
+    for one in queued:
+        click.echo(str(one.bundle_id))
+    if not quiet:
+        say(
+            f"queued file for {peer.name}: {human_bytes(total)} in {len(queued)} parts "
+            f"of at most {human_bytes(part_bytes)}"
         )
 
 

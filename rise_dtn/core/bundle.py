@@ -31,6 +31,7 @@ from rise_dtn.core.identity import (
     hash16,
     x25519,
 )
+from rise_dtn.core.parts import PartHeader
 
 MAGIC = b"RSB"
 VERSION = 1
@@ -77,6 +78,7 @@ class ContentKind(enum.IntEnum):
     FILE = 2
     RECEIPT = 3  # end to end: "I delivered bundle X" (core/receipt.py)
     MAP = 4  # to a neighbour: some of the links this relay knows (core/routemap.py)
+    PART = 5  # one part of a split file (core/parts.py, protocol.md section 25)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -151,6 +153,7 @@ class Meta:
     kind: ContentKind
     name: str | None = None
     size: int | None = None
+    part: PartHeader | None = None  # kind PART only: which piece of which file
 
     def encode(self) -> bytes:
         fields: list[object] = [int(self.kind)]
@@ -158,6 +161,9 @@ class Meta:
             fields.append(self.name)
             if self.size is not None:
                 fields.append(self.size)
+        if self.kind is ContentKind.PART:
+            assert self.part is not None
+            fields += [self.name, *self.part.fields()]
         return canonical(fields)
 
     @classmethod
@@ -176,6 +182,11 @@ class Meta:
             kind = ContentKind(value[0])
         except ValueError:
             raise BundleError(f"unknown content kind {value[0]}") from None
+        if kind is ContentKind.PART:
+            if len(value) != 7 or not isinstance(value[1], str):
+                raise BundleError("bundle metadata is malformed")
+            part = PartHeader.from_fields(value[2:])
+            return cls(kind, check_file_name(value[1]), part.length, part)
         if kind is not ContentKind.FILE:
             if len(value) != 1:
                 raise BundleError("bundle metadata is malformed")

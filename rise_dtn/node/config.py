@@ -39,6 +39,13 @@ DEFAULT_RELAY_MAX_BUNDLES = 10_000
 # A neighbour's bundles are refused ("no room", left with the sender) rather
 # than fill the spool's filesystem: the index, toss and the user need room too.
 DEFAULT_MIN_FREE_BYTES = 100 << 20
+# Split files (protocol.md section 25): a file larger than [send] part_size
+# travels as parts. Unset means no split (a stick's size is the user's to know).
+# All reassemblies in progress at once may take at most this much disk: one
+# neighbour cannot fill the spool's filesystem with parts of files that never
+# complete (they are also given up when their parts expire).
+DEFAULT_PARTS_MAX_BYTES = 16 << 30
+MIN_PART_BYTES = 64 << 10  # below this the bundle overhead (about 250 bytes) starts to count
 DEFAULT_MAP_SIZE = 8
 DEFAULT_MAP_REFRESH_SECONDS = 3600
 DEFAULT_MAP_LIFETIME_SECONDS = 86400
@@ -61,6 +68,8 @@ nice = {nice}
 # Relays per route (0 = direct to a neighbour) and copies over disjoint routes.
 # hops = 2
 # copies = 1
+# Split files larger than this into parts, each its own bundle (e.g. for a stick).
+# part_size = "1GiB"
 
 [relay]
 # Forward onion packets for neighbours (default off), within per-neighbour quotas.
@@ -80,6 +89,8 @@ nice = {nice}
 # incoming = "/srv/rise/incoming"
 # A command run for every delivery, with RISE_* variables in its environment.
 # on_delivery = "notify-send 'rise-dtn' 'new delivery'"
+# Disk that the reassembly of split files may take at once (default 16GiB).
+# parts_max_bytes = "16GiB"
 
 [spool]
 # The index database; any SQLAlchemy URL (default: SQLite in the spool).
@@ -180,6 +191,8 @@ class Config:
     copies: int = 1
     relay: RelaySettings = dataclasses.field(default_factory=RelaySettings)
     map: MapSettings = dataclasses.field(default_factory=MapSettings)
+    part_bytes: int | None = None  # [send] part_size; None: never split
+    parts_max_bytes: int = DEFAULT_PARTS_MAX_BYTES
 
     def peer(self, name: str) -> PeerSettings:
         return self.peers.get(name, PeerSettings())
@@ -248,10 +261,10 @@ def _optional_str(table: dict[str, Any], section: str, key: str) -> str | None:
 # Every key a config may hold: a typo is an error, not a silently ignored line.
 KNOWN_KEYS = {
     "node": {"name", "addresses"},
-    "send": {"lifetime", "nice", "hops", "copies"},
+    "send": {"lifetime", "nice", "hops", "copies", "part_size"},
     "relay": {"enabled", "max_bytes", "max_bundles"},
     "map": {"size", "refresh", "lifetime", "max_distance"},
-    "toss": {"incoming", "on_delivery"},
+    "toss": {"incoming", "on_delivery", "parts_max_bytes"},
     "spool": {"index_url", "min_free", "receive_max_bytes", "partial_lifetime"},
     "peers": None,  # any peer name; checked below
     "calls": None,  # an array of tables, checked by carriers/live/schedule.py
@@ -354,6 +367,10 @@ def _from_dict(data: dict[str, Any], *, base: Path) -> Config:
         copies=_count(send, "send", "copies", 1, 1, MAX_COPIES),
         relay=_relay_settings(_table(data, "relay")),
         map=_map_settings(_table(data, "map")),
+        part_bytes=_size(send, "send", "part_size", minimum=MIN_PART_BYTES),
+        parts_max_bytes=_default(
+            _size(toss, "toss", "parts_max_bytes", minimum=0), DEFAULT_PARTS_MAX_BYTES
+        ),
     )
 
 

@@ -20,6 +20,7 @@ from rise_dtn.core.bundle import ContentKind, Sealer
 from rise_dtn.core.errors import RiseError, StorageError, UsageError
 from rise_dtn.core.identity import PUBLIC_KEY_BYTES, BundleId
 from rise_dtn.core.onion import SlotKind
+from rise_dtn.core.parts import PartHeader
 from rise_dtn.core.routing import NoRoute
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
@@ -94,8 +95,9 @@ def queue_routed(
     rng: random.Random,
     progress: send.Progress = lambda _done: None,
     kind: ContentKind | None = None,
+    part: PartHeader | None = None,
 ) -> RoutedQueued:
-    prepared = send.prepare(home, peer, source, options=options, now=now, kind=kind)
+    prepared = send.prepare(home, peer, source, options=options, now=now, kind=kind, part=part)
     sealer = prepared.sealer
     assert sealer is not None  # freshly prepared, never a held one
     hops, copies = route.resolve(home)

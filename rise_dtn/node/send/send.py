@@ -21,6 +21,7 @@ from rise_dtn.core import sealing
 from rise_dtn.core.bundle import ContentKind, Meta, Sealer, check_file_name
 from rise_dtn.core.errors import BundleError, StorageError, UsageError
 from rise_dtn.core.identity import PUBLIC_KEY_BYTES, BundleId
+from rise_dtn.core.parts import PartHeader
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.store import transaction
@@ -106,8 +107,12 @@ def prepare(
     options: SendOptions,
     now: int,
     kind: ContentKind | None = None,
+    part: PartHeader | None = None,
 ) -> Prepared:
-    """Check the options and make the sealer (the signature is made here)."""
+    """Check the options and make the sealer (the signature is made here).
+
+    `part`: `source` is that part of a split file (send/split.py), sent as kind PART.
+    """
     config = home.config
     if kind is None:
         kind = ContentKind.FILE if options.name is not None else ContentKind.MESSAGE
@@ -116,8 +121,11 @@ def prepare(
             check_file_name(options.name)
         except BundleError as exc:
             raise UsageError(f"--name: {exc.message}") from None
-    size = regular_size(source)
+    size = regular_size(source) if part is None else part.length
     meta = Meta(kind, options.name, size if kind is ContentKind.FILE else None)
+    if part is not None:
+        kind = ContentKind.PART
+        meta = Meta(kind, options.name, part.length, part)
     lifetime = options.lifetime_seconds or config.lifetime_seconds
     priority = config.nice if options.nice is None else options.nice
     sealer = Sealer(
@@ -140,9 +148,10 @@ def queue(
     now: int,
     progress: Progress = lambda _done: None,
     kind: ContentKind | None = None,
+    part: PartHeader | None = None,
 ) -> Queued:
     """Seal `source` for `peer` and commit it to tx/<peer>/. Returns what was queued."""
-    prepared = prepare(home, peer, source, options=options, now=now, kind=kind)
+    prepared = prepare(home, peer, source, options=options, now=now, kind=kind, part=part)
     sealer = prepared.sealer
     assert sealer is not None
     size, priority, expiry = prepared.size, prepared.priority, prepared.expiry

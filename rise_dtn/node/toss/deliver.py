@@ -148,6 +148,10 @@ def deliver(
             return drop_job(home, job, hop_id or opened.bundle_id, stem, reason, now=now)
         if inner.meta.kind in CONTROL_KINDS:
             return _deliver_control(home, opened, source, first_payload, now=now)
+        if inner.meta.kind is ContentKind.PART:
+            from rise_dtn.node import parts  # late: parts builds on this module
+
+            return parts.deliver_part(home, opened, source, first_payload, now=now)
         return _deliver_payload(home, opened, seen, source, first_payload, now=now)
 
 
@@ -335,3 +339,9 @@ def _finish(home: Home, opened: _Opened, target: Path, *, now: int) -> Delivered
     )
     home.bundles.handled(opened.job.path)
     return Delivered(bundle_id, kind, peer.name, target, size)
+
+
+# For node/parts.py, which delivers a split file's parts with the same steps.
+Opened = _Opened
+read_exact = _read_exact
+numbered = _numbered

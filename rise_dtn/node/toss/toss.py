@@ -59,6 +59,12 @@ def toss(
         events.append(event)
         announce(home, event, on_event)
 
+    if home.spool.root.joinpath("parts").is_dir():
+        from rise_dtn.node import parts  # late: only a node with split files pays for it
+
+        for folder, line in parts.sweep(home, now=now):
+            emit(Rejected(folder, line, "given up"))
+
     jobs = list(_jobs(home))
     workers = parallel.workers_for(len(jobs))
     if workers > 1:

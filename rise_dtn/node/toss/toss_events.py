@@ -62,7 +62,17 @@ class Forwarded:
         return f"to {self.next_hop}"
 
 
-TossEvent = Delivered | Rejected | NotifyFailed | Accepted | Forwarded
+@dataclasses.dataclass(frozen=True, slots=True)
+class PartStored:
+    """A part of a split file is in its reassembly; the file is not complete yet
+    (node/parts.py). `reason` says which part of what, and how many are to come."""
+
+    bundle_id: str
+    reason: str
+    action: str = "part stored"
+
+
+TossEvent = Delivered | Rejected | NotifyFailed | Accepted | Forwarded | PartStored
 
 
 class StreamCut(Exception):

@@ -1,0 +1,374 @@
+"""Reassembly of split files: each part written in place, the whole file delivered once.
+
+A part bundle (docs/protocol.md section 25) is opened like any bundle by
+deliver.py, which hands it here under its per-bundle lock. Its payload is
+written straight into one preallocated file at the part's offset, in
+constant memory, so a file is never held twice on disk. Everything is a
+file in SPOOL/parts/<sender>-<file id>/ (the files are the truth):
+
+    state      JSON: name, count, sizes, latest expiry (written once, atomically)
+    data       the file being reassembled, total_bytes long
+    have/<i>   part i is in `data` and fsynced (made only after that fsync)
+    target     the journal: the free name chosen in incoming/ (before the link)
+    delivered  the file has its name; `data` and have/ are gone
+
+Every step is write, fsync, then mark; a kill -9 at any instant leaves a
+state the next toss finishes: a part without its marker is written again, a
+complete set without `delivered` is linked again under the journalled name.
+This module must never deliver a file with a missing part, nor twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rise_dtn.core.bundle import ContentKind
+from rise_dtn.core.errors import BundleError, BusyError, Deferred, StorageError
+from rise_dtn.core.parts import PartHeader
+from rise_dtn.core.units import human_bytes
+from rise_dtn.node.home import Home
+from rise_dtn.node.toss import deliver
+from rise_dtn.node.toss.toss_events import Delivered, PartStored, Source, TossEvent
+from rise_dtn.store import locks
+from rise_dtn.store.atomic import AtomicFile, copy_into, fsync_dir, storage_error, write_atomic
+from rise_dtn.store.index import SeenRow
+
+PARTS_DIR = "parts"
+# How long a toss waits for another process working on the same file's
+# state (a few file operations, or the final link) before deferring.
+LOCK_WAIT_SECONDS = 30.0
+
+
+def folder_for(home: Home, opened: deliver.Opened, part: PartHeader) -> Path:
+    return home.spool.root / PARTS_DIR / f"{opened.peer.node_id}-{part.file_id.hex()}"
+
+
+def deliver_part(
+    home: Home, opened: deliver.Opened, source: Source, first_payload: bytes, *, now: int
+) -> TossEvent:
+    """Store one part; deliver the file if it was the last one missing."""
+    part = opened.inner.meta.part
+    assert part is not None  # Meta.decode gives every PART a header
+    name = opened.inner.meta.name
+    assert name is not None
+    folder = folder_for(home, opened, part)
+    marker = folder / "have" / str(part.index)
+    expiry = opened.opener.clear.header.expiry
+    with _locked(home, folder):
+        _start_or_check(home, folder, name, part, expiry=expiry, sender=opened.peer.name)
+        stored_before = marker.exists() or (folder / "delivered").exists()
+    if not stored_before:
+        _write_part(folder / "data", part, opened, source, first_payload)
+        with _locked(home, folder):
+            if not (folder / "state").exists():
+                raise Deferred(f"the reassembly of {name} expired while part {part.index} arrived")
+            _mark(marker)
+    else:
+        source.finish()
+    with _locked(home, folder):
+        target = _complete_if_ready(home, folder, opened, part)
+    _finish_part(home, opened, now=now)
+    if target is not None:
+        return Delivered(
+            opened.bundle_id, ContentKind.FILE, opened.peer.name, target, part.total_bytes
+        )
+    have = _count(folder)
+    what = f"part {part.index + 1} of {part.count} of {name} from {opened.peer.name}"
+    if stored_before:
+        return PartStored(str(opened.bundle_id), f"{what}: already had it")
+    return PartStored(str(opened.bundle_id), f"{what} ({part.count - have} to come)")
+
+
+@contextlib.contextmanager
+def _locked(home: Home, folder: Path) -> Iterator[None]:
+    try:
+        with locks.held(
+            home.spool.lock_path(f"parts-{folder.name}"),
+            wait_seconds=LOCK_WAIT_SECONDS,
+            what=f"the reassembly {folder.name}",
+        ):
+            yield
+    except BusyError as exc:
+        raise Deferred(exc.message) from None
+
+
+def _start_or_check(
+    home: Home, folder: Path, name: str, part: PartHeader, *, expiry: int, sender: str
+) -> None:
+    """Begin a reassembly (within the caps), or check the part against the one begun."""
+    state_path = folder / "state"
+    state = _read_state(state_path)
+    if state is not None:
+        earlier = PartHeader(
+            part.file_id, 0, state["count"], state["total_bytes"], state["part_bytes"]
+        )
+        reason = part.agrees_with(earlier)
+        if reason is None and state["name"] != name:
+            reason = f"its file name {name!r} disagrees with earlier parts ({state['name']!r})"
+        if reason is not None:
+            raise BundleError(f"part {part.index} of {state['name']}: {reason}")
+        if expiry > state["expiry"]:
+            write_atomic(state_path, _state_bytes(state | {"expiry": expiry}), mode=0o600)
+        return
+    _check_room(home, part, name=name)
+    try:
+        (folder / "have").mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(folder / "data", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            _reserve(fd, part.total_bytes)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise Deferred(
+                f"no room to reassemble {name} ({human_bytes(part.total_bytes)})"
+            ) from None
+        raise storage_error(exc, "starting a reassembly") from None
+    state = {
+        "name": name,
+        "sender": sender,
+        "count": part.count,
+        "total_bytes": part.total_bytes,
+        "part_bytes": part.part_bytes,
+        "expiry": expiry,
+    }
+    write_atomic(state_path, _state_bytes(state), what="starting a reassembly", mode=0o600)
+    fsync_dir(folder.parent)
+
+
+def _reserve(fd: int, size: int) -> None:
+    """Claim the file's blocks now, so a later part never meets a full disk half way."""
+    os.ftruncate(fd, size)
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+
+
+def _check_room(home: Home, part: PartHeader, *, name: str) -> None:
+    """The cap on all reassemblies at once ([toss] parts_max_bytes), and min_free."""
+    cap = home.config.parts_max_bytes
+    busy = sum(total for total in _in_progress_bytes(home))
+    if busy + part.total_bytes > cap:
+        raise Deferred(
+            f"reassembling {name} ({human_bytes(part.total_bytes)}) would pass [toss] "
+            f"parts_max_bytes ({human_bytes(cap)}; {human_bytes(busy)} in progress)"
+        )
+    info = os.statvfs(home.spool.root)
+    free = info.f_bavail * info.f_frsize
+    if part.total_bytes + home.config.min_free_bytes > free:
+        raise Deferred(
+            f"no room to reassemble {name} ({human_bytes(part.total_bytes)}; "
+            f"{human_bytes(free)} free, [spool] min_free {human_bytes(home.config.min_free_bytes)})"
+        )
+
+
+def _in_progress_bytes(home: Home) -> list[int]:
+    root = home.spool.root / PARTS_DIR
+    if not root.is_dir():
+        return []
+    sizes = []
+    for folder in root.iterdir():
+        state = _read_state(folder / "state")
+        if state is not None and not (folder / "delivered").exists():
+            sizes.append(state["total_bytes"])
+    return sizes
+
+
+def _write_part(
+    data: Path, part: PartHeader, opened: deliver.Opened, source: Source, first_payload: bytes
+) -> None:
+    """Open the rest of the part and write it at its offset; fsync before returning.
+
+    Each chunk is authenticated before its bytes are written, so `data` only
+    ever holds the sender's bytes; a part that fails half way leaves no
+    marker and is written again in full by a later copy.
+    """
+    opener = opened.opener
+    try:
+        fd = os.open(data, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise storage_error(exc, "reassembling") from None
+    try:
+        written = _put(fd, part, 0, first_payload)
+        for index, size in opener.chunk_sizes():
+            written = _put(fd, part, written, opener.open(index, deliver.read_exact(source, size)))
+        if written != part.length:
+            raise BundleError(
+                f"part {part.index} carries {written} bytes; its header says {part.length}"
+            )
+        source.finish()
+        os.fsync(fd)
+    except OSError as exc:
+        raise storage_error(exc, "reassembling") from None
+    finally:
+        os.close(fd)
+
+
+def _put(fd: int, part: PartHeader, written: int, block: bytes) -> int:
+    if written + len(block) > part.length:
+        raise BundleError(f"part {part.index} carries more than the {part.length} bytes it claims")
+    view = memoryview(block)
+    position = part.offset + written
+    while view:
+        count = os.pwrite(fd, view, position)
+        view, position = view[count:], position + count
+    return written + len(block)
+
+
+def _mark(marker: Path) -> None:
+    """The part is durable in `data`: say so, durably."""
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+        fsync_dir(marker.parent)
+    except OSError as exc:
+        raise storage_error(exc, "reassembling") from None
+
+
+def _count(folder: Path) -> int:
+    try:
+        return len(os.listdir(folder / "have"))
+    except FileNotFoundError:
+        return 0
+
+
+def _complete_if_ready(
+    home: Home, folder: Path, opened: deliver.Opened, part: PartHeader
+) -> Path | None:
+    """Give the file its name once every part is in; the path if it was done now."""
+    if (folder / "delivered").exists() or _count(folder) < part.count:
+        return None
+    journal = folder / "target"
+    incoming = home.incoming_dir(opened.peer.name)
+    incoming.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target = Path(journal.read_text()) if journal.exists() else None
+    if target is None or not os.path.lexists(target):
+        target = _link_free_name(folder, journal, incoming / _read_state_name(folder))
+    write_atomic(folder / "delivered", str(target).encode(), mode=0o600)
+    # The file has its own name now: the parts' copy and markers can go.
+    with contextlib.suppress(FileNotFoundError):
+        (folder / "data").unlink()
+    shutil.rmtree(folder / "have", ignore_errors=True)
+    return target
+
+
+def _read_state_name(folder: Path) -> str:
+    state = _read_state(folder / "state")
+    assert state is not None  # a complete set of markers implies a state
+    return str(state["name"])
+
+
+def _link_free_name(folder: Path, journal: Path, wanted: Path) -> Path:
+    """Journal a free name, then link `data` to it without ever replacing a file."""
+    for attempt in range(1000):
+        target = deliver.numbered(wanted, attempt) if attempt else wanted
+        if os.path.lexists(target):
+            continue
+        write_atomic(journal, str(target).encode(), mode=0o600)
+        try:
+            os.link(folder / "data", target)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise storage_error(exc, "delivering a reassembled file") from None
+            if not _copy_across(folder / "data", target):
+                continue
+        fsync_dir(target.parent)
+        return target
+    raise StorageError(f"cannot find a free name for {wanted}")
+
+
+def _copy_across(data: Path, target: Path) -> bool:
+    """incoming/ on another filesystem: copy (in the kernel) then link into place."""
+    try:
+        staged = AtomicFile(target, mode=0o600)
+        with open(data, "rb") as source:
+            copy_into(source, staged, source.seek(0, os.SEEK_END) or 0)
+        staged.commit(replace=False)
+    except FileExistsError:
+        staged.abort()
+        return False
+    except OSError as exc:
+        staged.abort()
+        raise storage_error(exc, "delivering a reassembled file") from None
+    return True
+
+
+def _finish_part(home: Home, opened: deliver.Opened, *, now: int) -> None:
+    """Journal the part bundle as delivered: its ack (and, over relays, receipt) is owed."""
+    home.index.record_delivering(
+        SeenRow(
+            bundle_id=str(opened.bundle_id),
+            expiry=opened.opener.clear.header.expiry,
+            state="delivering",
+            sender=str(opened.peer.node_id),
+            target="",
+            at=now,
+        )
+    )
+    home.index.finish_delivery(
+        str(opened.bundle_id),
+        neighbour=str(opened.job.neighbour),
+        message=None,
+        now=now,
+        hop_id=str(opened.hop_id) if opened.hop_id else None,
+        receipt_to=str(opened.peer.node_id) if opened.hop_id else None,
+    )
+    home.bundles.handled(opened.job.path)
+
+
+def sweep(home: Home, *, now: int) -> list[tuple[str, str]]:
+    """Remove reassemblies whose every part has expired; one line for each incomplete one.
+
+    A part expires with its bundle (section 25.4): once the latest expiry
+    of the parts seen has passed, no missing part can still arrive.
+    """
+    root = home.spool.root / PARTS_DIR
+    if not root.is_dir():
+        return []
+    lines = []
+    for folder in sorted(root.iterdir()):
+        with locks.claimed(home.spool.lock_path(f"parts-{folder.name}")) as ours:
+            if not ours:
+                continue
+            state = _read_state(folder / "state")
+            if state is not None and state["expiry"] > now:
+                continue
+            if state is not None and not (folder / "delivered").exists():
+                have = _count(folder)
+                lines.append(
+                    (
+                        folder.name,
+                        f"gave up {state['name']} from {state['sender']}: {have} of "
+                        f"{state['count']} parts came before they expired",
+                    )
+                )
+            shutil.rmtree(folder, ignore_errors=True)
+    return lines
+
+
+def _read_state(path: Path) -> dict[str, Any] | None:
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"{path}: unreadable reassembly state ({exc})") from None
+    if not isinstance(state, dict):
+        raise StorageError(f"{path}: unreadable reassembly state")
+    return state
+
+
+def _state_bytes(state: dict[str, Any]) -> bytes:
+    return json.dumps(state, sort_keys=True).encode()
