@@ -22,6 +22,7 @@ from rise_dtn.cli.common import (
 from rise_dtn.cli.toss_cmd import stream_now, toss_reporter
 from rise_dtn.core.errors import ExitCode, NoSpaceError
 from rise_dtn.core.units import human_bytes
+from rise_dtn.node.config import parse_size
 from rise_dtn.node.home import Home
 from rise_dtn.node.toss.toss import toss
 from rise_dtn.node.watching import ChangeWaiter
@@ -34,6 +35,8 @@ def _report(report: XferReport, *, quiet: bool) -> None:
         warn("rise-xfer", f"not written: {line}")
     for line in report.no_room:
         warn("rise-xfer", f"not taken: {line}")
+    for line in report.never_fits:
+        warn("rise-xfer", f"not written: {line}")
     if report.serves_nobody is not None:
         warn("rise-xfer", report.serves_nobody)
     if quiet:
@@ -69,6 +72,12 @@ def _report(report: XferReport, *, quiet: bool) -> None:
     is_flag=True,
     help="Write bundles and acks for every neighbour (a stick all of them share).",
 )
+@click.option(
+    "--max-bundle",
+    metavar="SIZE",
+    help="Write no bundle larger than SIZE (e.g. 4GiB-1 for FAT32); one that can never "
+    "fit is named, once, with a hint to send it as parts (rise-send --part-size).",
+)
 @click.option("--watch", is_flag=True, help="Wait for DIRECTORY to be mounted, then exchange.")
 @click.option(
     "--poll",
@@ -87,6 +96,7 @@ def xfer_cmd(
     for_all: bool,
     watch: bool,
     poll: float,
+    max_bundle: str | None,
     home_path: Path | None,
     quiet: bool,
 ) -> None:
@@ -110,7 +120,10 @@ def xfer_cmd(
     home = open_home(home_path)
     serving = Audience(names=for_names, everyone=for_all)
     check_names(home, serving)
-    run = _runner(home, directory, serving, move=move, toss_too=toss_too, quiet=quiet)
+    limit = parse_size(max_bundle) if max_bundle is not None else None
+    run = _runner(
+        home, directory, serving, move=move, toss_too=toss_too, quiet=quiet, max_bundle=limit
+    )
     if not watch:
         report = run()
         _exit_for(report)
@@ -123,7 +136,14 @@ def _verbose(quiet: bool) -> Say:
 
 
 def _runner(
-    home: Home, directory: Path, serving: Audience, *, move: bool, toss_too: bool, quiet: bool
+    home: Home,
+    directory: Path,
+    serving: Audience,
+    *,
+    move: bool,
+    toss_too: bool,
+    quiet: bool,
+    max_bundle: int | None = None,
 ) -> Callable[[], XferReport]:
     rejected_by_toss, on_event = toss_reporter(quiet)
 
@@ -138,6 +158,7 @@ def _runner(
             toss=toss_step,
             stream=stream_now(home, on_event) if toss_too else None,
             serving=serving,
+            max_bundle_bytes=max_bundle,
         )
         report.rejected_by_toss = rejected_by_toss[0]
         _report(report, quiet=quiet)
@@ -150,6 +171,11 @@ def _exit_for(report: XferReport) -> None:
     if report.medium_full:
         raise NoSpaceError(
             "no space left on the medium; the rest stays queued for the next exchange"
+        )
+    if report.never_fits:
+        raise NoSpaceError(
+            f"{len(report.never_fits)} bundle(s) can never fit this medium; they stay queued "
+            "(send large files as parts: rise-send --part-size)"
         )
     if report.rejected or report.rejected_by_toss:
         raise SystemExit(int(ExitCode.REJECTED))

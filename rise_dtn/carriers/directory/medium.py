@@ -1,4 +1,4 @@
-"""Is a removable medium there? Used by `rise-xfer --watch` to wait for a stick."""
+"""Is a removable medium there, and how large can a bundle on it be? (rise-xfer)"""
 
 from __future__ import annotations
 
@@ -17,3 +17,22 @@ def ready(directory: Path) -> bool:
         return directory.is_dir() and (os.path.ismount(directory) or (directory / TOP).is_dir())
     except OSError:
         return False
+
+
+def bundle_limit(directory: Path, max_bundle_bytes: int | None) -> tuple[int, str] | None:
+    """The size no bundle for this medium may exceed, and what sets it; None: no limit.
+
+    A bundle larger than the filesystem's whole capacity (or than the
+    user's --max-bundle) would wait for ever behind "the medium is full":
+    rise-xfer says so once, and points at rise-send --part-size.
+    """
+    limits = []
+    if max_bundle_bytes is not None:
+        limits.append((max_bundle_bytes, "--max-bundle"))
+    try:
+        info = os.statvfs(directory)
+    except OSError:
+        info = None
+    if info is not None and info.f_blocks:
+        limits.append((info.f_blocks * info.f_frsize, "the medium's whole capacity"))
+    return min(limits) if limits else None

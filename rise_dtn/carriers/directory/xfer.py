@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from rise_dtn.carriers.base import Stream
-from rise_dtn.carriers.directory import audience
+from rise_dtn.carriers.directory import audience, medium
 from rise_dtn.carriers.directory.audience import Audience
 from rise_dtn.carriers.directory.folder import UnsafeEntry, UnwritableMedium
 from rise_dtn.carriers.directory.layout import DirectoryCarrier, Found
@@ -51,6 +51,8 @@ class XferReport:
     skipped: list[str] = dataclasses.field(default_factory=list)  # notes, not errors
     unwritten: list[str] = dataclasses.field(default_factory=list)  # the medium refused
     no_room: list[str] = dataclasses.field(default_factory=list)  # left on it: spool full
+    # Bundles larger than the medium can ever hold (medium.bundle_limit): one line each.
+    never_fits: list[str] = dataclasses.field(default_factory=list)
     medium_full: bool = False
     serves_nobody: str | None = None  # set when bundles wait and the medium serves no one
     rejected_by_toss: int = 0  # with --toss: bundles the toss quarantined
@@ -69,6 +71,7 @@ def exchange(
     toss: Callable[[], object] | None = None,
     stream: Stream | None = None,
     serving: Audience = audience.UNNAMED,
+    max_bundle_bytes: int | None = None,
 ) -> XferReport:
     """One full exchange with `directory`.
 
@@ -97,7 +100,10 @@ def exchange(
 
             for name in control.refresh_maps(home, now=now):
                 say(f"queued a fresh map for {name}")
-        _give_all_bundles(home, carrier, peers, served, report, move=move, now=now, say=say)
+        limit = medium.bundle_limit(directory, max_bundle_bytes)
+        _give_all_bundles(
+            home, carrier, peers, served, report, move=move, now=now, say=say, limit=limit
+        )
         carrier.sync()
         report.rejected.extend(carrier.refusals)
         report.unwritten.extend(carrier.unwritten)
@@ -120,6 +126,7 @@ def _give_all_bundles(
     move: bool,
     now: int,
     say: Say,
+    limit: tuple[int, str] | None = None,
 ) -> None:
     """Bundles out, for each neighbour the medium serves (the others' stay in the spool)."""
     for neighbour in home.spool.tx_neighbours():
@@ -130,7 +137,7 @@ def _give_all_bundles(
             continue
         try:
             with locks.held(home.spool.lock_path(f"tx-{neighbour}"), what=f"tx/{peer.name}"):
-                _give_bundles(home, carrier, peer, report, move=move, now=now, say=say)
+                _give_bundles(home, carrier, peer, report, move=move, now=now, say=say, limit=limit)
         except NoSpaceError:
             report.medium_full = True
             say(f"{carrier.root} is full: the rest stays in the spool for the next exchange")
@@ -453,6 +460,7 @@ def _give_bundles(
     move: bool,
     now: int,
     say: Say,
+    limit: tuple[int, str] | None = None,
 ) -> None:
     me = home.identity.node_id
     waiting = []
@@ -472,6 +480,13 @@ def _give_bundles(
     waiting.sort(key=lambda item: item[0])  # stable: equal priorities stay oldest first
     for _priority, path, bundle_id, size in waiting:
         if carrier.holds(peer.node_id, me, bundle_id, size):
+            continue
+        if limit is not None and size > limit[0]:
+            report.never_fits.append(
+                f"{bundle_id} for {peer.name} ({human_bytes(size)}) can never fit: larger than "
+                f"{limit[1]} ({human_bytes(limit[0])}); it stays queued (send large files "
+                "as parts: rise-send --part-size)"
+            )
             continue
         carrier.put_bundle(path, recipient=peer.node_id, sender=me, bundle_id=bundle_id)
         report.sent += 1
