@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rise_dtn.core import ack, bundle, card, mailpart, onion, sealing
+from rise_dtn.core import ack, bundle, card, mailpart, onion, parts, sealing
 from rise_dtn.core.bundle import MAC_BYTES, SLOT_BYTES, ContentKind, Meta, Sealer
 from rise_dtn.core.encoding import canonical
 from rise_dtn.core.identity import (
@@ -786,6 +786,63 @@ def mail_file() -> dict[str, Any]:
     }
 
 
+# -- parts of a split file (docs/protocol.md section 25) ------------------------------
+
+PARTS_FILE = SMALL_FILE * 4  # 208 bytes
+PARTS_PART_BYTES = 64  # a tiny part size, so the vectors stay readable; rise-send's least is 64 KiB
+
+
+def parts_file() -> dict[str, Any]:
+    """A 208-byte file in parts of 64 (64, 64, 64, 16), and part metadata that must be refused."""
+    file_id = secret("split file id")[: parts.FILE_ID_BYTES]
+    headers = parts.plan(file_id, len(PARTS_FILE), PARTS_PART_BYTES)
+    vectors = []
+    for header in headers:
+        piece = PARTS_FILE[header.offset : header.offset + header.length]
+        record = bundle_vector(
+            f"part-{header.index}",
+            f"part {header.index + 1} of {header.count} of shopping4.txt",
+            meta=Meta(ContentKind.PART, "shopping4.txt", header.length, header),
+            payload=piece,
+            priority=DEFAULT_NICE,
+        )
+        record["part"] = {
+            "file_id_hex": header.file_id.hex(),
+            "index": header.index,
+            "count": header.count,
+            "total_bytes": header.total_bytes,
+            "part_bytes": header.part_bytes,
+            "offset": header.offset,
+            "length": header.length,
+        }
+        vectors.append(record)
+    fid = file_id
+    invalid = [
+        ("count-disagrees", [5, "a.txt", fid, 0, 3, 208, 64], "part count 3 disagrees"),
+        ("index-too-large", [5, "a.txt", fid, 4, 4, 208, 64], "part index 4 is not below"),
+        ("too-many-parts", [5, "a.txt", fid, 0, 65537, 65537, 1], "too many parts"),
+        ("empty-file", [5, "a.txt", fid, 0, 0, 0, 64], "a file of 0 bytes"),
+        ("zero-part-size", [5, "a.txt", fid, 0, 1, 208, 0], "part size is zero"),
+        ("short-file-id", [5, "a.txt", fid[:15], 0, 4, 208, 64], "file id is not 16 bytes"),
+        ("negative-index", [5, "a.txt", fid, -1, 4, 208, 64], "not a whole number"),
+        ("boolean-count", [5, "a.txt", fid, 0, True, 208, 64], "not a whole number"),
+        ("missing-field", [5, "a.txt", fid, 0, 4, 208], "malformed"),
+        ("unsafe-name", [5, "../a.txt", fid, 0, 4, 208, 64], "unsafe file name"),
+    ]
+    return {
+        "comment": "docs/protocol.md section 25: a split file and its parts, "
+        "and part metadata a reader must reject",
+        "identities": {name: identity_record(who) for name, who in IDENTITIES.items()},
+        "file_hex": PARTS_FILE.hex(),
+        "file_sha256": hashlib.sha256(PARTS_FILE).hexdigest(),
+        "parts": vectors,
+        "invalid_meta": [
+            {"name": name, "meta_hex": canonical(fields).hex(), "reason": reason}
+            for name, fields, reason in invalid
+        ],
+    }
+
+
 def write(name: str, content: dict[str, Any]) -> None:
     path = HERE / name
     path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n")
@@ -800,6 +857,7 @@ def main() -> None:
     write("ids.json", ids_file())
     write("onions.json", onions_file(bundles))
     write("mail.json", mail_file())
+    write("parts.json", parts_file())
 
 
 if __name__ == "__main__":
