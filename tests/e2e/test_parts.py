@@ -1,0 +1,328 @@
+"""Split files end to end (docs/protocol.md section 25): the installed commands, a real
+10 MiB stick on another filesystem, two carriers, duplicates, forgeries, kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from rise_dtn.core.bundle import ContentKind
+from rise_dtn.core.errors import ExitCode
+from rise_dtn.core.parts import PartHeader
+from rise_dtn.node import parts
+from rise_dtn.node.home import Home
+from rise_dtn.node.send import send
+from rise_dtn.node.toss import toss
+from tests.conftest import BIN, Node, command_env
+from tests.e2e.test_crash import (
+    CRASH_STEPS,
+    WriteSteps,
+    _die,
+    mounted_tmpfs,
+    stepping,
+)
+
+MIB = 1 << 20
+
+
+def rsb_on(stick: Path) -> list[Path]:
+    return sorted((stick / "rise-dtn").rglob("*.rsb")) if (stick / "rise-dtn").exists() else []
+
+
+def delivered(node: Node, sender: str = "alice") -> list[Path]:
+    folder = node.incoming / sender
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+def make_file(path: Path, size: int, seed: int) -> bytes:
+    data = random.Random(seed).randbytes(size)
+    path.write_bytes(data)
+    return data
+
+
+def test_twelve_mib_file_over_a_ten_mib_stick(pair: tuple[Node, Node], tmp_path: Path) -> None:
+    alice, bob = pair
+    data = make_file(tmp_path / "big.bin", 12 * MIB, 1)
+    with mounted_tmpfs(tmp_path / "usb", size="10m") as stick:
+        ids = alice.run("rise-send", "--part-size", "4MiB", str(tmp_path / "big.bin"), "bob")
+        assert len(ids.stdout.split()) == 3
+        assert b"12.0 MiB in 3 parts of at most 4.0 MiB" in ids.stderr
+        first = alice.run("rise-xfer", str(stick), check=False)
+        assert first.returncode == ExitCode.NO_SPACE, first.stderr  # two parts fit, one waits
+        assert len(rsb_on(stick)) == 2
+        took = bob.run("rise-xfer", "--toss", str(stick))
+        assert took.stderr.count(b"part stored") == 2
+        assert delivered(bob) == []  # never a half file where the user looks
+        alice.run("rise-xfer", "-q", str(stick))  # second exchange: acks in, last part out
+        bob.run("rise-xfer", "-q", "--toss", str(stick))
+        alice.run("rise-xfer", "-q", str(stick))
+    assert delivered(bob) == [bob.incoming / "alice" / "big.bin"]
+    assert (bob.incoming / "alice" / "big.bin").read_bytes() == data
+    assert not (bob.spool / "parts").exists() or not list((bob.spool / "parts").rglob("data"))
+    stat = json.loads(alice.run("rise-stat", "--json").stdout)
+    assert stat["neighbours"][0]["waiting"] == 0
+    for node in (alice, bob):
+        node.run("rise-check")
+
+
+def test_a_bundle_larger_than_the_stick_is_named_once(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    alice, _bob = pair
+    make_file(tmp_path / "big.bin", 12 * MIB, 2)
+    with mounted_tmpfs(tmp_path / "usb", size="10m") as stick:
+        big = alice.run("rise-send", "-q", str(tmp_path / "big.bin"), "bob").stdout.decode()
+        alice.run("rise-send", "-q", "-", "bob", input=b"small, after it\n")
+        result = alice.run("rise-xfer", "-q", str(stick), check=False)
+    assert result.returncode == ExitCode.NO_SPACE
+    lines = result.stderr.decode().splitlines()
+    named = [line for line in lines if big.strip() in line]
+    assert len(named) == 1, lines
+    assert "can never fit" in named[0] and "--part-size" in named[0]
+    stat = json.loads(alice.run("rise-stat", "--json").stdout)
+    assert stat["neighbours"][0]["waiting"] == 2  # both still queued (the small one on the stick)
+
+
+def test_max_bundle_option(pair: tuple[Node, Node], tmp_path: Path) -> None:
+    alice, _bob = pair
+    alice.run("rise-send", "-q", "-", "bob", "--name", "a.txt", input=b"x" * 5000)
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    result = alice.run("rise-xfer", "-q", "--max-bundle", "4K", str(stick), check=False)
+    assert result.returncode == ExitCode.NO_SPACE
+    assert b"larger than --max-bundle (4.0 KiB)" in result.stderr
+    assert rsb_on(stick) == []
+
+
+def test_parts_over_two_carriers_out_of_order_and_twice(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    """Part bundles taken apart: some by stick, some by a bundle stream, one twice."""
+    alice, bob = pair
+    data = make_file(tmp_path / "video.bin", 300 * 1024, 3)
+    ids = alice.run("rise-send", "-q", "--part-size", "64K", str(tmp_path / "video.bin"), "bob")
+    bundle_ids = ids.stdout.decode().split()
+    assert len(bundle_ids) == 5
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    alice.run("rise-xfer", "-q", str(stick))
+    on_stick = {path.stem: path for path in rsb_on(stick)}
+    assert sorted(on_stick) == sorted(bundle_ids)
+    # The stick carries parts 5, 3 and 1 (last first); 2 and 4 go by the stream.
+    keep = {bundle_ids[0], bundle_ids[2], bundle_ids[4]}
+    again = on_stick[bundle_ids[2]]
+    again_bytes = again.read_bytes()  # to be carried a second time
+    for stem, path in on_stick.items():
+        if stem not in keep:
+            path.unlink()
+    bob.run("rise-xfer", "-q", "--toss", str(stick))
+    assert delivered(bob) == []
+    stream = tmp_path / "parts.rss"
+    alice.run("rise-bundle", "-q", "--out", str(stream), "--to", "bob")
+    took = bob.run("rise-bundle", "--in", str(stream), "--toss")
+    assert delivered(bob) == [bob.incoming / "alice" / "video.bin"]
+    assert (bob.incoming / "alice" / "video.bin").read_bytes() == data
+    assert b"delivered file from alice" in took.stderr
+    # Part 3 comes again, on the stick, after the file was delivered: dropped, acked.
+    again.parent.mkdir(parents=True, exist_ok=True)
+    again.write_bytes(again_bytes)
+    second = bob.run("rise-xfer", "--toss", str(stick))
+    assert b"duplicate" in second.stderr, second.stderr
+    assert delivered(bob) == [bob.incoming / "alice" / "video.bin"]
+    alice.run("rise-xfer", "-q", str(stick))
+    bob.run("rise-check")
+
+
+def _in_process(path: Path) -> Home:
+    return Home.open(path)
+
+
+def _queue_part(alice_home: Path, header: PartHeader, payload: bytes, name: str) -> None:
+    """A part sealed by alice's own key with a header of our choosing (a sender's bug)."""
+    home = _in_process(alice_home)
+    try:
+        source = tmp = alice_home / "crafted.bin"
+        tmp.write_bytes(payload)
+        with open(source, "rb") as handle:
+            send.queue(
+                home,
+                home.peers.find("bob"),
+                handle,
+                options=send.SendOptions(name=name),
+                now=int(time.time()),
+                part=header,
+            )
+        tmp.unlink()
+    finally:
+        home.close()
+
+
+def test_mismatched_parts_are_quarantined_with_a_reason(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    alice, bob = pair
+    file_id = os.urandom(16)
+    _queue_part(alice.home, PartHeader(file_id, 0, 2, 100, 64), b"a" * 64, "f.bin")
+    # The same file id, another shape: the second part disagrees with the first.
+    _queue_part(alice.home, PartHeader(file_id, 1, 3, 150, 64), b"b" * 64, "f.bin")
+    # Another name under the same file id.
+    _queue_part(alice.home, PartHeader(file_id, 1, 2, 100, 64), b"c" * 36, "g.bin")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    alice.run("rise-xfer", "-q", str(stick))
+    bob.run("rise-xfer", "-q", str(stick))
+    result = bob.run("rise-toss", check=False)
+    assert result.returncode == ExitCode.REJECTED
+    reasons = [path.read_text() for path in (bob.spool / "quarantine").glob("*.reason")]
+    assert len(reasons) == 2, result.stderr
+    assert any("disagrees with earlier parts" in reason for reason in reasons)
+    assert any("file name 'g.bin' disagrees" in reason for reason in reasons)
+    assert all(reason.count("\n") == 1 for reason in reasons)
+    assert delivered(bob) == []
+
+
+def test_reassembly_cap_defers_and_stale_reassemblies_are_given_up(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    alice, bob = pair
+    config = bob.home / "config.toml"
+    config.write_text(config.read_text().replace("[toss]\n", '[toss]\nparts_max_bytes = "100K"\n'))
+    make_file(tmp_path / "f.bin", 200 * 1024, 4)
+    alice.run("rise-send", "-q", "--part-size", "64K", str(tmp_path / "f.bin"), "bob")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    alice.run("rise-xfer", "-q", str(stick))
+    bob.run("rise-xfer", "-q", str(stick))
+    result = bob.run("rise-toss")
+    assert b"deferred" in result.stderr and b"parts_max_bytes" in result.stderr
+    assert list((bob.spool / "rx").rglob("*.rsb"))  # kept, not lost
+    config.write_text(config.read_text().replace('parts_max_bytes = "100K"\n', ""))
+    # One part only, then the rest expire: the reassembly is given up at their expiry.
+    rx = sorted((bob.spool / "rx").rglob("*.rsb"))
+    for path in rx[1:]:
+        shutil.move(path, tmp_path / path.name)
+    bob.run("rise-toss", "-q")
+    assert len(list((bob.spool / "parts").iterdir())) == 1
+    home = _in_process(bob.home)
+    try:
+        events = toss.toss(home, now=int(time.time()) + 40 * 86400)
+    finally:
+        home.close()
+    assert [event.action for event in events] == ["given up"]
+    assert "1 of 4 parts came before they expired" in events[0].reason
+    assert list((bob.spool / "parts").iterdir()) == []
+
+
+# -- kill -9 ---------------------------------------------------------------------------
+
+
+def _parts_in_rx(base: Path, pair: tuple[Node, Node], data: bytes) -> None:
+    alice, bob = pair
+    (base / "f.bin").write_bytes(data)
+    alice.run("rise-send", "-q", "--part-size", "64K", str(base / "f.bin"), "bob")
+    stick = base / "stick"
+    stick.mkdir()
+    alice.run("rise-xfer", "-q", str(stick))
+    bob.run("rise-xfer", "-q", str(stick))
+
+
+def _toss_in_child(bob_home: Path, at: int) -> bool:
+    """rise-toss's work in a forked child, SIGKILLed just before write step `at`."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 1
+        try:
+            saved = parts.os
+            with stepping(WriteSteps(at, _die, CRASH_STEPS | {"pwrite"})) as steps:
+                parts.os = steps  # type: ignore[assignment]
+                home = Home.open(bob_home)
+                toss.toss(home, now=int(time.time()))
+                home.close()
+            parts.os = saved
+            code = 0
+        finally:
+            os._exit(code)
+    _pid, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        assert os.WTERMSIG(status) == signal.SIGKILL
+        return True
+    assert os.WEXITSTATUS(status) == 0, "the toss failed without a crash"
+    return False
+
+
+@pytest.mark.slow
+def test_kill_toss_before_every_write_step(tmp_path: Path) -> None:
+    from tests.conftest import befriend, make_node
+
+    data = random.Random(5).randbytes(200 * 1024)  # four parts of 64 KiB and one of 8
+    template = tmp_path / "template"
+    template.mkdir()
+    pair = (make_node(template, "alice"), make_node(template, "bob"))
+    befriend(*pair)
+    _parts_in_rx(template, pair, data)
+    for at in range(1, 400):
+        base = tmp_path / f"at{at}"
+        shutil.copytree(template, base, symlinks=True)
+        bob = Node("bob", base / "bob", pair[1].node_id)
+        crashed = _toss_in_child(bob.home, at)
+        bob.run("rise-toss", "-q")
+        bob.run("rise-toss", "-q")  # nothing left to do, nothing delivered again
+        assert delivered(bob) == [bob.incoming / "alice" / "f.bin"], at
+        assert (bob.incoming / "alice" / "f.bin").read_bytes() == data, at
+        assert not list((bob.spool / "rx").rglob("*.rsb")), at
+        bob.run("rise-check")
+        shutil.rmtree(base)
+        if not crashed:
+            assert at > 10
+            return
+    raise AssertionError("the toss never finished")
+
+
+def test_kill_rise_toss_at_random_moments(tmp_path: Path) -> None:
+    from tests.conftest import befriend, make_node
+
+    rng = random.Random(6)
+    data = rng.randbytes(3 * MIB + 5)
+    template = tmp_path / "template"
+    template.mkdir()
+    pair = (make_node(template, "alice"), make_node(template, "bob"))
+    befriend(*pair)
+    (template / "f.bin").write_bytes(data)
+    pair[0].run("rise-send", "-q", "--part-size", "1MiB", str(template / "f.bin"), "bob")
+    stick = template / "stick"
+    stick.mkdir()
+    pair[0].run("rise-xfer", "-q", str(stick))
+    pair[1].run("rise-xfer", "-q", str(stick))
+    kills = 0
+    for attempt in range(12):
+        base = tmp_path / f"kill{attempt}"
+        shutil.copytree(template, base, symlinks=True)
+        bob = Node("bob", base / "bob", pair[1].node_id)
+        process = subprocess.Popen(
+            [str(BIN / "rise-toss"), "-q"],
+            env=command_env(bob.home),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0.05, 1.5))  # where the kill lands, not a timed assertion
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        kills += process.returncode == -signal.SIGKILL
+        bob.run("rise-toss", "-q")
+        assert delivered(bob) == [bob.incoming / "alice" / "f.bin"]
+        assert (bob.incoming / "alice" / "f.bin").read_bytes() == data
+        bob.run("rise-check")
+        shutil.rmtree(base)
+    assert kills > 0
+
+
+def test_content_kind_part_is_five() -> None:
+    assert ContentKind.PART == 5
