@@ -75,7 +75,7 @@ def _report(report: XferReport, *, quiet: bool) -> None:
 @click.option(
     "--max-bundle",
     metavar="SIZE",
-    help="Write no bundle larger than SIZE (e.g. 4GiB-1 for FAT32); one that can never "
+    help="Write no bundle larger than SIZE (e.g. 4095MiB for FAT32); one that can never "
     "fit is named, once, with a hint to send it as parts (rise-send --part-size).",
 )
 @click.option("--watch", is_flag=True, help="Wait for DIRECTORY to be mounted, then exchange.")
