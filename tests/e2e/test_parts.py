@@ -326,3 +326,24 @@ def test_kill_rise_toss_at_random_moments(tmp_path: Path) -> None:
 
 def test_content_kind_part_is_five() -> None:
     assert ContentKind.PART == 5
+
+
+def test_part_sizes_that_cannot_work_are_usage_errors(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    alice, _bob = pair
+    make_file(tmp_path / "f.bin", 65 * 65536 + 1, 7)
+    small = alice.run("rise-send", "--part-size", "1K", str(tmp_path / "f.bin"), "bob", check=False)
+    assert small.returncode == ExitCode.USAGE
+    assert small.stderr.decode().strip().endswith("--part-size must be at least 64.0 KiB")
+    # A file needing more than 65,536 parts: refused before anything is queued.
+    sparse = tmp_path / "huge.bin"
+    with open(sparse, "wb") as handle:
+        handle.truncate(65537 * 65536)
+    many = alice.run("rise-send", "--part-size", "64K", str(sparse), "bob", check=False)
+    assert many.returncode == ExitCode.USAGE
+    assert b"makes 65537 parts (at most 65536); use a larger --part-size" in many.stderr
+    assert not list((alice.spool / "tx").rglob("*.rsb"))
+    # A file no larger than the part size goes as one ordinary bundle.
+    one = alice.run("rise-send", "--part-size", "10MiB", str(tmp_path / "f.bin"), "bob")
+    assert len(one.stdout.split()) == 1

@@ -204,3 +204,13 @@ def test_a_command_refuses_nice_true_in_one_line(tmp_path: Path) -> None:
     assert refused.stderr.decode().splitlines() == [
         f"rise: {path}: invalid setting: [send] nice: must be an integer from 0 to 255, not true"
     ]
+
+
+def test_part_sizes_load_and_name_their_key(tmp_path: Path) -> None:
+    """[send] part_size and [toss] parts_max_bytes (split files, protocol.md section 25)."""
+    loaded = load(tmp_path, '[send]\npart_size = "1GB"\n[toss]\nparts_max_bytes = "2GiB"\n')
+    assert (loaded.part_bytes, loaded.parts_max_bytes) == (10**9, 2 * GiB)
+    unset = load(tmp_path, "")
+    assert (unset.part_bytes, unset.parts_max_bytes) == (None, config.DEFAULT_PARTS_MAX_BYTES)
+    with pytest.raises(UsageError, match=r"\[send\] part_size: must be a size of at least 65536"):
+        load(tmp_path, '[send]\npart_size = "1K"\n')
