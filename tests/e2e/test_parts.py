@@ -347,3 +347,21 @@ def test_part_sizes_that_cannot_work_are_usage_errors(
     # A file no larger than the part size goes as one ordinary bundle.
     one = alice.run("rise-send", "--part-size", "10MiB", str(tmp_path / "f.bin"), "bob")
     assert len(one.stdout.split()) == 1
+
+
+def test_parts_over_two_relays_each_on_its_own_route(tmp_path: Path) -> None:
+    """--hops with --part-size: each part an onion packet; b reassembles, a gets receipts."""
+    from tests.e2e.relay_network import Network, digest
+    from tests.e2e.test_relays import DIAMOND
+
+    net = Network.build(tmp_path, **DIAMOND, index_urls=lambda _name: None)  # type: ignore[arg-type]
+    source = tmp_path / "routed.bin"
+    data = make_file(source, 5 * 65536 + 99, 8)
+    sent = net.send("a", "b", source, options=("--hops", "2", "--part-size", "64K"))
+    bundle_ids = sent.stdout.decode().split()
+    assert len(bundle_ids) == 6
+    net.settle(real=True)
+    net.assert_quiet()
+    assert net.incoming("b", "a") == {"routed.bin": digest(data)}
+    status = net.status("a")
+    assert all(status[bundle_id]["state"] == "delivered" for bundle_id in bundle_ids)
