@@ -39,6 +39,7 @@ from rise_dtn.node.toss.toss_events import Delivered, PartStored, Source, TossEv
 from rise_dtn.store import locks
 from rise_dtn.store.atomic import AtomicFile, copy_into, fsync_dir, storage_error, write_atomic
 from rise_dtn.store.index import SeenRow
+from rise_dtn.store.pipeline import BackgroundWriter
 
 PARTS_DIR = "parts"
 # How long a toss waits for another process working on the same file's
@@ -198,10 +199,22 @@ def _write_part(
         fd = os.open(data, os.O_WRONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise storage_error(exc, "reassembling") from None
+    position = [part.offset]
+
+    def put(block: bytes) -> None:  # in the writer's thread: the disk writes while we open
+        view = memoryview(block)
+        while view:
+            count = os.pwrite(fd, view, position[0])
+            view, position[0] = view[count:], position[0] + count
+
     try:
-        written = _put(fd, part, 0, first_payload)
-        for index, size in opener.chunk_sizes():
-            written = _put(fd, part, written, opener.open(index, deliver.read_exact(source, size)))
+        with BackgroundWriter(put) as write:
+            written = _checked(part, 0, first_payload)
+            write(first_payload)
+            for index, size in opener.chunk_sizes():
+                plain = opener.open(index, deliver.read_exact(source, size))
+                written = _checked(part, written, plain)
+                write(plain)
         if written != part.length:
             raise BundleError(
                 f"part {part.index} carries {written} bytes; its header says {part.length}"
@@ -214,14 +227,10 @@ def _write_part(
         os.close(fd)
 
 
-def _put(fd: int, part: PartHeader, written: int, block: bytes) -> int:
+def _checked(part: PartHeader, written: int, block: bytes) -> int:
+    """Never a byte past the part's own region of the file."""
     if written + len(block) > part.length:
         raise BundleError(f"part {part.index} carries more than the {part.length} bytes it claims")
-    view = memoryview(block)
-    position = part.offset + written
-    while view:
-        count = os.pwrite(fd, view, position)
-        view, position = view[count:], position + count
     return written + len(block)
 
 
