@@ -37,7 +37,15 @@ from rise_dtn.node.home import Home
 from rise_dtn.node.toss import deliver
 from rise_dtn.node.toss.toss_events import Delivered, PartStored, Source, TossEvent
 from rise_dtn.store import locks
-from rise_dtn.store.atomic import AtomicFile, copy_into, fsync_dir, storage_error, write_atomic
+from rise_dtn.store.atomic import (
+    WRITEBACK_BYTES,
+    AtomicFile,
+    copy_into,
+    fsync_dir,
+    start_writeback,
+    storage_error,
+    write_atomic,
+)
 from rise_dtn.store.index import SeenRow
 from rise_dtn.store.pipeline import BackgroundWriter
 
@@ -199,13 +207,16 @@ def _write_part(
         fd = os.open(data, os.O_WRONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise storage_error(exc, "reassembling") from None
-    position = [part.offset]
+    position = [part.offset, part.offset]  # where the next write goes; written back up to
 
     def put(block: bytes) -> None:  # in the writer's thread: the disk writes while we open
         view = memoryview(block)
         while view:
             count = os.pwrite(fd, view, position[0])
             view, position[0] = view[count:], position[0] + count
+        if position[0] - position[1] >= WRITEBACK_BYTES:  # so the final fsync has little to do
+            start_writeback(fd, position[1], position[0] - position[1])
+            position[1] = position[0]
 
     try:
         with BackgroundWriter(put) as write:
