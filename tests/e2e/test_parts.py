@@ -170,13 +170,16 @@ def test_mismatched_parts_are_quarantined_with_a_reason(
 ) -> None:
     alice, bob = pair
     file_id = os.urandom(16)
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    # Part 1 of 2 first, alone, so that it starts the reassembly.
     _queue_part(alice.home, PartHeader(file_id, 0, 2, 100, 64), b"a" * 64, "f.bin")
+    alice.run("rise-xfer", "-q", str(stick))
+    bob.run("rise-xfer", "-q", "--toss", str(stick))
     # The same file id, another shape: the second part disagrees with the first.
     _queue_part(alice.home, PartHeader(file_id, 1, 3, 150, 64), b"b" * 64, "f.bin")
     # Another name under the same file id.
     _queue_part(alice.home, PartHeader(file_id, 1, 2, 100, 64), b"c" * 36, "g.bin")
-    stick = tmp_path / "stick"
-    stick.mkdir()
     alice.run("rise-xfer", "-q", str(stick))
     bob.run("rise-xfer", "-q", str(stick))
     result = bob.run("rise-toss", check=False)
