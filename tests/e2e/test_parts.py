@@ -69,6 +69,10 @@ def test_twelve_mib_file_over_a_ten_mib_stick(pair: tuple[Node, Node], tmp_path:
     assert not (bob.spool / "parts").exists() or not list((bob.spool / "parts").rglob("data"))
     stat = json.loads(alice.run("rise-stat", "--json").stdout)
     assert stat["neighbours"][0]["waiting"] == 0
+    assert stat["sent"]["delivered"] == 3  # each part, acked by bob
+    for bundle_id in ids.stdout.decode().split():
+        status = json.loads(alice.run("rise", "status", "--json", bundle_id).stdout)
+        assert [row["state"] for row in status] == ["delivered"]
     for node in (alice, bob):
         node.run("rise-check")
 

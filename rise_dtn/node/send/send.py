@@ -200,10 +200,10 @@ def queue(
 def _sent_record(
     home: Home, peer: Peer, prepared: Prepared, payload_bytes: int, *, now: int
 ) -> list[Executable]:
-    """What `rise status` follows of a direct send: the user's files and messages only
-    (maps and receipts are the network's business). One "copy", with no relays: the
+    """What `rise status` follows of a direct send: the user's files, parts of files and
+    messages only (maps and receipts are the network's business). One "copy", with no relays: the
     bundle is its own first-hop packet, delivered when the recipient acks it."""
-    if prepared.kind not in (ContentKind.MESSAGE, ContentKind.FILE):
+    if prepared.kind not in (ContentKind.MESSAGE, ContentKind.FILE, ContentKind.PART):
         return []
     from rise_dtn.node.send.onion_send import Copy, encode_copies
     from rise_dtn.store.relay_index import SentRow
