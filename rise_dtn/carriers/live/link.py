@@ -74,6 +74,23 @@ class ByteWriter(Protocol):
     async def drain(self) -> None: ...
 
 
+async def _drain_replies(writer: ByteWriter) -> None:
+    """Let the receiver's replies out without waiting for the pump's DATA to leave.
+
+    drain() waits for the whole write buffer, and the pump keeps that full
+    of DATA while it sends: a receiver waiting there stops reading, and when
+    both ends send large bundles each waits for the other to read, for
+    ever. The replies (requests, confirmations) are small, so the receiver
+    waits only when they pile up (a peer that sends but never reads).
+    """
+    buffered = getattr(writer, "write_buffer_size", None)  # a link over a socket has it
+    if buffered is None or buffered() > REPLY_BUFFER_BYTES:
+        await writer.drain()
+
+
+# More than the pump alone ever leaves buffered (it drains at asyncio's high-water
+# mark, with at most one DATA frame over it).
+REPLY_BUFFER_BYTES = 4 << 20
 READ_BYTES = 1 << 18
 # fsync a partial copy every 16 MiB: a cut loses at most that much progress,
 # and a large file costs 64 fsyncs per GiB rather than one per frame.
@@ -523,7 +540,7 @@ class Link:
                 self._on_stored(event)
             elif isinstance(event, Gone):
                 self._on_gone(event)
-        await writer.drain()
+        await _drain_replies(writer)
 
     async def _on_offer(self, offer: Offer, writer: ByteWriter) -> None:
         """Answer an offer as the policy says: resume, commit, settle at once, or ignore."""

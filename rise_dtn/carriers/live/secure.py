@@ -77,6 +77,10 @@ class SecureChannel:
     async def drain(self) -> None:
         await self._writer.drain()
 
+    def write_buffer_size(self) -> int:
+        """Bytes written and not yet taken by the kernel (see link._drain_replies)."""
+        return self._writer.transport.get_write_buffer_size()
+
     def close(self) -> None:
         self._writer.close()
 
