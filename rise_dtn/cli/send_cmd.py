@@ -80,7 +80,8 @@ def send_cmd(
       echo 'safe' | rise-send --hops 2 --copies 2 --wait - bob
     """
     home = open_home(home_path)
-    home.prewarm_index()
+    if home.plain_index is None:
+        home.prewarm_index()  # an index URL: SQLAlchemy's import overlaps the sealing
     peer = home.peers.find(node)
     if name is None and source != "-":
         name = Path(source).name

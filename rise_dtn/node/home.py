@@ -114,6 +114,10 @@ class Home:
             home.spool.create()
             for directory in (home.peers.directory, home.inbox_dir, path / "incoming"):
                 directory.mkdir(mode=0o700, exist_ok=True)
+            # The index with all its tables now, so that even the first direct
+            # send writes it without SQLAlchemy (store/plain_index.py).
+            home.relay_index  # noqa: B018 - opening it creates the tables
+            home.close()
             # The key goes last: its presence is what marks a complete node.
             write_atomic(path / KEY_FILE, identity.to_keyfile(), mode=0o600, what="saving the key")
         except OSError as exc:
@@ -167,7 +171,19 @@ class Home:
             return self.config.receive_max(peer.name if peer else "")
 
         room = Room(min_free_bytes=self.config.min_free_bytes, receive_max=receive_max)
-        return BundleTransaction(self.spool, lambda: self.index, self.identity.node_id, room=room)
+        return BundleTransaction(
+            self.spool,
+            lambda: self.index,
+            self.identity.node_id,
+            room=room,
+            plain_index=self.plain_index,
+        )
+
+    @property
+    def plain_index(self) -> Path | None:
+        """The default index, the spool's SQLite file, which a direct send writes
+        without SQLAlchemy (store/plain_index.py); None: the config names an index URL."""
+        return self.spool.index_path if self.config.index_url is None else None
 
     def card(self, *, now: int, via: Sequence[NodeId] = ()) -> Card:
         """This node's card; `via` adds the relays next to it as ("via", id) addresses."""

@@ -31,7 +31,7 @@ from rise_dtn.core.onion import (
 )
 from rise_dtn.node.home import Home
 from rise_dtn.store.atomic import AtomicFile, storage_error
-from rise_dtn.store.index import EntryRow
+from rise_dtn.store.rows import EntryRow
 from rise_dtn.store.transaction import SpoolDigest
 
 BLOCK_BYTES = 1 << 20

@@ -32,7 +32,7 @@ from rise_dtn.node.send.onion_send import (
     packet_writers,
 )
 from rise_dtn.store.atomic import atomic_file, storage_error
-from rise_dtn.store.relay_index import HeldRow, SentRow
+from rise_dtn.store.rows import HeldRow, SentRow
 
 BLOCK_BYTES = 1 << 20
 HELD_DIR = "held"
