@@ -33,6 +33,7 @@ from rise_dtn.store.spool import Spool
 
 if TYPE_CHECKING:
     from rise_dtn.store.index import Index
+    from rise_dtn.store.plain_index import PlainMap
     from rise_dtn.store.relay_index import RelayIndex
     from rise_dtn.store.transaction import BundleTransaction
 
@@ -178,6 +179,19 @@ class Home:
             room=room,
             plain_index=self.plain_index,
         )
+
+    @functools.cached_property
+    def route_map(self) -> PlainMap | RelayIndex:
+        """What a route is drawn from (the map's cards and links, the last route to
+        each recipient): the default SQLite index read directly, so that a send over
+        relays need not import SQLAlchemy (store/plain_index.py); else the RelayIndex."""
+        if self.plain_index is not None:
+            from rise_dtn.store.plain_index import PlainMap
+
+            plain = PlainMap.open(self.plain_index)
+            if plain is not None:
+                return plain
+        return self.relay_index
 
     @property
     def plain_index(self) -> Path | None:

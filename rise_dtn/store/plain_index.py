@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from rise_dtn.core.errors import NoSpaceError, StorageError
-from rise_dtn.store.rows import EntryRow, SentRow
+from rise_dtn.store.rows import EntryRow, LinkRow, SentRow
 
 # How long a writer waits for another writer before giving up with an error.
 # A write transaction lasts milliseconds (a repair of a large spool, seconds);
@@ -39,8 +40,10 @@ SQLITE_NO_SPACE = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR_SHMSIZE})
 
 NO_SPACE_MESSAGE = "no space left for the index; nothing was lost, retry when space returns"
 
-# The tables a direct send writes or checks (store/index.py, store/relay_index.py).
-_TABLES = frozenset({"spool_entry", "release", "tx_digest", "sent"})
+# The tables a send writes or checks, and those a route is drawn from
+# (store/index.py, store/relay_index.py).
+_WRITTEN = frozenset({"spool_entry", "release", "tx_digest", "sent", "last_route"})
+_MAP = frozenset({"map_card", "map_link", "last_route"})
 
 
 def configure(connection: Any) -> None:
@@ -58,28 +61,45 @@ def configure(connection: Any) -> None:
     cursor.close()
 
 
-def put_queued(path: Path, entry: EntryRow, *, digest: str | None, sent: SentRow | None) -> bool:
-    """List a new tx bundle, with its digest and sent record, in one write transaction.
+# One listing: a bundle made durable in tx/ and the digest it was sealed to.
+Listed = tuple[EntryRow, str | None]
 
-    As Index.put_entry with RelayIndex.sent_statements: the sent record is
-    written first, and a bundle whose release is recorded already (a live
-    link took and confirmed it before this got here) is not listed. False:
-    the index file or one of its tables is not there yet, and nothing was
-    written; the caller then goes through the Index, which creates them.
+
+def put_queued(
+    path: Path,
+    listed: Sequence[Listed],
+    *,
+    sent: SentRow | None,
+    last_route: tuple[str, str] | None = None,
+) -> bool:
+    """List new tx bundles, their digests and the send's record in one write transaction.
+
+    As Index.put_entry with RelayIndex.sent_statements (a direct send: one
+    bundle), or as BundleTransaction.list_queued for each packet and then
+    RelayIndex.put_sent (a send over relays: a packet per copy, and
+    `last_route`, (recipient, route), for the next route's choice). The
+    sent record is written first, and a bundle whose release is recorded
+    already (a live link took and confirmed it before this got here) is
+    not listed. False: the index file or one of its tables is not there
+    yet, and nothing was written; the caller then goes through the Index,
+    which creates them.
     """
+    connection = _connect(path)
+    if connection is None:
+        return False
     try:
-        connection = sqlite3.connect(
-            path.absolute().as_uri() + "?mode=rw", uri=True, timeout=BUSY_TIMEOUT_SECONDS
-        )
-    except sqlite3.Error:
-        return False  # no index yet (or one we cannot open: the Index says why)
-    try:
-        configure(connection)
         connection.execute("BEGIN IMMEDIATE")
         try:
-            if not _write(connection, entry, digest=digest, sent=sent):
+            if not _has_tables(connection, _WRITTEN):
                 connection.execute("ROLLBACK")
                 return False
+            if sent is not None:
+                _put_sent(connection, sent)
+            if last_route is not None:
+                recipient, route = last_route
+                _upsert(connection, "last_route", {"recipient": recipient}, {"route": route})
+            for entry, digest in listed:
+                _put_entry(connection, entry, digest=digest)
             connection.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
@@ -92,53 +112,125 @@ def put_queued(path: Path, entry: EntryRow, *, digest: str | None, sent: SentRow
     return True
 
 
-def _write(
-    connection: sqlite3.Connection, entry: EntryRow, *, digest: str | None, sent: SentRow | None
-) -> bool:
-    tables = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-    if not {name for (name,) in tables} >= _TABLES:
-        return False
-    if sent is not None:
-        connection.execute("DELETE FROM sent WHERE bundle_id = ?", (sent.bundle_id,))
-        connection.execute(
-            "INSERT INTO sent (bundle_id, recipient, created, expiry, size, copies, "
-            "delivered_at, cancelled) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                sent.bundle_id,
-                sent.recipient,
-                sent.created,
-                sent.expiry,
-                sent.size,
-                sent.copies,
-                sent.delivered_at,
-                sent.cancelled,
-            ),
+class PlainMap:
+    """The reads a route is drawn from, as RelayIndex has them, straight from the file.
+
+    `open` gives None when the index or a map table is not there yet; the
+    caller then reads through the RelayIndex, which creates them.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    @classmethod
+    def open(cls, path: Path) -> PlainMap | None:
+        connection = _connect(path)
+        if connection is None:
+            return None
+        try:
+            present = _has_tables(connection, _MAP)
+        except sqlite3.Error as exc:
+            raise index_error(exc, "index failure") from None
+        finally:
+            connection.close()
+        return cls(path) if present else None
+
+    def cards(self, now: int) -> dict[str, bytes]:
+        query = "SELECT node_id, card FROM map_card WHERE expiry > ?"
+        return {node_id: card for node_id, card in self._read(query, (now,))}
+
+    def links(self, now: int) -> list[LinkRow]:
+        query = "SELECT a, b, via, distance, learned_at, expiry FROM map_link WHERE expiry > ?"
+        return [LinkRow(*row) for row in self._read(query, (now,))]
+
+    def last_route(self, recipient: str) -> list[str]:
+        rows = self._read("SELECT route FROM last_route WHERE recipient = ?", (recipient,))
+        return rows[0][0].split(",") if rows and rows[0][0] else []
+
+    def _read(self, query: str, parameters: tuple[object, ...]) -> list[Any]:
+        connection = _connect(self._path)
+        if connection is None:
+            raise StorageError(f"index failure: cannot open {self._path}")
+        try:
+            return connection.execute(query, parameters).fetchall()
+        except sqlite3.Error as exc:
+            raise index_error(exc, "index failure") from None
+        finally:
+            connection.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection | None:
+    """A connection set up as every index connection is; None if there is no index file."""
+    try:
+        connection = sqlite3.connect(
+            path.absolute().as_uri() + "?mode=rw", uri=True, timeout=BUSY_TIMEOUT_SECONDS
         )
-    if entry.direction == "tx" and _released(connection, entry.bundle_id):
-        return True  # gone already: listing it now would name a file that is not there
-    values = (entry.neighbour, entry.size, entry.expiry, entry.priority, entry.queued_at)
-    keys = (entry.bundle_id, entry.direction)
-    updated = connection.execute(
-        "UPDATE spool_entry SET neighbour = ?, size = ?, expiry = ?, priority = ?, "
-        "queued_at = ?, copies = ? WHERE bundle_id = ? AND direction = ?",
-        (*values, entry.copies, *keys),
+    except sqlite3.Error:
+        return None  # no index yet (or one we cannot open: the Index says why)
+    try:
+        configure(connection)
+    except sqlite3.Error as exc:
+        connection.close()
+        raise index_error(exc, "index failure") from None
+    return connection
+
+
+def _has_tables(connection: sqlite3.Connection, tables: frozenset[str]) -> bool:
+    present = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return tables <= {name for (name,) in present}
+
+
+def _put_sent(connection: sqlite3.Connection, sent: SentRow) -> None:
+    connection.execute("DELETE FROM sent WHERE bundle_id = ?", (sent.bundle_id,))
+    connection.execute(
+        "INSERT INTO sent (bundle_id, recipient, created, expiry, size, copies, "
+        "delivered_at, cancelled) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            sent.bundle_id,
+            sent.recipient,
+            sent.created,
+            sent.expiry,
+            sent.size,
+            sent.copies,
+            sent.delivered_at,
+            sent.cancelled,
+        ),
     )
-    if updated.rowcount == 0:
-        connection.execute(
-            "INSERT INTO spool_entry (bundle_id, direction, neighbour, size, expiry, "
-            "priority, queued_at, copies) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (*keys, *values, entry.copies),
-        )
+
+
+def _put_entry(connection: sqlite3.Connection, entry: EntryRow, *, digest: str | None) -> None:
+    if entry.direction == "tx" and _released(connection, entry.bundle_id):
+        return  # gone already: listing it now would name a file that is not there
+    keys = {"bundle_id": entry.bundle_id, "direction": entry.direction}
+    values = {
+        "neighbour": entry.neighbour,
+        "size": entry.size,
+        "expiry": entry.expiry,
+        "priority": entry.priority,
+        "queued_at": entry.queued_at,
+        "copies": entry.copies,
+    }
+    _upsert(connection, "spool_entry", keys, values)
     if digest is not None:
-        updated = connection.execute(
-            "UPDATE tx_digest SET digest = ? WHERE bundle_id = ?", (digest, entry.bundle_id)
-        )
-        if updated.rowcount == 0:
-            connection.execute(
-                "INSERT INTO tx_digest (bundle_id, digest) VALUES (?, ?)",
-                (entry.bundle_id, digest),
-            )
-    return True
+        _upsert(connection, "tx_digest", {"bundle_id": entry.bundle_id}, {"digest": digest})
+
+
+def _upsert(
+    connection: sqlite3.Connection,
+    table: str,
+    keys: Mapping[str, object],
+    values: Mapping[str, object],
+) -> None:
+    """Insert or replace by primary key, as index.upsert does: an UPDATE, then an INSERT.
+    Table and column names are this module's own constants, never input."""
+    assignments = ", ".join(f"{name} = ?" for name in values)
+    where = " AND ".join(f"{name} = ?" for name in keys)
+    update = f"UPDATE {table} SET {assignments} WHERE {where}"
+    if connection.execute(update, (*values.values(), *keys.values())).rowcount == 0:
+        columns = ", ".join((*keys, *values))
+        marks = ", ".join("?" * (len(keys) + len(values)))
+        insert = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+        connection.execute(insert, (*keys.values(), *values.values()))
 
 
 def _released(connection: sqlite3.Connection, bundle_id: str) -> bool:

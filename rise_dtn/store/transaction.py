@@ -274,7 +274,7 @@ class BundleTransaction:
             )
             record = sent() if sent is not None else None
             if self._plain_index is None or not plain_index.put_queued(
-                self._plain_index, entry, digest=digest, sent=record
+                self._plain_index, [(entry, digest)], sent=record
             ):
                 self._put_entry(entry, digest=digest, sent=record)
         except BaseException:
@@ -300,6 +300,27 @@ class BundleTransaction:
         """Index a bundle its writer already made durable in tx/ (onion packets:
         one batch of writers shares one sync, onion_send.packet_writers)."""
         self._index().put_entry(entry, digest=digest)
+
+    def list_routed(
+        self, listed: Sequence[tuple[EntryRow, str | None]], *, sent: SentRow | None, route: str
+    ) -> None:
+        """Index the packets of a send over relays, which their writers made durable in
+        tx/, and its record for `rise status` (`sent`, None for a receipt), `route`
+        (relay ids, comma-separated) being the first copy's: the next route avoids it.
+
+        On the default SQLite index, one write transaction without SQLAlchemy
+        (store/plain_index.py); else one per packet, then the record."""
+        last_route = (sent.recipient, route) if sent is not None else None
+        if self._plain_index is not None and plain_index.put_queued(
+            self._plain_index, listed, sent=sent, last_route=last_route
+        ):
+            return
+        for entry, digest in listed:
+            self.list_queued(entry, digest=digest)
+        if sent is not None:
+            from rise_dtn.store.relay_index import RelayIndex
+
+            RelayIndex(self._index()).put_sent(sent, recipient_route=route)
 
     # Hop acks owed: journaled by admit and drop_received, given by carriers.
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from rise_dtn.store import plain_index
 from rise_dtn.store.index import EntryRow, Index
-from rise_dtn.store.relay_index import RelayIndex, SentRow
+from rise_dtn.store.relay_index import LinkRow, RelayIndex, SentRow
 from tests.conftest import command_env, make_node
 
 ID = "b" * 26
@@ -55,11 +55,11 @@ def test_the_plain_write_leaves_the_rows_of_the_index_write(tmp_path: Path) -> N
     through, through_relay = new_index(tmp_path / "through.sqlite")
     for number, bundle_id in enumerate(("b" * 26, "c" * 26)):
         row, record, digest = entry(bundle_id), sent(bundle_id), f"{number:032x}"
-        assert plain_index.put_queued(tmp_path / "plain.sqlite", row, digest=digest, sent=record)
+        assert plain_index.put_queued(tmp_path / "plain.sqlite", [(row, digest)], sent=record)
         through.put_entry(row, digest=digest, also=RelayIndex.sent_statements(record))
     # Again with the same id: both replace, neither adds a row.
     again = EntryRow(ID, "tx", NEIGHBOUR, 1, 2, 3, 4, copies=1)
-    assert plain_index.put_queued(tmp_path / "plain.sqlite", again, digest="f" * 32, sent=None)
+    assert plain_index.put_queued(tmp_path / "plain.sqlite", [(again, "f" * 32)], sent=None)
     through.put_entry(again, digest="f" * 32)
     assert rows(plain, plain_relay) == rows(through, through_relay)
     assert len(plain.entries()) == 2
@@ -74,7 +74,7 @@ def test_a_bundle_released_already_is_not_listed_but_its_send_is(tmp_path: Path)
         index.release(ID, NEIGHBOUR, size=1234, how="acked", now=1500)
         if name == "plain":
             assert plain_index.put_queued(
-                tmp_path / "plain.sqlite", entry(), digest="0" * 32, sent=sent()
+                tmp_path / "plain.sqlite", [(entry(), "0" * 32)], sent=sent()
             )
         else:
             index.put_entry(entry(), digest="0" * 32, also=RelayIndex.sent_statements(sent()))
@@ -85,19 +85,56 @@ def test_a_bundle_released_already_is_not_listed_but_its_send_is(tmp_path: Path)
 
 def test_no_index_yet_means_no_write_and_no_file(tmp_path: Path) -> None:
     path = tmp_path / "index.sqlite"
-    assert not plain_index.put_queued(path, entry(), digest=None, sent=sent())
+    assert not plain_index.put_queued(path, [(entry(), None)], sent=sent())
+    assert plain_index.PlainMap.open(path) is None
     assert not path.exists()  # the Index creates it, with its tables
 
 
 def test_an_index_without_the_tables_is_left_alone(tmp_path: Path) -> None:
     path = tmp_path / "index.sqlite"
     sqlite3.connect(path).close()
-    assert not plain_index.put_queued(path, entry(), digest=None, sent=sent())
+    assert not plain_index.put_queued(path, [(entry(), None)], sent=sent())
+    assert plain_index.PlainMap.open(path) is None
     with sqlite3.connect(path) as connection:
         assert connection.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
     index, relay_index = new_index(path)  # what the caller then does
     index.put_entry(entry(), also=RelayIndex.sent_statements(sent()))
     assert rows(index, relay_index) == ([entry()], {}, [sent()])
+
+
+def test_a_routed_send_is_one_transaction_with_the_rows_of_the_index_writes(
+    tmp_path: Path,
+) -> None:
+    """Packets, digests, the send and its last route: as list_queued and put_sent leave them."""
+    plain, plain_relay = new_index(tmp_path / "plain.sqlite")
+    through, through_relay = new_index(tmp_path / "through.sqlite")
+    packets = [(entry("p" * 26), "1" * 32), (entry("q" * 26), "2" * 32)]
+    record, route = sent(), ",".join(("r" * 26, "s" * 26))
+    assert plain_index.put_queued(
+        tmp_path / "plain.sqlite", packets, sent=record, last_route=(NEIGHBOUR, route)
+    )
+    for row, digest in packets:
+        through.put_entry(row, digest=digest)
+    through_relay.put_sent(record, recipient_route=route)
+    assert rows(plain, plain_relay) == rows(through, through_relay)
+    assert plain_relay.last_route(NEIGHBOUR) == through_relay.last_route(NEIGHBOUR)
+    assert plain_relay.last_route(NEIGHBOUR) == ["r" * 26, "s" * 26]
+
+
+def test_the_plain_map_reads_what_the_relay_index_reads(tmp_path: Path) -> None:
+    _index, relay_index = new_index(tmp_path / "index.sqlite")
+    links = [
+        LinkRow("a" * 26, "b" * 26, "c" * 26, 1, 100, 900),
+        LinkRow("a" * 26, "d" * 26, "c" * 26, 2, 100, 200),
+    ]
+    relay_index.learn(via="c" * 26, links=links, cards={"b" * 26: b"card"}, card_expiry=900)
+    map_ = plain_index.PlainMap.open(tmp_path / "index.sqlite")
+    assert map_ is not None
+    for now in (150, 500, 1000):  # the second link, then every link and the card, expire
+        assert sorted(map_.links(now), key=str) == sorted(relay_index.links(now), key=str)
+        assert map_.cards(now) == relay_index.cards(now)
+    assert sorted(map_.links(150), key=str) == sorted(links, key=str)
+    assert map_.last_route(NEIGHBOUR) == relay_index.last_route(NEIGHBOUR) == []
 
 
 def test_the_connection_is_set_up_as_the_index_sets_up_its_own(tmp_path: Path) -> None:

@@ -192,7 +192,7 @@ def _sent_record(peer: Peer, prepared: Prepared, payload_bytes: int, *, now: int
     bundle is its own first-hop packet, delivered when the recipient acks it."""
     if prepared.kind not in (ContentKind.MESSAGE, ContentKind.FILE):
         return None
-    from rise_dtn.node.send.onion_send import Copy, encode_copies
+    from rise_dtn.node.send.copies import Copy, encode_copies
 
     assert prepared.sealer is not None
     bundle_id = prepared.sealer.bundle_id
