@@ -20,7 +20,9 @@ StorageError (NoSpaceError for a full disk), as store/database.py does.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -115,12 +117,19 @@ def put_queued(
 class PlainMap:
     """The reads a route is drawn from, as RelayIndex has them, straight from the file.
 
-    `open` gives None when the index or a map table is not there yet; the
-    caller then reads through the RelayIndex, which creates them.
+    One connection for all of them (each connect sets the pragmas again),
+    shared by the threads of a daemon under a lock, and never across a fork
+    (a parallel toss's workers open their own); each read is its own
+    snapshot, as each RelayIndex read is its own read transaction. `open`
+    gives None when the index or a map table is not there yet; the caller
+    then reads through the RelayIndex, which creates them.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
         self._path = path
+        self._connection = connection
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
 
     @classmethod
     def open(cls, path: Path) -> PlainMap | None:
@@ -130,10 +139,12 @@ class PlainMap:
         try:
             present = _has_tables(connection, _MAP)
         except sqlite3.Error as exc:
-            raise index_error(exc, "index failure") from None
-        finally:
             connection.close()
-        return cls(path) if present else None
+            raise index_error(exc, "index failure") from None
+        if not present:
+            connection.close()
+            return None
+        return cls(path, connection)
 
     def cards(self, now: int) -> dict[str, bytes]:
         query = "SELECT node_id, card FROM map_card WHERE expiry > ?"
@@ -148,22 +159,27 @@ class PlainMap:
         return rows[0][0].split(",") if rows and rows[0][0] else []
 
     def _read(self, query: str, parameters: tuple[object, ...]) -> list[Any]:
-        connection = _connect(self._path)
-        if connection is None:
-            raise StorageError(f"index failure: cannot open {self._path}")
-        try:
-            return connection.execute(query, parameters).fetchall()
-        except sqlite3.Error as exc:
-            raise index_error(exc, "index failure") from None
-        finally:
-            connection.close()
+        with self._lock:
+            if self._pid != os.getpid():
+                # Forked: the parent's connection is left alone, never used or closed here.
+                connection = _connect(self._path)
+                if connection is None:
+                    raise StorageError(f"index failure: cannot open {self._path}")
+                self._connection, self._pid = connection, os.getpid()
+            try:
+                return self._connection.execute(query, parameters).fetchall()
+            except sqlite3.Error as exc:
+                raise index_error(exc, "index failure") from None
 
 
 def _connect(path: Path) -> sqlite3.Connection | None:
     """A connection set up as every index connection is; None if there is no index file."""
     try:
         connection = sqlite3.connect(
-            path.absolute().as_uri() + "?mode=rw", uri=True, timeout=BUSY_TIMEOUT_SECONDS
+            path.absolute().as_uri() + "?mode=rw",
+            uri=True,
+            timeout=BUSY_TIMEOUT_SECONDS,
+            check_same_thread=False,  # PlainMap's, behind its lock
         )
     except sqlite3.Error:
         return None  # no index yet (or one we cannot open: the Index says why)

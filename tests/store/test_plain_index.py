@@ -9,6 +9,7 @@ SQLAlchemy (nor tqdm) at all.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -135,6 +136,25 @@ def test_the_plain_map_reads_what_the_relay_index_reads(tmp_path: Path) -> None:
         assert map_.cards(now) == relay_index.cards(now)
     assert sorted(map_.links(150), key=str) == sorted(links, key=str)
     assert map_.last_route(NEIGHBOUR) == relay_index.last_route(NEIGHBOUR) == []
+
+
+def test_a_forked_process_reads_the_map_on_a_connection_of_its_own(tmp_path: Path) -> None:
+    """A parallel toss forks a daemon that has read the map: SQLite connections
+    must never be shared across a fork."""
+    _index, relay_index = new_index(tmp_path / "index.sqlite")
+    relay_index.learn(via="c" * 26, links=[], cards={"b" * 26: b"card"}, card_expiry=900)
+    map_ = plain_index.PlainMap.open(tmp_path / "index.sqlite")
+    assert map_ is not None
+    assert map_.cards(0) == {"b" * 26: b"card"}
+    inherited = map_._connection  # what the fork must not reuse
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        fresh = map_.cards(0) == {"b" * 26: b"card"} and map_._connection is not inherited
+        os._exit(0 if fresh else 1)
+    _pid, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert map_.cards(0) == {"b" * 26: b"card"}  # the parent's own connection still serves it
+    assert map_._connection is inherited
 
 
 def test_the_connection_is_set_up_as_the_index_sets_up_its_own(tmp_path: Path) -> None:
