@@ -21,8 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import platformdirs
-
 from rise_dtn.core.card import Card, check_name
 from rise_dtn.core.errors import StorageError, UsageError
 from rise_dtn.core.identity import Identity, NodeId
@@ -45,6 +43,8 @@ def default_home() -> Path:
     env = os.environ.get("RISE_HOME")
     if env:
         return Path(env).expanduser()
+    import platformdirs  # only without --home or $RISE_HOME: a cron line names its node
+
     return Path(platformdirs.user_data_dir("rise-dtn", appauthor=False))
 
 
