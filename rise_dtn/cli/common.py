@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
-import logging.handlers
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from rise_dtn.node.home import Home
+
+if TYPE_CHECKING:
+    # Only the long-running commands use these; a one-off command (rise-send
+    # from cron) does not pay their imports (asyncio's was a tenth of it).
+    import asyncio
+    import logging
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,7 +49,6 @@ def now() -> int:
 
 
 VERBOSE = 15  # between DEBUG and INFO: -v, a line per bundle
-logging.addLevelName(VERBOSE, "VERBOSE")
 
 # Set by setup_logging in the long-running commands (rise-daemon, rise-caller):
 # then every line goes through `logging`, with a time and a level.
@@ -81,12 +83,17 @@ def log_options(function: F) -> F:
     )(function)
 
 
-class _JournalFormatter(logging.Formatter):
-    """systemd's journal reads a `<N>` syslog priority before each line and adds its
-    own time: the level survives without a timestamp twice over."""
+def _journal_formatter() -> logging.Formatter:
+    import logging
 
-    def format(self, record: logging.LogRecord) -> str:
-        return f"<{_SYSLOG_PRIORITY.get(record.levelname, 6)}>{record.getMessage()}"
+    class JournalFormatter(logging.Formatter):
+        """systemd's journal reads a `<N>` syslog priority before each line and adds its
+        own time: the level survives without a timestamp twice over."""
+
+        def format(self, record: logging.LogRecord) -> str:
+            return f"<{_SYSLOG_PRIORITY.get(record.levelname, 6)}>{record.getMessage()}"
+
+    return JournalFormatter()
 
 
 _SYSLOG_PRIORITY = {"DEBUG": 7, "VERBOSE": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
@@ -99,6 +106,9 @@ def setup_logging(prog: str, *, verbose: int, quiet: bool, log_file: Path | None
     syslog priority instead; with --log-file they go there, appended.
     """
     global _log  # noqa: PLW0603 - one switch for the whole process
+    import logging.handlers
+
+    logging.addLevelName(VERBOSE, "VERBOSE")
     logger = logging.getLogger(prog)
     levels = (logging.INFO, VERBOSE, logging.DEBUG)
     logger.setLevel(logging.WARNING if quiet else levels[min(verbose, 2)])
@@ -114,7 +124,7 @@ def setup_logging(prog: str, *, verbose: int, quiet: bool, log_file: Path | None
         handler.setFormatter(_plain_formatter())
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_JournalFormatter() if _on_journal() else _plain_formatter())
+        handler.setFormatter(_journal_formatter() if _on_journal() else _plain_formatter())
     logger.addHandler(handler)
     # watchdog's own warnings (a thread stopping under it) are noise to an operator.
     logging.getLogger("watchdog").setLevel(logging.DEBUG if verbose >= 2 else logging.CRITICAL)
@@ -128,6 +138,8 @@ def detail(line: str) -> None:
 
 
 def _plain_formatter() -> logging.Formatter:
+    import logging
+
     return logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
 
 
@@ -159,6 +171,8 @@ def stop_on_sigterm(stop: Callable[[], None]) -> None:
 
 def stop_event_on_signals() -> asyncio.Event:
     """Inside a running loop: an event that SIGTERM or Ctrl-C sets, for daemons."""
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,7 +20,13 @@ from rise_dtn.core.errors import UsageError
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.config import MAX_COPIES, MAX_HOPS, check_nice, parse_duration
 from rise_dtn.node.home import Home
-from rise_dtn.node.send import routed, routes, send
+from rise_dtn.node.send import send
+from rise_dtn.node.send.options import RouteOptions
+
+if TYPE_CHECKING:
+    # Only a send over relays needs these (onion layers, route choice): a
+    # direct send skips their imports.
+    from rise_dtn.node.send import routed
 
 
 @click.command("send")
@@ -80,7 +87,8 @@ def send_cmd(
       echo 'safe' | rise-send --hops 2 --copies 2 --wait - bob
     """
     home = open_home(home_path)
-    home.prewarm_index()
+    if home.plain_index is None:
+        home.prewarm_index()  # an index URL: SQLAlchemy's import overlaps the sealing
     peer = home.peers.find(node)
     if name is None and source != "-":
         name = Path(source).name
@@ -89,14 +97,14 @@ def send_cmd(
         nice=check_nice(nice) if nice is not None else None,
         lifetime_seconds=parse_duration(lifetime) if lifetime else None,
     )
-    route = routed.RouteOptions(
-        hops=hops, copies=copies, via=tuple(_names(via)) if via else (), wait=wait
-    )
+    route = RouteOptions(hops=hops, copies=copies, via=tuple(_names(via)) if via else (), wait=wait)
     handle = send.open_source(source)
     with handle:
         total = send.regular_size(handle)
         with progress(f"sealing for {peer.name}", total, quiet=quiet) as update:
             if route.routed(home):
+                from rise_dtn.node.send import routed
+
                 sent = routed.queue_routed(
                     home,
                     peer,
@@ -133,6 +141,8 @@ def _report_routed(sent: routed.RoutedQueued, home: Home, *, quiet: bool) -> Non
     if sent.held_because is not None:
         say(f"held for {sent.peer.name}: {sent.held_because}; it goes once a route exists")
         return
+    from rise_dtn.node.send import routes
+
     names = routes.names(home)
     for copy in sent.copies:
         path = " -> ".join(names.get(relay, str(relay)[:8]) for relay in copy.relays)
