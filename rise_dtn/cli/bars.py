@@ -219,11 +219,12 @@ _UNKNOWN = "{desc}: {done_text}, {rate_text} [{elapsed}]"
 
 def _bar(stream: IO[str], *, desc: str, total: int, leave: bool, initial: int = 0) -> Any:
     # A terminal that reports no size (a serial console, a bare pty) would
-    # make tqdm hide every bar: draw for 80 columns there.
-    sized = _sized(stream)
+    # make tqdm hide every bar: draw for 80 columns and 24 rows there.
+    columns, rows = _size(stream)
+    sized = bool(columns and rows)
     return _bar_class()(
-        ncols=None if sized else 80,
-        nrows=None if sized else 24,
+        ncols=None if sized else columns or 80,
+        nrows=None if sized else rows or 24,
         total=total or None,
         initial=initial,
         desc=desc,
@@ -235,11 +236,13 @@ def _bar(stream: IO[str], *, desc: str, total: int, leave: bool, initial: int = 
     )
 
 
-def _sized(stream: IO[str]) -> bool:
+def _size(stream: IO[str]) -> tuple[int, int]:
+    """The terminal's columns and rows (0: it does not say)."""
     try:
-        return os.get_terminal_size(stream.fileno()).columns > 0
+        size = os.get_terminal_size(stream.fileno())
     except (AttributeError, OSError, ValueError):
-        return False
+        return 0, 0
+    return size.columns, size.lines
 
 
 @functools.cache

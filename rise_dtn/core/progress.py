@@ -13,6 +13,10 @@ print or read the clock.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+
 
 class Progress:
     """A listener that ignores everything; cli/bars.py draws bars from the same calls."""
@@ -30,6 +34,20 @@ class Progress:
     def finished(self, lane: str, *, complete: bool = True) -> None:
         """The lane's current item is done (what of it was not reported as moved counts
         as moved now), or with complete=False abandoned (a cut link, a refusal)."""
+
+    @contextlib.contextmanager
+    def item(
+        self, lane: str, name: str, total_bytes: int, *, done_bytes: int = 0
+    ) -> Iterator[Callable[[int], None]]:
+        """started ... finished around the `with`, abandoned if it raises; gives the
+        per-block callback (moved, for this lane)."""
+        self.started(lane, name, total_bytes, done_bytes=done_bytes)
+        try:
+            yield functools.partial(self.moved, lane)
+        except BaseException:
+            self.finished(lane, complete=False)
+            raise
+        self.finished(lane)
 
 
 NO_PROGRESS = Progress()
