@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from rise_dtn.core.progress import NO_PROGRESS, Progress
 from rise_dtn.node.home import Home
 
 if TYPE_CHECKING:
@@ -20,6 +22,8 @@ if TYPE_CHECKING:
     # from cron) does not pay their imports (asyncio's was a tenth of it).
     import asyncio
     import logging
+
+    from rise_dtn.cli.bars import Bars
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,6 +57,8 @@ VERBOSE = 15  # between DEBUG and INFO: -v, a line per bundle
 # Set by setup_logging in the long-running commands (rise-daemon, rise-caller):
 # then every line goes through `logging`, with a time and a level.
 _log: logging.Logger | None = None
+# Set by progress_bars while bars are drawn: talk then goes above them.
+_bars: Bars | None = None
 
 
 def say(line: str) -> None:
@@ -60,12 +66,18 @@ def say(line: str) -> None:
     if _log is not None:
         _log.info(line)
         return
+    if _bars is not None:
+        _bars.write(line)
+        return
     click.echo(line, err=True)
 
 
 def warn(prog: str, line: str) -> None:
     if _log is not None:
         _log.warning(line)
+        return
+    if _bars is not None:
+        _bars.write(f"{prog}: {line}")
         return
     click.echo(f"{prog}: {line}", err=True)
 
@@ -155,13 +167,29 @@ def _on_journal() -> bool:
 
 
 @contextlib.contextmanager
-def progress(label: str, total: int | None, *, quiet: bool) -> Iterator[Callable[[int], None]]:
-    """A progress bar on a terminal; nothing at all in cron, pipes or with -q."""
-    if quiet or total is None or total < (1 << 20) or not sys.stderr.isatty():
-        yield lambda _done: None
+def progress_bars(*, quiet: bool) -> Iterator[Progress]:
+    """Progress bars on a terminal for the length of the `with` (cli/bars.py), and
+    nothing in cron, pipes or with -q; say() and warn() write above the bars."""
+    global _bars  # noqa: PLW0603 - one terminal per process
+    from rise_dtn.cli import bars
+
+    if not bars.wanted(quiet=quiet) or _log is not None or _bars is not None:
+        yield NO_PROGRESS
         return
-    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
-        yield bar.update
+    drawn = _bars = bars.Bars()
+    try:
+        yield drawn
+    finally:
+        _bars = None
+        drawn.close()
+
+
+def stream_progress(
+    progress: Progress, lane: str, name: str, total: int | None
+) -> Callable[[int], None]:
+    """A per-block callback (what rise-send's sealing takes) that tells `progress`."""
+    progress.started(lane, name, total or 0)
+    return functools.partial(progress.moved, lane)
 
 
 def stop_on_sigterm(stop: Callable[[], None]) -> None:

@@ -12,9 +12,10 @@ from rise_dtn.cli.common import (
     home_option,
     now,
     open_home,
-    progress,
+    progress_bars,
     quiet_option,
     say,
+    stream_progress,
 )
 from rise_dtn.core.errors import UsageError
 from rise_dtn.core.units import human_bytes
@@ -101,7 +102,8 @@ def send_cmd(
     handle = send.open_source(source)
     with handle:
         total = send.regular_size(handle)
-        with progress(f"sealing for {peer.name}", total, quiet=quiet) as update:
+        with progress_bars(quiet=quiet) as bars:
+            update = stream_progress(bars, f"sealing for {peer.name}", name or "message", total)
             if route.routed(home):
                 from rise_dtn.node.send import routed
 
@@ -115,9 +117,11 @@ def send_cmd(
                     rng=random.SystemRandom(),
                     progress=update,
                 )
-                _report_routed(sent, home, quiet=quiet)
-                return
-            queued = send.queue(home, peer, handle, options=options, now=now(), progress=update)
+            else:
+                queued = send.queue(home, peer, handle, options=options, now=now(), progress=update)
+    if route.routed(home):
+        _report_routed(sent, home, quiet=quiet)
+        return
     click.echo(str(queued.bundle_id))  # also with -q: a script keeps it (rise-send(1))
     if not quiet:
         what = "file" if name is not None else "message"

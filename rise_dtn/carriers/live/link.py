@@ -42,6 +42,7 @@ from rise_dtn.core.live_policy import (
     Reply,
     stale_partials,
 )
+from rise_dtn.core.progress import NO_PROGRESS, Progress
 from rise_dtn.core.session import (
     MAX_DATA_BYTES,
     Data,
@@ -268,12 +269,14 @@ class Link:
         toss: Toss | None = None,
         stream: Stream | None = None,
         log: Log | None = None,
+        progress: Progress = NO_PROGRESS,
     ) -> None:
         """`toss`, if given, tosses what arrived; what it queues for the peer goes out at once.
 
         `stream`, if given, delivers a large bundle for this node while it arrives.
         `log`, if given, hears each refused offer or bundle as it happens (a
         daemon's log); the report lists them too.
+        `progress` hears each DATA frame's bytes, in lanes "to NAME" and "from NAME".
         """
         self.idle_seconds = idle_seconds
         # Bytes of bundle per DATA frame. A receiver keeps a DATA frame only
@@ -283,6 +286,9 @@ class Link:
         self._toss = toss
         self._stream = stream
         self._log = log
+        self._progress = progress
+        self._lane_out, self._lane_in = f"to {peer.name}", f"from {peer.name}"
+        self._receiving: BundleId | None = None  # the bundle the in-lane shows
         self._started = (now, time.monotonic())
         rate = home.config.peer(peer.name).max_rate_bytes
         self._limit_in = RateLimit(rate) if rate is not None else None
@@ -369,6 +375,8 @@ class Link:
         the session's own outcome (a cut, a peer's error) is what the caller hears of."""
         for out in self._open_partials.values():
             out.end()  # streamed deliveries stop where the bytes stop
+        if self._receiving is not None:
+            self._progress.finished(self._lane_in, complete=False)
         receiver.cancel()
         await self._requests.put(None)
         # The receiver's error, if any, was raised by _converse already; the
@@ -535,6 +543,7 @@ class Link:
             if isinstance(event, Offer):
                 await self._on_offer(event, writer)
             elif isinstance(event, Request):
+                self._plan_sending(event)
                 await self._requests.put(event)
             elif isinstance(event, Stored):
                 self._on_stored(event)
@@ -581,6 +590,8 @@ class Link:
             raise storage_error(exc, "receiving a bundle") from None
         if plan.reply is Reply.COMMIT:
             await self._complete(bundle_id, writer)
+        elif offer.size > plan.offset:
+            self._progress.planned(self._lane_in, bundles=1, total_bytes=offer.size - plan.offset)
 
     def _partial(self, bundle_id: BundleId) -> Path:
         return self._partial_dir / f"{bundle_id}{partials.PARTIAL_SUFFIX}"
@@ -590,6 +601,7 @@ class Link:
 
     async def _on_data(self, data: Data, writer: ByteWriter) -> None:
         bundle_id = data.bundle_id
+        self._show_arriving(data)
         action, complete = self.policy.arrived(bundle_id, data.offset, len(data.payload))
         if action is Arrival.WRITE and data.offset == 0 and not complete:
             # (A bundle complete in one frame is judged once, at its commit.)
@@ -599,8 +611,29 @@ class Link:
         if action is Arrival.WRITE:
             await self._write(data, complete=complete)
         if complete:
+            self._receiving = None
+            self._progress.finished(self._lane_in)
             delivered = await self._stream_result(bundle_id)
             await self._complete(bundle_id, writer, delivered=delivered)
+
+    def _show_arriving(self, data: Data) -> None:
+        """Tell the in-lane of a DATA frame (the sender sends one bundle at a time)."""
+        if data.bundle_id != self._receiving:
+            if self._receiving is not None:
+                self._progress.finished(self._lane_in, complete=False)
+            self._receiving = data.bundle_id
+            size = self.policy.size_of(data.bundle_id)
+            self._progress.started(self._lane_in, str(data.bundle_id), size, done_bytes=data.offset)
+        self._progress.moved(self._lane_in, len(data.payload))
+
+    def _plan_sending(self, request: Request) -> None:
+        """The bytes a request asks of us, as the out-lane's work ahead."""
+        path = self._offered.get(request.bundle_id)
+        offer = self._headers.get(path) if path is not None else None
+        if offer is not None and offer.size > request.offset:
+            self._progress.planned(
+                self._lane_out, bundles=1, total_bytes=offer.size - request.offset
+            )
 
     def _judge_header(self, bundle_id: BundleId, head: bytes) -> None:
         """The admission rules on a bundle's header, as soon as it is in: an expired bundle
@@ -824,7 +857,11 @@ class Link:
                 writer.write(self.session.send(Gone(request.bundle_id)))
                 await writer.drain()
                 continue
-            with handle:
+            size = os.fstat(handle.fileno()).st_size
+            shown = self._progress.item(
+                self._lane_out, str(request.bundle_id), size, done_bytes=request.offset
+            )
+            with handle, shown as moved:
                 handle.seek(request.offset)
                 offset = request.offset
                 while block := handle.read(self.data_bytes):
@@ -835,6 +872,7 @@ class Link:
                     )
                     offset += len(block)
                     await writer.drain()
+                    moved(len(block))
             if request.offset < offset:
                 self.report.sent += 1
                 self.report.sent_bytes += offset - request.offset
