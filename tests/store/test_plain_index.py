@@ -19,6 +19,7 @@ from rise_dtn.store import plain_index
 from rise_dtn.store.index import EntryRow, Index
 from rise_dtn.store.relay_index import LinkRow, RelayIndex, SentRow
 from tests.conftest import command_env, make_node
+from tests.e2e.relay_network import Network
 
 ID = "b" * 26
 NEIGHBOUR = "n" * 26
@@ -200,3 +201,34 @@ def test_rise_send_of_a_message_imports_neither_sqlalchemy_nor_tqdm(tmp_path: Pa
     index, relay_index = new_index(alice.spool / "index.sqlite")
     assert len(index.entries()) == 2
     assert len(relay_index.sent()) == 2  # and `rise status` follows both
+
+
+def test_rise_send_over_relays_imports_no_sqlalchemy_and_records_one_route(
+    tmp_path: Path,
+) -> None:
+    """`rise-send --hops 2`: the route drawn from the map read with sqlite3, the packet,
+    its record and its last route written in one transaction; no SQLAlchemy loaded."""
+    net = Network.build(
+        tmp_path,
+        relays=["r1", "r2"],
+        ends=["a", "b"],
+        links=[("a", "r1"), ("r1", "r2"), ("r2", "b")],
+        correspondents=[("a", "b")],
+    )
+    a = net["a"]
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, "-q", "--hops", "2", "-", "b"],
+        input=b"over two relays",
+        env=command_env(a.home, RISE_NO_DAEMON="1"),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.stderr.decode().splitlines()[-1] == "exit 0 heavy -", result.stderr
+    bundle_id = result.stdout.split()[0].decode()
+    assert len(net.tx("a", "r1")) == 1  # one copy, to the first relay
+    index, relay_index = new_index(a.home / "spool" / "index.sqlite")
+    assert [row.bundle_id for row in relay_index.sent()] == [bundle_id]
+    relays = {net["r1"].node_id, net["r2"].node_id}
+    assert set(relay_index.last_route(net["b"].node_id)) == relays
+    assert [row.neighbour for row in index.entries()] == [net["r1"].node_id]
