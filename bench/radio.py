@@ -128,10 +128,19 @@ def inbox_count(home: Path) -> int:
     return len(list(inbox.iterdir())) if inbox.is_dir() else 0
 
 
+SENDS: list[float] = []  # rise-send's own time, fork to exit, of every message timed
+
+
+def send_message(alice: Path) -> None:
+    started = time.monotonic()
+    run(alice, "rise-send", "-q", "-", "bob", stdin=os.urandom(MESSAGE_BYTES))
+    SENDS.append(time.monotonic() - started)
+
+
 def message_cold(alice: Path, bob: Path, link: PacedLink, options: str) -> float:
     before = inbox_count(bob)
     started = time.monotonic()
-    run(alice, "rise-send", "-q", "-", "bob", stdin=os.urandom(MESSAGE_BYTES))
+    send_message(alice)
     # The clock stops when the message is in the inbox, not when the call ends
     # (its goodbyes and the receipt's turn come after).
     calling = subprocess.Popen(
@@ -147,8 +156,13 @@ def message_cold(alice: Path, bob: Path, link: PacedLink, options: str) -> float
 def message_linked(alice: Path, bob: Path) -> float:
     before = inbox_count(bob)
     started = time.monotonic()
-    run(alice, "rise-send", "-q", "-", "bob", stdin=os.urandom(MESSAGE_BYTES))
+    send_message(alice)
     return wait_for(lambda: inbox_count(bob) > before) - started
+
+
+def median_after_send(times: list[float], sends: list[float]) -> float:
+    """The median of each message's time less its own rise-send's: the link's part."""
+    return statistics.median(total - send for total, send in zip(times, sends, strict=True))
 
 
 def goodput(
@@ -211,17 +225,23 @@ def direwolf(base: Path, repeat: int) -> dict[str, object]:
                     f"Direwolf {baud}: {size // 1024} KiB in {seconds:.1f} s,"
                     f" {size / seconds * 8:.0f} bit/s, {share:.1%} of raw KISS"
                 )
-                linked = []
+                linked: list[float] = []
+                sends: list[float] = []
                 with serial_process(alice, a_port, "--link", "bob", log=folder / "alice.log"):
                     message_linked(alice, bob)
                     for _ in range(repeat):
                         linked.append(message_linked(alice, bob))
-                        say(f"Direwolf {baud}: message over the link {linked[-1]:.3f} s")
+                        sends.append(SENDS[-1])
+                        say(
+                            f"Direwolf {baud}: message over the link {linked[-1]:.3f} s"
+                            f" (rise-send {SENDS[-1]:.3f} s)"
+                        )
             results[f"direwolf_{baud}"] = {
                 "raw_bits_per_second": raw * 8,
                 "file_seconds": seconds,
                 "share_of_raw": share,
                 "message_linked_seconds": linked,
+                "message_linked_rise_send_seconds": sends,
             }
     return results
 
@@ -257,21 +277,34 @@ def main() -> None:
         base = Path(scratch)
         cable = LinkProfile(bits_per_second=9600)
         if "message" in only:
-            cold = []
+            cold: list[float] = []
+            cold_sends: list[float] = []
             with scenario(base, cable, "baud=9600") as (alice, bob, link):
                 for _ in range(args.repeat):
                     cold.append(message_cold(alice, bob, link, "baud=9600"))
-                    say(f"message cold at 9600: {cold[-1]:.3f} s")
-            linked = []
+                    cold_sends.append(SENDS[-1])
+                    say(f"message cold at 9600: {cold[-1]:.3f} s (rise-send {SENDS[-1]:.3f} s)")
+            linked: list[float] = []
+            linked_sends: list[float] = []
             with scenario(base, cable, "baud=9600") as (alice, bob, link):
                 keeper = f"serial:{link.a_path}?baud=9600"
                 with serial_process(alice, keeper, "--link", "bob", log=base / "alice.log"):
                     message_linked(alice, bob)  # the link is up once this one is through
                     for _ in range(args.repeat):
                         linked.append(message_linked(alice, bob))
-                        say(f"message over the link at 9600: {linked[-1]:.3f} s")
+                        linked_sends.append(SENDS[-1])
+                        say(
+                            f"message over the link at 9600: {linked[-1]:.3f} s"
+                            f" (rise-send {SENDS[-1]:.3f} s)"
+                        )
             results["message_cold_seconds"] = cold
+            results["message_cold_rise_send_seconds"] = cold_sends
             results["message_linked_seconds"] = linked
+            results["message_linked_rise_send_seconds"] = linked_sends
+            say(
+                f"after rise-send exits: cold {median_after_send(cold, cold_sends):.3f} s,"
+                f" over the link {median_after_send(linked, linked_sends):.3f} s (medians)"
+            )
         if "goodput" in only:
             for loss in (0.0, 0.05):
                 profile = LinkProfile(bits_per_second=9600, drop_rate=loss, seed=11)
