@@ -20,7 +20,9 @@ damaged frame, so damage is loss here). This module turns one into the other:
 - only when no ACK comes at all (the POLL or the ACK itself was lost) does
   the sender wait out a time-out sized from the line rate and then resend
   the oldest missing frame as a probe, doubling the time-out while the
-  peer stays silent.
+  peer stays silent. A random share (up to JITTER of it) is added to each
+  time-out, so that two radios whose frames collided (both keyed up at
+  once) do not resend at the same moment and collide again.
 
 A frame's first byte is its kind and flags, the second the epoch (the
 caller's random session number: a frame of another epoch belongs to an
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable
 
 from rise_dtn.core.errors import FrameError
 
@@ -40,6 +43,10 @@ HEADER_BYTES = 4  # kind|flags, epoch, sequence number (2)
 SEQ_MODULUS = 1 << 16
 DEFAULT_WINDOW = 32
 MAX_WINDOW = 256  # the ACK bitmap is at most 32 bytes; sequence space stays far larger
+# Up to this share of a time-out is added at random: two stations that keyed up
+# at once differ by up to half a time-out (seconds on a radio) when they resend,
+# far more than the moment it takes one to hear the other's carrier.
+JITTER = 0.5
 
 
 class Kind(enum.IntEnum):
@@ -187,7 +194,10 @@ class Arq:
         timing: LinkTiming | None = None,
         min_frame_bytes: int = 0,
         give_up: float = 120.0,
+        draw: Callable[[], float] | None = None,
     ) -> None:
+        """`draw` gives a random number in [0, 1) for each time-out's jitter (JITTER);
+        without it, time-outs have none (deterministic tests)."""
         if not 1 <= window <= MAX_WINDOW:
             raise ValueError(f"ARQ window {window} is not 1-{MAX_WINDOW}")
         if payload_bytes < 1:
@@ -198,6 +208,7 @@ class Arq:
         self.timing = timing or LinkTiming()
         self.min_frame_bytes = min_frame_bytes
         self.give_up = give_up
+        self._draw = draw
         self.stats = ArqStats()
         # sending
         self._outbox = bytearray()
@@ -457,6 +468,8 @@ class Arq:
         wait = (answer + self.timing.slack + 2 * self._frame_time(self._burst_payload)) * (
             self._backoff
         )
+        if self._draw is not None:
+            wait *= 1 + JITTER * self._draw()
         return max(self._line_free, now) + wait
 
     def _prune_ordinals(self) -> None:

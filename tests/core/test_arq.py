@@ -192,3 +192,60 @@ def test_an_ack_goes_alone_when_no_reply_comes_or_frames_are_held_out_of_order()
     assert deadline is not None and deadline > 0.0
     (alone,) = quiet.transmit(deadline)
     assert arq.decode(alone) == arq.Ack(5, 1, frozenset())
+
+
+def _radio(draw_a: Any, draw_b: Any, *, limit: float) -> tuple[bytes, bytes, float]:
+    """Two half-duplex stations on one channel with carrier sense and PERSIST 255 (as the
+    Direwolf tests set it): a station keys up as soon as the channel seems clear, and two
+    that key up within the carrier-detect delay both lose their transmissions."""
+    detect = 0.05  # a station hears the other's carrier this long after it keys up
+    timing = arq.LinkTiming(bytes_per_second=150.0, turnaround=0.4)
+    ends = {
+        name: arq.Arq(9, payload_bytes=200, window=16, timing=timing, draw=draw)
+        for name, draw in (("a", draw_a), ("b", draw_b))
+    }
+    for end in ends.values():
+        end.write(b"x" * 150)  # one frame each, queued at the same moment
+        end.close()
+    queue: dict[str, list[bytes]] = {"a": [], "b": []}
+    air: dict[str, tuple[float, float, list[bytes]] | None] = {"a": None, "b": None}
+    lost: dict[str, bool] = {"a": False, "b": False}
+    got = {"a": bytearray(), "b": bytearray()}
+    now = 0.0
+    while now < limit:
+        for name, other in (("a", "b"), ("b", "a")):
+            end = ends[name]
+            queue[name] += end.transmit(now)
+            heard = air[other] is not None and air[other][0] <= now - detect  # type: ignore[index]
+            if queue[name] and air[name] is None and not heard:
+                frames, queue[name] = queue[name], []
+                seconds = sum(len(frame) + 8 for frame in frames) / timing.bytes_per_second
+                air[name] = (now, now + seconds, frames)
+                lost[name] = False
+                if air[other] is not None:
+                    lost[name] = lost[other] = True  # both keyed up at once
+        for name, other in (("a", "b"), ("b", "a")):
+            sending = air[name]
+            if sending is not None and sending[1] <= now:
+                air[name] = None
+                if not lost[name]:
+                    for frame in sending[2]:
+                        ends[other].receive(frame, now)
+        for name in ("a", "b"):
+            got[name] += ends[name].take()
+        if all(end.eof and end.flushed for end in ends.values()):
+            return bytes(got["a"]), bytes(got["b"]), now
+        now = round(now + 0.01, 2)
+    return bytes(got["a"]), bytes(got["b"]), now
+
+
+def test_jittered_time_outs_break_up_repeated_collisions() -> None:
+    """Two stations with one frame each, keyed up at once, collide. With equal time-outs
+    they resend at the same moment and collide again, every time; the random share of
+    each time-out (JITTER) sets them apart, and both streams get through."""
+    at_a, at_b, _seconds = _radio(None, None, limit=120.0)
+    assert at_a == at_b == b""  # colliding still after two minutes
+    draw_a, draw_b = random.Random(1).random, random.Random(2).random
+    at_a, at_b, seconds = _radio(draw_a, draw_b, limit=120.0)
+    assert at_a == at_b == b"x" * 150
+    assert seconds < 120.0

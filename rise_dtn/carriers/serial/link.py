@@ -196,6 +196,7 @@ class ArqStream:
             timing=timing,
             min_frame_bytes=port.framer.min_frame_bytes,
             give_up=spec.give_up_seconds,
+            draw=random.random,
         )
         self.port = port
         self.reader = asyncio.StreamReader()
