@@ -188,10 +188,12 @@ DIREWOLF_FILE_BYTES = {1200: 16 * 1024, 9600: 64 * 1024}
 DIREWOLF_PROFILES = {1200: "tnc1200", 9600: "tnc9600"}
 
 
-def direwolf(base: Path, repeat: int) -> dict[str, object]:
+def direwolf(base: Path, repeat: int, bauds: set[int]) -> dict[str, object]:
     results: dict[str, object] = {}
     for modem in (AFSK_1200, G3RUH_9600):
         baud = modem.baud
+        if baud not in bauds:
+            continue
         with running_link(modem) as radio:
             a_station, b_station = radio.stations
             sender, receiver = KissClient(a_station.kiss_port), KissClient(b_station.kiss_port)
@@ -268,6 +270,9 @@ def main() -> None:
         "--only", choices=["message", "goodput", "lora", "direwolf"], action="append"
     )
     parser.add_argument("--repeat", type=int, default=5, help="runs of each message figure")
+    parser.add_argument(
+        "--modem", type=int, choices=[1200, 9600], action="append", help="Direwolf: only these"
+    )
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
@@ -334,10 +339,18 @@ def main() -> None:
                 say(f"LoRa-like 16 KiB: {seconds:.1f} s, goodput {share:.1%}")
             results["lora"] = {"message_seconds": times, "file_seconds": seconds, "share": share}
         if "direwolf" in only:
-            results.update(direwolf(base, max(1, args.repeat // 2)))
+            modems = set(args.modem or [1200, 9600])
+            results.update(direwolf(base, max(1, args.repeat // 2), modems))
     for key, value in results.items():
         if isinstance(value, list) and value:
             say(f"{key}: median {statistics.median(value):.3f} s of {len(value)}")
+        if isinstance(value, dict) and value.get("message_linked_seconds"):
+            times = value["message_linked_seconds"]
+            sends = value["message_linked_rise_send_seconds"]
+            say(
+                f"{key}: message over the link median {statistics.median(times):.3f} s of"
+                f" {len(times)}, {median_after_send(times, sends):.3f} s after rise-send exits"
+            )
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2))
 
