@@ -18,7 +18,10 @@ damaged frame, so damage is loss here). This module turns one into the other:
   first-in first-out line, so it is resent at once, selectively, and only
   once per such proof (no timer involved);
 - only when no ACK comes at all (the POLL or the ACK itself was lost) does
-  the sender wait out a time-out sized from the line rate and then resend
+  the sender wait out a time-out sized from the line rate (on a
+  half-duplex channel each frame it hears from the peer meanwhile pushes it
+  back by that frame's line time: the peer cannot answer while it
+  transmits) and then resend
   the oldest missing frame as a probe, doubling the time-out while the
   peer stays silent. A random share (up to JITTER of it) is added to each
   time-out, so that two radios whose frames collided (both keyed up at
@@ -151,13 +154,16 @@ class LinkTiming:
     `bytes_per_second`: the line's rate one way; `turnaround`: seconds a
     half-duplex radio needs to switch from sending to receiving (TXDELAY and
     the like, plus the TNC's queue); `frame_overhead`: framing bytes a frame
-    costs on the line beyond its ARQ bytes (flags, escapes, CRC, headers).
+    costs on the line beyond its ARQ bytes (flags, escapes, CRC, headers);
+    `half_duplex`: one side at a time (a radio), so while the peer is heard
+    sending, its answer to us cannot be on the way.
     """
 
     bytes_per_second: float = 960.0
     turnaround: float = 0.0
     frame_overhead: int = 8
     slack: float = 0.3  # scheduling and OS buffering beyond the computed line time
+    half_duplex: bool = False
 
 
 @dataclasses.dataclass(slots=True)
@@ -221,6 +227,7 @@ class Arq:
         self._sent_ordinal: dict[int, int] = {}  # seq -> ordinal of its last transmission
         self._line_free = 0.0  # when what we have written will have left the line
         self._timeout_at: float | None = None
+        self._extended = 0.0  # how far frames heard since our last burst pushed the time-out
         self._burst_payload = payload_bytes  # the largest payload of our last burst
         self._backoff = 1.0
         self._heard_at: float | None = None
@@ -288,12 +295,27 @@ class Arq:
             return
         self._heard_at = now
         self.stats.frames_received += 1
+        self._push_back_timeout(len(frame))
         if isinstance(parsed, Ack):
             self._on_ack(parsed, now)
         else:
             if parsed.ack is not None:
                 self._on_ack(Ack(parsed.epoch, parsed.ack, frozenset()), now)
             self._on_data(parsed, now)
+
+    def _push_back_timeout(self, frame_bytes: int) -> None:
+        """On a half-duplex channel the peer held the channel to send this frame, so its
+        answer to our last burst comes that much later: push the time-out back by the
+        frame's line time, at most a window of full frames per burst. Without it, a
+        peer's own burst outlasts our time-out and we resend what is not lost (on a
+        full-duplex line both send at once, and a lost frame is found sooner without)."""
+        if self._timeout_at is None or not self.timing.half_duplex:
+            return
+        cap = self.window * self._frame_time(self.payload_bytes)
+        step = min(self._line_time(frame_bytes), cap - self._extended)
+        if step > 0:
+            self._timeout_at += step
+            self._extended += step
 
     def _on_data(self, frame: Data, now: float) -> None:
         offset = _after(frame.seq, self._expected)
@@ -410,6 +432,7 @@ class Arq:
             self._started(now)
             self._burst_payload = max(len(item.payload) for item in burst)
             self._timeout_at = self._timeout_from(now)
+            self._extended = 0.0
         return frames
 
     def _may_send_new(self) -> bool:

@@ -33,7 +33,7 @@ def _run(
     half_duplex: bool = False,
     limit: float = 10_000.0,
 ) -> tuple[bytes, bytes, float, arq.Arq]:
-    timing = arq.LinkTiming(bytes_per_second=RATE, turnaround=0.05)
+    timing = arq.LinkTiming(bytes_per_second=RATE, turnaround=0.05, half_duplex=half_duplex)
     a = arq.Arq(7, payload_bytes=payload, window=window, timing=timing)
     b = arq.Arq(7, payload_bytes=payload, window=window, timing=timing)
     a.write(data_a)
@@ -192,6 +192,41 @@ def test_an_ack_goes_alone_when_no_reply_comes_or_frames_are_held_out_of_order()
     assert deadline is not None and deadline > 0.0
     (alone,) = quiet.transmit(deadline)
     assert arq.decode(alone) == arq.Ack(5, 1, frozenset())
+
+
+def test_half_duplex_both_ways_sends_nothing_twice_on_a_clean_line() -> None:
+    """Both sides send 64 KB on one half-duplex channel: each waits out the other's
+    bursts, and every frame heard from the peer pushes the time-out back by its line time,
+    so no time-out fires and nothing is resent (33 of each before that rule)."""
+    data_a, data_b = random.Random(2).randbytes(64_000), random.Random(3).randbytes(64_000)
+    at_b, at_a, _seconds, a = _run(data_a, data_b, loss=0.0, half_duplex=True)
+    assert at_b == data_a and at_a == data_b
+    assert a.stats.timeouts == 0 and a.stats.frames_resent == 0
+
+
+def test_a_busy_peer_pushes_the_time_out_back_only_on_half_duplex() -> None:
+    """A frame heard from the peer pushes the time-out back by its line time, at most a
+    window of full frames per burst; on a full-duplex line it does not move."""
+    for half_duplex in (False, True):
+        timing = arq.LinkTiming(bytes_per_second=RATE, turnaround=0.2, half_duplex=half_duplex)
+        a = arq.Arq(5, payload_bytes=100, window=4, timing=timing)
+        peer = arq.Arq(5, payload_bytes=100, window=4, timing=timing)
+        a.write(b"x" * 50)
+        a.transmit(0.0)
+        first = a._timeout_at  # (deadline() would show the ACK the peer's POLL draws)
+        assert first is not None
+        peer.write(b"y" * 1000)
+        frames = peer.transmit(0.0)  # a burst of the peer's own (no POLL of ours answered)
+        for frame in frames:
+            a.receive(frame, 0.1)
+        pushed = a._timeout_at
+        assert pushed is not None
+        if not half_duplex:
+            assert pushed == first
+            continue
+        cap = 4 * (100 + arq.HEADER_BYTES + timing.frame_overhead) / RATE
+        heard = sum(len(frame) + timing.frame_overhead for frame in frames) / RATE
+        assert pushed == pytest.approx(first + min(heard, cap))
 
 
 def _radio(draw_a: Any, draw_b: Any, *, limit: float) -> tuple[bytes, bytes, float]:

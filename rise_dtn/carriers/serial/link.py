@@ -188,6 +188,7 @@ class ArqStream:
             bytes_per_second=spec.bytes_per_second,
             turnaround=spec.profile.turnaround,
             frame_overhead=port.framer.overhead,
+            half_duplex=spec.profile.half_duplex,
         )
         self.arq = arqmod.Arq(
             epoch,
