@@ -385,6 +385,8 @@ class Arq:
             oldest = min(self._unacked.values(), key=lambda item: _after(item.seq, self._base))
             oldest.resend = True
             self._timeout_at = None
+        if self._peer_mid_burst(due):
+            return frames  # nothing can go yet: our DATA waits, the ACK state grows fresher
         burst: list[_Outgoing] = sorted(
             (item for item in self._unacked.values() if item.resend),
             key=lambda item: _after(item.seq, self._base),
@@ -434,6 +436,20 @@ class Arq:
             self._timeout_at = self._timeout_from(now)
             self._extended = 0.0
         return frames
+
+    def _peer_mid_burst(self, ack_due: bool) -> bool:
+        """On a half-duplex channel, the peer is heard in the middle of a burst (DATA with
+        no POLL yet, so its silence-ACK is pending): it holds the channel, and what we
+        would send now could only wait in the TNC's queue, carrying an ACK that is stale
+        by the time it is on the air. Worse, that stale ACK frees part of the peer's
+        window and draws a short burst from it, an extra turn-around. So DATA waits
+        until the burst's POLL (or the silence after it); the ACK then rides on it."""
+        return (
+            self.timing.half_duplex
+            and self._ack_at is not None
+            and not self._polled
+            and not ack_due
+        )
 
     def _may_send_new(self) -> bool:
         """Room in the window for a new frame, and either room for half a window or for

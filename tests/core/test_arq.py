@@ -229,6 +229,35 @@ def test_a_busy_peer_pushes_the_time_out_back_only_on_half_duplex() -> None:
         assert pushed == pytest.approx(first + min(heard, cap))
 
 
+def test_on_half_duplex_data_waits_while_the_peer_is_mid_burst() -> None:
+    """Heard in the middle of the peer's burst, a half-duplex side keeps its DATA back
+    (the channel is the peer's); at the burst's POLL the DATA goes with a fresh ACK on
+    it. A full-duplex side sends at once, with the ACK of the moment."""
+    for half_duplex in (False, True):
+        timing = arq.LinkTiming(bytes_per_second=RATE, turnaround=0.2, half_duplex=half_duplex)
+        peer = arq.Arq(5, payload_bytes=100, window=8, timing=timing)
+        side = arq.Arq(5, payload_bytes=100, window=8, timing=timing)
+        peer.write(b"p" * 400)
+        first, second, third, last = peer.transmit(0.0)  # the last one carries POLL
+        side.receive(first, 0.1)
+        side.write(b"reply")
+        early = side.transmit(0.1)
+        if not half_duplex:
+            assert [arq.decode(frame) for frame in early] == [
+                arq.Data(5, 0, b"reply", poll=True, ack=1)
+            ]
+            continue
+        assert early == []  # mid-burst: nothing yet
+        for frame in (second, third):
+            side.receive(frame, 0.2)
+            assert side.transmit(0.2) == []
+        side.receive(last, 0.3)
+        deadline = side.deadline()
+        assert deadline is not None and deadline > 0.3  # the POLL's ACK is held for a reply
+        (reply,) = side.transmit(deadline)
+        assert arq.decode(reply) == arq.Data(5, 0, b"reply", poll=True, ack=4)
+
+
 def _radio(draw_a: Any, draw_b: Any, *, limit: float) -> tuple[bytes, bytes, float]:
     """Two half-duplex stations on one channel with carrier sense and PERSIST 255 (as the
     Direwolf tests set it): a station keys up as soon as the channel seems clear, and two
