@@ -45,11 +45,13 @@ from rise_dtn.core.live_policy import (
 from rise_dtn.core.progress import NO_PROGRESS, Progress
 from rise_dtn.core.session import (
     MAX_DATA_BYTES,
+    MAX_PUSH_BYTES,
     Data,
     Event,
     Gone,
     NeedData,
     Offer,
+    Push,
     Request,
     Session,
     Stored,
@@ -111,6 +113,10 @@ STREAM_BYTES = 8 << 20
 Stream = Callable[[ClearPart, NodeId, Source], Coroutine[None, None, bool]]
 # Offers out at once, well under the 4,096 a receiver tracks (protocol.md 17.1).
 MAX_OFFERS_OUT = 1024
+# Bytes pushed (PUSH: offer and bytes at once) and not yet confirmed; past
+# this, small bundles are offered as large ones are. It bounds what a relay
+# with thousands of small bundles queues ahead of a new, more urgent one.
+MAX_PUSHED_BYTES = 64 * 1024
 Log = Callable[[str], None]
 
 
@@ -139,6 +145,10 @@ class RateLimit:
         self._tokens -= count
         if self._tokens < 0:
             await asyncio.sleep(-self._tokens / self.rate)
+
+    def charge(self, count: int) -> None:
+        """Bytes already sent without waiting (a push): the next `spend` waits for them."""
+        self._tokens -= count
 
 
 class _DiskThread:
@@ -283,6 +293,10 @@ class Link:
         # once all of it arrived, so on a slow line (the serial carrier sets
         # a few seconds' worth) this is what a cut can cost.
         self.data_bytes = MAX_DATA_BYTES
+        # The peer takes PUSH (its handshake said so: secure.SecureChannel's
+        # peer_takes_push); the carrier sets it before `run`.
+        self.peer_takes_push = False
+        self._pushed: dict[BundleId, int] = {}  # pushed, not yet confirmed: their sizes
         self._toss = toss
         self._stream = stream
         self._log = log
@@ -507,8 +521,29 @@ class Link:
         found = self._offers()
         self._more_to_offer = len(found) > room
         for offer, path in found[: max(room, 0)]:
+            event = self._push_of(offer, path) or offer
             self._offered[offer.bundle_id] = path
-            self._send(writer, offer)
+            self._send(writer, event)
+
+    def _push_of(self, offer: Offer, path: Path) -> Push | None:
+        """The offer as a PUSH (its bytes with it, saving the round trip of REQUEST) when
+        the peer takes pushes and the bundle is small; None to offer it as usual."""
+        limit = min(MAX_PUSH_BYTES, self.data_bytes)
+        pushed = sum(self._pushed.values())
+        if not self.peer_takes_push or offer.size > limit or pushed + offer.size > MAX_PUSHED_BYTES:
+            return None
+        try:
+            payload = path.read_bytes()
+        except OSError:
+            return None  # gone meanwhile: the offer's REQUEST then draws GONE
+        if len(payload) != offer.size or not payload:
+            return None
+        self._pushed[offer.bundle_id] = offer.size
+        if self._limit_out is not None:
+            self._limit_out.charge(offer.size)
+        self.report.sent += 1
+        self.report.sent_bytes += offer.size
+        return Push(offer.bundle_id, offer.priority, payload)
 
     def _offers(self) -> list[tuple[Offer, Path]]:
         spool = self.home.spool
@@ -542,6 +577,8 @@ class Link:
             self._wake.set()
             if isinstance(event, Offer):
                 await self._on_offer(event, writer)
+            elif isinstance(event, Push):
+                await self._on_push(event, writer)
             elif isinstance(event, Request):
                 self._plan_sending(event)
                 await self._requests.put(event)
@@ -592,6 +629,28 @@ class Link:
             await self._complete(bundle_id, writer)
         elif offer.size > plan.offset:
             self._progress.planned(self._lane_in, bundles=1, total_bytes=offer.size - plan.offset)
+
+    async def _on_push(self, push: Push, writer: ByteWriter) -> None:
+        """A bundle offered with all its bytes: judged by its id as an offer is, then taken
+        in as its one DATA frame (committed, then confirmed), or dropped and confirmed."""
+        bundle_id = push.bundle_id
+        held = self.home.bundles.judge_id(bundle_id, self.peer.node_id)
+        if held.taken and not self.policy.is_arriving(bundle_id):
+            self._check_room(bundle_id, len(push.payload))
+        plan, wire = self.policy.pushed(push, settled=None if held.taken else held.reason)
+        writer.write(wire)
+        if plan.reply is Reply.IGNORED:
+            self._note(plan.reason)
+            return
+        # A copy an earlier session left is replaced by the whole bundle, or
+        # not needed any more.
+        with contextlib.suppress(OSError):
+            partials.remove_partial(self._partial(bundle_id))
+        if plan.reply is Reply.SETTLED:
+            if held.verdict is Verdict.RECEIVED:
+                self._received_since_toss = self._toss is not None  # it may never have been
+            return
+        await self._on_data(Data(bundle_id, 0, push.payload), writer)
 
     def _partial(self, bundle_id: BundleId) -> Path:
         return self._partial_dir / f"{bundle_id}{partials.PARTIAL_SUFFIX}"
@@ -829,6 +888,7 @@ class Link:
     def _forget_offer(self, bundle_id: BundleId) -> Path | None:
         """The offer is settled (confirmed or withdrawn): make room for the next ones."""
         path = self._offered.pop(bundle_id, None)
+        self._pushed.pop(bundle_id, None)
         if path is not None:
             self._headers.pop(path, None)
             if self._more_to_offer:
