@@ -15,7 +15,13 @@ duplex. The issue's figures (issue 13):
    with `rise-call` started as soon as rise-send exits: session start
    (Noise handshake) included.
 2. message, link up: alice keeps a link with `rise-serial PORT --link bob`,
-   which offers what is queued as it is queued; the same clock.
+   which offers what is queued as it is queued; the same clock. Each is
+   sent as soon as the last one is in the inbox, unless `--gap` asks for
+   quiet first (the last one's STORED and DONE then leave the line: on a
+   radio they would otherwise hold the channel ahead of the next message).
+   rise-send's own time (fork to exit) is timed too, and each figure is
+   also given without it: the link's part, where process start-up (worked
+   on elsewhere) does not count.
 3. goodput: a 256 KiB file, timed from `rise-call`'s start until the file
    is in bob's incoming/ (sha256 checked after), as payload bytes per
    second over the line's 960; on a clean line and at 5% frame loss each
@@ -128,10 +134,19 @@ def inbox_count(home: Path) -> int:
     return len(list(inbox.iterdir())) if inbox.is_dir() else 0
 
 
+SENDS: list[float] = []  # rise-send's own time, fork to exit, of every message timed
+
+
+def send_message(alice: Path) -> None:
+    started = time.monotonic()
+    run(alice, "rise-send", "-q", "-", "bob", stdin=os.urandom(MESSAGE_BYTES))
+    SENDS.append(time.monotonic() - started)
+
+
 def message_cold(alice: Path, bob: Path, link: PacedLink, options: str) -> float:
     before = inbox_count(bob)
     started = time.monotonic()
-    run(alice, "rise-send", "-q", "-", "bob", stdin=os.urandom(MESSAGE_BYTES))
+    send_message(alice)
     # The clock stops when the message is in the inbox, not when the call ends
     # (its goodbyes and the receipt's turn come after).
     calling = subprocess.Popen(
@@ -144,11 +159,20 @@ def message_cold(alice: Path, bob: Path, link: PacedLink, options: str) -> float
     return arrived
 
 
+GAP = {"seconds": 0.0}  # --gap: quiet time before each message over a kept link
+
+
 def message_linked(alice: Path, bob: Path) -> float:
+    time.sleep(GAP["seconds"])  # the last message's goodbyes (STORED, DONE) end meanwhile
     before = inbox_count(bob)
     started = time.monotonic()
-    run(alice, "rise-send", "-q", "-", "bob", stdin=os.urandom(MESSAGE_BYTES))
+    send_message(alice)
     return wait_for(lambda: inbox_count(bob) > before) - started
+
+
+def median_after_send(times: list[float], sends: list[float]) -> float:
+    """The median of each message's time less its own rise-send's: the link's part."""
+    return statistics.median(total - send for total, send in zip(times, sends, strict=True))
 
 
 def goodput(
@@ -174,10 +198,12 @@ DIREWOLF_FILE_BYTES = {1200: 16 * 1024, 9600: 64 * 1024}
 DIREWOLF_PROFILES = {1200: "tnc1200", 9600: "tnc9600"}
 
 
-def direwolf(base: Path, repeat: int) -> dict[str, object]:
+def direwolf(base: Path, repeat: int, bauds: set[int]) -> dict[str, object]:
     results: dict[str, object] = {}
     for modem in (AFSK_1200, G3RUH_9600):
         baud = modem.baud
+        if baud not in bauds:
+            continue
         with running_link(modem) as radio:
             a_station, b_station = radio.stations
             sender, receiver = KissClient(a_station.kiss_port), KissClient(b_station.kiss_port)
@@ -211,17 +237,23 @@ def direwolf(base: Path, repeat: int) -> dict[str, object]:
                     f"Direwolf {baud}: {size // 1024} KiB in {seconds:.1f} s,"
                     f" {size / seconds * 8:.0f} bit/s, {share:.1%} of raw KISS"
                 )
-                linked = []
+                linked: list[float] = []
+                sends: list[float] = []
                 with serial_process(alice, a_port, "--link", "bob", log=folder / "alice.log"):
                     message_linked(alice, bob)
                     for _ in range(repeat):
                         linked.append(message_linked(alice, bob))
-                        say(f"Direwolf {baud}: message over the link {linked[-1]:.3f} s")
+                        sends.append(SENDS[-1])
+                        say(
+                            f"Direwolf {baud}: message over the link {linked[-1]:.3f} s"
+                            f" (rise-send {SENDS[-1]:.3f} s)"
+                        )
             results[f"direwolf_{baud}"] = {
                 "raw_bits_per_second": raw * 8,
                 "file_seconds": seconds,
                 "share_of_raw": share,
                 "message_linked_seconds": linked,
+                "message_linked_rise_send_seconds": sends,
             }
     return results
 
@@ -248,30 +280,55 @@ def main() -> None:
         "--only", choices=["message", "goodput", "lora", "direwolf"], action="append"
     )
     parser.add_argument("--repeat", type=int, default=5, help="runs of each message figure")
+    parser.add_argument(
+        "--modem", type=int, choices=[1200, 9600], action="append", help="Direwolf: only these"
+    )
+    parser.add_argument(
+        "--gap",
+        type=float,
+        default=0.0,
+        help="seconds of quiet before each message over a kept link (default 0: each is"
+        " sent as soon as the last one is in the inbox, while its STORED and DONE are"
+        " still on the line)",
+    )
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
+    GAP["seconds"] = args.gap
     only = set(args.only or ["message", "goodput", "lora", "direwolf"])
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="rise-bench-radio-", dir=args.workdir) as scratch:
         base = Path(scratch)
         cable = LinkProfile(bits_per_second=9600)
         if "message" in only:
-            cold = []
+            cold: list[float] = []
+            cold_sends: list[float] = []
             with scenario(base, cable, "baud=9600") as (alice, bob, link):
                 for _ in range(args.repeat):
                     cold.append(message_cold(alice, bob, link, "baud=9600"))
-                    say(f"message cold at 9600: {cold[-1]:.3f} s")
-            linked = []
+                    cold_sends.append(SENDS[-1])
+                    say(f"message cold at 9600: {cold[-1]:.3f} s (rise-send {SENDS[-1]:.3f} s)")
+            linked: list[float] = []
+            linked_sends: list[float] = []
             with scenario(base, cable, "baud=9600") as (alice, bob, link):
                 keeper = f"serial:{link.a_path}?baud=9600"
                 with serial_process(alice, keeper, "--link", "bob", log=base / "alice.log"):
                     message_linked(alice, bob)  # the link is up once this one is through
                     for _ in range(args.repeat):
                         linked.append(message_linked(alice, bob))
-                        say(f"message over the link at 9600: {linked[-1]:.3f} s")
+                        linked_sends.append(SENDS[-1])
+                        say(
+                            f"message over the link at 9600: {linked[-1]:.3f} s"
+                            f" (rise-send {SENDS[-1]:.3f} s)"
+                        )
             results["message_cold_seconds"] = cold
+            results["message_cold_rise_send_seconds"] = cold_sends
             results["message_linked_seconds"] = linked
+            results["message_linked_rise_send_seconds"] = linked_sends
+            say(
+                f"after rise-send exits: cold {median_after_send(cold, cold_sends):.3f} s,"
+                f" over the link {median_after_send(linked, linked_sends):.3f} s (medians)"
+            )
         if "goodput" in only:
             for loss in (0.0, 0.05):
                 profile = LinkProfile(bits_per_second=9600, drop_rate=loss, seed=11)
@@ -301,10 +358,18 @@ def main() -> None:
                 say(f"LoRa-like 16 KiB: {seconds:.1f} s, goodput {share:.1%}")
             results["lora"] = {"message_seconds": times, "file_seconds": seconds, "share": share}
         if "direwolf" in only:
-            results.update(direwolf(base, max(1, args.repeat // 2)))
+            modems = set(args.modem or [1200, 9600])
+            results.update(direwolf(base, max(1, args.repeat // 2), modems))
     for key, value in results.items():
         if isinstance(value, list) and value:
             say(f"{key}: median {statistics.median(value):.3f} s of {len(value)}")
+        if isinstance(value, dict) and value.get("message_linked_seconds"):
+            times = value["message_linked_seconds"]
+            sends = value["message_linked_rise_send_seconds"]
+            say(
+                f"{key}: message over the link median {statistics.median(times):.3f} s of"
+                f" {len(times)}, {median_after_send(times, sends):.3f} s after rise-send exits"
+            )
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=2))
 

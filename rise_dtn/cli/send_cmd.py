@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
@@ -12,9 +12,10 @@ from rise_dtn.cli.common import (
     home_option,
     now,
     open_home,
-    progress,
+    progress_bars,
     quiet_option,
     say,
+    stream_progress,
 )
 from rise_dtn.core.errors import UsageError
 from rise_dtn.core.units import human_bytes
@@ -28,7 +29,13 @@ from rise_dtn.node.config import (
 )
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
-from rise_dtn.node.send import routed, routes, send, split
+from rise_dtn.node.send import send, split
+from rise_dtn.node.send.options import RouteOptions
+
+if TYPE_CHECKING:
+    # Only a send over relays needs these (onion layers, route choice): a
+    # direct send skips their imports.
+    from rise_dtn.node.send import routed
 
 
 @click.command("send")
@@ -97,7 +104,8 @@ def send_cmd(
       rise-send --part-size 4MiB photos.tar bob   # for a small stick
     """
     home = open_home(home_path)
-    home.prewarm_index()
+    if home.plain_index is None:
+        home.prewarm_index()  # an index URL: SQLAlchemy's import overlaps the sealing
     peer = home.peers.find(node)
     if name is None and source != "-":
         name = Path(source).name
@@ -106,28 +114,24 @@ def send_cmd(
         nice=check_nice(nice) if nice is not None else None,
         lifetime_seconds=parse_duration(lifetime) if lifetime else None,
     )
-    route = routed.RouteOptions(
-        hops=hops, copies=copies, via=tuple(_names(via)) if via else (), wait=wait
-    )
+    route = RouteOptions(hops=hops, copies=copies, via=tuple(_names(via)) if via else (), wait=wait)
     part_bytes = _part_bytes(part_size, home)
     handle = send.open_source(source)
     with handle:
         total = send.regular_size(handle)
         if part_bytes is not None and name is not None and total is None:
             with split.staged(home, handle) as staged:  # a pipe: the parts need its size
-                total = send.regular_size(staged)
-                if split.should_split(total, part_bytes, named=True):
-                    _send_parts(home, peer, staged, options, route, part_bytes, quiet=quiet)
-                    return
-                queued = send.queue(home, peer, staged, options=options, now=now())
-                _report_direct(queued, peer.name, name, quiet=quiet)
-                return
+                _send_staged(home, peer, staged, options, route, part_bytes, quiet=quiet)
+            return
         if split.should_split(total, part_bytes, named=name is not None):
             assert part_bytes is not None
             _send_parts(home, peer, handle, options, route, part_bytes, quiet=quiet)
             return
-        with progress(f"sealing for {peer.name}", total, quiet=quiet) as update:
+        with progress_bars(quiet=quiet) as bars:
+            update = stream_progress(bars, f"sealing for {peer.name}", name or "message", total)
             if route.routed(home):
+                from rise_dtn.node.send import routed
+
                 sent = routed.queue_routed(
                     home,
                     peer,
@@ -138,9 +142,11 @@ def send_cmd(
                     rng=random.SystemRandom(),
                     progress=update,
                 )
-                _report_routed(sent, home, quiet=quiet)
-                return
-            queued = send.queue(home, peer, handle, options=options, now=now(), progress=update)
+            else:
+                queued = send.queue(home, peer, handle, options=options, now=now(), progress=update)
+    if route.routed(home):
+        _report_routed(sent, home, quiet=quiet)
+        return
     _report_direct(queued, peer.name, name, quiet=quiet)
 
 
@@ -163,12 +169,38 @@ def _part_bytes(part_size: str | None, home: Home) -> int | None:
     return size
 
 
+def _send_staged(
+    home: Home,
+    peer: Peer,
+    staged: BinaryIO,
+    options: send.SendOptions,
+    route: RouteOptions,
+    part_bytes: int,
+    *,
+    quiet: bool,
+) -> None:
+    """A pipe with --name, now in a file: parts if it is larger than a part, else one bundle."""
+    if split.should_split(send.regular_size(staged), part_bytes, named=True):
+        _send_parts(home, peer, staged, options, route, part_bytes, quiet=quiet)
+        return
+    if route.routed(home):
+        from rise_dtn.node.send import routed
+
+        sent = routed.queue_routed(
+            home, peer, staged, options=options, route=route, now=now(), rng=random.SystemRandom()
+        )
+        _report_routed(sent, home, quiet=quiet)
+        return
+    queued = send.queue(home, peer, staged, options=options, now=now())
+    _report_direct(queued, peer.name, options.name, quiet=quiet)
+
+
 def _send_parts(
     home: Home,
     peer: Peer,
     handle: BinaryIO,
     options: send.SendOptions,
-    route: routed.RouteOptions,
+    route: RouteOptions,
     part_bytes: int,
     *,
     quiet: bool,
@@ -176,7 +208,10 @@ def _send_parts(
     """One bundle id per line (a script keeps them), then one summary line."""
     total = send.regular_size(handle) or 0
     use_route = route.routed(home)
-    with progress(f"sealing parts for {peer.name}", total, quiet=quiet) as update:
+    with progress_bars(quiet=quiet) as bars:
+        update = stream_progress(
+            bars, f"sealing parts for {peer.name}", options.name or "file", total
+        )
         queued = split.queue_parts(
             home,
             peer,
@@ -211,6 +246,8 @@ def _report_routed(sent: routed.RoutedQueued, home: Home, *, quiet: bool) -> Non
     if sent.held_because is not None:
         say(f"held for {sent.peer.name}: {sent.held_because}; it goes once a route exists")
         return
+    from rise_dtn.node.send import routes
+
     names = routes.names(home)
     for copy in sent.copies:
         path = " -> ".join(names.get(relay, str(relay)[:8]) for relay in copy.relays)

@@ -14,6 +14,7 @@ from rise_dtn.cli.common import (
     home_option,
     now,
     open_home,
+    progress_bars,
     quiet_option,
     say,
     stop_on_sigterm,
@@ -148,18 +149,24 @@ def _runner(
     rejected_by_toss, on_event = toss_reporter(quiet)
 
     def run() -> XferReport:
-        toss_step = (lambda: toss(home, now=now(), on_event=on_event)) if toss_too else None
-        report = exchange(
-            home,
-            directory,
-            move=move,
-            now=now(),
-            say=_verbose(quiet),
-            toss=toss_step,
-            stream=stream_now(home, on_event) if toss_too else None,
-            serving=serving,
-            max_bundle_bytes=max_bundle,
-        )
+        with progress_bars(quiet=quiet) as bars:
+            toss_step = (
+                (lambda: toss(home, now=now(), on_event=on_event, progress=bars))
+                if toss_too
+                else None
+            )
+            report = exchange(
+                home,
+                directory,
+                move=move,
+                now=now(),
+                say=_verbose(quiet),
+                toss=toss_step,
+                stream=stream_now(home, on_event) if toss_too else None,
+                serving=serving,
+                progress=bars,
+                max_bundle_bytes=max_bundle,
+            )
         report.rejected_by_toss = rejected_by_toss[0]
         _report(report, quiet=quiet)
         return report

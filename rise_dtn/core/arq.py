@@ -18,9 +18,14 @@ damaged frame, so damage is loss here). This module turns one into the other:
   first-in first-out line, so it is resent at once, selectively, and only
   once per such proof (no timer involved);
 - only when no ACK comes at all (the POLL or the ACK itself was lost) does
-  the sender wait out a time-out sized from the line rate and then resend
+  the sender wait out a time-out sized from the line rate (on a
+  half-duplex channel each frame it hears from the peer meanwhile pushes it
+  back by that frame's line time: the peer cannot answer while it
+  transmits) and then resend
   the oldest missing frame as a probe, doubling the time-out while the
-  peer stays silent.
+  peer stays silent. A random share (up to JITTER of it) is added to each
+  time-out, so that two radios whose frames collided (both keyed up at
+  once) do not resend at the same moment and collide again.
 
 A frame's first byte is its kind and flags, the second the epoch (the
 caller's random session number: a frame of another epoch belongs to an
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Callable
 
 from rise_dtn.core.errors import FrameError
 
@@ -40,6 +46,10 @@ HEADER_BYTES = 4  # kind|flags, epoch, sequence number (2)
 SEQ_MODULUS = 1 << 16
 DEFAULT_WINDOW = 32
 MAX_WINDOW = 256  # the ACK bitmap is at most 32 bytes; sequence space stays far larger
+# Up to this share of a time-out is added at random: two stations that keyed up
+# at once differ by up to half a time-out (seconds on a radio) when they resend,
+# far more than the moment it takes one to hear the other's carrier.
+JITTER = 0.5
 
 
 class Kind(enum.IntEnum):
@@ -144,13 +154,16 @@ class LinkTiming:
     `bytes_per_second`: the line's rate one way; `turnaround`: seconds a
     half-duplex radio needs to switch from sending to receiving (TXDELAY and
     the like, plus the TNC's queue); `frame_overhead`: framing bytes a frame
-    costs on the line beyond its ARQ bytes (flags, escapes, CRC, headers).
+    costs on the line beyond its ARQ bytes (flags, escapes, CRC, headers);
+    `half_duplex`: one side at a time (a radio), so while the peer is heard
+    sending, its answer to us cannot be on the way.
     """
 
     bytes_per_second: float = 960.0
     turnaround: float = 0.0
     frame_overhead: int = 8
     slack: float = 0.3  # scheduling and OS buffering beyond the computed line time
+    half_duplex: bool = False
 
 
 @dataclasses.dataclass(slots=True)
@@ -187,7 +200,10 @@ class Arq:
         timing: LinkTiming | None = None,
         min_frame_bytes: int = 0,
         give_up: float = 120.0,
+        draw: Callable[[], float] | None = None,
     ) -> None:
+        """`draw` gives a random number in [0, 1) for each time-out's jitter (JITTER);
+        without it, time-outs have none (deterministic tests)."""
         if not 1 <= window <= MAX_WINDOW:
             raise ValueError(f"ARQ window {window} is not 1-{MAX_WINDOW}")
         if payload_bytes < 1:
@@ -198,6 +214,7 @@ class Arq:
         self.timing = timing or LinkTiming()
         self.min_frame_bytes = min_frame_bytes
         self.give_up = give_up
+        self._draw = draw
         self.stats = ArqStats()
         # sending
         self._outbox = bytearray()
@@ -210,6 +227,7 @@ class Arq:
         self._sent_ordinal: dict[int, int] = {}  # seq -> ordinal of its last transmission
         self._line_free = 0.0  # when what we have written will have left the line
         self._timeout_at: float | None = None
+        self._extended = 0.0  # how far frames heard since our last burst pushed the time-out
         self._burst_payload = payload_bytes  # the largest payload of our last burst
         self._backoff = 1.0
         self._heard_at: float | None = None
@@ -277,12 +295,27 @@ class Arq:
             return
         self._heard_at = now
         self.stats.frames_received += 1
+        self._push_back_timeout(len(frame))
         if isinstance(parsed, Ack):
             self._on_ack(parsed, now)
         else:
             if parsed.ack is not None:
                 self._on_ack(Ack(parsed.epoch, parsed.ack, frozenset()), now)
             self._on_data(parsed, now)
+
+    def _push_back_timeout(self, frame_bytes: int) -> None:
+        """On a half-duplex channel the peer held the channel to send this frame, so its
+        answer to our last burst comes that much later: push the time-out back by the
+        frame's line time, at most a window of full frames per burst. Without it, a
+        peer's own burst outlasts our time-out and we resend what is not lost (on a
+        full-duplex line both send at once, and a lost frame is found sooner without)."""
+        if self._timeout_at is None or not self.timing.half_duplex:
+            return
+        cap = self.window * self._frame_time(self.payload_bytes)
+        step = min(self._line_time(frame_bytes), cap - self._extended)
+        if step > 0:
+            self._timeout_at += step
+            self._extended += step
 
     def _on_data(self, frame: Data, now: float) -> None:
         offset = _after(frame.seq, self._expected)
@@ -352,6 +385,8 @@ class Arq:
             oldest = min(self._unacked.values(), key=lambda item: _after(item.seq, self._base))
             oldest.resend = True
             self._timeout_at = None
+        if self._peer_mid_burst(due):
+            return frames  # nothing can go yet: our DATA waits, the ACK state grows fresher
         burst: list[_Outgoing] = sorted(
             (item for item in self._unacked.values() if item.resend),
             key=lambda item: _after(item.seq, self._base),
@@ -399,7 +434,22 @@ class Arq:
             self._started(now)
             self._burst_payload = max(len(item.payload) for item in burst)
             self._timeout_at = self._timeout_from(now)
+            self._extended = 0.0
         return frames
+
+    def _peer_mid_burst(self, ack_due: bool) -> bool:
+        """On a half-duplex channel, the peer is heard in the middle of a burst (DATA with
+        no POLL yet, so its silence-ACK is pending): it holds the channel, and what we
+        would send now could only wait in the TNC's queue, carrying an ACK that is stale
+        by the time it is on the air. Worse, that stale ACK frees part of the peer's
+        window and draws a short burst from it, an extra turn-around. So DATA waits
+        until the burst's POLL (or the silence after it); the ACK then rides on it."""
+        return (
+            self.timing.half_duplex
+            and self._ack_at is not None
+            and not self._polled
+            and not ack_due
+        )
 
     def _may_send_new(self) -> bool:
         """Room in the window for a new frame, and either room for half a window or for
@@ -457,6 +507,8 @@ class Arq:
         wait = (answer + self.timing.slack + 2 * self._frame_time(self._burst_payload)) * (
             self._backoff
         )
+        if self._draw is not None:
+            wait *= 1 + JITTER * self._draw()
         return max(self._line_free, now) + wait
 
     def _prune_ordinals(self) -> None:

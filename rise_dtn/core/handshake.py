@@ -7,6 +7,11 @@ the first message and refuses it, before any bundle moves, unless it is a
 peer (default deny). Both statics are the nodes' X25519 exchange keys, so a
 card is all either side needs. Pure: takes and returns bytes, no I/O
 (docs/protocol.md, "Session").
+
+Each side's handshake payload says which session features it takes
+(FEATURES): encrypted and authenticated with the handshake, and ignored by
+a node that predates it, so a feature is used only between two nodes that
+both announced it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ PROLOGUE = b"rise-dtn session v1"
 MAX_MESSAGE_BYTES = 65535  # the Noise limit
 TAG_BYTES = 16
 MAX_PLAINTEXT_BYTES = MAX_MESSAGE_BYTES - TAG_BYTES
+# Session features a node takes, one bit each, in its handshake payload.
+FEATURE_PUSH = 0x01  # PUSH frames: a small bundle offered with its bytes (section 17)
+FEATURES = bytes([FEATURE_PUSH])
 _NOISE_ERRORS = (
     InvalidTag,
     NoiseHandshakeError,
@@ -60,6 +68,12 @@ class Cipher:
             ) from None
 
 
+def features_of(payload: bytes) -> int:
+    """The feature bits of a peer's handshake payload: its first byte; an empty payload
+    (a node that predates features) takes none, and later bytes are for later features."""
+    return payload[0] if payload else 0
+
+
 def _connection(identity: Identity) -> NoiseConnection:
     connection = NoiseConnection.from_name(PROTOCOL_NAME)
     connection.set_keypair_from_private_bytes(Keypair.STATIC, identity.exchange_secret)
@@ -77,15 +91,17 @@ class Initiator:
             Keypair.REMOTE_STATIC, responder_exchange_public
         )
         self._connection.start_handshake()
+        self.peer_features = 0  # known once `finish` has read the reply
 
     def first_message(self) -> bytes:
-        return bytes(self._connection.write_message())
+        return bytes(self._connection.write_message(FEATURES))
 
     def finish(self, reply: bytes) -> Cipher:
         try:
-            self._connection.read_message(reply)
+            payload = self._connection.read_message(reply)
         except _NOISE_ERRORS:
             raise PeerError("handshake failed: the node did not prove its key") from None
+        self.peer_features = features_of(bytes(payload))
         return Cipher(self._connection)
 
 
@@ -96,16 +112,18 @@ class Responder:
         self._connection = _connection(identity)
         self._connection.set_as_responder()
         self._connection.start_handshake()
+        self.peer_features = 0  # known once `read_first` has read the first message
 
     def read_first(self, message: bytes) -> bytes:
         """Check the caller's first message; return the caller's X25519 key."""
         try:
-            self._connection.read_message(message)
+            payload = self._connection.read_message(message)
             remote = self._connection.noise_protocol.handshake_state.rs
         except (*_NOISE_ERRORS, AttributeError):
             raise PeerError("handshake failed: malformed or tampered first message") from None
+        self.peer_features = features_of(bytes(payload))
         return bytes(remote.public_bytes)
 
     def accept(self) -> tuple[bytes, Cipher]:
         """Answer a caller we trust: the reply to send, and the transport cipher."""
-        return bytes(self._connection.write_message()), Cipher(self._connection)
+        return bytes(self._connection.write_message(FEATURES)), Cipher(self._connection)

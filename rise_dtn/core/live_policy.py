@@ -22,7 +22,7 @@ from collections.abc import Mapping
 
 from rise_dtn.core.errors import PeerError
 from rise_dtn.core.identity import BundleId
-from rise_dtn.core.session import Done, Offer, Ping, Request, Session, Stored
+from rise_dtn.core.session import Done, Offer, Ping, Push, Request, Session, Stored
 
 # A neighbour that sends nothing for 5 minutes is cut off: long enough for a
 # slow radio link's largest frame, short enough that a stalled peer frees
@@ -172,6 +172,25 @@ class LivePolicy:
         wire = self.session.send(Request(offer.bundle_id, offset))
         reply = Reply.COMMIT if offset == offer.size else Reply.REQUEST
         return OfferPlan(reply, offset=offset), wire
+
+    def pushed(self, push: Push, *, settled: str | None) -> tuple[OfferPlan, bytes]:
+        """Our answer to a push (an offer with all its bytes), and its bytes.
+
+        As for an offer, judged by its id first: settled at once with STORED
+        alone (the bytes are dropped), or ignored while an offer of it still
+        arrives. Otherwise the plan is REQUEST from 0 with nothing on the
+        wire: the driver writes the payload as the bundle's one DATA frame
+        (`arrived`), commits it, and confirms it when it is durable.
+        """
+        offer = push.offer
+        if offer.bundle_id in self._arriving:
+            reason = f"{offer.bundle_id} pushed while an offer of it arrives: ignored"
+            return OfferPlan(Reply.IGNORED, reason=reason), b""
+        if settled is not None:
+            wire = self.session.send(Stored(offer.bundle_id))
+            return OfferPlan(Reply.SETTLED, reason=f"{offer.bundle_id}: {settled}"), wire
+        self._arriving[offer.bundle_id] = _Arriving(offer.size, 0)
+        return OfferPlan(Reply.REQUEST), b""
 
     def _settle(self, offer: Offer, reason: str) -> tuple[OfferPlan, bytes]:
         """Nothing to receive: 'I have it all' and 'stored', so the sender lets it go."""

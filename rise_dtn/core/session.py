@@ -13,6 +13,12 @@ STORED only once it is durable; the sender then releases it. After a cut,
 the next session's REQUEST names the offset to resume from. GONE withdraws
 an offer whose bundle expired or was cancelled meanwhile.
 
+A small bundle may travel as PUSH, its offer and all its bytes in one frame,
+to a peer that said in the handshake that it takes pushes: a round trip
+saved, which on a slow radio is seconds. The receiver still judges it by
+its id first (a bundle it has is dropped and confirmed), and still confirms
+it only once it is durable.
+
 A session may live as long as the link: DONE means "nothing more from me
 for now", and a later OFFER opens it again (a relay's forward, a message
 just sent). DONE carries how many frames its sender has seen, so each side
@@ -39,6 +45,10 @@ MAX_OFFERS_PENDING = 4096  # a peer cannot make us track unbounded state
 MAX_BUNDLE_BYTES = 1 << 50  # as in bundle.MAX_BODY_BYTES: refuses absurd claims
 LENGTH_BYTES = 4
 MAX_FRAME_COUNT = 1 << 63  # DONE's count: more frames than any link will ever carry
+# The largest bundle a PUSH carries: a message or a small file. Larger ones
+# are offered: a receiver that already has one would otherwise read it all
+# for nothing, and the round trip an offer costs is small beside its bytes.
+MAX_PUSH_BYTES = 4096
 
 
 class FrameType(enum.IntEnum):
@@ -49,6 +59,7 @@ class FrameType(enum.IntEnum):
     DONE = 5
     PING = 6
     GONE = 7
+    PUSH = 8
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -73,6 +84,24 @@ class Data:
     bundle_id: BundleId
     offset: int
     payload: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Push:
+    """'Here is this whole bundle': its offer and all its bytes at once, with no REQUEST.
+
+    Only to a peer that takes pushes (its handshake said so). The receiver
+    answers with STORED alone, once the bundle is durable or settled.
+    """
+
+    bundle_id: BundleId
+    priority: int
+    payload: bytes
+
+    @property
+    def offer(self) -> Offer:
+        """The offer this push stands for."""
+        return Offer(self.bundle_id, len(self.payload), self.priority)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -111,7 +140,7 @@ class NeedData:
 
 
 NEED_DATA = NeedData()
-Event = Offer | Request | Data | Stored | Gone | Done | Ping
+Event = Offer | Request | Data | Stored | Gone | Done | Ping | Push
 
 
 @dataclasses.dataclass(slots=True)
@@ -185,6 +214,13 @@ class Session:
             if len(self._incoming) >= MAX_OFFERS_PENDING:
                 raise PeerError("protocol error: too many offers pending")
             self._incoming.setdefault(event.bundle_id, _Incoming(event.size))
+        elif isinstance(event, Push):
+            if len(self._incoming) >= MAX_OFFERS_PENDING:
+                raise PeerError("protocol error: too many offers pending")
+            # Offered, requested and arrived at once; an offer of it still
+            # arriving stands, as for a second OFFER (the policy ignores this).
+            size = len(event.payload)
+            self._incoming.setdefault(event.bundle_id, _Incoming(size, next_offset=size))
         elif isinstance(event, Request):
             outgoing = self._outgoing.get(event.bundle_id)
             if outgoing is None or not 0 <= event.offset <= outgoing.size:
@@ -231,9 +267,14 @@ class Session:
         """Our DONE as of now (send it only when `idle`)."""
         return Done(self.received_count)
 
-    def _check_outgoing(self, event: Offer | Request | Data | Stored | Gone) -> None:
+    def _check_outgoing(self, event: Offer | Request | Data | Stored | Gone | Push) -> None:
         if isinstance(event, Offer):
             self._outgoing.setdefault(event.bundle_id, _Outgoing(event.size))
+        elif isinstance(event, Push):
+            if event.bundle_id in self._outgoing or not 0 < len(event.payload) <= MAX_PUSH_BYTES:
+                raise ValueError("push only a small bundle not offered already")
+            size = len(event.payload)
+            self._outgoing[event.bundle_id] = _Outgoing(size, requested_from=0, next_offset=size)
         elif isinstance(event, Gone):
             if self._outgoing.pop(event.bundle_id, None) is None:
                 raise ValueError("cannot withdraw a bundle not offered")
@@ -356,6 +397,8 @@ def _encode(event: Event) -> bytes:
         return canonical([FrameType.STORED, event.bundle_id.raw])
     if isinstance(event, Gone):
         return canonical([FrameType.GONE, event.bundle_id.raw])
+    if isinstance(event, Push):
+        return canonical([FrameType.PUSH, event.bundle_id.raw, event.priority, event.payload])
     if isinstance(event, Done):
         return canonical([FrameType.DONE, event.seen])
     return canonical([FrameType.PING])
@@ -385,6 +428,7 @@ def _decode(frame: bytes) -> Event:
         FrameType.DATA: 3,
         FrameType.STORED: 1,
         FrameType.GONE: 1,
+        FrameType.PUSH: 3,
     }
     if kind == FrameType.DONE and len(fields) == 1:
         return Done(_uint(fields[0], MAX_FRAME_COUNT))
@@ -404,4 +448,9 @@ def _decode(frame: bytes) -> Event:
         return Data(bundle_id, _uint(fields[1], MAX_BUNDLE_BYTES), payload)
     if kind == FrameType.GONE:
         return Gone(bundle_id)
+    if kind == FrameType.PUSH:
+        payload = fields[2]
+        if not isinstance(payload, bytes) or not 0 < len(payload) <= MAX_PUSH_BYTES:
+            raise PeerError("protocol error: malformed push frame")
+        return Push(bundle_id, _uint(fields[1], 255), payload)
     return Stored(bundle_id)

@@ -46,6 +46,9 @@ from sqlalchemy import (
 )
 
 from rise_dtn.store import database
+from rise_dtn.store.rows import EntryRow as EntryRow  # noqa: PLC0414 - re-exported
+from rise_dtn.store.rows import InboxRow as InboxRow  # noqa: PLC0414 - re-exported
+from rise_dtn.store.rows import SeenRow as SeenRow  # noqa: PLC0414 - re-exported
 
 metadata = MetaData()
 
@@ -132,39 +135,6 @@ InboxMessage = Table(
     Column("path", String(4096), nullable=False),
     Column("read", Boolean, nullable=False, default=False),
 )
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class EntryRow:
-    bundle_id: str
-    direction: str
-    neighbour: str
-    size: int
-    expiry: int
-    priority: int
-    queued_at: int
-    copies: int = 0
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SeenRow:
-    bundle_id: str
-    expiry: int
-    state: str
-    sender: str
-    target: str
-    at: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class InboxRow:
-    bundle_id: str
-    sender: str
-    sender_name: str
-    received_at: int
-    size: int
-    path: str
-    read: bool = False
 
 
 def upsert(

@@ -33,7 +33,7 @@ def _run(
     half_duplex: bool = False,
     limit: float = 10_000.0,
 ) -> tuple[bytes, bytes, float, arq.Arq]:
-    timing = arq.LinkTiming(bytes_per_second=RATE, turnaround=0.05)
+    timing = arq.LinkTiming(bytes_per_second=RATE, turnaround=0.05, half_duplex=half_duplex)
     a = arq.Arq(7, payload_bytes=payload, window=window, timing=timing)
     b = arq.Arq(7, payload_bytes=payload, window=window, timing=timing)
     a.write(data_a)
@@ -192,3 +192,124 @@ def test_an_ack_goes_alone_when_no_reply_comes_or_frames_are_held_out_of_order()
     assert deadline is not None and deadline > 0.0
     (alone,) = quiet.transmit(deadline)
     assert arq.decode(alone) == arq.Ack(5, 1, frozenset())
+
+
+def test_half_duplex_both_ways_sends_nothing_twice_on_a_clean_line() -> None:
+    """Both sides send 64 KB on one half-duplex channel: each waits out the other's
+    bursts, and every frame heard from the peer pushes the time-out back by its line time,
+    so no time-out fires and nothing is resent (33 of each before that rule)."""
+    data_a, data_b = random.Random(2).randbytes(64_000), random.Random(3).randbytes(64_000)
+    at_b, at_a, _seconds, a = _run(data_a, data_b, loss=0.0, half_duplex=True)
+    assert at_b == data_a and at_a == data_b
+    assert a.stats.timeouts == 0 and a.stats.frames_resent == 0
+
+
+def test_a_busy_peer_pushes_the_time_out_back_only_on_half_duplex() -> None:
+    """A frame heard from the peer pushes the time-out back by its line time, at most a
+    window of full frames per burst; on a full-duplex line it does not move."""
+    for half_duplex in (False, True):
+        timing = arq.LinkTiming(bytes_per_second=RATE, turnaround=0.2, half_duplex=half_duplex)
+        a = arq.Arq(5, payload_bytes=100, window=4, timing=timing)
+        peer = arq.Arq(5, payload_bytes=100, window=4, timing=timing)
+        a.write(b"x" * 50)
+        a.transmit(0.0)
+        first = a._timeout_at  # (deadline() would show the ACK the peer's POLL draws)
+        assert first is not None
+        peer.write(b"y" * 1000)
+        frames = peer.transmit(0.0)  # a burst of the peer's own (no POLL of ours answered)
+        for frame in frames:
+            a.receive(frame, 0.1)
+        pushed = a._timeout_at
+        assert pushed is not None
+        if not half_duplex:
+            assert pushed == first
+            continue
+        cap = 4 * (100 + arq.HEADER_BYTES + timing.frame_overhead) / RATE
+        heard = sum(len(frame) + timing.frame_overhead for frame in frames) / RATE
+        assert pushed == pytest.approx(first + min(heard, cap))
+
+
+def test_on_half_duplex_data_waits_while_the_peer_is_mid_burst() -> None:
+    """Heard in the middle of the peer's burst, a half-duplex side keeps its DATA back
+    (the channel is the peer's); at the burst's POLL the DATA goes with a fresh ACK on
+    it. A full-duplex side sends at once, with the ACK of the moment."""
+    for half_duplex in (False, True):
+        timing = arq.LinkTiming(bytes_per_second=RATE, turnaround=0.2, half_duplex=half_duplex)
+        peer = arq.Arq(5, payload_bytes=100, window=8, timing=timing)
+        side = arq.Arq(5, payload_bytes=100, window=8, timing=timing)
+        peer.write(b"p" * 400)
+        first, second, third, last = peer.transmit(0.0)  # the last one carries POLL
+        side.receive(first, 0.1)
+        side.write(b"reply")
+        early = side.transmit(0.1)
+        if not half_duplex:
+            assert [arq.decode(frame) for frame in early] == [
+                arq.Data(5, 0, b"reply", poll=True, ack=1)
+            ]
+            continue
+        assert early == []  # mid-burst: nothing yet
+        for frame in (second, third):
+            side.receive(frame, 0.2)
+            assert side.transmit(0.2) == []
+        side.receive(last, 0.3)
+        deadline = side.deadline()
+        assert deadline is not None and deadline > 0.3  # the POLL's ACK is held for a reply
+        (reply,) = side.transmit(deadline)
+        assert arq.decode(reply) == arq.Data(5, 0, b"reply", poll=True, ack=4)
+
+
+def _radio(draw_a: Any, draw_b: Any, *, limit: float) -> tuple[bytes, bytes, float]:
+    """Two half-duplex stations on one channel with carrier sense and PERSIST 255 (as the
+    Direwolf tests set it): a station keys up as soon as the channel seems clear, and two
+    that key up within the carrier-detect delay both lose their transmissions."""
+    detect = 0.05  # a station hears the other's carrier this long after it keys up
+    timing = arq.LinkTiming(bytes_per_second=150.0, turnaround=0.4)
+    ends = {
+        name: arq.Arq(9, payload_bytes=200, window=16, timing=timing, draw=draw)
+        for name, draw in (("a", draw_a), ("b", draw_b))
+    }
+    for end in ends.values():
+        end.write(b"x" * 150)  # one frame each, queued at the same moment
+        end.close()
+    queue: dict[str, list[bytes]] = {"a": [], "b": []}
+    air: dict[str, tuple[float, float, list[bytes]] | None] = {"a": None, "b": None}
+    lost: dict[str, bool] = {"a": False, "b": False}
+    got = {"a": bytearray(), "b": bytearray()}
+    now = 0.0
+    while now < limit:
+        for name, other in (("a", "b"), ("b", "a")):
+            end = ends[name]
+            queue[name] += end.transmit(now)
+            heard = air[other] is not None and air[other][0] <= now - detect  # type: ignore[index]
+            if queue[name] and air[name] is None and not heard:
+                frames, queue[name] = queue[name], []
+                seconds = sum(len(frame) + 8 for frame in frames) / timing.bytes_per_second
+                air[name] = (now, now + seconds, frames)
+                lost[name] = False
+                if air[other] is not None:
+                    lost[name] = lost[other] = True  # both keyed up at once
+        for name, other in (("a", "b"), ("b", "a")):
+            sending = air[name]
+            if sending is not None and sending[1] <= now:
+                air[name] = None
+                if not lost[name]:
+                    for frame in sending[2]:
+                        ends[other].receive(frame, now)
+        for name in ("a", "b"):
+            got[name] += ends[name].take()
+        if all(end.eof and end.flushed for end in ends.values()):
+            return bytes(got["a"]), bytes(got["b"]), now
+        now = round(now + 0.01, 2)
+    return bytes(got["a"]), bytes(got["b"]), now
+
+
+def test_jittered_time_outs_break_up_repeated_collisions() -> None:
+    """Two stations with one frame each, keyed up at once, collide. With equal time-outs
+    they resend at the same moment and collide again, every time; the random share of
+    each time-out (JITTER) sets them apart, and both streams get through."""
+    at_a, at_b, _seconds = _radio(None, None, limit=120.0)
+    assert at_a == at_b == b""  # colliding still after two minutes
+    draw_a, draw_b = random.Random(1).random, random.Random(2).random
+    at_a, at_b, seconds = _radio(draw_a, draw_b, limit=120.0)
+    assert at_a == at_b == b"x" * 150
+    assert seconds < 120.0

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from noise.connection import Keypair, NoiseConnection
 from test_codec_support import ALICE, BOB, MALLORY
 
 from rise_dtn.core.errors import PeerError
-from rise_dtn.core.handshake import MAX_PLAINTEXT_BYTES, Initiator, Responder
+from rise_dtn.core.handshake import (
+    FEATURE_PUSH,
+    MAX_PLAINTEXT_BYTES,
+    PROLOGUE,
+    PROTOCOL_NAME,
+    Initiator,
+    Responder,
+    features_of,
+)
 from tests.properties import TALLY, examples, mutations, untrusted
 
 
@@ -95,3 +108,58 @@ def test_tampered_handshake_and_link_messages_raise_only_peer_error(
         return
     sealed = initiator.finish(reply).encrypt(data.draw(st.binary(max_size=64)))
     untrusted(lambda: bob.decrypt(data.draw(mutations(sealed) | st.binary(max_size=80))), PeerError)
+
+
+def test_both_sides_learn_that_the_other_takes_push() -> None:
+    initiator = Initiator(ALICE, BOB.public.exchange_public)
+    responder = Responder(BOB)
+    responder.read_first(initiator.first_message())
+    assert responder.peer_features & FEATURE_PUSH
+    reply, _cipher = responder.accept()
+    initiator.finish(reply)
+    assert initiator.peer_features & FEATURE_PUSH
+
+
+def _old_node(identity: Any) -> NoiseConnection:
+    """A node from before features: the same handshake with empty payloads."""
+    connection = NoiseConnection.from_name(PROTOCOL_NAME)
+    connection.set_keypair_from_private_bytes(Keypair.STATIC, identity.exchange_secret)
+    connection.set_prologue(PROLOGUE)
+    return connection
+
+
+def test_a_node_from_before_features_takes_none_and_ignores_ours() -> None:
+    """Backwards: an empty payload means no feature, and an old node reads ours unharmed."""
+    old_caller = _old_node(ALICE)
+    old_caller.set_as_initiator()
+    old_caller.set_keypair_from_public_bytes(Keypair.REMOTE_STATIC, BOB.public.exchange_public)
+    old_caller.start_handshake()
+    responder = Responder(BOB)
+    responder.read_first(bytes(old_caller.write_message()))
+    assert responder.peer_features == 0
+    reply, bob_cipher = responder.accept()
+    assert bytes(old_caller.read_message(reply)) == bytes([FEATURE_PUSH])  # ignored by it
+    assert bob_cipher.decrypt(bytes(old_caller.encrypt(b"hi"))) == b"hi"
+
+    old_answerer = _old_node(BOB)
+    old_answerer.set_as_responder()
+    old_answerer.start_handshake()
+    initiator = Initiator(ALICE, BOB.public.exchange_public)
+    old_answerer.read_message(initiator.first_message())
+    alice_cipher = initiator.finish(bytes(old_answerer.write_message()))
+    assert initiator.peer_features == 0
+    assert bytes(old_answerer.decrypt(alice_cipher.encrypt(b"hi"))) == b"hi"
+
+
+FEATURE_VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "frames.json").read_text())[
+    "handshake_features"
+]
+
+
+@pytest.mark.parametrize("vector", FEATURE_VECTORS, ids=lambda vector: vector["payload"] or "empty")
+def test_feature_vectors(vector: dict[str, Any]) -> None:
+    """protocol.md 17.5: the first payload byte holds the bits; unknown bits and bytes
+    are ignored."""
+    features = features_of(bytes.fromhex(vector["payload"]))
+    assert features == vector["features"]
+    assert bool(features & FEATURE_PUSH) == vector["push"]

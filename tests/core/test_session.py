@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
+from typing import Any
 
 import cbor2
 import pytest
@@ -15,6 +18,7 @@ from rise_dtn.core.identity import BundleId
 from rise_dtn.core.session import (
     LENGTH_BYTES,
     MAX_DATA_BYTES,
+    MAX_PUSH_BYTES,
     NEED_DATA,
     Data,
     Done,
@@ -23,6 +27,7 @@ from rise_dtn.core.session import (
     NeedData,
     Offer,
     Ping,
+    Push,
     Request,
     Session,
     Stored,
@@ -356,3 +361,69 @@ def test_well_framed_hostile_events_raise_only_peer_error(
         events = untrusted(lambda: drain(session), PeerError)
         if events is None:
             return
+
+
+SESSION_VECTORS = json.loads((Path(__file__).parents[1] / "vectors" / "frames.json").read_text())[
+    "session"
+]
+
+
+def _vector_event(vector: dict[str, Any]) -> Event:
+    bundle_id = BundleId(bytes.fromhex(vector.get("bundle_id", "00" * 16)))
+    kind = vector["type"]
+    if kind == "OFFER":
+        return Offer(bundle_id, vector["size"], vector["priority"])
+    if kind == "REQUEST":
+        return Request(bundle_id, vector["offset"])
+    if kind == "PUSH":
+        return Push(bundle_id, vector["priority"], bytes.fromhex(vector["payload"]))
+    if kind == "STORED":
+        return Stored(bundle_id)
+    return Done(vector["seen"])
+
+
+@pytest.mark.parametrize("vector", SESSION_VECTORS, ids=lambda vector: vector["type"])
+def test_session_frame_vectors_both_ways(vector: dict[str, Any]) -> None:
+    """protocol.md 17's frame vectors: encoded to the golden bytes, decoded back."""
+    event = _vector_event(vector)
+    golden = bytes.fromhex(vector["frame"])
+    frame = _encode(event)
+    assert len(frame).to_bytes(LENGTH_BYTES, "big") + frame == golden
+    assert _decode(golden[LENGTH_BYTES:]) == event
+
+
+def test_a_push_is_offered_requested_and_sent_at_once() -> None:
+    """PUSH needs no REQUEST: the receiver may confirm it straight away, and both sides
+    count it as a frame for DONE."""
+    alice, bob = Session(), Session()
+    bob.receive_data(alice.send(Push(bid("p"), 3, b"hello")))
+    assert drain(bob) == [Push(bid("p"), 3, b"hello")]
+    assert not bob.idle  # received, not yet confirmed
+    assert not bob.waiting_for_peer()  # but nothing more of it is coming
+    alice.receive_data(bob.send(Stored(bid("p"))) + bob.send(bob.done()))
+    assert drain(alice) == [Stored(bid("p")), Done(1)]
+    assert alice.idle and bob.idle
+    bob.receive_data(alice.send(alice.done()))
+    assert drain(bob) == [Done(1)]
+    assert alice.finished and bob.finished
+
+
+def test_a_push_is_small_and_complete() -> None:
+    """Data after a push, a push too large or empty: the peer's error; ours: ValueError."""
+    bob = Session()
+    bob.receive_data(Session().send(Push(bid("p"), 3, b"hello")))
+    drain(bob)
+    extra = _encode(Data(bid("p"), 5, b"more"))
+    bob.receive_data(len(extra).to_bytes(LENGTH_BYTES, "big") + extra)
+    with pytest.raises(PeerError, match="out of order or past the end"):
+        drain(bob)
+    for payload in (b"", b"x" * (MAX_PUSH_BYTES + 1)):
+        frame = canonical([8, bid("q").raw, 3, payload])
+        with pytest.raises(PeerError, match="malformed push frame"):
+            _decode(frame)
+        with pytest.raises(ValueError, match="push only a small bundle"):
+            Session().send(Push(bid("q"), 3, payload))
+    offered = Session()
+    offered.send(Offer(bid("q"), 5, 3))
+    with pytest.raises(ValueError, match="push only a small bundle"):
+        offered.send(Push(bid("q"), 3, b"hello"))

@@ -28,15 +28,19 @@ from rise_dtn.core.live_policy import (
     stale_partials,
 )
 from rise_dtn.core.session import (
+    LENGTH_BYTES,
     MAX_DATA_BYTES,
+    MAX_PUSH_BYTES,
     Data,
     Done,
     Event,
     NeedData,
     Offer,
     Ping,
+    Push,
     Request,
     Stored,
+    _decode,
 )
 from tests.properties import examples
 
@@ -72,8 +76,11 @@ class Disk:
 class Node:
     """One side of a session, driven as the link drives its policy."""
 
-    def __init__(self, disk: Disk, *, offers: list[Offer] | None = None) -> None:
+    def __init__(
+        self, disk: Disk, *, offers: list[Offer] | None = None, push: bool = False
+    ) -> None:
         self.disk = disk
+        self.push = push  # the peer takes PUSH: small bundles go with their offer
         self.policy = LivePolicy()
         self.policy.wrote(0.0)
         self.wire = bytearray()
@@ -89,7 +96,11 @@ class Node:
         if offers is None:
             offers = [Offer(key, len(body), 16) for key, body in self.disk.outbox.items()]
         for offer in offers:
-            self.wire += self.policy.session.send(offer)
+            body = self.disk.outbox.get(offer.bundle_id, b"")
+            if self.push and 0 < len(body) == offer.size <= MAX_PUSH_BYTES:
+                self.wire += self.policy.session.send(Push(offer.bundle_id, 16, body))
+            else:
+                self.wire += self.policy.session.send(offer)
         self.speak()
 
     def speak(self) -> None:
@@ -106,6 +117,8 @@ class Node:
     def handle(self, event: Event) -> None:
         if isinstance(event, Offer):
             self.on_offer(event)
+        elif isinstance(event, Push):
+            self.on_push(event)
         elif isinstance(event, Request):
             body = self.disk.outbox[event.bundle_id]
             for offset in range(event.offset, len(body), MAX_DATA_BYTES):
@@ -139,6 +152,22 @@ class Node:
         del partial[plan.offset :]
         if plan.reply is Reply.COMMIT:
             self.commit(offer.bundle_id)
+
+    def on_push(self, push: Push) -> None:
+        """As the link does: judged by id, then written as the bundle's one DATA frame."""
+        settled = "already received" if push.bundle_id in self.disk.durable else None
+        plan, wire = self.policy.pushed(push, settled=settled)
+        self.wire += wire
+        self.plans.append((plan.reply, plan.offset))
+        if plan.reply is Reply.IGNORED:
+            self.notes.append(plan.reason)
+            return
+        self.disk.partials.pop(push.bundle_id, None)  # replaced by the whole bundle
+        self.disk.checkpoints.pop(push.bundle_id, None)
+        if plan.reply is Reply.SETTLED:
+            self.settled.add(push.bundle_id)
+            return
+        self.on_data(Data(push.bundle_id, 0, push.payload))
 
     def on_data(self, data: Data) -> None:
         action, complete = self.policy.arrived(data.bundle_id, data.offset, len(data.payload))
@@ -206,9 +235,10 @@ BODIES = {
 }
 
 
-def test_a_normal_session_moves_everything_and_hangs_up() -> None:
+@pytest.mark.parametrize("push", [False, True])
+def test_a_normal_session_moves_everything_and_hangs_up(push: bool) -> None:
     alice, bob = Disk(outbox=dict(BODIES)), Disk(outbox={bid("back"): b"and back"})
-    left, right = Node(alice), Node(bob)
+    left, right = Node(alice, push=push), Node(bob, push=push)
     assert run(left, right)
     assert bob.durable == BODIES
     assert alice.durable == {bid("back"): b"and back"}
@@ -218,17 +248,19 @@ def test_a_normal_session_moves_everything_and_hangs_up() -> None:
     assert sorted(bob.commits) == sorted(BODIES)
 
 
-@given(cut=st.integers(min_value=0, max_value=400_000), power_cut=st.booleans())
+@given(cut=st.integers(min_value=0, max_value=400_000), power_cut=st.booleans(), push=st.booleans())
 @settings(max_examples=examples(60), deadline=None)
-def test_a_cut_at_any_byte_resumes_and_stores_each_bundle_once(cut: int, power_cut: bool) -> None:
+def test_a_cut_at_any_byte_resumes_and_stores_each_bundle_once(
+    cut: int, power_cut: bool, push: bool
+) -> None:
     alice, bob = Disk(outbox=dict(BODIES)), Disk()
     first = Node(bob)
-    if not run(Node(alice), first, cut_after=cut):
+    if not run(Node(alice, push=push), first, cut_after=cut):
         if power_cut:
             bob.power_cut()
         else:
             first.wind_down()
-    left, right = Node(alice), Node(bob)
+    left, right = Node(alice, push=push), Node(bob)
     assert run(left, right)
     assert bob.durable == BODIES
     assert sorted(bob.commits) == sorted(BODIES)  # each committed once, never twice
@@ -394,3 +426,60 @@ def test_stale_partials_by_age_and_by_count() -> None:
         f"p{number}.part" for number in range(4)
     ]
     assert stale_partials({}, now=0, lifetime_seconds=1) == {}
+
+
+def test_a_push_saves_the_request_and_is_confirmed_only_once_durable() -> None:
+    """A small bundle goes with its offer: no REQUEST comes back, only STORED after the commit
+    (the harness asserts at each STORED that the bundle is durable at the receiver)."""
+    alice, bob = Disk(outbox={bid("small"): b"hello"}), Disk()
+    left, right = Node(alice, push=True), Node(bob)
+    connect(left, right)
+    left.start()
+    right.take(bytes(left.wire))
+    left.wire.clear()
+    assert right.plans == [(Reply.REQUEST, 0)]
+    assert bob.commits == [bid("small")]
+    replies, wire = [], bytes(right.wire)
+    while wire:
+        length = int.from_bytes(wire[:LENGTH_BYTES], "big")
+        replies.append(_decode(wire[LENGTH_BYTES : LENGTH_BYTES + length]))
+        wire = wire[LENGTH_BYTES + length :]
+    assert [type(event) for event in replies] == [Stored, Done]  # no REQUEST
+    left.take(bytes(right.wire))
+    right.take(bytes(left.wire))
+    assert left.released == [bid("small")] and bob.durable == {bid("small"): b"hello"}
+    assert hung_up(left, right)
+
+
+def test_a_push_of_a_bundle_held_already_is_dropped_and_confirmed() -> None:
+    """Deduplication: judged by its id, the pushed bytes are not kept again, and STORED
+    alone (no REQUEST) lets the sender release it."""
+    alice = Disk(outbox={bid("small"): b"hello"})
+    bob = Disk(durable={bid("small"): b"hello"}, partials={bid("small"): bytearray(b"he")})
+    left, right = Node(alice, push=True), Node(bob)
+    assert run(left, right)
+    assert right.plans == [(Reply.SETTLED, 0)]
+    assert bob.commits == []  # not stored a second time
+    assert not bob.partials  # a stale partial copy of it goes too
+    assert left.released == [bid("small")]
+    assert hung_up(left, right)
+
+
+def test_a_push_of_a_bundle_still_arriving_is_ignored() -> None:
+    """A push of a bundle whose offer is still arriving: the first offer stands."""
+    policy = LivePolicy()
+    sender = LivePolicy().session
+    body = b"x" * 100
+    policy.session.receive_data(sender.send(Offer(bid("twice"), len(body), 16)))
+    offer = policy.session.next_event()
+    assert isinstance(offer, Offer)
+    plan, _wire = policy.offered(offer, settled=None, partial=None)
+    assert plan.reply is Reply.REQUEST
+    other = LivePolicy().session  # a second sender, as a confused peer would be
+    policy.session.receive_data(other.send(Push(bid("twice"), 16, body)))
+    push = policy.session.next_event()
+    assert isinstance(push, Push)
+    plan, wire = policy.pushed(push, settled=None)
+    assert plan.reply is Reply.IGNORED and wire == b""
+    assert "pushed while an offer of it arrives" in plan.reason
+    assert policy.is_arriving(bid("twice"))

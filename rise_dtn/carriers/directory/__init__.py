@@ -56,6 +56,7 @@ class DirectoryPlace:
             toss=hooks.toss,
             stream=hooks.stream if hooks.toss is not None else None,
             serving=Audience(names=(peer.name,)),
+            progress=hooks.progress,
         )
         return Exchanged(
             received=report.received,

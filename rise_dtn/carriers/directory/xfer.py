@@ -29,11 +29,12 @@ from rise_dtn.core.ack import MAX_ACK_BYTES, MAX_IDS, Ack
 from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import BundleError, NoSpaceError, StorageError
 from rise_dtn.core.identity import PUBLIC_KEY_BYTES, BundleId, NodeId
+from rise_dtn.core.progress import NO_PROGRESS, Progress
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.store import locks
-from rise_dtn.store.atomic import copy_file
+from rise_dtn.store.atomic import Moved, copy_file
 from rise_dtn.store.spool import parse_clear_file, read_clear
 from rise_dtn.store.transaction import Release, Verdict
 
@@ -72,6 +73,7 @@ def exchange(
     stream: Stream | None = None,
     serving: Audience = audience.UNNAMED,
     max_bundle_bytes: int | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> XferReport:
     """One full exchange with `directory`.
 
@@ -79,6 +81,7 @@ def exchange(
     are written, so that the acks for this exchange's bundles leave at once.
     `stream`, if given (with --toss), delivers a direct bundle for this node
     as it is read off the medium, with no copy in rx/ (_deliver_from_medium).
+    `progress` hears each bundle copied, in lanes "from NAME" and "to NAME".
     Bundles and acks are written only for the neighbours the medium serves
     (audience.py); bundles and acks for us are taken from any peer.
     """
@@ -91,7 +94,9 @@ def exchange(
     with DirectoryCarrier(directory) as carrier:
         carrier.remove_stale(sender=me)
         _take_acks(home, carrier, peers, report, now=now, say=say)
-        _take_bundles(home, carrier, peers, report, now=now, say=say, stream=stream)
+        _take_bundles(
+            home, carrier, peers, report, now=now, say=say, stream=stream, progress=progress
+        )
         if toss is not None:
             toss()
         _give_acks(home, carrier, served, report, now=now, say=say)
@@ -102,7 +107,16 @@ def exchange(
                 say(f"queued a fresh map for {name}")
         limit = medium.bundle_limit(directory, max_bundle_bytes)
         _give_all_bundles(
-            home, carrier, peers, served, report, move=move, now=now, say=say, limit=limit
+            home,
+            carrier,
+            peers,
+            served,
+            report,
+            move=move,
+            now=now,
+            say=say,
+            progress=progress,
+            limit=limit,
         )
         carrier.sync()
         report.rejected.extend(carrier.refusals)
@@ -126,6 +140,7 @@ def _give_all_bundles(
     move: bool,
     now: int,
     say: Say,
+    progress: Progress,
     limit: tuple[int, str] | None = None,
 ) -> None:
     """Bundles out, for each neighbour the medium serves (the others' stay in the spool)."""
@@ -137,7 +152,17 @@ def _give_all_bundles(
             continue
         try:
             with locks.held(home.spool.lock_path(f"tx-{neighbour}"), what=f"tx/{peer.name}"):
-                _give_bundles(home, carrier, peer, report, move=move, now=now, say=say, limit=limit)
+                _give_bundles(
+                    home,
+                    carrier,
+                    peer,
+                    report,
+                    move=move,
+                    now=now,
+                    say=say,
+                    progress=progress,
+                    limit=limit,
+                )
         except NoSpaceError:
             report.medium_full = True
             say(f"{carrier.root} is full: the rest stays in the spool for the next exchange")
@@ -196,8 +221,11 @@ def _take_bundles(
     now: int,
     say: Say,
     stream: Stream | None,
+    progress: Progress,
 ) -> None:
-    for found in carrier.bundles_for(home.identity.node_id):
+    listed = list(carrier.bundles_for(home.identity.node_id))
+    _plan_taking(listed, peers, progress)
+    for found in listed:
         peer = peers.get(found.sender)
         if peer is None:
             report.skipped.append(
@@ -212,10 +240,32 @@ def _take_bundles(
         except OSError as exc:
             report.rejected.append(f"{found.shown}: unreadable: {exc.strerror}")
             continue
-        with source:
+        size = os.fstat(source.fileno()).st_size
+        with source, progress.item(f"from {peer.name}", found.name, size) as moved:
             _take_one(
-                home, carrier, found, peer, report, source=source, now=now, say=say, stream=stream
+                home,
+                carrier,
+                found,
+                peer,
+                report,
+                source=source,
+                now=now,
+                say=say,
+                stream=stream,
+                moved=moved,
             )
+
+
+def _plan_taking(listed: list[Found], peers: dict[NodeId, Peer], progress: Progress) -> None:
+    """What the bars will show as ahead: the bundles on the medium from known peers."""
+    planned: dict[str, list[int]] = {}
+    for found in listed:
+        peer = peers.get(found.sender)
+        stat = found.folder.lstat(found.name) if peer is not None else None
+        if peer is not None and stat is not None:
+            planned.setdefault(f"from {peer.name}", []).append(stat.st_size)
+    for lane, sizes in planned.items():
+        progress.planned(lane, bundles=len(sizes), total_bytes=sum(sizes))
 
 
 def _take_one(
@@ -229,6 +279,7 @@ def _take_one(
     now: int,
     say: Say,
     stream: Stream | None,
+    moved: Moved,
 ) -> None:
     """Move one bundle from the medium (`source`, open) into rx/ (durably, then off the medium),
     or with `stream`, deliver it from there."""
@@ -241,7 +292,9 @@ def _take_one(
     except OSError as exc:
         report.rejected.append(f"{found.shown}: unreadable: {exc.strerror}")
         return
-    if stream is not None and _deliver_from_medium(home, clear, peer, source, stream, now=now):
+    if stream is not None and _deliver_from_medium(
+        home, clear, peer, source, stream, now=now, moved=moved
+    ):
         _taken(home, carrier, found, peer, report, clear=clear, size=size, say=say)
         return
 
@@ -249,7 +302,13 @@ def _take_one(
         # A copy (or a reflink), never a hard link: the medium's holder must
         # not be able to change our copy after toss has checked it.
         return copy_file(
-            source, size, target, tmp_dir=home.spool.tmp, what="receiving a bundle", hold=True
+            source,
+            size,
+            target,
+            tmp_dir=home.spool.tmp,
+            what="receiving a bundle",
+            hold=True,
+            progress=moved,
         )
 
     admission = home.bundles.admit(clear, size, peer.node_id, now=now, write=write)
@@ -280,7 +339,14 @@ def _take_one(
 
 
 def _deliver_from_medium(
-    home: Home, clear: ClearPart, peer: Peer, source: BinaryIO, stream: Stream, *, now: int
+    home: Home,
+    clear: ClearPart,
+    peer: Peer,
+    source: BinaryIO,
+    stream: Stream,
+    *,
+    now: int,
+    moved: Moved,
 ) -> bool:
     """Toss a bundle for this node as it is read off the medium (deliver it, or forward
     an onion packet); True if done.
@@ -302,7 +368,7 @@ def _deliver_from_medium(
         return False
     try:
         source.seek(clear.size)
-        return stream(clear, peer.node_id, _MediumSource(source))
+        return stream(clear, peer.node_id, _MediumSource(source, moved))
     except OSError:
         return False  # the usual way reads it again, and says what is wrong
     finally:
@@ -313,11 +379,13 @@ def _deliver_from_medium(
 class _MediumSource:
     """A bundle's sealed chunks, read from the medium in full (a short read is not its end)."""
 
-    def __init__(self, handle: BinaryIO) -> None:
+    def __init__(self, handle: BinaryIO, moved: Moved) -> None:
         self._handle = handle
+        self._moved = moved  # a progress bar's, per chunk
 
     def read(self, size: int, /) -> bytes:
         data = self._handle.read(size)
+        self._moved(len(data))
         if len(data) == size or not data:
             return data
         parts = [data]
@@ -328,6 +396,7 @@ class _MediumSource:
                 break
             parts.append(more)
             left -= len(more)
+            self._moved(len(more))
         return b"".join(parts)
 
     def finish(self) -> None:
@@ -460,6 +529,7 @@ def _give_bundles(
     move: bool,
     now: int,
     say: Say,
+    progress: Progress,
     limit: tuple[int, str] | None = None,
 ) -> None:
     me = home.identity.node_id
@@ -478,7 +548,9 @@ def _give_bundles(
             continue
         waiting.append((clear.header.priority, path, clear.bundle_id, size))
     waiting.sort(key=lambda item: item[0])  # stable: equal priorities stay oldest first
-    for _priority, path, bundle_id, size in waiting:
+    todo = []
+    for item in waiting:
+        _priority, _path, bundle_id, size = item
         if carrier.holds(peer.node_id, me, bundle_id, size):
             continue
         if limit is not None and size > limit[0]:
@@ -488,7 +560,14 @@ def _give_bundles(
                 "as parts: rise-send --part-size)"
             )
             continue
-        carrier.put_bundle(path, recipient=peer.node_id, sender=me, bundle_id=bundle_id)
+        todo.append(item)
+    lane = f"to {peer.name}"
+    progress.planned(lane, bundles=len(todo), total_bytes=sum(item[3] for item in todo))
+    for _priority, path, bundle_id, size in todo:
+        with progress.item(lane, str(bundle_id), size) as moved:
+            carrier.put_bundle(
+                path, recipient=peer.node_id, sender=me, bundle_id=bundle_id, progress=moved
+            )
         report.sent += 1
         report.sent_bytes += size
         if move:

@@ -42,13 +42,16 @@ from rise_dtn.core.live_policy import (
     Reply,
     stale_partials,
 )
+from rise_dtn.core.progress import NO_PROGRESS, Progress
 from rise_dtn.core.session import (
     MAX_DATA_BYTES,
+    MAX_PUSH_BYTES,
     Data,
     Event,
     Gone,
     NeedData,
     Offer,
+    Push,
     Request,
     Session,
     Stored,
@@ -74,6 +77,23 @@ class ByteWriter(Protocol):
     async def drain(self) -> None: ...
 
 
+async def _drain_replies(writer: ByteWriter) -> None:
+    """Let the receiver's replies out without waiting for the pump's DATA to leave.
+
+    drain() waits for the whole write buffer, and the pump keeps that full
+    of DATA while it sends: a receiver waiting there stops reading, and when
+    both ends send large bundles each waits for the other to read, for
+    ever. The replies (requests, confirmations) are small, so the receiver
+    waits only when they pile up (a peer that sends but never reads).
+    """
+    buffered = getattr(writer, "write_buffer_size", None)  # a link over a socket has it
+    if buffered is None or buffered() > REPLY_BUFFER_BYTES:
+        await writer.drain()
+
+
+# More than the pump alone ever leaves buffered (it drains at asyncio's high-water
+# mark, with at most one DATA frame over it).
+REPLY_BUFFER_BYTES = 4 << 20
 READ_BYTES = 1 << 18
 # fsync a partial copy every 16 MiB: a cut loses at most that much progress,
 # and a large file costs 64 fsyncs per GiB rather than one per frame.
@@ -93,6 +113,10 @@ STREAM_BYTES = 8 << 20
 Stream = Callable[[ClearPart, NodeId, Source], Coroutine[None, None, bool]]
 # Offers out at once, well under the 4,096 a receiver tracks (protocol.md 17.1).
 MAX_OFFERS_OUT = 1024
+# Bytes pushed (PUSH: offer and bytes at once) and not yet confirmed; past
+# this, small bundles are offered as large ones are. It bounds what a relay
+# with thousands of small bundles queues ahead of a new, more urgent one.
+MAX_PUSHED_BYTES = 64 * 1024
 Log = Callable[[str], None]
 
 
@@ -121,6 +145,10 @@ class RateLimit:
         self._tokens -= count
         if self._tokens < 0:
             await asyncio.sleep(-self._tokens / self.rate)
+
+    def charge(self, count: int) -> None:
+        """Bytes already sent without waiting (a push): the next `spend` waits for them."""
+        self._tokens -= count
 
 
 class _DiskThread:
@@ -251,21 +279,30 @@ class Link:
         toss: Toss | None = None,
         stream: Stream | None = None,
         log: Log | None = None,
+        progress: Progress = NO_PROGRESS,
     ) -> None:
         """`toss`, if given, tosses what arrived; what it queues for the peer goes out at once.
 
         `stream`, if given, delivers a large bundle for this node while it arrives.
         `log`, if given, hears each refused offer or bundle as it happens (a
         daemon's log); the report lists them too.
+        `progress` hears each DATA frame's bytes, in lanes "to NAME" and "from NAME".
         """
         self.idle_seconds = idle_seconds
         # Bytes of bundle per DATA frame. A receiver keeps a DATA frame only
         # once all of it arrived, so on a slow line (the serial carrier sets
         # a few seconds' worth) this is what a cut can cost.
         self.data_bytes = MAX_DATA_BYTES
+        # The peer takes PUSH (its handshake said so: secure.SecureChannel's
+        # peer_takes_push); the carrier sets it before `run`.
+        self.peer_takes_push = False
+        self._pushed: dict[BundleId, int] = {}  # pushed, not yet confirmed: their sizes
         self._toss = toss
         self._stream = stream
         self._log = log
+        self._progress = progress
+        self._lane_out, self._lane_in = f"to {peer.name}", f"from {peer.name}"
+        self._receiving: BundleId | None = None  # the bundle the in-lane shows
         self._started = (now, time.monotonic())
         rate = home.config.peer(peer.name).max_rate_bytes
         self._limit_in = RateLimit(rate) if rate is not None else None
@@ -352,6 +389,8 @@ class Link:
         the session's own outcome (a cut, a peer's error) is what the caller hears of."""
         for out in self._open_partials.values():
             out.end()  # streamed deliveries stop where the bytes stop
+        if self._receiving is not None:
+            self._progress.finished(self._lane_in, complete=False)
         receiver.cancel()
         await self._requests.put(None)
         # The receiver's error, if any, was raised by _converse already; the
@@ -482,8 +521,29 @@ class Link:
         found = self._offers()
         self._more_to_offer = len(found) > room
         for offer, path in found[: max(room, 0)]:
+            event = self._push_of(offer, path) or offer
             self._offered[offer.bundle_id] = path
-            self._send(writer, offer)
+            self._send(writer, event)
+
+    def _push_of(self, offer: Offer, path: Path) -> Push | None:
+        """The offer as a PUSH (its bytes with it, saving the round trip of REQUEST) when
+        the peer takes pushes and the bundle is small; None to offer it as usual."""
+        limit = min(MAX_PUSH_BYTES, self.data_bytes)
+        pushed = sum(self._pushed.values())
+        if not self.peer_takes_push or offer.size > limit or pushed + offer.size > MAX_PUSHED_BYTES:
+            return None
+        try:
+            payload = path.read_bytes()
+        except OSError:
+            return None  # gone meanwhile: the offer's REQUEST then draws GONE
+        if len(payload) != offer.size or not payload:
+            return None
+        self._pushed[offer.bundle_id] = offer.size
+        if self._limit_out is not None:
+            self._limit_out.charge(offer.size)
+        self.report.sent += 1
+        self.report.sent_bytes += offer.size
+        return Push(offer.bundle_id, offer.priority, payload)
 
     def _offers(self) -> list[tuple[Offer, Path]]:
         spool = self.home.spool
@@ -517,13 +577,16 @@ class Link:
             self._wake.set()
             if isinstance(event, Offer):
                 await self._on_offer(event, writer)
+            elif isinstance(event, Push):
+                await self._on_push(event, writer)
             elif isinstance(event, Request):
+                self._plan_sending(event)
                 await self._requests.put(event)
             elif isinstance(event, Stored):
                 self._on_stored(event)
             elif isinstance(event, Gone):
                 self._on_gone(event)
-        await writer.drain()
+        await _drain_replies(writer)
 
     async def _on_offer(self, offer: Offer, writer: ByteWriter) -> None:
         """Answer an offer as the policy says: resume, commit, settle at once, or ignore."""
@@ -564,6 +627,30 @@ class Link:
             raise storage_error(exc, "receiving a bundle") from None
         if plan.reply is Reply.COMMIT:
             await self._complete(bundle_id, writer)
+        elif offer.size > plan.offset:
+            self._progress.planned(self._lane_in, bundles=1, total_bytes=offer.size - plan.offset)
+
+    async def _on_push(self, push: Push, writer: ByteWriter) -> None:
+        """A bundle offered with all its bytes: judged by its id as an offer is, then taken
+        in as its one DATA frame (committed, then confirmed), or dropped and confirmed."""
+        bundle_id = push.bundle_id
+        held = self.home.bundles.judge_id(bundle_id, self.peer.node_id)
+        if held.taken and not self.policy.is_arriving(bundle_id):
+            self._check_room(bundle_id, len(push.payload))
+        plan, wire = self.policy.pushed(push, settled=None if held.taken else held.reason)
+        writer.write(wire)
+        if plan.reply is Reply.IGNORED:
+            self._note(plan.reason)
+            return
+        # A copy an earlier session left is replaced by the whole bundle, or
+        # not needed any more.
+        with contextlib.suppress(OSError):
+            partials.remove_partial(self._partial(bundle_id))
+        if plan.reply is Reply.SETTLED:
+            if held.verdict is Verdict.RECEIVED:
+                self._received_since_toss = self._toss is not None  # it may never have been
+            return
+        await self._on_data(Data(bundle_id, 0, push.payload), writer)
 
     def _partial(self, bundle_id: BundleId) -> Path:
         return self._partial_dir / f"{bundle_id}{partials.PARTIAL_SUFFIX}"
@@ -573,6 +660,7 @@ class Link:
 
     async def _on_data(self, data: Data, writer: ByteWriter) -> None:
         bundle_id = data.bundle_id
+        self._show_arriving(data)
         action, complete = self.policy.arrived(bundle_id, data.offset, len(data.payload))
         if action is Arrival.WRITE and data.offset == 0 and not complete:
             # (A bundle complete in one frame is judged once, at its commit.)
@@ -582,8 +670,29 @@ class Link:
         if action is Arrival.WRITE:
             await self._write(data, complete=complete)
         if complete:
+            self._receiving = None
+            self._progress.finished(self._lane_in)
             delivered = await self._stream_result(bundle_id)
             await self._complete(bundle_id, writer, delivered=delivered)
+
+    def _show_arriving(self, data: Data) -> None:
+        """Tell the in-lane of a DATA frame (the sender sends one bundle at a time)."""
+        if data.bundle_id != self._receiving:
+            if self._receiving is not None:
+                self._progress.finished(self._lane_in, complete=False)
+            self._receiving = data.bundle_id
+            size = self.policy.size_of(data.bundle_id)
+            self._progress.started(self._lane_in, str(data.bundle_id), size, done_bytes=data.offset)
+        self._progress.moved(self._lane_in, len(data.payload))
+
+    def _plan_sending(self, request: Request) -> None:
+        """The bytes a request asks of us, as the out-lane's work ahead."""
+        path = self._offered.get(request.bundle_id)
+        offer = self._headers.get(path) if path is not None else None
+        if offer is not None and offer.size > request.offset:
+            self._progress.planned(
+                self._lane_out, bundles=1, total_bytes=offer.size - request.offset
+            )
 
     def _judge_header(self, bundle_id: BundleId, head: bytes) -> None:
         """The admission rules on a bundle's header, as soon as it is in: an expired bundle
@@ -779,6 +888,7 @@ class Link:
     def _forget_offer(self, bundle_id: BundleId) -> Path | None:
         """The offer is settled (confirmed or withdrawn): make room for the next ones."""
         path = self._offered.pop(bundle_id, None)
+        self._pushed.pop(bundle_id, None)
         if path is not None:
             self._headers.pop(path, None)
             if self._more_to_offer:
@@ -807,7 +917,11 @@ class Link:
                 writer.write(self.session.send(Gone(request.bundle_id)))
                 await writer.drain()
                 continue
-            with handle:
+            size = os.fstat(handle.fileno()).st_size
+            shown = self._progress.item(
+                self._lane_out, str(request.bundle_id), size, done_bytes=request.offset
+            )
+            with handle, shown as moved:
                 handle.seek(request.offset)
                 offset = request.offset
                 while block := handle.read(self.data_bytes):
@@ -818,6 +932,7 @@ class Link:
                     )
                     offset += len(block)
                     await writer.drain()
+                    moved(len(block))
             if request.offset < offset:
                 self.report.sent += 1
                 self.report.sent_bytes += offset - request.offset

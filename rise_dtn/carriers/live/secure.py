@@ -11,7 +11,13 @@ import asyncio
 from collections.abc import Iterable
 
 from rise_dtn.core.errors import PeerError
-from rise_dtn.core.handshake import MAX_PLAINTEXT_BYTES, Cipher, Initiator, Responder
+from rise_dtn.core.handshake import (
+    FEATURE_PUSH,
+    MAX_PLAINTEXT_BYTES,
+    Cipher,
+    Initiator,
+    Responder,
+)
 from rise_dtn.core.identity import Identity
 
 HANDSHAKE_TIMEOUT_SECONDS = 30  # a slowloris gets no more than this before any bundle moves
@@ -35,11 +41,18 @@ class SecureChannel:
     """Reader and writer in one: `read`, `write`, `drain`, `close`, as Link expects."""
 
     def __init__(
-        self, cipher: Cipher, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        cipher: Cipher,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        peer_features: int = 0,
     ) -> None:
         self._cipher = cipher
         self._reader = reader
         self._writer = writer
+        # What the peer's handshake said it takes (handshake.FEATURES).
+        self.peer_takes_push = bool(peer_features & FEATURE_PUSH)
 
     async def read(self, _size: int = -1) -> bytes:
         """The next message's plaintext; b'' once the link is closed."""
@@ -77,6 +90,14 @@ class SecureChannel:
     async def drain(self) -> None:
         await self._writer.drain()
 
+    def write_buffer_size(self) -> int:
+        """Bytes written and not yet sent on (see link._drain_replies): a socket's, or what
+        the writer below says (a serial line's ARQ)."""
+        transport = getattr(self._writer, "transport", None)
+        if transport is not None:
+            return int(transport.get_write_buffer_size())
+        return int(self._writer.write_buffer_size())  # type: ignore[attr-defined]
+
     def close(self) -> None:
         self._writer.close()
 
@@ -94,7 +115,8 @@ async def call(
     reply = await asyncio.wait_for(_read_message(reader), HANDSHAKE_TIMEOUT_SECONDS)
     if not reply:
         raise PeerError("the node closed the link during the handshake (does it know us?)")
-    return SecureChannel(initiator.finish(reply), reader, writer)
+    cipher = initiator.finish(reply)
+    return SecureChannel(cipher, reader, writer, peer_features=initiator.peer_features)
 
 
 async def answer(
@@ -113,4 +135,4 @@ def accept(
 ) -> SecureChannel:
     reply, cipher = responder.accept()
     writer.write(_frame(reply))
-    return SecureChannel(cipher, reader, writer)
+    return SecureChannel(cipher, reader, writer, peer_features=responder.peer_features)

@@ -188,6 +188,7 @@ class ArqStream:
             bytes_per_second=spec.bytes_per_second,
             turnaround=spec.profile.turnaround,
             frame_overhead=port.framer.overhead,
+            half_duplex=spec.profile.half_duplex,
         )
         self.arq = arqmod.Arq(
             epoch,
@@ -196,6 +197,7 @@ class ArqStream:
             timing=timing,
             min_frame_bytes=port.framer.min_frame_bytes,
             give_up=spec.give_up_seconds,
+            draw=random.random,
         )
         self.port = port
         self.reader = asyncio.StreamReader()
@@ -227,6 +229,10 @@ class ArqStream:
         for part in cast("list[bytes]", parts):
             self.arq.write(bytes(part))
         self._wake.set()
+
+    def write_buffer_size(self) -> int:
+        """Bytes written and not yet acknowledged by the peer."""
+        return self.arq.buffered
 
     async def drain(self) -> None:
         high = self.arq.window * self.arq.payload_bytes * 2

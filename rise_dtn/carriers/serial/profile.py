@@ -54,9 +54,11 @@ KEYS |= {"kissport", "giveup"}
 # neighbour's long transmission; a cable's could be shortened with giveup=.
 DEFAULT_GIVE_UP_SECONDS = 120.0
 # Session DATA frames on a serial line (SerialSpec.data_bytes): each costs
-# about 40 bytes of session framing and 18 of Noise; 2 KiB keeps that under
-# 3% at 300 bit/s, 64 KiB is one Noise message at most.
-MIN_DATA_BYTES = 2048
+# about 31 bytes of session framing and 18 of Noise; 4 KiB keeps that near
+# 1% (2 KiB cost Direwolf at 1200 baud over 1% of its goodput), while a cut
+# at 1200 bit/s still costs under half a minute; 64 KiB is one Noise message
+# at most.
+MIN_DATA_BYTES = 4096
 MAX_DATA_BYTES = 65_000
 
 

@@ -17,15 +17,19 @@ import secrets
 import tempfile
 import typing
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from rise_dtn.core import parts
 from rise_dtn.core.errors import BundleError, UsageError
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
-from rise_dtn.node.send import routed, send
+from rise_dtn.node.send import send
+from rise_dtn.node.send.options import RouteOptions
 from rise_dtn.store.atomic import storage_error
+
+if TYPE_CHECKING:
+    from rise_dtn.node.send.routed import RoutedQueued
 
 
 class Window:
@@ -94,17 +98,19 @@ def queue_parts(
     part_bytes: int,
     now: int,
     progress: send.Progress = lambda _done: None,
-    route: routed.RouteOptions | None = None,
+    route: RouteOptions | None = None,
     rng: random.Random | None = None,
-) -> list[send.Queued | routed.RoutedQueued]:
+) -> list[send.Queued | RoutedQueued]:
     """Queue every part of the regular file `source`, direct or over relays, in order."""
     total = send.regular_size(source)
     assert total is not None  # the caller staged a pipe
-    queued: list[send.Queued | routed.RoutedQueued] = []
+    queued: list[send.Queued | RoutedQueued] = []
     headers = plan(total, part_bytes)
     for header, window in zip(headers, windows(source, headers), strict=True):
         reader = typing.cast("BinaryIO", window)
         if route is not None and rng is not None:
+            from rise_dtn.node.send import routed  # late: a direct send skips the onion code
+
             queued.append(
                 routed.queue_routed(
                     home,

@@ -40,9 +40,15 @@ def queue(sender: Home, to: str, payload: bytes, name: str) -> None:
 
 
 async def session(
-    alice: Home, bob: Home, *, cut_after: int | None = None, stream: Stream | None = None
+    alice: Home,
+    bob: Home,
+    *,
+    cut_after: int | None = None,
+    stream: Stream | None = None,
+    push: bool = False,
 ) -> tuple[LinkReport | None, LinkReport | None]:
-    """Run both ends over a socket pair; optionally a relay that cuts the link."""
+    """Run both ends over a socket pair; optionally a relay that cuts the link. `push`:
+    both ends take PUSH, as two current nodes' handshakes tell them (secure.py)."""
     a_sock, a_far = socket.socketpair()
     b_sock, b_far = socket.socketpair()
     a_reader, a_writer = await asyncio.open_connection(sock=a_sock)
@@ -68,6 +74,7 @@ async def session(
     now = int(time.time())
     left = Link(alice, alice.peers.find("bob"), now=now)
     right = Link(bob, bob.peers.find("alice"), now=now, stream=stream)
+    left.peer_takes_push = right.peer_takes_push = push
     relays = [
         asyncio.create_task(forward(far_a[0], far_b[1])),
         asyncio.create_task(forward(far_b[0], far_a[1])),
@@ -97,7 +104,8 @@ def delivered(home: Home) -> dict[str, bytes]:
     return {path.name: hashlib.sha256(path.read_bytes()).digest() for path in folder.iterdir()}
 
 
-def test_session_moves_everything_both_ways(tmp_path: Path) -> None:
+@pytest.mark.parametrize("push", [False, True])
+def test_session_moves_everything_both_ways(tmp_path: Path, push: bool) -> None:
     alice, bob = make_pair(tmp_path)
     payloads = {
         "big.bin": os.urandom(3 * (1 << 20) + 5),
@@ -107,7 +115,7 @@ def test_session_moves_everything_both_ways(tmp_path: Path) -> None:
     for name, payload in payloads.items():
         queue(alice, "bob", payload, name)
     queue(bob, "alice", b"reply", "reply.txt")
-    left, right = asyncio.run(session(alice, bob))
+    left, right = asyncio.run(session(alice, bob, push=push))
     assert left is not None and right is not None
     assert left.released == 3 and right.received == 3
     assert right.released == 1 and left.received == 1
@@ -115,25 +123,27 @@ def test_session_moves_everything_both_ways(tmp_path: Path) -> None:
     assert not list(alice.spool.tx.rglob("*.rsb"))
 
 
+@pytest.mark.parametrize("push", [False, True])
 @pytest.mark.parametrize("cut_after", [10, 5000, 1_500_000, 3_000_000])
 def test_cut_link_resumes_and_delivers_once(
-    tmp_path: Path, cut_after: int, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cut_after: int, push: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(link_module, "CHECKPOINT_BYTES", 256 * 1024)  # resume points in 3 MiB
     alice, bob = make_pair(tmp_path)
     payload = os.urandom(3 * (1 << 20) + 5)
     queue(alice, "bob", payload, "big.bin")
     queue(alice, "bob", b"second", "second.txt")
-    asyncio.run(session(alice, bob, cut_after=cut_after))
+    asyncio.run(session(alice, bob, cut_after=cut_after, push=push))
     partial_dir = bob.spool.tmp / "partial"
     partial = [path.stat().st_size for path in partial_dir.rglob("*.part")]
     durable = [int(path.read_text()) for path in partial_dir.rglob("*.part.ok")]
     if 300_000 < cut_after < len(payload):
         assert durable and 0 < max(durable) <= max(partial) < len(payload)  # a mid-bundle cut
-    left, right = asyncio.run(session(alice, bob))  # the next call resumes from there
+    left, right = asyncio.run(session(alice, bob, push=push))  # the next call resumes
     assert left is not None and right is not None
     bundles = sum(path.stat().st_size for path in bob.spool.rx.rglob("*.rsb"))
-    assert left.sent_bytes == bundles - sum(durable)  # only what was not durable is sent again
+    if not push:  # (with push, "second" may have been pushed and confirmed before the cut)
+        assert left.sent_bytes == bundles - sum(durable)  # only what was not durable again
     got = delivered(bob)
     assert got == {
         "big.bin": hashlib.sha256(payload).digest(),
@@ -193,7 +203,7 @@ def test_more_bundles_than_offers_out_all_go_in_one_session(
     payloads = {f"m{number}.txt": os.urandom(100 + number) for number in range(10)}
     for name, payload in payloads.items():
         queue(alice, "bob", payload, name)
-    left, right = asyncio.run(session(alice, bob))
+    left, right = asyncio.run(session(alice, bob, push=True))
     assert left is not None and right is not None
     assert left.released == right.received == 10
     assert delivered(bob) == {name: hashlib.sha256(p).digest() for name, p in payloads.items()}
@@ -309,3 +319,57 @@ def test_a_bundle_with_no_room_stays_with_its_sender_until_there_is_room(tmp_pat
     assert left is not None and right is not None and right.received == 1
     assert delivered(bob) == {"big.bin": hashlib.sha256(payload).digest()}
     assert not list(alice.spool.tx.rglob("*.rsb"))
+
+
+def test_small_bundles_are_pushed_and_a_duplicate_push_is_confirmed_not_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PUSH (protocol.md 17.5): a message goes with its offer, a large file is offered.
+    Pushed again after bob has it (alice crashed before she released it), it is judged by
+    its id: confirmed, so alice lets it go, and not delivered twice."""
+    alice, bob = make_pair(tmp_path)
+    queue(alice, "bob", b"a message", "note.txt")
+    queue(alice, "bob", os.urandom(10_000), "file.bin")
+    (note,) = [path for path in alice.spool.tx.rglob("*.rsb") if path.stat().st_size < 4096]
+    kept = note.read_bytes()
+    pushed: list[int] = []
+    original = link_module.Link._push_of
+
+    def watched(self: Link, offer: link_module.Offer, path: Path) -> link_module.Push | None:
+        push = original(self, offer, path)
+        if push is not None:
+            pushed.append(offer.size)
+        return push
+
+    monkeypatch.setattr(link_module.Link, "_push_of", watched)
+    left, right = asyncio.run(session(alice, bob, push=True))
+    assert left is not None and right is not None
+    assert pushed == [len(kept)]  # the message only: the file is over MAX_PUSH_BYTES
+    assert left.released == right.received == 2
+    first = delivered(bob)
+    assert set(first) == {"note.txt", "file.bin"}
+    note.write_bytes(kept)  # as if alice never heard STORED
+    left, right = asyncio.run(session(alice, bob, push=True))
+    assert left is not None and right is not None
+    assert pushed == [len(kept), len(kept)]
+    assert left.released == 1 and right.received == 0  # confirmed, not taken again
+    assert delivered(bob) == first
+    assert not list(alice.spool.tx.rglob("*.rsb"))
+
+
+def test_a_pushed_bundle_with_no_room_stays_with_its_sender(tmp_path: Path) -> None:
+    """A push that does not fit is neither kept nor confirmed, exactly like an offer."""
+    alice, bob = make_pair(tmp_path)
+    config = bob.path / "config.toml"
+    plain = config.read_text()
+    config.write_text(plain + "\n[peers.alice]\nreceive_max_bytes = 100\n")
+    queue(alice, "bob", b"a message", "note.txt")
+    with pytest.raises(NoSpaceError, match="no room"):
+        asyncio.run(session(alice, Home.open(bob.path), push=True))
+    assert list(alice.spool.tx.rglob("*.rsb"))
+    assert not list(bob.spool.rx.rglob("*.rsb"))
+    config.write_text(plain)
+    bob = Home.open(bob.path)
+    left, right = asyncio.run(session(alice, bob, push=True))
+    assert left is not None and right is not None and right.received == 1
+    assert delivered(bob) == {"note.txt": hashlib.sha256(b"a message").digest()}
