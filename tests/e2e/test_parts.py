@@ -372,3 +372,19 @@ def test_parts_over_two_relays_each_on_its_own_route(tmp_path: Path) -> None:
     assert net.incoming("b", "a") == {"routed.bin": digest(data)}
     status = net.status("a")
     assert all(status[bundle_id]["state"] == "delivered" for bundle_id in bundle_ids)
+
+
+def test_a_pipe_with_a_name_is_split_too(pair: tuple[Node, Node], tmp_path: Path) -> None:
+    alice, bob = pair
+    data = random.Random(9).randbytes(200 * 1024)
+    sent = alice.run("rise-send", "--name", "p.bin", "--part-size", "64K", "-", "bob", input=data)
+    assert len(sent.stdout.split()) == 4
+    small = alice.run("rise-send", "--name", "s.bin", "--part-size", "64K", "-", "bob", input=b"s")
+    assert len(small.stdout.split()) == 1
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    alice.run("rise-xfer", "-q", str(stick))
+    bob.run("rise-xfer", "-q", "--toss", str(stick))
+    assert (bob.incoming / "alice" / "p.bin").read_bytes() == data
+    assert (bob.incoming / "alice" / "s.bin").read_bytes() == b"s"
+    assert not list((alice.spool / "tmp").iterdir())  # the staging file had no name
