@@ -370,7 +370,7 @@ def sweep(home: Home, *, now: int) -> list[tuple[str, str]]:
                 lines.append(
                     (
                         folder.name,
-                        f"gave up {state['name']} from {state['sender']}: {have} of "
+                        f"{state['name']} from {state['sender']}: {have} of "
                         f"{state['count']} parts came before they expired",
                     )
                 )
