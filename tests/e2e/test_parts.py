@@ -388,3 +388,27 @@ def test_a_pipe_with_a_name_is_split_too(pair: tuple[Node, Node], tmp_path: Path
     assert (bob.incoming / "alice" / "p.bin").read_bytes() == data
     assert (bob.incoming / "alice" / "s.bin").read_bytes() == b"s"
     assert not list((alice.spool / "tmp").iterdir())  # the staging file had no name
+
+
+@pytest.mark.slow
+def test_parts_tossed_by_parallel_workers(pair: tuple[Node, Node], tmp_path: Path) -> None:
+    """1,100 parts: enough for rise-toss to share them among worker processes, which then
+    store parts of one file at once (each part under the reassembly's lock for its state)."""
+    from rise_dtn.node.toss import parallel
+
+    count = 1100
+    assert count >= parallel.MIN_PARALLEL_JOBS
+    if parallel.workers_for(count) < 2:
+        pytest.skip("a single core: rise-toss would not use workers here")
+    alice, bob = pair
+    data = make_file(tmp_path / "many.bin", count * 65536 - 1000, 10)
+    sent = alice.run("rise-send", "-q", "--part-size", "64K", str(tmp_path / "many.bin"), "bob")
+    assert len(sent.stdout.split()) == count
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    alice.run("rise-xfer", "-q", str(stick))
+    bob.run("rise-xfer", "-q", str(stick))
+    bob.run("rise-toss", "-q")
+    assert delivered(bob) == [bob.incoming / "alice" / "many.bin"]
+    assert (bob.incoming / "alice" / "many.bin").read_bytes() == data
+    assert not list((bob.spool / "rx").rglob("*.rsb"))
