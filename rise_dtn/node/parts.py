@@ -313,8 +313,11 @@ def _copy_across(data: Path, target: Path) -> bool:
     """incoming/ on another filesystem: copy (in the kernel) then link into place."""
     try:
         staged = AtomicFile(target, mode=0o600)
+    except OSError as exc:
+        raise storage_error(exc, "delivering a reassembled file") from None
+    try:
         with open(data, "rb") as source:
-            copy_into(source, staged, source.seek(0, os.SEEK_END) or 0)
+            copy_into(source, staged, os.fstat(source.fileno()).st_size)
         staged.commit(replace=False)
     except FileExistsError:
         staged.abort()

@@ -412,3 +412,21 @@ def test_parts_tossed_by_parallel_workers(pair: tuple[Node, Node], tmp_path: Pat
     assert delivered(bob) == [bob.incoming / "alice" / "many.bin"]
     assert (bob.incoming / "alice" / "many.bin").read_bytes() == data
     assert not list((bob.spool / "rx").rglob("*.rsb"))
+
+
+def test_incoming_on_another_filesystem(pair: tuple[Node, Node], tmp_path: Path) -> None:
+    """[toss] incoming on a tmpfs: the reassembled file is copied across, then linked."""
+    alice, bob = pair
+    with mounted_tmpfs(tmp_path / "elsewhere", size="20m") as elsewhere:
+        config = bob.home / "config.toml"
+        config.write_text(
+            config.read_text().replace("[toss]\n", f'[toss]\nincoming = "{elsewhere}"\n')
+        )
+        data = make_file(tmp_path / "f.bin", 300 * 1024, 11)
+        alice.run("rise-send", "-q", "--part-size", "64K", str(tmp_path / "f.bin"), "bob")
+        stick = tmp_path / "stick"
+        stick.mkdir()
+        alice.run("rise-xfer", "-q", str(stick))
+        bob.run("rise-xfer", "-q", "--toss", str(stick))
+        assert sorted(path.name for path in (elsewhere / "alice").iterdir()) == ["f.bin"]
+        assert (elsewhere / "alice" / "f.bin").read_bytes() == data
