@@ -42,6 +42,7 @@ from rise_dtn.store.atomic import (
     AtomicFile,
     copy_into,
     fsync_dir,
+    remove_stale_tmp,
     start_writeback,
     storage_error,
     write_atomic,
@@ -271,6 +272,7 @@ def _complete_if_ready(
     journal = folder / "target"
     incoming = home.incoming_dir(opened.peer.name)
     incoming.mkdir(mode=0o700, parents=True, exist_ok=True)
+    remove_stale_tmp(incoming)  # a copy across filesystems that a crash cut short
     target = Path(journal.read_text()) if journal.exists() else None
     if target is None or not os.path.lexists(target):
         target = _link_free_name(folder, journal, incoming / _read_state_name(folder))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -266,7 +267,9 @@ def _toss_in_child(bob_home: Path, at: int) -> bool:
 
 
 @pytest.mark.slow
-def test_kill_toss_before_every_write_step(tmp_path: Path) -> None:
+@pytest.mark.parametrize("incoming", ["beside", "across"])
+def test_kill_toss_before_every_write_step(tmp_path: Path, incoming: str) -> None:
+    """`across`: [toss] incoming on a tmpfs, so the file is copied over, not linked."""
     from tests.conftest import befriend, make_node
 
     data = random.Random(5).randbytes(200 * 1024)  # four parts of 64 KiB and one of 8
@@ -275,21 +278,33 @@ def test_kill_toss_before_every_write_step(tmp_path: Path) -> None:
     pair = (make_node(template, "alice"), make_node(template, "bob"))
     befriend(*pair)
     _parts_in_rx(template, pair, data)
-    for at in range(1, 400):
-        base = tmp_path / f"at{at}"
-        shutil.copytree(template, base, symlinks=True)
-        bob = Node("bob", base / "bob", pair[1].node_id)
-        crashed = _toss_in_child(bob.home, at)
-        bob.run("rise-toss", "-q")
-        bob.run("rise-toss", "-q")  # nothing left to do, nothing delivered again
-        assert delivered(bob) == [bob.incoming / "alice" / "f.bin"], at
-        assert (bob.incoming / "alice" / "f.bin").read_bytes() == data, at
-        assert not list((bob.spool / "rx").rglob("*.rsb")), at
-        bob.run("rise-check")
-        shutil.rmtree(base)
-        if not crashed:
-            assert at > 10
-            return
+    with contextlib.ExitStack() as stack:
+        other = None
+        if incoming == "across":
+            other = stack.enter_context(mounted_tmpfs(tmp_path / "other", size="64m"))
+        for at in range(1, 400):
+            base = tmp_path / f"at{at}"
+            shutil.copytree(template, base, symlinks=True)
+            bob = Node("bob", base / "bob", pair[1].node_id)
+            folder = bob.incoming
+            if other is not None:
+                folder = other / f"at{at}"
+                config = bob.home / "config.toml"
+                text = config.read_text().replace("[toss]\n", f'[toss]\nincoming = "{folder}"\n')
+                config.write_text(text)
+            crashed = _toss_in_child(bob.home, at)
+            bob.run("rise-toss", "-q")
+            bob.run("rise-toss", "-q")  # nothing left to do, nothing delivered again
+            assert sorted(path.name for path in (folder / "alice").iterdir()) == ["f.bin"], at
+            assert (folder / "alice" / "f.bin").read_bytes() == data, at
+            assert not list((bob.spool / "rx").rglob("*.rsb")), at
+            bob.run("rise-check")
+            shutil.rmtree(base)
+            if other is not None:
+                shutil.rmtree(folder)
+            if not crashed:
+                assert at > 10
+                return
     raise AssertionError("the toss never finished")
 
 
