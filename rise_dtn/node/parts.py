@@ -353,10 +353,11 @@ def _finish_part(home: Home, opened: deliver.Opened, *, now: int) -> None:
     home.bundles.handled(opened.job.path)
 
 
-def sweep(home: Home, *, now: int) -> list[tuple[str, str]]:
-    """Remove reassemblies whose every part has expired; one line for each incomplete one.
+def sweep(home: Home, *, now: int) -> list[tuple[str, str, str]]:
+    """Remove reassemblies whose every part has expired: (folder, reason, action) for each
+    incomplete one given up, and for each whose state cannot be read (left alone).
 
-    A part expires with its bundle (section 25.4): once the latest expiry
+    A part expires with its bundle (section 25.5): once the latest expiry
     of the parts seen has passed, no missing part can still arrive.
     """
     root = home.spool.root / PARTS_DIR
@@ -367,7 +368,11 @@ def sweep(home: Home, *, now: int) -> list[tuple[str, str]]:
         with locks.claimed(home.spool.lock_path(f"parts-{folder.name}")) as ours:
             if not ours:
                 continue
-            state = _read_state(folder / "state")
+            try:
+                state = _read_state(folder / "state")
+            except StorageError as exc:  # not ours to guess at: say so, every toss
+                lines.append((folder.name, exc.message, "left alone"))
+                continue
             if state is not None and state["expiry"] > now:
                 continue
             if state is not None and not (folder / "delivered").exists():
@@ -377,20 +382,28 @@ def sweep(home: Home, *, now: int) -> list[tuple[str, str]]:
                         folder.name,
                         f"{state['name']} from {state['sender']}: {have} of "
                         f"{state['count']} parts came before they expired",
+                        "given up",
                     )
                 )
             shutil.rmtree(folder, ignore_errors=True)
     return lines
 
 
+STATE_KEYS = {"name": str, "sender": str, "count": int, "total_bytes": int, "part_bytes": int}
+
+
 def _read_state(path: Path) -> dict[str, Any] | None:
+    """The reassembly's state (written whole by write_atomic), or None before it exists."""
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
         raise StorageError(f"{path}: unreadable reassembly state ({exc})") from None
-    if not isinstance(state, dict):
+    expected = STATE_KEYS | {"expiry": int}
+    if not isinstance(state, dict) or any(
+        not isinstance(state.get(key), kind) for key, kind in expected.items()
+    ):
         raise StorageError(f"{path}: unreadable reassembly state")
     return state
 

@@ -445,3 +445,17 @@ def test_incoming_on_another_filesystem(pair: tuple[Node, Node], tmp_path: Path)
         bob.run("rise-xfer", "-q", "--toss", str(stick))
         assert sorted(path.name for path in (elsewhere / "alice").iterdir()) == ["f.bin"]
         assert (elsewhere / "alice" / "f.bin").read_bytes() == data
+
+
+def test_an_unreadable_reassembly_state_is_named_and_left_alone(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    _alice, bob = pair
+    folder = bob.spool / "parts" / "someone-0123"
+    folder.mkdir(parents=True)
+    (folder / "state").write_text('{"name": "x"}')
+    result = bob.run("rise-toss")
+    assert b"someone-0123: left alone: " in result.stderr
+    assert b"unreadable reassembly state" in result.stderr
+    assert b"Traceback" not in result.stderr
+    assert (folder / "state").exists()

@@ -70,8 +70,8 @@ def toss(
     if home.spool.root.joinpath("parts").is_dir():
         from rise_dtn.node import parts  # late: only a node with split files pays for it
 
-        for folder, line in parts.sweep(home, now=now):
-            emit(Rejected(folder, line, "given up"))
+        for folder, reason, action in parts.sweep(home, now=now):
+            emit(Rejected(folder, reason, action))
 
     jobs = list(_jobs(home))
     sizes = _plan(jobs, progress)
