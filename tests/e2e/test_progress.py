@@ -17,6 +17,8 @@ import termios
 from pathlib import Path
 
 from tests.conftest import BIN, Node, command_env
+from tests.e2e.test_mailbox_e2e import share
+from tests.mailserver import Dovecot
 
 SIZE = 3 << 20  # over cli/bars.py's MIN_BAR_BYTES: bars at once, whatever the speed
 
@@ -152,3 +154,16 @@ def test_rise_bundle_draws_both_ways(pair: tuple[Node, Node], tmp_path: Path) ->
     assert status == 0, drawn
     assert "reading: 100%|" in drawn and "tossing: 100%|" in drawn
     assert (bob.incoming / "alice" / "tape.bin").stat().st_size == SIZE
+
+
+def test_rise_imap_draws_the_bundles_it_mails(
+    dovecot: Dovecot, pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    alice, _bob = pair
+    share(dovecot, pair)
+    password = {"RISE_TEST_MAIL_PASSWORD": dovecot.users["alice"].password}
+    alice.run("rise-send", str(payload(tmp_path / "mailed.bin")), "bob")
+    status, drawn, _out = on_pty(alice, "rise-imap", extra_env=password)
+    assert status == 0, drawn
+    assert "to bob: 100%|" in drawn and "3.0 MiB / 3.0 MiB" in drawn
+    assert "bob: received 0 (0 B), sent 1 (3.0 MiB)" in drawn

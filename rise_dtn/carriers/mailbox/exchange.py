@@ -81,7 +81,12 @@ def exchange(home: Home, peer: Peer, settings: Settings, *, now: int, hooks: Hoo
                     hooks.say(f"queued a fresh map for {name}")
             outbox = Outbox(mailbox)
             try:
-                pusher = Pusher(keys=keys_out, outbox=outbox, **common)  # type: ignore[arg-type]
+                pusher = Pusher(
+                    keys=keys_out,
+                    outbox=outbox,
+                    progress=hooks.progress,
+                    **common,  # type: ignore[arg-type]
+                )
                 pusher.tidy(mine, pushed)
                 pusher.give_acks(pushed)
                 if not pushed.full:
