@@ -144,6 +144,14 @@ def setup_logging(prog: str, *, verbose: int, quiet: bool, log_file: Path | None
     _log = logger
 
 
+def talk_plainly() -> None:
+    """Undo setup_logging: a warm worker's child (forked from rise-daemon) is the caller's
+    rise-send, and talks to the caller's terminal as one run there would, progress bar
+    included, not in the daemon's log format."""
+    global _log  # noqa: PLW0603 - the switch setup_logging sets
+    _log = None
+
+
 def detail(line: str) -> None:
     """A line per bundle, shown with -v (in a daemon) and never otherwise."""
     if _log is not None:
