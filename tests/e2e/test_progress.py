@@ -163,10 +163,10 @@ def test_rise_bundle_draws_both_ways(pair: tuple[Node, Node], tmp_path: Path) ->
     assert (bob.incoming / "alice" / "tape.bin").stat().st_size == SIZE
 
 
-def test_rise_imap_draws_the_bundles_it_mails(
+def test_rise_imap_draws_the_bundles_it_mails_and_the_mails_it_takes(
     dovecot: Dovecot, pair: tuple[Node, Node], tmp_path: Path
 ) -> None:
-    alice, _bob = pair
+    alice, bob = pair
     share(dovecot, pair)
     password = {"RISE_TEST_MAIL_PASSWORD": dovecot.users["alice"].password}
     alice.run("rise-send", str(payload(tmp_path / "mailed.bin")), "bob")
@@ -174,6 +174,12 @@ def test_rise_imap_draws_the_bundles_it_mails(
     assert status == 0, drawn
     assert "to bob: 100%|" in drawn and "3.0 MiB / 3.0 MiB" in drawn
     assert "bob: received 0 (0 B), sent 1 (3.0 MiB)" in drawn
+    # The taking side counts the mail's own bytes (base64: a third more than the bundle).
+    status, drawn, _out = on_pty(bob, "rise-imap", "--toss", extra_env=password)
+    assert status == 0, drawn
+    assert "from alice: 100%|" in drawn
+    assert "alice: received 1 (3.0 MiB)" in drawn
+    assert (bob.incoming / "alice" / "mailed.bin").stat().st_size == SIZE
 
 
 def test_a_send_through_the_daemons_warm_worker_draws_on_the_callers_terminal(
