@@ -96,7 +96,7 @@ def send_cmd(
     options = send.SendOptions(
         name=name,
         nice=check_nice(nice) if nice is not None else None,
-        lifetime_seconds=parse_duration(lifetime) if lifetime else None,
+        lifetime_seconds=_lifetime(lifetime) if lifetime else None,
     )
     route = RouteOptions(hops=hops, copies=copies, via=tuple(_names(via)) if via else (), wait=wait)
     handle = send.open_source(source)
@@ -129,6 +129,14 @@ def send_cmd(
             f"queued {what} for {peer.name}: {human_bytes(queued.payload_bytes)} "
             f"in a {human_bytes(queued.bundle_bytes)} bundle"
         )
+
+
+def _lifetime(text: str) -> int:
+    """--lifetime in seconds; its error names the option, as a config error names the key."""
+    try:
+        return parse_duration(text)
+    except UsageError as exc:
+        raise UsageError(f"--lifetime: {exc.message}") from None
 
 
 def _names(text: str) -> list[str]:
