@@ -156,13 +156,23 @@ class Bars(Progress):
             _tqdm().write(line, file=self._stream)
 
     def close(self) -> None:
-        """Leave each lane's overall line as it ended; bundle bars go."""
+        """Leave each lane's overall line as it ended; bundle bars go.
+
+        The bars are cleared and their last states written again as plain
+        lines: tqdm leaving several bars closed out of order (a live link's two
+        directions) left the tail of an older line beside the summary.
+        """
         with self._lock:
             for state in self._lanes.values():
                 self._close_item(state)
-                if state.overall is not None:
-                    state.overall.close()
-                    state.overall = None
+            drawn = [state for state in self._lanes.values() if state.overall is not None]
+            finals = [str(state.overall) for state in drawn]
+            for state in drawn:
+                state.overall.leave = False
+                state.overall.close()
+                state.overall = None
+            for line in finals:
+                print(line, file=self._stream, flush=True)
 
     def _lane(self, lane: str) -> _Lane:
         state = self._lanes.get(lane)

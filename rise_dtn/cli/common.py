@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import signal
@@ -143,6 +144,14 @@ def setup_logging(prog: str, *, verbose: int, quiet: bool, log_file: Path | None
     _log = logger
 
 
+def talk_plainly() -> None:
+    """Undo setup_logging: a warm worker's child (forked from rise-daemon) is the caller's
+    rise-send, and talks to the caller's terminal as one run there would, progress bar
+    included, not in the daemon's log format."""
+    global _log  # noqa: PLW0603 - the switch setup_logging sets
+    _log = None
+
+
 def detail(line: str) -> None:
     """A line per bundle, shown with -v (in a daemon) and never otherwise."""
     if _log is not None:
@@ -190,6 +199,20 @@ def stream_progress(
     """A per-block callback (what rise-send's sealing takes) that tells `progress`."""
     progress.started(lane, name, total or 0)
     return functools.partial(progress.moved, lane)
+
+
+def json_word(text: str) -> str:
+    """A state as --json gives it: one word, as a script compares it (in transit ->
+    in_transit); people read the words (rise(7), UNITS AND JSON)."""
+    return text.replace(" ", "_")
+
+
+def json_row(row: Any) -> dict[str, Any]:
+    """A listing's row (a dataclass) for --json, its state in one word."""
+    shown: dict[str, Any] = dataclasses.asdict(row)
+    if isinstance(shown.get("state"), str):
+        shown["state"] = json_word(shown["state"])
+    return shown
 
 
 def stop_on_sigterm(stop: Callable[[], None]) -> None:

@@ -17,6 +17,7 @@ from rise_dtn.cli.common import (
     log_options,
     now,
     open_home,
+    progress_bars,
     quiet_option,
     say,
     setup_logging,
@@ -115,7 +116,11 @@ def imap_cmd(
     failed = [0]  # the first failure's exit status
 
     def run_passes() -> None:
-        for report in targets.run(home, chosen, now=now, toss=toss, say=say if verbose else None):
+        with progress_bars(quiet=quiet) as bars:  # none under --watch: it logs
+            reports = targets.run(
+                home, chosen, now=now, toss=toss, say=say if verbose else None, progress=bars
+            )
+        for report in reports:
             if report.error is not None:
                 failed[0] = failed[0] or report.exit_code
                 warn("rise-imap", f"{report.peer}: {report.error}")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 from pathlib import Path
 
 import click
 
-from rise_dtn.cli.common import ago, home_option, now, open_home, quiet_option, say
+from rise_dtn.cli.common import ago, home_option, json_row, now, open_home, quiet_option, say
 from rise_dtn.core.errors import UsageError
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node import queue
@@ -50,13 +49,13 @@ def queue_cmd(
     home = open_home(home_path)
     found = queue.rows(home, neighbour=neighbour)
     if as_json:
-        click.echo(json.dumps([dataclasses.asdict(row) for row in found], indent=2))
+        click.echo(json.dumps([json_row(row) for row in found], indent=2))
         return
     current = now()
     for row in found:
         click.echo(
             f"{row.bundle_id}  {row.state:<9}  {_direction(row)} {row.neighbour:<16} "
-            f"{human_bytes(row.size):>10}  nice {row.priority:<3}  "
+            f"{human_bytes(row.bundle_bytes):>10}  nice {row.priority:<3}  "
             f"{ago(row.queued_at, now_seconds=current):>8}  expires {_when(row.expiry)}"
         )
 
@@ -71,14 +70,14 @@ def show_cmd(context: click.Context, bundle: str, as_json: bool, home_path: Path
     home = open_home(home_path or context.obj)
     row = queue.find(home, bundle)
     if as_json:
-        click.echo(json.dumps(dataclasses.asdict(row), indent=2))
+        click.echo(json.dumps(json_row(row), indent=2))
         return
     current = now()
     for label, value in (
         ("id", row.bundle_id),
         ("state", row.state),
         ("to" if row.state != "received" else "from", f"{row.neighbour} ({row.neighbour_id})"),
-        ("size", f"{human_bytes(row.size)} ({row.size} bytes)"),
+        ("size", f"{human_bytes(row.bundle_bytes)} ({row.bundle_bytes} bytes)"),
         ("priority", str(row.priority)),
         ("queued", ago(row.queued_at, now_seconds=current)),
         ("expires", _when(row.expiry)),

@@ -28,8 +28,10 @@ def rise_send() -> None:
 
 def run_in_worker(argv: list[str]) -> int:
     """One rise-send with these arguments, in a warm worker's child (node/warm.py)."""
+    from rise_dtn.cli.common import talk_plainly
     from rise_dtn.cli.main import _dispatch, load_command
 
+    talk_plainly()
     sys.argv = ["rise-send", *argv]
     return _dispatch(load_command("send"), "rise-send")
 

@@ -112,7 +112,7 @@ def send_cmd(
     options = send.SendOptions(
         name=name,
         nice=check_nice(nice) if nice is not None else None,
-        lifetime_seconds=parse_duration(lifetime) if lifetime else None,
+        lifetime_seconds=_lifetime(lifetime) if lifetime else None,
     )
     route = RouteOptions(hops=hops, copies=copies, via=tuple(_names(via)) if via else (), wait=wait)
     part_bytes = _part_bytes(part_size, home)
@@ -163,7 +163,10 @@ def _report_direct(queued: send.Queued, peer_name: str, name: str | None, *, qui
 def _part_bytes(part_size: str | None, home: Home) -> int | None:
     if part_size is None:
         return home.config.part_bytes
-    size = parse_size(part_size)
+    try:
+        size = parse_size(part_size)
+    except UsageError as exc:
+        raise UsageError(f"--part-size: {exc.message}") from None
     if size < MIN_PART_BYTES:
         raise UsageError(f"--part-size must be at least {human_bytes(MIN_PART_BYTES)}")
     return size
@@ -230,6 +233,14 @@ def _send_parts(
             f"queued file for {peer.name}: {human_bytes(total)} in {len(queued)} parts "
             f"of at most {human_bytes(part_bytes)}"
         )
+
+
+def _lifetime(text: str) -> int:
+    """--lifetime in seconds; its error names the option, as a config error names the key."""
+    try:
+        return parse_duration(text)
+    except UsageError as exc:
+        raise UsageError(f"--lifetime: {exc.message}") from None
 
 
 def _names(text: str) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from rise_dtn.cli.common import ago, home_option, now, open_home
+from rise_dtn.cli.common import ago, home_option, json_word, now, open_home
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.status import SENT_STATES, status
 
@@ -27,7 +27,10 @@ def stat_cmd(as_json: bool, home_path: Path | None) -> None:
     current = now()
     result = status(home, now=current)
     if as_json:
-        click.echo(json.dumps(dataclasses.asdict(result), indent=2))
+        shown = dataclasses.asdict(result)
+        # Every state, zeros included, each a key a script can write bare (in_transit).
+        shown["sent"] = {json_word(state): result.sent.get(state, 0) for state in SENT_STATES[1:]}
+        click.echo(json.dumps(shown, indent=2))
         return
     click.echo(f"node {result.node} ({result.node_id})")
     header = f"{'neighbour':<16} {'waiting':>7} {'bytes':>10} {'oldest':>10} {'in flight':>9} "

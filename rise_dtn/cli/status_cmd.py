@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import click
 
-from rise_dtn.cli.common import ago, home_option, now, open_home
+from rise_dtn.cli.common import ago, home_option, json_row, now, open_home
 from rise_dtn.core.errors import UsageError
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.status import sent_status
@@ -40,12 +39,12 @@ def status_cmd(bundle: str | None, as_json: bool, home_path: Path | None) -> Non
     if bundle and not rows:
         raise UsageError(f"no bundle {bundle} was sent from this node (a file or message)")
     if as_json:
-        click.echo(json.dumps([dataclasses.asdict(row) for row in rows], indent=2))
+        click.echo(json.dumps([json_row(row) for row in rows], indent=2))
         return
     for row in rows:
         routes = "; ".join(" -> ".join(route) for route in row.routes if route)
         way = f"via {routes}" if routes else ("direct" if row.routes else "-")
-        when = ago(row.delivered_at or row.created or None, now_seconds=current)
+        when = ago(row.delivered_at or row.created_at, now_seconds=current)
         cancels = f"  ({row.cancels} cancels sent)" if row.cancels else ""
         click.echo(
             f"{row.bundle_id}  {row.state:<10}  to {row.recipient}  "

@@ -30,7 +30,7 @@ class QueueRow:
     state: str  # one of STATES
     neighbour: str  # the peer's name (the recipient's, for a held bundle)
     neighbour_id: str
-    size: int
+    bundle_bytes: int  # the bundle's own size (a relay cannot know a packet's payload)
     priority: int
     expiry: int
     queued_at: int | None  # None: not known (a held bundle)
@@ -61,7 +61,7 @@ def rows(home: Home, *, neighbour: str | None = None) -> list[QueueRow]:
             "held",
             names.get(held.recipient, held.recipient[:8]),
             held.recipient,
-            held.size,
+            _held_bytes(home, held.bundle_id),
             held.priority,
             held.expiry,
             None,
@@ -118,3 +118,12 @@ def cancel(home: Home, row: QueueRow, *, now: int) -> str:
             f"({row.copies} time(s)) may still reach {row.neighbour}"
         )
     return "cancelled"
+
+
+def _held_bytes(home: Home, bundle_id: str) -> int:
+    """The sealed bundle's size in held/ (as send.routed.held_path names it), as for every
+    other row; 0 if it is gone meanwhile."""
+    try:
+        return (home.spool.root / "held" / f"{bundle_id}.bundle").stat().st_size
+    except OSError:
+        return 0

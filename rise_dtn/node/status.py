@@ -40,9 +40,9 @@ class SentStatus:
     bundle_id: str
     recipient: str  # local name
     state: str  # see SENT_STATES
-    created: int
+    created_at: int | None  # None: not known (a bundle held for a route)
     expiry: int
-    size: int
+    size: int  # payload bytes, as in rise inbox
     delivered_at: int | None
     routes: list[list[str]]  # relay names, one list per copy
     cancels: int = 0  # cancel packets sent for the other copies after delivery
@@ -109,7 +109,9 @@ def sent_status(home: Home, *, now: int, bundle_id: str | None = None) -> list[S
         if bundle_id in (None, held.bundle_id):
             recipient = names.get(NodeId.parse(held.recipient), held.recipient)
             found.append(
-                SentStatus(held.bundle_id, recipient, "held", 0, held.expiry, held.size, None, [])
+                SentStatus(
+                    held.bundle_id, recipient, "held", None, held.expiry, held.size, None, []
+                )
             )
     return found
 

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Protocol
 from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import BundleError, StorageError, UsageError
 from rise_dtn.core.identity import BundleId, NodeId
+from rise_dtn.core.units import human_bytes
 from rise_dtn.store import plain_index
 from rise_dtn.store.atomic import fsync_dir, storage_error
 from rise_dtn.store.rows import EntryRow, SentRow
@@ -171,8 +172,9 @@ class BundleTransaction:
             if held + size > quota:
                 return Admission(
                     Verdict.NO_ROOM,
-                    f"no room: over the receive quota ({held} bytes waiting for rise-toss, "
-                    f"{size} more, receive_max_bytes {quota})",
+                    f"no room: over the receive quota ({human_bytes(held)} waiting for "
+                    f"rise-toss, {human_bytes(size)} more, receive_max_bytes "
+                    f"{human_bytes(quota)})",
                 )
         try:
             stat = os.statvfs(self._spool.root)
@@ -182,8 +184,8 @@ class BundleTransaction:
         if free - size < self._room.min_free_bytes:
             return Admission(
                 Verdict.NO_ROOM,
-                f"no room: {free} bytes free, {size} needed, "
-                f"min_free keeps {self._room.min_free_bytes}",
+                f"no room: {human_bytes(free)} free, {human_bytes(size)} needed, "
+                f"min_free keeps {human_bytes(self._room.min_free_bytes)}",
             )
         return None
 

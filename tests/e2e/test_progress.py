@@ -17,12 +17,19 @@ import termios
 from pathlib import Path
 
 from tests.conftest import BIN, Node, command_env
+from tests.e2e.test_mailbox_e2e import share
+from tests.e2e.test_send_worker import nodes, short_base, start_daemon, stop  # noqa: F401
+from tests.mailserver import Dovecot
 
 SIZE = 3 << 20  # over cli/bars.py's MIN_BAR_BYTES: bars at once, whatever the speed
 
 
 def on_pty(
-    node: Node, *args: str, extra_env: dict[str, str] | None = None, python: bool = False
+    node: Node,
+    *args: str,
+    extra_env: dict[str, str] | None = None,
+    python: bool = False,
+    worker: bool = False,
 ) -> tuple[int, str, bytes]:
     """Run an installed command with stderr on a pty: (exit status, the pty's text, stdout)."""
     master, slave = os.openpty()
@@ -30,7 +37,9 @@ def on_pty(
     command = [str(BIN / args[0]), *args[1:]]
     if python:
         command = [str(BIN / "python"), "-X", "importtime", *command]
-    env = command_env(node.home, TERM="xterm", RISE_NO_DAEMON="1", **(extra_env or {}))
+    env = command_env(node.home, TERM="xterm", **(extra_env or {}))
+    if not worker:
+        env["RISE_NO_DAEMON"] = "1"
     process = subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env
     )
@@ -152,3 +161,41 @@ def test_rise_bundle_draws_both_ways(pair: tuple[Node, Node], tmp_path: Path) ->
     assert status == 0, drawn
     assert "reading: 100%|" in drawn and "tossing: 100%|" in drawn
     assert (bob.incoming / "alice" / "tape.bin").stat().st_size == SIZE
+
+
+def test_rise_imap_draws_the_bundles_it_mails_and_the_mails_it_takes(
+    dovecot: Dovecot, pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    alice, bob = pair
+    share(dovecot, pair)
+    password = {"RISE_TEST_MAIL_PASSWORD": dovecot.users["alice"].password}
+    alice.run("rise-send", str(payload(tmp_path / "mailed.bin")), "bob")
+    status, drawn, _out = on_pty(alice, "rise-imap", extra_env=password)
+    assert status == 0, drawn
+    assert "to bob: 100%|" in drawn and "3.0 MiB / 3.0 MiB" in drawn
+    assert "bob: received 0 (0 B), sent 1 (3.0 MiB)" in drawn
+    # The taking side counts the mail's own bytes (base64: a third more than the bundle).
+    status, drawn, _out = on_pty(bob, "rise-imap", "--toss", extra_env=password)
+    assert status == 0, drawn
+    assert "from alice: 100%|" in drawn
+    assert "alice: received 1 (3.0 MiB)" in drawn
+    assert (bob.incoming / "alice" / "mailed.bin").stat().st_size == SIZE
+
+
+def test_a_send_through_the_daemons_warm_worker_draws_on_the_callers_terminal(
+    nodes: tuple[Node, Node],  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    alice, _bob = nodes
+    daemon = start_daemon(alice)
+    try:
+        status, drawn, out = on_pty(
+            alice, "rise-send", str(payload(tmp_path / "warm.bin")), "bob", worker=True
+        )
+    finally:
+        stop(daemon)
+    assert status == 0, drawn
+    assert "sealing for bob: 100%|" in drawn
+    # Talk as a rise-send run here would: not in the daemon's log format.
+    assert "\nqueued file for bob: 3.0 MiB in a 3.0 MiB bundle" in drawn.replace("\r", "")
+    assert " INFO " not in drawn and out.strip()

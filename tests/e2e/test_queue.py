@@ -40,7 +40,7 @@ def test_list_show_and_cancel_direct_bundles(
     rows = {row["bundle_id"]: row for row in listed(alice)}
     assert rows.keys() == {first, second, third}
     assert (rows[first]["state"], rows[first]["neighbour"], rows[first]["copies"]) == (
-        "in flight",
+        "in_flight",
         "bob",
         1,
     )

@@ -340,7 +340,7 @@ def test_relay_quotas_refuse_the_excess_and_name_the_quota(
     visit = net.visit("r1", "a", allow_rejects=True)
     assert visit.status == 3
     (line,) = rejections(visit.stderr)
-    assert "over the relay quota for a" in line and "(max 65536 bytes)" in line
+    assert "over the relay quota for a" in line and "(max 64.0 KiB)" in line
     assert net.tx("r1") == [] and net.rx("r1") == []
 
 

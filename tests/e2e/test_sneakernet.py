@@ -29,7 +29,7 @@ def test_file_and_message_round_trip(pair: tuple[Node, Node], stick: Path, tmp_p
     # Every counter is there, zeros too: a script needs no default for any key.
     assert stat["sent"] == {
         "queued": 2,
-        "in transit": 0,
+        "in_transit": 0,
         "delivered": 0,
         "expired": 0,
         "cancelled": 0,

@@ -136,8 +136,7 @@ class Mailbox:
         target = self.settings.move_to
         if uids and target:
             with self.failures(f"moving mails to {target}"):
-                if not self.client.folder_exists(target):
-                    self.client.create_folder(target)
+                ensure_folder(self.client, target)
                 self.client.copy(uids, target)
         self.delete(uids)
 
@@ -220,8 +219,7 @@ def open_mailbox(settings: Settings) -> Mailbox:
                 f"{where} refused the login of {settings.user} (check the password)"
             ) from None
         with mailbox.failures(f"opening folder {place.folder}"):
-            if not client.folder_exists(place.folder):
-                client.create_folder(place.folder)
+            ensure_folder(client, place.folder)
             # EXAMINE, read-only: a SELECT would take the \Recent flag of other people's
             # new mail for this session. Only a deletion of ours SELECTs (delete()).
             selected = client.select_folder(place.folder, readonly=True)
@@ -230,6 +228,19 @@ def open_mailbox(settings: Settings) -> Mailbox:
         mailbox.close()
         raise
     return mailbox
+
+
+def ensure_folder(client: IMAPClient, folder: str) -> None:
+    """Create `folder` if it is missing. Another connection (the watch's IDLE, the
+    neighbour's pass on a shared folder) may create it between the check and the
+    CREATE: a refused CREATE of a folder that exists now is what was wanted."""
+    if client.folder_exists(folder):
+        return
+    try:
+        client.create_folder(folder)
+    except IMAPClientError:
+        if not client.folder_exists(folder):
+            raise
 
 
 def _connect(settings: Settings, where: str) -> IMAPClient:

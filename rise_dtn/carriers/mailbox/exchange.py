@@ -69,7 +69,13 @@ def exchange(home: Home, peer: Peer, settings: Settings, *, now: int, hooks: Hoo
             classified = {mail.uid: (mail.message_id, mail.size) for mail in ours + mine}
             state.save_scan(where, mailbox.uid_validity, mailbox.highest_uid, classified)
             common = dict(
-                home=home, peer=peer, mailbox=mailbox, state=state, now=now, say=hooks.say
+                home=home,
+                peer=peer,
+                mailbox=mailbox,
+                state=state,
+                now=now,
+                say=hooks.say,
+                progress=hooks.progress,
             )
             Puller(keys=keys_in, **common).pull(ours, pulled)  # type: ignore[arg-type]
             if hooks.toss is not None:

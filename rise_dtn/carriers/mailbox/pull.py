@@ -24,6 +24,7 @@ from rise_dtn.core import bundle as bundle_codec
 from rise_dtn.core.errors import BundleError, StorageError
 from rise_dtn.core.mailpart import MailError, MailFault, MailKeys, PartHeader
 from rise_dtn.core.mailreader import MailReader
+from rise_dtn.core.progress import NO_PROGRESS, Progress
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
@@ -55,6 +56,7 @@ class Puller:
     keys: MailKeys
     now: int
     say: Callable[[str], None]
+    progress: Progress = NO_PROGRESS  # a mail at a time (lane "from NAME"), as it is read
 
     def pull(self, mails: list[Mail], report: Pulled) -> None:
         """Take every part not on disk yet, then finish every transfer that is whole."""
@@ -70,11 +72,15 @@ class Puller:
                 self.state.forget_incoming(transfer)
                 self._delete_listed(incoming, mails)
         on_disk = {mid for incoming in transfers.values() for mid in incoming.parts.values()}
+        lane = f"from {self.peer.name}"
+        todo = [mail for mail in mails if mail.message_id not in on_disk]
+        self.progress.planned(lane, bundles=len(todo), total_bytes=sum(m.size for m in todo))
         for mail in mails:
             if mail.message_id in on_disk:
                 continue  # its part is on disk (or a second copy of that mail: deleted below)
             try:
-                transfer = self._take_part(mail, transfers)
+                with self.progress.item(lane, f"mail {mail.uid}", mail.size) as moved:
+                    transfer = self._take_part(mail, transfers, moved=moved)
             except NoRoom as exc:
                 report.notes.append(exc.message)  # its sender keeps it; taken once there is room
                 continue
@@ -100,13 +106,20 @@ class Puller:
         listed = set(incoming.parts.values())
         self.mailbox.take_away([mail.uid for mail in mails if mail.message_id in listed])
 
-    def _take_part(self, mail: Mail, transfers: dict[str, Incoming]) -> str:
+    def _take_part(
+        self,
+        mail: Mail,
+        transfers: dict[str, Incoming],
+        *,
+        moved: Callable[[int], object] = lambda _count: None,
+    ) -> str:
         """Read one mail; its slice lands at its offset in the transfer's data file, fsynced."""
         reader = MailReader(self.keys)
         fd: int | None = None
         header: PartHeader | None = None
         try:
             for chunk in self.mailbox.read(mail):
+                moved(len(chunk))
                 body = reader.feed(chunk)
                 if fd is None and reader.header is not None:
                     header = reader.header

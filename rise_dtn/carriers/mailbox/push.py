@@ -24,6 +24,7 @@ from rise_dtn.core.ack import MAX_IDS, Ack
 from rise_dtn.core.errors import BundleError, RiseError
 from rise_dtn.core.identity import BundleId
 from rise_dtn.core.mailpart import MailKeys, encode
+from rise_dtn.core.progress import NO_PROGRESS, Progress
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
@@ -77,6 +78,7 @@ class Pusher:
     now: int
     say: Callable[[str], None]
     outbox: Outbox
+    progress: Progress = NO_PROGRESS  # a bundle at a time (lane "to NAME"), when mailed
 
     def tidy(self, mails: list[Mail], report: Pushed) -> None:
         """Settle what earlier passes mailed, against the mails of ours still in the box."""
@@ -162,9 +164,13 @@ class Pusher:
                 if not self.state.mailed(str(clear.bundle_id)):
                     waiting.append((clear.header.priority, path, clear.bundle_id, size))
             waiting.sort(key=lambda item: item[0])  # stable: oldest first among equals
+            lane = f"to {peer.name}"
+            self.progress.planned(
+                lane, bundles=len(waiting), total_bytes=sum(item[3] for item in waiting)
+            )
             for _priority, path, bundle_id, size in waiting:
                 try:
-                    with open(path, "rb") as source:
+                    with open(path, "rb") as source, self.progress.item(lane, str(bundle_id), size):
                         message_ids = self._mail(source, size)
                 except FileNotFoundError:
                     continue  # released meanwhile

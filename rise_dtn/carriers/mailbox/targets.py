@@ -17,6 +17,7 @@ from rise_dtn.carriers.base import Exchanged, Hooks
 from rise_dtn.carriers.mailbox import CARRIER
 from rise_dtn.carriers.mailbox.settings import Settings, place_of
 from rise_dtn.core.errors import RiseError, UsageError
+from rise_dtn.core.progress import NO_PROGRESS, Progress
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 
@@ -92,10 +93,11 @@ def run(
     now: Callable[[], int],
     toss: Callable[[], object] | None,
     say: Callable[[str], None] | None,
+    progress: Progress = NO_PROGRESS,
 ) -> list[PassReport]:
     """One pass per target; a failure is reported for its neighbour and the rest go on."""
     reports = []
-    hooks = Hooks(toss=toss, say=say or (lambda _line: None))
+    hooks = Hooks(toss=toss, say=say or (lambda _line: None), progress=progress)
     for target in targets:
         try:
             exchanged = CARRIER.exchange(home, target.peer, target.address, now=now(), hooks=hooks)

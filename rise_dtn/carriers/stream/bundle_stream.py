@@ -24,6 +24,7 @@ from rise_dtn.core.encoding import canonical, split_item
 from rise_dtn.core.errors import BundleError, UsageError
 from rise_dtn.core.identity import NODE_ID_BYTES, NodeId
 from rise_dtn.core.progress import NO_PROGRESS, Progress
+from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
 from rise_dtn.store.atomic import atomic_file
 from rise_dtn.store.spool import read_clear
@@ -182,7 +183,7 @@ def _read_records(home: Home, source: Readable, *, now: int) -> StreamReport:
         sender, recipient, size = NodeId(header[0]), NodeId(header[1]), header[2]  # type: ignore[arg-type]
         if recipient != me or sender not in peers:
             why = "for another node" if recipient != me else f"from unknown node {sender}"
-            report.skipped.append(f"a {size}-byte bundle {why}")
+            report.skipped.append(f"a {human_bytes(size)} bundle {why}")
             _skip(source, size)
             continue
         _take(home, source, sender, size, report, now=now)

@@ -24,6 +24,7 @@ from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import BundleError, Deferred
 from rise_dtn.core.identity import NodeId
 from rise_dtn.core.onion import OnionPeeler
+from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.node.toss.toss_events import Forwarded, Rejected, TossEvent
@@ -243,7 +244,8 @@ def check_quota(home: Home, name: str, *, count: int, held_bytes: int, size: int
     if size > max_bytes:
         # Waiting cannot help a packet the quota could never hold: refuse it.
         raise BundleError(
-            f"packet of {size} bytes is over the relay quota for {name} (max {max_bytes} bytes)"
+            f"packet of {human_bytes(size)} is over the relay quota for {name} "
+            f"(max {human_bytes(max_bytes)})"
         )
     if count + 1 > max_bundles:
         raise Deferred(
@@ -252,6 +254,6 @@ def check_quota(home: Home, name: str, *, count: int, held_bytes: int, size: int
         )
     if held_bytes + size > max_bytes:
         raise Deferred(
-            f"over relay quota for {name}: {held_bytes + size} bytes would be held "
-            f"(max {max_bytes}); left in rx/ until the next hop takes some"
+            f"over relay quota for {name}: {human_bytes(held_bytes + size)} would be held "
+            f"(max {human_bytes(max_bytes)}); left in rx/ until the next hop takes some"
         )

@@ -623,3 +623,39 @@ def test_an_append_cut_mid_mail_leaves_no_mail(shared: Shared) -> None:
         assert client.search(["ALL"]) == []
     finally:
         client.logout()
+
+
+def test_many_connections_opening_a_missing_folder_at_once_all_succeed(shared: Shared) -> None:
+    """The folder is made by whichever CREATE comes first; the others find it made (the
+    watch's IDLE connection and a pass used to race there: ALREADYEXISTS ended the pass)."""
+    import threading
+
+    from rise_dtn.carriers.mailbox.connection import ensure_folder
+
+    clients = []
+    for _ in range(6):
+        client = IMAPClient(
+            HOST, port=shared.dovecot.imaps_port, ssl=True,
+            ssl_context=shared.dovecot.ssl_context(), timeout=CLIENT_TIMEOUT_SECONDS,
+        )  # fmt: skip
+        client.login(shared.user.address, shared.user.password)
+        clients.append(client)
+    start = threading.Barrier(len(clients))
+    failures: list[BaseException] = []
+
+    def open_it(client: IMAPClient) -> None:
+        start.wait(timeout=30)
+        try:
+            ensure_folder(client, shared.folder)
+        except BaseException as exc:  # reported by the assertion below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=open_it, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    assert all(client.folder_exists(shared.folder) for client in clients)
+    for client in clients:
+        client.logout()
