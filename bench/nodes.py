@@ -6,9 +6,9 @@ add -` for rise-dtn; `nncp-cfgnew` for NNCP, whose generated keys are written
 into two JSON configs (NNCP reads Hjson, a superset of JSON) that know each
 other as neighbours and keep spool, log and incoming inside the directory.
 
-A network names the four timed steps of one delivery (send, xfer out of
-alice's spool onto the medium, xfer from the medium into bob's spool, toss on
-bob) as argv lists; bench/run.py runs and times them.
+A network names the timed steps of one delivery (send, xfer out of alice's
+spool onto the medium, xfer from the medium into bob's spool with the toss
+that delivers it) as argv lists; bench/run.py runs and times them.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from steps import run_setup
 
-STEPS = ("send", "xfer out", "xfer in", "toss")
+STEPS = ("send", "xfer out", "xfer in + toss")
 MESSAGE_NAME = "msg"  # NNCP's destination name for the stdin message
 
 
@@ -53,8 +53,11 @@ class RiseNetwork:
         return [
             ("send", [self.command("rise-send"), "--home", str(self.alice), source, "bob"]),
             ("xfer out", [self.command("rise-xfer"), "--home", str(self.alice), str(self.medium)]),
-            ("xfer in", [self.command("rise-xfer"), "--home", str(self.bob), str(self.medium)]),
-            ("toss", [self.command("rise-toss"), "--home", str(self.bob)]),
+            # What the cookbook's cron line runs: take the stick's bundles and deliver them.
+            (
+                "xfer in + toss",
+                [self.command("rise-xfer"), "--toss", "--home", str(self.bob), str(self.medium)],
+            ),
         ]
 
     def queued(self) -> list[Path]:
@@ -133,8 +136,18 @@ class NncpNetwork:
         return [
             ("send", ["nncp-file", "-cfg", alice, "-noprogress", source, destination]),
             ("xfer out", ["nncp-xfer", "-cfg", alice, "-noprogress", "-mkdir", medium]),
-            ("xfer in", ["nncp-xfer", "-cfg", bob, "-noprogress", medium]),
-            ("toss", ["nncp-toss", "-cfg", bob, "-noprogress"]),
+            # NNCP has no one command for both: the cron line is `nncp-xfer DIR && nncp-toss`.
+            (
+                "xfer in + toss",
+                [
+                    "sh",
+                    "-c",
+                    'nncp-xfer -cfg "$1" -noprogress "$2" && nncp-toss -cfg "$1" -noprogress',
+                    "sh",
+                    bob,
+                    medium,
+                ],
+            ),
         ]
 
     def queued(self) -> list[Path]:

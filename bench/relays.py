@@ -46,7 +46,15 @@ from typing import Any
 import machine
 from nodes import parse_cfgnew
 from report import MB, human_size
-from run import add_scratch_options, make_payload, parse_sizes, rise_bin_dir, say, sha256_file
+from run import (
+    add_scratch_options,
+    choose_media,
+    make_payload,
+    parse_sizes,
+    rise_bin_dir,
+    say,
+    sha256_file,
+)
 from steps import StepFailed, StepResult, gnu_time, run_setup, run_step
 
 REPO = Path(__file__).resolve().parent.parent
@@ -494,7 +502,9 @@ def toss_rate(
 # --- 3. a file over two relays --------------------------------------------------------------------
 
 
-def rise_two_relays(root: Path, bin_dir: Path, payload: Path) -> tuple[list[tuple], Path]:
+def rise_two_relays(
+    root: Path, bin_dir: Path, payload: Path, media: Path | None = None
+) -> tuple[list[tuple], Path]:
     """a - r1 - r2 - b, one directory carrier per link; the timed steps and the delivered path."""
     nodes = RiseNodes(root, bin_dir)
     for name in ("a", "b"):
@@ -505,7 +515,7 @@ def rise_two_relays(root: Path, bin_dir: Path, payload: Path) -> tuple[list[tupl
         nodes.link(one, other)
     nodes.introduce("b", "a")
     nodes.introduce("a", "b", via=["r2"])
-    sticks = [root / f"medium-{link}" for link in ("a-r1", "r1-r2", "r2-b")]
+    sticks = [sticks_in(root, media) / f"medium-{link}" for link in ("a-r1", "r1-r2", "r2-b")]
     # r1's map tells a the link r1-r2 (and r2's card): what --via r1,r2 needs.
     run_setup([nodes.cmd("rise"), "map", "--refresh", "--home", str(nodes.home("r1"))])
     run_setup(nodes.xfer("r1", sticks[0], serves="a"))
@@ -523,13 +533,15 @@ def rise_two_relays(root: Path, bin_dir: Path, payload: Path) -> tuple[list[tupl
     return steps, nodes.home("b") / "incoming" / "a" / payload.name
 
 
-def nncp_two_relays(root: Path, payload: Path) -> tuple[list[tuple], Path]:
+def nncp_two_relays(
+    root: Path, payload: Path, media: Path | None = None
+) -> tuple[list[tuple], Path]:
     nodes = NncpNodes(root, ["a", "r1", "r2", "b"])
     nodes.configure("a", ["r1", "r2", "b"], {"b": ["r1", "r2"]})
     nodes.configure("r1", ["a", "r2"], {})
     nodes.configure("r2", ["a", "r1", "b"], {})
     nodes.configure("b", ["r2", "a"], {})
-    sticks = [root / f"medium-{link}" for link in ("a-r1", "r1-r2", "r2-b")]
+    sticks = [sticks_in(root, media) / f"medium-{link}" for link in ("a-r1", "r1-r2", "r2-b")]
     steps = [
         ("send (a)", ["nncp-file", "-cfg", nodes.cfg("a"), "-noprogress", str(payload), "b:"]),
         ("xfer out (a)", nodes.xfer("a", sticks[0], out=True)),
@@ -571,6 +583,13 @@ def deliver(
     }
 
 
+def sticks_in(root: Path, media: Path | None) -> Path:
+    """Where a network's sticks go: on another filesystem (`media`), as real sticks are."""
+    if media is None:
+        return root
+    return media / f"{root.parent.name}-{root.name}"
+
+
 def two_relays(
     scratch: Path, bin_dir: Path, sizes: list[int], time_binary: str | None, *, nncp: bool
 ) -> list[dict[str, Any]]:
@@ -581,15 +600,20 @@ def two_relays(
         payload = scratch / f"payload-{size}.bin"
         digest = make_payload(payload, size)
         row: dict[str, Any] = {"case": case, "payload_bytes": size}
+        media = choose_media(None, scratch)[0][1]  # /dev/shm, if it is another filesystem
+        row["sticks"] = str(media or scratch)
         root = scratch / f"two-relays-{size}-rise"
         row["rise-dtn"] = deliver(
-            "rise-dtn", root, rise_two_relays(root, bin_dir, payload), digest, time_binary
+            "rise-dtn", root, rise_two_relays(root, bin_dir, payload, media), digest, time_binary
         )
         shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(sticks_in(root, media), ignore_errors=True)
         if nncp:
             root = scratch / f"two-relays-{size}-nncp"
-            row["NNCP"] = deliver("NNCP", root, nncp_two_relays(root, payload), digest, time_binary)
+            plan = nncp_two_relays(root, payload, media)
+            row["NNCP"] = deliver("NNCP", root, plan, digest, time_binary)
             shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(sticks_in(root, media), ignore_errors=True)
         payload.unlink()
         rows.append(row)
     return rows
@@ -677,7 +701,8 @@ def print_toss(figure: dict[str, Any]) -> None:
 
 
 def print_two_relays(rows: list[dict[str, Any]]) -> None:
-    print("3. A file a -> r1 -> r2 -> b, one directory carrier per link (same filesystem)")
+    sticks = rows[0]["sticks"] if rows else "-"
+    print(f"3. A file a -> r1 -> r2 -> b, one directory carrier per link (sticks in {sticks})")
     print("   MB = 10^6 bytes; each step a real process; RSS = its peak (GNU time)")
     for row in rows:
         for tool in ("rise-dtn", "NNCP"):

@@ -14,7 +14,7 @@ MIB = 1 << 20
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Run:
-    """One delivery of one payload by one tool: four steps."""
+    """One delivery of one payload by one tool: its steps (nodes.STEPS)."""
 
     tool: str
     case: str  # "256 MiB", "100-byte message"
@@ -77,7 +77,8 @@ def summarize(runs: list[Run]) -> Summary:
             )
         )
     linked = {
-        step: any(run.linked.get(step, False) for run in runs) for step in ("xfer out", "xfer in")
+        step: any(run.linked.get(step, False) for run in runs)
+        for step in ("xfer out", "xfer in + toss")
     }
     return Summary(
         first.tool, first.case, first.payload_bytes, first.bundle_bytes, len(runs), steps, linked
@@ -104,10 +105,10 @@ def step_table(rise: Summary, nncp: Summary | None, *, throughput: bool = True) 
     head = cell.format("wall s", "MB/s" if throughput else "", "CPU s", "RSS MiB")
     width = len(head)
     lines = [
-        f"{'':<12}"
+        f"{'':<15}"
         + "  ".join(f"{t.tool:^{width}}" for t in tools)
         + (f"  {'rise/NNCP':>9}" if nncp else ""),
-        f"{'step':<12}" + "  ".join(head for _ in tools) + (f"  {'speed':>9}" if nncp else ""),
+        f"{'step':<15}" + "  ".join(head for _ in tools) + (f"  {'speed':>9}" if nncp else ""),
     ]
 
     def cells(summary: Summary, seconds: float, cpu: float, rss: float) -> str:
@@ -117,10 +118,10 @@ def step_table(rise: Summary, nncp: Summary | None, *, throughput: bool = True) 
     for name in STEPS:
         row = [cells(t, *_step_values(t.step(name))) for t in tools]
         ratio = f"  {_ratio(nncp.step(name).seconds, rise.step(name).seconds):>9}" if nncp else ""
-        lines.append(f"{name:<12}" + "  ".join(row) + ratio)
+        lines.append(f"{name:<15}" + "  ".join(row) + ratio)
     row = [cells(t, t.seconds, t.cpu_seconds, t.peak_rss_mib) for t in tools]
     ratio = f"  {_ratio(nncp.seconds, rise.seconds):>9}" if nncp else ""
-    lines.append(f"{'end-to-end':<12}" + "  ".join(row) + ratio)
+    lines.append(f"{'end-to-end':<15}" + "  ".join(row) + ratio)
     return [line.rstrip() for line in lines]
 
 
@@ -140,19 +141,19 @@ def overhead_line(summary: Summary) -> str:
 def transfer_line(summary: Summary) -> str:
     how = [
         f"{step} {'hard-linked' if summary.linked[step] else 'copied'}"
-        for step in ("xfer out", "xfer in")
+        for step in ("xfer out", "xfer in + toss")
     ]
     return f"{summary.tool}: bundle {', '.join(how)}"
 
 
 def summary_table(pairs: list[tuple[Summary, Summary | None]]) -> list[str]:
     with_nncp = any(nncp is not None for _rise, nncp in pairs)
-    head = f"{'payload':<10} {'rise MB/s':>10} {'rise RSS':>9}"
+    head = f"{'payload':<17} {'rise MB/s':>10} {'rise RSS':>9}"
     if with_nncp:
         head += f" {'NNCP MB/s':>10} {'NNCP RSS':>9} {'rise/NNCP':>10}"
     lines = [head]
     for rise, nncp in pairs:
-        line = f"{rise.case:<10} {rise.mb_per_second:>10.1f} {rise.peak_rss_mib:>9.1f}"
+        line = f"{rise.case:<17} {rise.mb_per_second:>10.1f} {rise.peak_rss_mib:>9.1f}"
         if nncp is not None:
             line += (
                 f" {nncp.mb_per_second:>10.1f} {nncp.peak_rss_mib:>9.1f}"

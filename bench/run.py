@@ -4,13 +4,15 @@
     ./dev bench --sizes 64M,256M,1G --repeat 3 --json bench/results/today.json
     ./dev bench --no-nncp --workdir /mnt/usb
 
-One delivery = four real processes of the installed commands, each timed on
-its own (see bench/README.md for how to read the output):
+One delivery = three steps of the installed commands as a user's cron lines
+run them, each timed on its own (see bench/README.md for how to read the output):
 
-    send      rise-send FILE bob          nncp-file FILE bob:
-    xfer out  rise-xfer DIR  (on alice)   nncp-xfer -mkdir DIR (alice)
-    xfer in   rise-xfer DIR  (on bob)     nncp-xfer DIR (bob)
-    toss      rise-toss      (on bob)     nncp-toss (bob)
+    send            rise-send FILE bob          nncp-file FILE bob:
+    xfer out        rise-xfer DIR (on alice)    nncp-xfer -mkdir DIR (alice)
+    xfer in + toss  rise-xfer --toss DIR (bob)  nncp-xfer DIR && nncp-toss (bob)
+
+The medium (the "USB stick") is on another filesystem than the spools, as a
+real stick is: /dev/shm where it is one; the same filesystem is a second row.
 """
 
 from __future__ import annotations
@@ -98,10 +100,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--medium",
-        type=Path,
         metavar="DIR",
-        help="put the transfer directory (the 'USB stick') in here, e.g. a mounted stick or "
-        "/dev/shm; default: inside the scratch directory, on the spools' filesystem",
+        help="put the transfer directory (the 'USB stick') only in here, e.g. a mounted stick, "
+        "or 'same' for the spools' filesystem; default: /dev/shm (another filesystem, as a "
+        "stick is), then the spools' filesystem as a second row",
     )
     parser.add_argument("--no-nncp", action="store_true", help="do not run NNCP")
     parser.add_argument(
@@ -184,7 +186,7 @@ def ensure_gnu_time(args: argparse.Namespace) -> tuple[str | None, str | None]:
 class Settings:
     factories: list[Callable[[Path, Path], Network]]  # (root, medium) -> network
     scratch: Path
-    medium_parent: Path | None
+    media: list[tuple[str, Path | None]]  # (row label, medium parent; None: the scratch's)
     repeat: int
     keep: bool
     time_binary: str | None
@@ -248,7 +250,7 @@ def deliver(
                     raise StepFailed(f"{network.tool}: expected 1 queued bundle, found {queued}")
                 held = open(queued[0], "rb")  # noqa: SIM115 - closed below
                 bundle_bytes = os.fstat(held.fileno()).st_size
-            elif held is not None and step in ("xfer out", "xfer in"):
+            elif held is not None and step in ("xfer out", "xfer in + toss"):
                 where = network.medium if step == "xfer out" else network.bob
                 linked[step] = _holds_inode(where, os.fstat(held.fileno()))
     finally:
@@ -273,16 +275,24 @@ def _holds_inode(directory: Path, info: os.stat_result) -> bool:
 
 
 def run_case(
-    settings: Settings, case: str, payload: Path, digest: str, *, message: bool
+    settings: Settings,
+    case: str,
+    payload: Path,
+    digest: str,
+    *,
+    message: bool,
+    medium_parent: Path | None,
 ) -> list[list[Run]]:
-    """`repeat` deliveries per tool, the tools interleaved; [runs of tool 0, runs of tool 1]."""
+    """`repeat` deliveries per tool, the tools interleaved; [runs of tool 0, runs of tool 1].
+
+    `medium_parent`: where the medium goes (None: inside the scratch directory)."""
     runs: list[list[Run]] = [[] for _ in settings.factories]
     for attempt in range(settings.repeat):
         for index, factory in enumerate(settings.factories):
             root = settings.scratch / f"net-{attempt}-{index}"
             medium = root / "medium"
-            if settings.medium_parent is not None:
-                medium = settings.medium_parent / f"{settings.scratch.name}-{root.name}"
+            if medium_parent is not None:
+                medium = medium_parent / f"{settings.scratch.name}-{root.name}"
             network = factory(root, medium)
             try:
                 runs[index].append(
@@ -309,11 +319,26 @@ def rss_floor(time_binary: str) -> float:
         return run_step("floor", ["true"], log_dir=Path(logs), time_binary=time_binary).max_rss_mib
 
 
-def check_space(scratch: Path, medium: Path | None, sizes: list[int]) -> None:
+def choose_media(option: str | None, scratch: Path) -> list[tuple[str, Path | None]]:
+    """(label, medium parent) rows: another filesystem first, as a real stick is."""
+    if option == "same":
+        return [("", None)]
+    if option is not None:
+        medium = Path(option)
+        medium.mkdir(parents=True, exist_ok=True)
+        return [("", medium)]
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK) and shm.stat().st_dev != scratch.stat().st_dev:
+        return [("", shm), (" same fs", None)]
+    return [(" same fs", None)]
+
+
+def check_space(scratch: Path, media: list[tuple[str, Path | None]], sizes: list[int]) -> None:
     # payload + sender spool + medium + receiver spool + delivered copy, and some slack
     needed = {scratch: 5 * max(sizes) + (256 << 20)}
-    if medium is not None and medium.stat().st_dev != scratch.stat().st_dev:
-        needed[medium] = max(sizes) + (64 << 20)
+    for _label, medium in media:
+        if medium is not None and medium.stat().st_dev != scratch.stat().st_dev:
+            needed[medium] = max(sizes) + (64 << 20)
     for where, bytes_needed in needed.items():
         free = shutil.disk_usage(where).free
         if free < bytes_needed:
@@ -380,7 +405,7 @@ def print_results(
             if summary is not None:
                 print(report.transfer_line(summary))
         print()
-    print("== summary: end-to-end MB/s = payload / sum of the four step times ==")
+    print("== summary: end-to-end MB/s = payload / sum of the step times ==")
     for line in report.summary_table(files):
         print(line)
     print()
@@ -394,7 +419,7 @@ def print_results(
 NOTES = [
     "MB/s is 10^6 bytes of payload per second; RSS is the step process's peak resident set "
     "(ru_maxrss) in MiB, as GNU time reports it for the command; CPU s is its user + "
-    "system time (os.wait4). On the end-to-end row, RSS is the peak over the four steps.",
+    "system time (os.wait4). On the end-to-end row, RSS is the peak over the steps.",
     "wall s runs from fork to exit of the real installed command, so interpreter start-up, "
     "imports and every fsync are included; `sync` runs before each step, untimed.",
     "the payload was just written, so it is in the page cache (warm), as are the bundles "
@@ -405,9 +430,12 @@ NOTES = [
     "speed rise/NNCP > 1 means rise-dtn is faster (NNCP time / rise-dtn time).",
     "rise-xfer keeps a sent bundle in the spool until acked, and never shares its bytes "
     "with the medium: it copies in the kernel (a reflink where the filesystem offers "
-    "copy-on-write), so the 'xfer out ... xfer in' line must say 'copied', never "
-    "'hard-linked'; --medium puts the medium on another filesystem; nncp-xfer copies "
-    "its packet and removes it from the spool.",
+    "copy-on-write), so the transfer line must say 'copied', never 'hard-linked'; "
+    "nncp-xfer copies its packet and removes it from the spool.",
+    "the medium is on another filesystem than the spools (/dev/shm), as a USB stick is; "
+    "rows marked 'same fs' put it on the spools' filesystem. 'xfer in + toss' is one "
+    "`rise-xfer --toss` (the cookbook's cron line; a bundle for this node is delivered as "
+    "it is read off the medium), and `nncp-xfer` then `nncp-toss` under one sh -c.",
     "every delivered file was checked byte-identical (sha256, computed outside the timing).",
 ]
 
@@ -420,21 +448,21 @@ def main(argv: list[str] | None = None) -> int:
     time_binary, time_note = ensure_gnu_time(args)
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
-    if args.medium is not None:
-        args.medium.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="rise-bench-", dir=args.workdir))
+    media = choose_media(args.medium, scratch)
     notes = list(NOTES) + [note for note in (nncp_note, time_note) if note]
     factories: list[Callable[[Path, Path], Network]] = [
         lambda root, medium: RiseNetwork(root, medium, bin_dir)
     ]
     if use_nncp:
         factories.append(NncpNetwork)
-    settings = Settings(factories, scratch, args.medium, args.repeat, args.keep, time_binary)
+    settings = Settings(factories, scratch, media, args.repeat, args.keep, time_binary)
     try:
-        check_space(scratch, args.medium, args.sizes)
+        check_space(scratch, media, args.sizes)
         info = machine.describe(bin_dir, scratch, REPO)
-        info["medium"] = str(args.medium or scratch)
-        info["medium_filesystem"] = machine.filesystem(args.medium or scratch)
+        first = media[0][1] or scratch
+        info["medium"] = str(first)
+        info["medium_filesystem"] = machine.filesystem(first)
         if not use_nncp:
             info["nncp"] = None
         info["rss_method"] = (
@@ -461,6 +489,7 @@ def main(argv: list[str] | None = None) -> int:
                 message_path,
                 message_digest,
                 message=True,
+                medium_parent=media[0][1],
             )
         )
         files = []
@@ -470,7 +499,16 @@ def main(argv: list[str] | None = None) -> int:
             say(f"writing a {case} random payload")
             digest = make_payload(payload, size)
             try:
-                files.append(pair(run_case(settings, case, payload, digest, message=False)))
+                for label, medium_parent in media:
+                    runs = run_case(
+                        settings,
+                        case + label,
+                        payload,
+                        digest,
+                        message=False,
+                        medium_parent=medium_parent,
+                    )
+                    files.append(pair(runs))
             finally:
                 if not args.keep:
                     payload.unlink(missing_ok=True)

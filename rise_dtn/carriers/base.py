@@ -24,6 +24,8 @@ import enum
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from rise_dtn.core.progress import NO_PROGRESS, Progress
+
 if TYPE_CHECKING:
     from rise_dtn.carriers.address import Address
     from rise_dtn.core.bundle import ClearPart
@@ -56,12 +58,15 @@ class Hooks:
     `say` gets one line per notable step (a place's progress).
     `quiet` (rise-call -q, for cron): what the carrier's helpers print (a
     command's stderr) is kept back unless the exchange fails.
+    `progress` hears the bytes of each bundle moved (core/progress.py), in
+    lanes "to NAME" and "from NAME".
     """
 
     toss: Toss | None = None
     stream: Stream | None = None
     say: Callable[[str], None] = lambda _line: None
     quiet: bool = False
+    progress: Progress = NO_PROGRESS
 
 
 NO_HOOKS = Hooks()

@@ -9,7 +9,15 @@ from typing import BinaryIO, cast
 import click
 
 from rise_dtn.carriers.stream import bundle_stream
-from rise_dtn.cli.common import home_option, now, open_home, quiet_option, say, warn
+from rise_dtn.cli.common import (
+    home_option,
+    now,
+    open_home,
+    progress_bars,
+    quiet_option,
+    say,
+    warn,
+)
 from rise_dtn.cli.toss_cmd import finish_with_toss
 from rise_dtn.core.errors import NoSpaceError, UsageError
 from rise_dtn.core.units import human_bytes
@@ -57,17 +65,17 @@ def bundle_cmd(
     if out_path is not None:
         neighbours = [home.peers.find(name).node_id for name in to_names] or None
         handle = _open(out_path, "wb")
-        with handle:
+        with handle, progress_bars(quiet=quiet) as bars:
             report = bundle_stream.write_stream(
-                home, handle, neighbours=neighbours, move=move, now=now()
+                home, handle, neighbours=neighbours, move=move, now=now(), progress=bars
             )
         if not quiet:
             say(f"wrote {report.bundles} bundle(s), {human_bytes(report.bytes)}")
         return
     assert in_path is not None
     handle = _open(in_path, "rb")
-    with handle:
-        report = bundle_stream.read_stream(home, handle, now=now())
+    with handle, progress_bars(quiet=quiet) as bars:
+        report = bundle_stream.read_stream(home, handle, now=now(), progress=bars)
     for line in report.rejected:
         warn("rise-bundle", f"rejected: {line}")
     for line in report.no_room:

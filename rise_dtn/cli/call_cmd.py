@@ -15,7 +15,7 @@ from rise_dtn.carriers import registry
 from rise_dtn.carriers.address import Address
 from rise_dtn.carriers.base import Carrier, Hooks
 from rise_dtn.carriers.tcp import discovery, online
-from rise_dtn.cli.common import home_option, now, open_home, quiet_option, say
+from rise_dtn.cli.common import home_option, now, open_home, progress_bars, quiet_option, say
 from rise_dtn.core.errors import ExitCode, RiseError, UsageError
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
@@ -99,8 +99,9 @@ def call_cmd(
     with online.call_lock(home, peer):  # never two calls to one neighbour (cron, rise-caller)
         try:
             carrier, where = _where(home, peer, given, discover_on, found)
-            hooks = Hooks(toss=toss, stream=stream, quiet=quiet)
-            report = carrier.exchange(home, peer, where, now=now(), hooks=hooks)
+            with progress_bars(quiet=quiet) as bars:
+                hooks = Hooks(toss=toss, stream=stream, quiet=quiet, progress=bars)
+                report = carrier.exchange(home, peer, where, now=now(), hooks=hooks)
         except RiseError:
             if toss is not None:
                 toss()  # what arrived before the call failed is delivered all the same

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
-import logging.handlers
+import functools
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from rise_dtn.core.progress import NO_PROGRESS, Progress
 from rise_dtn.node.home import Home
+
+if TYPE_CHECKING:
+    # Only the long-running commands use these; a one-off command (rise-send
+    # from cron) does not pay their imports (asyncio's was a tenth of it).
+    import asyncio
+    import logging
+
+    from rise_dtn.cli.bars import Bars
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,11 +53,12 @@ def now() -> int:
 
 
 VERBOSE = 15  # between DEBUG and INFO: -v, a line per bundle
-logging.addLevelName(VERBOSE, "VERBOSE")
 
 # Set by setup_logging in the long-running commands (rise-daemon, rise-caller):
 # then every line goes through `logging`, with a time and a level.
 _log: logging.Logger | None = None
+# Set by progress_bars while bars are drawn: talk then goes above them.
+_bars: Bars | None = None
 
 
 def say(line: str) -> None:
@@ -58,12 +66,18 @@ def say(line: str) -> None:
     if _log is not None:
         _log.info(line)
         return
+    if _bars is not None:
+        _bars.write(line)
+        return
     click.echo(line, err=True)
 
 
 def warn(prog: str, line: str) -> None:
     if _log is not None:
         _log.warning(line)
+        return
+    if _bars is not None:
+        _bars.write(f"{prog}: {line}")
         return
     click.echo(f"{prog}: {line}", err=True)
 
@@ -81,12 +95,17 @@ def log_options(function: F) -> F:
     )(function)
 
 
-class _JournalFormatter(logging.Formatter):
-    """systemd's journal reads a `<N>` syslog priority before each line and adds its
-    own time: the level survives without a timestamp twice over."""
+def _journal_formatter() -> logging.Formatter:
+    import logging
 
-    def format(self, record: logging.LogRecord) -> str:
-        return f"<{_SYSLOG_PRIORITY.get(record.levelname, 6)}>{record.getMessage()}"
+    class JournalFormatter(logging.Formatter):
+        """systemd's journal reads a `<N>` syslog priority before each line and adds its
+        own time: the level survives without a timestamp twice over."""
+
+        def format(self, record: logging.LogRecord) -> str:
+            return f"<{_SYSLOG_PRIORITY.get(record.levelname, 6)}>{record.getMessage()}"
+
+    return JournalFormatter()
 
 
 _SYSLOG_PRIORITY = {"DEBUG": 7, "VERBOSE": 7, "INFO": 6, "WARNING": 4, "ERROR": 3, "CRITICAL": 2}
@@ -99,6 +118,9 @@ def setup_logging(prog: str, *, verbose: int, quiet: bool, log_file: Path | None
     syslog priority instead; with --log-file they go there, appended.
     """
     global _log  # noqa: PLW0603 - one switch for the whole process
+    import logging.handlers
+
+    logging.addLevelName(VERBOSE, "VERBOSE")
     logger = logging.getLogger(prog)
     levels = (logging.INFO, VERBOSE, logging.DEBUG)
     logger.setLevel(logging.WARNING if quiet else levels[min(verbose, 2)])
@@ -114,7 +136,7 @@ def setup_logging(prog: str, *, verbose: int, quiet: bool, log_file: Path | None
         handler.setFormatter(_plain_formatter())
     else:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_JournalFormatter() if _on_journal() else _plain_formatter())
+        handler.setFormatter(_journal_formatter() if _on_journal() else _plain_formatter())
     logger.addHandler(handler)
     # watchdog's own warnings (a thread stopping under it) are noise to an operator.
     logging.getLogger("watchdog").setLevel(logging.DEBUG if verbose >= 2 else logging.CRITICAL)
@@ -128,6 +150,8 @@ def detail(line: str) -> None:
 
 
 def _plain_formatter() -> logging.Formatter:
+    import logging
+
     return logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
 
 
@@ -143,13 +167,29 @@ def _on_journal() -> bool:
 
 
 @contextlib.contextmanager
-def progress(label: str, total: int | None, *, quiet: bool) -> Iterator[Callable[[int], None]]:
-    """A progress bar on a terminal; nothing at all in cron, pipes or with -q."""
-    if quiet or total is None or total < (1 << 20) or not sys.stderr.isatty():
-        yield lambda _done: None
+def progress_bars(*, quiet: bool) -> Iterator[Progress]:
+    """Progress bars on a terminal for the length of the `with` (cli/bars.py), and
+    nothing in cron, pipes or with -q; say() and warn() write above the bars."""
+    global _bars  # noqa: PLW0603 - one terminal per process
+    from rise_dtn.cli import bars
+
+    if not bars.wanted(quiet=quiet) or _log is not None or _bars is not None:
+        yield NO_PROGRESS
         return
-    with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
-        yield bar.update
+    drawn = _bars = bars.Bars()
+    try:
+        yield drawn
+    finally:
+        _bars = None
+        drawn.close()
+
+
+def stream_progress(
+    progress: Progress, lane: str, name: str, total: int | None
+) -> Callable[[int], None]:
+    """A per-block callback (what rise-send's sealing takes) that tells `progress`."""
+    progress.started(lane, name, total or 0)
+    return functools.partial(progress.moved, lane)
 
 
 def stop_on_sigterm(stop: Callable[[], None]) -> None:
@@ -159,6 +199,8 @@ def stop_on_sigterm(stop: Callable[[], None]) -> None:
 
 def stop_event_on_signals() -> asyncio.Event:
     """Inside a running loop: an event that SIGTERM or Ctrl-C sets, for daemons."""
+    import asyncio
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

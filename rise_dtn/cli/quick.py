@@ -45,6 +45,9 @@ def preload_worker() -> None:
     load_command("send")
     with contextlib.suppress(ImportError):
         import sqlalchemy.dialects.sqlite.pysqlite  # noqa: F401 - loaded on first connect
+    from rise_dtn.store.warmup import warm_up
+
+    warm_up()
 
 
 def _home(argv: list[str]) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,15 +12,22 @@ from rise_dtn.cli.common import (
     home_option,
     now,
     open_home,
-    progress,
+    progress_bars,
     quiet_option,
     say,
+    stream_progress,
 )
 from rise_dtn.core.errors import UsageError
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.config import MAX_COPIES, MAX_HOPS, check_nice, parse_duration
 from rise_dtn.node.home import Home
-from rise_dtn.node.send import routed, routes, send
+from rise_dtn.node.send import send
+from rise_dtn.node.send.options import RouteOptions
+
+if TYPE_CHECKING:
+    # Only a send over relays needs these (onion layers, route choice): a
+    # direct send skips their imports.
+    from rise_dtn.node.send import routed
 
 
 @click.command("send")
@@ -80,7 +88,8 @@ def send_cmd(
       echo 'safe' | rise-send --hops 2 --copies 2 --wait - bob
     """
     home = open_home(home_path)
-    home.prewarm_index()
+    if home.plain_index is None:
+        home.prewarm_index()  # an index URL: SQLAlchemy's import overlaps the sealing
     peer = home.peers.find(node)
     if name is None and source != "-":
         name = Path(source).name
@@ -89,14 +98,15 @@ def send_cmd(
         nice=check_nice(nice) if nice is not None else None,
         lifetime_seconds=parse_duration(lifetime) if lifetime else None,
     )
-    route = routed.RouteOptions(
-        hops=hops, copies=copies, via=tuple(_names(via)) if via else (), wait=wait
-    )
+    route = RouteOptions(hops=hops, copies=copies, via=tuple(_names(via)) if via else (), wait=wait)
     handle = send.open_source(source)
     with handle:
         total = send.regular_size(handle)
-        with progress(f"sealing for {peer.name}", total, quiet=quiet) as update:
+        with progress_bars(quiet=quiet) as bars:
+            update = stream_progress(bars, f"sealing for {peer.name}", name or "message", total)
             if route.routed(home):
+                from rise_dtn.node.send import routed
+
                 sent = routed.queue_routed(
                     home,
                     peer,
@@ -107,9 +117,11 @@ def send_cmd(
                     rng=random.SystemRandom(),
                     progress=update,
                 )
-                _report_routed(sent, home, quiet=quiet)
-                return
-            queued = send.queue(home, peer, handle, options=options, now=now(), progress=update)
+            else:
+                queued = send.queue(home, peer, handle, options=options, now=now(), progress=update)
+    if route.routed(home):
+        _report_routed(sent, home, quiet=quiet)
+        return
     click.echo(str(queued.bundle_id))  # also with -q: a script keeps it (rise-send(1))
     if not quiet:
         what = "file" if name is not None else "message"
@@ -133,6 +145,8 @@ def _report_routed(sent: routed.RoutedQueued, home: Home, *, quiet: bool) -> Non
     if sent.held_because is not None:
         say(f"held for {sent.peer.name}: {sent.held_because}; it goes once a route exists")
         return
+    from rise_dtn.node.send import routes
+
     names = routes.names(home)
     for copy in sent.copies:
         path = " -> ".join(names.get(relay, str(relay)[:8]) for relay in copy.relays)

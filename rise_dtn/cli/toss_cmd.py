@@ -11,6 +11,7 @@ from rise_dtn.cli.common import (
     home_option,
     now,
     open_home,
+    progress_bars,
     quiet_option,
     say,
     stop_on_sigterm,
@@ -73,20 +74,26 @@ def toss_cmd(watch: bool, poll: float, home_path: Path | None, quiet: bool) -> N
     home = open_home(home_path)
     rejected, on_event = toss_reporter(quiet)
     if not watch:
-        toss(home, now=now(), on_event=on_event)
+        _toss_shown(home, on_event, quiet=quiet)
         if rejected[0]:
             raise SystemExit(int(ExitCode.REJECTED))
         return
-    _watch(home, poll, on_event)
+    _watch(home, poll, on_event, quiet=quiet)
 
 
-def _watch(home: Home, poll: float, on_event: Callable[[TossEvent], None]) -> None:
+def _toss_shown(home: Home, on_event: Callable[[TossEvent], None], *, quiet: bool) -> None:
+    """A toss, with progress bars on a terminal."""
+    with progress_bars(quiet=quiet) as bars:
+        toss(home, now=now(), on_event=on_event, progress=bars)
+
+
+def _watch(home: Home, poll: float, on_event: Callable[[TossEvent], None], *, quiet: bool) -> None:
     waiter = ChangeWaiter([home.spool.rx], poll_seconds=poll)
     stop_on_sigterm(waiter.stop)
     say(f"watching {home.spool.rx} (Ctrl-C to stop)")
     try:
         while True:
-            toss(home, now=now(), on_event=on_event)
+            _toss_shown(home, on_event, quiet=quiet)
             if not waiter.wait():
                 break
     except KeyboardInterrupt:
@@ -99,7 +106,7 @@ def finish_with_toss(home: Home, *, rejected: int, toss_too: bool, quiet: bool) 
     """After a carrier run: toss if asked, then exit 3 if anything was rejected on the way."""
     if toss_too:
         counted, on_event = toss_reporter(quiet)
-        toss(home, now=now(), on_event=on_event)
+        _toss_shown(home, on_event, quiet=quiet)
         rejected += counted[0]
     if rejected:
         raise SystemExit(int(ExitCode.REJECTED))

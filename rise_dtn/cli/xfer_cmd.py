@@ -14,12 +14,13 @@ from rise_dtn.cli.common import (
     home_option,
     now,
     open_home,
+    progress_bars,
     quiet_option,
     say,
     stop_on_sigterm,
     warn,
 )
-from rise_dtn.cli.toss_cmd import toss_reporter
+from rise_dtn.cli.toss_cmd import stream_now, toss_reporter
 from rise_dtn.core.errors import ExitCode, NoSpaceError
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
@@ -128,16 +129,23 @@ def _runner(
     rejected_by_toss, on_event = toss_reporter(quiet)
 
     def run() -> XferReport:
-        toss_step = (lambda: toss(home, now=now(), on_event=on_event)) if toss_too else None
-        report = exchange(
-            home,
-            directory,
-            move=move,
-            now=now(),
-            say=_verbose(quiet),
-            toss=toss_step,
-            serving=serving,
-        )
+        with progress_bars(quiet=quiet) as bars:
+            toss_step = (
+                (lambda: toss(home, now=now(), on_event=on_event, progress=bars))
+                if toss_too
+                else None
+            )
+            report = exchange(
+                home,
+                directory,
+                move=move,
+                now=now(),
+                say=_verbose(quiet),
+                toss=toss_step,
+                stream=stream_now(home, on_event) if toss_too else None,
+                serving=serving,
+                progress=bars,
+            )
         report.rejected_by_toss = rejected_by_toss[0]
         _report(report, quiet=quiet)
         return report

@@ -21,8 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import platformdirs
-
 from rise_dtn.core.card import Card, check_name
 from rise_dtn.core.errors import StorageError, UsageError
 from rise_dtn.core.identity import Identity, NodeId
@@ -33,6 +31,7 @@ from rise_dtn.store.spool import Spool
 
 if TYPE_CHECKING:
     from rise_dtn.store.index import Index
+    from rise_dtn.store.plain_index import PlainMap
     from rise_dtn.store.relay_index import RelayIndex
     from rise_dtn.store.transaction import BundleTransaction
 
@@ -44,6 +43,8 @@ def default_home() -> Path:
     env = os.environ.get("RISE_HOME")
     if env:
         return Path(env).expanduser()
+    import platformdirs  # only without --home or $RISE_HOME: a cron line names its node
+
     return Path(platformdirs.user_data_dir("rise-dtn", appauthor=False))
 
 
@@ -114,6 +115,10 @@ class Home:
             home.spool.create()
             for directory in (home.peers.directory, home.inbox_dir, path / "incoming"):
                 directory.mkdir(mode=0o700, exist_ok=True)
+            # The index with all its tables now, so that even the first direct
+            # send writes it without SQLAlchemy (store/plain_index.py).
+            home.relay_index  # noqa: B018 - opening it creates the tables
+            home.close()
             # The key goes last: its presence is what marks a complete node.
             write_atomic(path / KEY_FILE, identity.to_keyfile(), mode=0o600, what="saving the key")
         except OSError as exc:
@@ -167,7 +172,32 @@ class Home:
             return self.config.receive_max(peer.name if peer else "")
 
         room = Room(min_free_bytes=self.config.min_free_bytes, receive_max=receive_max)
-        return BundleTransaction(self.spool, lambda: self.index, self.identity.node_id, room=room)
+        return BundleTransaction(
+            self.spool,
+            lambda: self.index,
+            self.identity.node_id,
+            room=room,
+            plain_index=self.plain_index,
+        )
+
+    @functools.cached_property
+    def route_map(self) -> PlainMap | RelayIndex:
+        """What a route is drawn from (the map's cards and links, the last route to
+        each recipient): the default SQLite index read directly, so that a send over
+        relays need not import SQLAlchemy (store/plain_index.py); else the RelayIndex."""
+        if self.plain_index is not None:
+            from rise_dtn.store.plain_index import PlainMap
+
+            plain = PlainMap.open(self.plain_index)
+            if plain is not None:
+                return plain
+        return self.relay_index
+
+    @property
+    def plain_index(self) -> Path | None:
+        """The default index, the spool's SQLite file, which a direct send writes
+        without SQLAlchemy (store/plain_index.py); None: the config names an index URL."""
+        return self.spool.index_path if self.config.index_url is None else None
 
     def card(self, *, now: int, via: Sequence[NodeId] = ()) -> Card:
         """This node's card; `via` adds the relays next to it as ("via", id) addresses."""

@@ -237,13 +237,26 @@ def write_atomic(final: Path, data: bytes, *, what: str = "writing", mode: int =
         out.write(data)
 
 
+Moved = Callable[[int], object]  # told each copy step's byte count (a progress bar's)
+
+
+def unwatched(_count: int) -> None:
+    return None
+
+
 # copy_file_range refuses some pairs of filesystems; sendfile then still
 # copies in the kernel (file to file on Linux); plain reads are the last resort.
 _KERNEL_COPY_REFUSED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP}
 
 
 def _kernel_copy(
-    copy: Callable[[int, int, int, int], int], src_fd: int, dst_fd: int, offset: int, length: int
+    copy: Callable[[int, int, int, int], int],
+    src_fd: int,
+    dst_fd: int,
+    offset: int,
+    length: int,
+    *,
+    progress: Moved,
 ) -> int:
     """Copy with `copy` until done or refused; return how many bytes it copied."""
     done = 0
@@ -253,6 +266,7 @@ def _kernel_copy(
             if copied == 0:
                 raise StorageError("source file is shorter than expected")
             done += copied
+            progress(copied)
     except OSError as exc:
         if exc.errno not in _KERNEL_COPY_REFUSED:
             raise
@@ -275,13 +289,14 @@ class Writable(Protocol):
     def write(self, data: bytes | memoryview) -> None: ...
 
 
-def copy_into(source: BinaryIO, out: Writable, length: int) -> None:
-    """Copy `length` bytes from `source`'s current offset, in the kernel where it can."""
+def copy_into(source: BinaryIO, out: Writable, length: int, *, progress: Moved = unwatched) -> None:
+    """Copy `length` bytes from `source`'s current offset, in the kernel where it can;
+    `progress` hears each step's byte count (a block, never a byte)."""
     src_fd, dst_fd = source.fileno(), out.fileno()
     offset = source.tell()
     done = 0
     for copy in (_copy_file_range, _sendfile):
-        done += _kernel_copy(copy, src_fd, dst_fd, offset + done, length - done)
+        done += _kernel_copy(copy, src_fd, dst_fd, offset + done, length - done, progress=progress)
         if done == length:
             return
     source.seek(offset + done)
@@ -293,6 +308,7 @@ def copy_into(source: BinaryIO, out: Writable, length: int) -> None:
             raise StorageError("source file is shorter than expected")
         out.write(view[:count])
         done += count
+        progress(count)
 
 
 def _stale_candidates(directory: Path) -> Iterator[tuple[Path, int]]:
@@ -390,7 +406,9 @@ def reflink(src_fd: int, dst_fd: int) -> bool:
     return True
 
 
-def clone_or_copy(source: BinaryIO, out: Writable, length: int) -> None:
+def clone_or_copy(
+    source: BinaryIO, out: Writable, length: int, *, progress: Moved = unwatched
+) -> None:
     """Copy `length` bytes of `source` from its start into the empty `out`: a reflink
     where the filesystem offers copy-on-write, else a copy in the kernel.
 
@@ -403,11 +421,18 @@ def clone_or_copy(source: BinaryIO, out: Writable, length: int) -> None:
             return
         os.ftruncate(dst_fd, 0)  # the source changed under us: copy what the caller checked
     source.seek(0)
-    copy_into(source, out, length)
+    copy_into(source, out, length, progress=progress)
 
 
 def copy_file(
-    source: BinaryIO, length: int, target: Path, *, tmp_dir: Path, what: str, hold: bool = False
+    source: BinaryIO,
+    length: int,
+    target: Path,
+    *,
+    tmp_dir: Path,
+    what: str,
+    hold: bool = False,
+    progress: Moved = unwatched,
 ) -> int:
     """Give the first `length` bytes of `source` the durable name `target`
     (tmp, reflink or copy, fsync, link into place, fsync the directory);
@@ -420,7 +445,7 @@ def copy_file(
     except OSError as exc:
         raise storage_error(exc, what) from None
     try:
-        clone_or_copy(source, out, length)
+        clone_or_copy(source, out, length, progress=progress)
         out.commit(replace=False, hold=hold)
     except FileExistsError:
         out.abort()

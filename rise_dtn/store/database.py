@@ -39,7 +39,6 @@ missing one is a one-line error naming what to install.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -50,16 +49,17 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from rise_dtn.core.errors import NoSpaceError, StorageError, UsageError
+from rise_dtn.store.plain_index import (
+    BUSY_TIMEOUT_SECONDS,
+    NO_SPACE_MESSAGE,
+    SQLITE_NO_SPACE,
+    configure,
+)
 
 # The advisory lock every write transaction takes on PostgreSQL: any fixed
 # 64-bit key will do, as long as every rise-dtn process uses the same one.
 # These are the ASCII bytes of "riseindx".
 WRITE_LOCK_KEY = 0x72697365_696E6478
-
-# How long a writer waits for another writer before giving up with an error.
-# A write transaction lasts milliseconds (a repair of a large spool, seconds);
-# 30 s means something is stuck, and an error says so instead of hanging a cron job.
-BUSY_TIMEOUT_SECONDS = 30
 
 # How long to wait for a PostgreSQL server to answer before reporting it
 # unreachable (TCP's own time-out is minutes); a URL may set its own.
@@ -155,16 +155,9 @@ def _read_only(connection: Connection) -> bool:
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    # Take transaction control away from the sqlite3 module (see the module
-    # docstring): BEGIN is emitted by _sqlite_begin, and nothing else.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    # FULL: a committed "seen" row survives power loss, which is what makes
-    # "never delivered twice" hold across a crash.
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
-    cursor.close()
+    # The set-up a direct send's own connection shares (store/plain_index.py);
+    # BEGIN is emitted by _sqlite_begin, and nothing else.
+    configure(dbapi_connection)
 
 
 def _sqlite_begin(connection: Connection) -> None:
@@ -204,18 +197,10 @@ def _shown(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-# SQLite reports a full disk as SQLITE_FULL on a write, and as
-# SQLITE_IOERR_SHMSIZE when it cannot even grow its shared-memory file, which
-# every WAL reader needs: on a disk with no block left, opening the index fails.
-_SQLITE_NO_SPACE = {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR_SHMSIZE}
-
-
 def index_error(exc: SQLAlchemyError, what: str) -> StorageError:
     """The one line a user sees for a database failure (the driver's first line)."""
-    if getattr(getattr(exc, "orig", None), "sqlite_errorcode", None) in _SQLITE_NO_SPACE:
-        return NoSpaceError(
-            "no space left for the index; nothing was lost, retry when space returns"
-        )
+    if getattr(getattr(exc, "orig", None), "sqlite_errorcode", None) in SQLITE_NO_SPACE:
+        return NoSpaceError(NO_SPACE_MESSAGE)
     text = str(getattr(exc, "orig", None) or exc)
     reason = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
     return StorageError(f"{what}: {reason}")

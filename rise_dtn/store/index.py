@@ -46,6 +46,9 @@ from sqlalchemy import (
 )
 
 from rise_dtn.store import database
+from rise_dtn.store.rows import EntryRow as EntryRow  # noqa: PLC0414 - re-exported
+from rise_dtn.store.rows import InboxRow as InboxRow  # noqa: PLC0414 - re-exported
+from rise_dtn.store.rows import SeenRow as SeenRow  # noqa: PLC0414 - re-exported
 
 metadata = MetaData()
 
@@ -109,7 +112,7 @@ ReceiptOwed = Table(
     Column("created", BigInteger, nullable=False),
 )
 
-# The digest (BLAKE2b-128, hex) of a bundle this node sealed, recorded as it
+# The digest (transaction.SpoolDigest) of a bundle this node sealed, recorded as it
 # was written: the sender can tell a damaged copy of its own bundle (bit rot,
 # a medium that shared its bytes) instead of offering it again and again.
 # Its own table, so that an existing index needs no migration.
@@ -132,39 +135,6 @@ InboxMessage = Table(
     Column("path", String(4096), nullable=False),
     Column("read", Boolean, nullable=False, default=False),
 )
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class EntryRow:
-    bundle_id: str
-    direction: str
-    neighbour: str
-    size: int
-    expiry: int
-    priority: int
-    queued_at: int
-    copies: int = 0
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SeenRow:
-    bundle_id: str
-    expiry: int
-    state: str
-    sender: str
-    target: str
-    at: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class InboxRow:
-    bundle_id: str
-    sender: str
-    sender_name: str
-    received_at: int
-    size: int
-    path: str
-    read: bool = False
 
 
 def upsert(

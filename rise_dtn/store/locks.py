@@ -32,3 +32,42 @@ def held(path: Path, *, wait_seconds: float = 0.0, what: str = "the spool") -> I
         yield
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def claimed(path: Path) -> Iterator[bool]:
+    """Yield True while holding `path`'s lock, or False at once if another holder has it.
+
+    For a lock per item (one bundle being delivered), so the file is removed
+    when done and none pile up. Whoever opened the file just before that
+    removal gets its lock on a name that leads elsewhere now (or nowhere):
+    that counts as held by another, so two processes never both hold "the"
+    lock of one name.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        if not _still_names(path, fd):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            # Unlinked while still locked: a process that opens the name from
+            # now on makes a new file, one that opened the old one finds the
+            # name moved on.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    finally:
+        os.close(fd)
+
+
+def _still_names(path: Path, fd: int) -> bool:
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False

@@ -45,6 +45,10 @@ from rise_dtn.store.index import (
     owe,
     upsert,
 )
+from rise_dtn.store.rows import HeldRow as HeldRow  # noqa: PLC0414 - re-exported
+from rise_dtn.store.rows import LinkRow as LinkRow  # noqa: PLC0414 - re-exported
+from rise_dtn.store.rows import RelayedRow as RelayedRow  # noqa: PLC0414 - re-exported
+from rise_dtn.store.rows import SentRow as SentRow  # noqa: PLC0414 - re-exported
 
 metadata = MetaData()
 
@@ -124,49 +128,6 @@ Held = Table(
     Column("size", BigInteger, nullable=False),
     Column("kind", Integer, nullable=False),
 )
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RelayedRow:
-    bundle_id: str
-    from_neighbour: str
-    size: int
-    expiry: int
-    commitment: str
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SentRow:
-    bundle_id: str
-    recipient: str
-    created: int
-    expiry: int
-    size: int
-    copies: bytes
-    delivered_at: int | None = None
-    cancelled: int = 0
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class LinkRow:
-    a: str
-    b: str
-    via: str
-    distance: int
-    learned_at: int
-    expiry: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class HeldRow:
-    bundle_id: str
-    recipient: str
-    hops: int
-    copies: int
-    expiry: int
-    priority: int
-    size: int
-    kind: int
 
 
 FORGET_EVERY_SECONDS = 60

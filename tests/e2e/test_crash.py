@@ -43,10 +43,13 @@ from typing import Any, NoReturn, TypeVar
 import pytest
 
 from rise_dtn.carriers.directory import folder, xfer
+from rise_dtn.core.bundle import ClearPart
+from rise_dtn.core.identity import NodeId
 from rise_dtn.node.check import check
 from rise_dtn.node.home import Home
 from rise_dtn.node.send import send
 from rise_dtn.node.toss import toss
+from rise_dtn.node.toss.toss_events import Source
 from rise_dtn.store import atomic
 from rise_dtn.store.atomic import TMP_PREFIX
 from rise_dtn.store.spool import read_clear
@@ -135,6 +138,24 @@ class World:
     def xfer(self, path: Path) -> xfer.XferReport:
         with self.open(path) as home:
             return xfer.exchange(home, self.stick, move=False, now=now())
+
+    def xfer_toss(self) -> xfer.XferReport:
+        """Bob's `rise-xfer --toss`: bundles for him delivered as they are read off the stick."""
+        with self.open(self.bob) as bob:
+
+            def stream(clear: ClearPart, neighbour: NodeId, source: Source) -> bool:
+                return toss.deliver_streamed(
+                    bob, clear, neighbour, source, now=now(), on_event=lambda _event: None
+                )
+
+            return xfer.exchange(
+                bob,
+                self.stick,
+                move=False,
+                now=now(),
+                toss=lambda: toss.toss(bob, now=now()),
+                stream=stream,
+            )
 
     def toss(self) -> list[toss.TossEvent]:
         with self.open(self.bob) as bob:
@@ -391,6 +412,15 @@ SCENARIOS = [
         lambda world: world.xfer(world.bob),
         frozenset({"copy_file_range", "fsync", "link"}),
         frozenset({"copy_file_range", "sendfile", "fsync", "link"}),
+    ),
+    # With --toss, a bundle for Bob goes from the stick straight into his
+    # incoming/ (no copy in rx/), then his ack onto the stick.
+    Scenario(
+        "xfer from the stick with --toss",
+        _prepare_on_stick,
+        lambda world: world.xfer_toss(),
+        frozenset({"write", "fsync", "link", "replace"}),
+        frozenset({"write", "fsync", "link", "replace"}),
     ),
     Scenario(
         "xfer leaving acks",

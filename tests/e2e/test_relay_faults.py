@@ -344,3 +344,43 @@ def test_kill_relay_toss_while_it_forwards(tmp_path: Path) -> None:
     assert net.incoming("b", "a") == expected
     for name in net.nodes:
         net[name].run("rise-check")
+
+
+@pytest.mark.slow
+def test_kill_relay_xfer_toss_while_it_forwards_off_the_stick(tmp_path: Path) -> None:
+    """SIGKILL R1's `rise-xfer --toss` again and again while it forwards packets as it reads
+    them off the stick (no copy in rx/); every bundle still reaches B once, intact."""
+    rng = random.Random(SEED + 1)
+    net = diamond(tmp_path)
+    sources = tmp_path / "sources"
+    sources.mkdir()
+    expected: dict[str, str] = {}
+    stick = str(net.stick("a", "r1"))
+    killer: Killer | None = None
+    batches = 0
+    for _run in range(400):
+        if killer is not None and killer.kills >= KILLS:
+            break
+        if not net.on_stick("a", "r1"):
+            batches += 1
+            for number, size in enumerate(SIZES):
+                data = random_file(rng, size)
+                path = sources / f"b{batches}-{number}.bin"
+                path.write_bytes(data)
+                expected[path.name] = digest(data)
+                net.send("a", "b", path, options=VIA, real=False)
+            net.visit("a", "r1", real=False)
+        if killer is None:
+            startup = timed("rise-xfer", "-q", "--toss", "--for", "a", stick, home=net["r1"].home)
+            killer = Killer(rng, startup, work_seconds=0.2)
+            continue  # that first run forwarded the batch
+        outcome = killer.run("rise-xfer", "-q", "--toss", "--for", "a", stick, home=net["r1"].home)
+        assert outcome.status in {None, 0}, outcome.stderr
+    assert killer is not None and killer.kills >= KILLS
+    net["r1"].run("rise-xfer", "-q", "--toss", "--for", "a", stick)
+    repair_then_check(net["r1"].home)
+    net.settle()
+    net.assert_quiet()
+    assert net.incoming("b", "a") == expected
+    for name in net.nodes:
+        net[name].run("rise-check")

@@ -1,9 +1,10 @@
 """rise-send hands its work to the running daemon's warm worker (rise_dtn/node/warm.py).
 
 To tell which process did the work, the rise-send under test runs with a
-PYTHONPATH where `sqlalchemy` cannot be imported: done in the command's own
-process, the send would fail; done by the worker (started before, with a
-clean environment), it succeeds.
+PYTHONPATH where `click` cannot be imported: done in the command's own
+process, the send would fail (its command line is click's); done by the
+worker (started before, with a clean environment), it succeeds. (Not
+SQLAlchemy: a direct send no longer imports it, store/plain_index.py.)
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def poisoned_env(node: Node, base: Path) -> dict[str, str]:
-    poison = base / "poison" / "sqlalchemy"
+    poison = base / "poison" / "click"
     poison.mkdir(parents=True, exist_ok=True)
     (poison / "__init__.py").write_text("raise ImportError('not in this process')\n")
     return command_env(node.home, PYTHONPATH=str(base / "poison"))
@@ -186,7 +187,7 @@ def test_the_worker_serves_the_default_home(short_base: Path) -> None:
             timeout=60,
             check=False,
         )
-        assert result.returncode == 0, result.stderr  # done by the worker: no SQLAlchemy here
+        assert result.returncode == 0, result.stderr  # done by the worker: no click here
     finally:
         stop(daemon)
     assert len(list((home / "spool" / "tx").rglob("*.rsb"))) == 1

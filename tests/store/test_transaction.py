@@ -21,8 +21,9 @@ from rise_dtn.node.home import Home
 from rise_dtn.node.send import send
 from rise_dtn.node.toss.toss import toss
 from rise_dtn.node.toss.toss_events import TossEvent
+from rise_dtn.store import transaction
 from rise_dtn.store.atomic import atomic_file
-from rise_dtn.store.index import SeenRow
+from rise_dtn.store.index import QueuedDigest, SeenRow, upsert
 from rise_dtn.store.transaction import BundleTransaction, Release, Room, Verdict
 from tests.conftest import BIN, Node, command_env
 
@@ -230,3 +231,33 @@ def test_acks_due_gives_ids_by_neighbour_and_forgets_a_row_no_carrier_could_give
     home.bundles.acks_given(alice, owed[:1])
     assert home.bundles.acks_due() == {alice: owed[1:]}
     home.close()
+
+
+def test_a_digest_recorded_by_an_earlier_version_is_still_checked(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    """Bundles queued before the switch to SHA-256 carry a BLAKE2b-128 digest (32 hex
+    digits): rise-check verifies it by that scheme, so neither a good copy is called
+    damaged nor a damaged one passes."""
+    alice, _bob = pair
+    source = tmp_path / "old.bin"
+    source.write_bytes(b"y" * 300_000)
+    alice.run("rise-send", "-q", str(source), "bob")
+    (path,) = (alice.spool / "tx").rglob("*.rsb")
+    legacy = transaction.digest_of(path, like="0" * 32)
+    assert len(legacy) == 32 and int(legacy, 16) >= 0  # all hex: the old scheme
+    assert transaction.digest_of(path).startswith(transaction.SHA256_MARK)
+    home = Home.open(alice.home)
+    with home.index.transaction() as connection:
+        upsert(connection, QueuedDigest, {"bundle_id": path.stem}, {"digest": legacy})
+    assert home.index.digests() == {path.stem: legacy}
+    home.close()
+    alice.run("rise-check")
+    with open(path, "r+b") as handle:
+        handle.seek(150_000)
+        byte = handle.read(1)
+        handle.seek(150_000)
+        handle.write(bytes([byte[0] ^ 1]))
+    found = alice.run("rise-check", check=False)
+    assert found.returncode == 3
+    assert b"damaged in our own spool" in found.stdout

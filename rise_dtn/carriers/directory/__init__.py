@@ -54,7 +54,9 @@ class DirectoryPlace:
             now=now,
             say=hooks.say,
             toss=hooks.toss,
+            stream=hooks.stream if hooks.toss is not None else None,
             serving=Audience(names=(peer.name,)),
+            progress=hooks.progress,
         )
         return Exchanged(
             received=report.received,

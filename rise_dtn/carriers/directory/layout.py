@@ -34,7 +34,14 @@ from rise_dtn.carriers.directory.folder import (
 )
 from rise_dtn.core.errors import StorageError, UsageError
 from rise_dtn.core.identity import BundleId, NodeId
-from rise_dtn.store.atomic import TMP_PREFIX, clone_or_copy, storage_error, sync_filesystem_of
+from rise_dtn.store.atomic import (
+    TMP_PREFIX,
+    Moved,
+    clone_or_copy,
+    storage_error,
+    sync_filesystem_of,
+    unwatched,
+)
 
 TOP = "rise-dtn"
 BUNDLE_SUFFIX = ".rsb"
@@ -161,7 +168,13 @@ class DirectoryCarrier:
         return found is not None and found.st_size == size and stat.S_ISREG(found.st_mode)
 
     def put_bundle(
-        self, source: Path, *, recipient: NodeId, sender: NodeId, bundle_id: BundleId
+        self,
+        source: Path,
+        *,
+        recipient: NodeId,
+        sender: NodeId,
+        bundle_id: BundleId,
+        progress: Moved | None = None,
     ) -> None:
         """Put a bundle on the medium atomically: a reflink where the filesystem offers
         copy-on-write, else a kernel copy; never a hard link, which would share
@@ -172,7 +185,8 @@ class DirectoryCarrier:
         except OSError as exc:
             raise storage_error(exc, "reading a bundle in the spool") from None
         with handle, self._writing(recipient, sender, self.bundle_name(bundle_id), what) as out:
-            clone_or_copy(handle, out, os.fstat(handle.fileno()).st_size)
+            size = os.fstat(handle.fileno()).st_size
+            clone_or_copy(handle, out, size, progress=progress or unwatched)
 
     def put_ack(self, data: bytes, *, recipient: NodeId, sender: NodeId, name: str) -> None:
         what = f"writing to {self.root}"

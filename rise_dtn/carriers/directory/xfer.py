@@ -9,6 +9,7 @@ until an ack for it comes back (unless --move), so a lost stick loses nothing.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -18,18 +19,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from rise_dtn.carriers.base import Stream
 from rise_dtn.carriers.directory import audience
 from rise_dtn.carriers.directory.audience import Audience
 from rise_dtn.carriers.directory.folder import UnsafeEntry, UnwritableMedium
 from rise_dtn.carriers.directory.layout import DirectoryCarrier, Found
+from rise_dtn.core import sealing
 from rise_dtn.core.ack import MAX_ACK_BYTES, MAX_IDS, Ack
+from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import BundleError, NoSpaceError, StorageError
-from rise_dtn.core.identity import BundleId, NodeId
+from rise_dtn.core.identity import PUBLIC_KEY_BYTES, BundleId, NodeId
+from rise_dtn.core.progress import NO_PROGRESS, Progress
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.store import locks
-from rise_dtn.store.atomic import copy_file
+from rise_dtn.store.atomic import Moved, copy_file
 from rise_dtn.store.spool import parse_clear_file, read_clear
 from rise_dtn.store.transaction import Release, Verdict
 
@@ -63,12 +68,17 @@ def exchange(
     now: int,
     say: Say = lambda _line: None,
     toss: Callable[[], object] | None = None,
+    stream: Stream | None = None,
     serving: Audience = audience.UNNAMED,
+    progress: Progress = NO_PROGRESS,
 ) -> XferReport:
     """One full exchange with `directory`.
 
     `toss`, if given, runs after the bundles are taken and before the acks
     are written, so that the acks for this exchange's bundles leave at once.
+    `stream`, if given (with --toss), delivers a direct bundle for this node
+    as it is read off the medium, with no copy in rx/ (_deliver_from_medium).
+    `progress` hears each bundle copied, in lanes "from NAME" and "to NAME".
     Bundles and acks are written only for the neighbours the medium serves
     (audience.py); bundles and acks for us are taken from any peer.
     """
@@ -81,7 +91,9 @@ def exchange(
     with DirectoryCarrier(directory) as carrier:
         carrier.remove_stale(sender=me)
         _take_acks(home, carrier, peers, report, now=now, say=say)
-        _take_bundles(home, carrier, peers, report, now=now, say=say)
+        _take_bundles(
+            home, carrier, peers, report, now=now, say=say, stream=stream, progress=progress
+        )
         if toss is not None:
             toss()
         _give_acks(home, carrier, served, report, now=now, say=say)
@@ -90,7 +102,9 @@ def exchange(
 
             for name in control.refresh_maps(home, now=now):
                 say(f"queued a fresh map for {name}")
-        _give_all_bundles(home, carrier, peers, served, report, move=move, now=now, say=say)
+        _give_all_bundles(
+            home, carrier, peers, served, report, move=move, now=now, say=say, progress=progress
+        )
         carrier.sync()
         report.rejected.extend(carrier.refusals)
         report.unwritten.extend(carrier.unwritten)
@@ -113,6 +127,7 @@ def _give_all_bundles(
     move: bool,
     now: int,
     say: Say,
+    progress: Progress,
 ) -> None:
     """Bundles out, for each neighbour the medium serves (the others' stay in the spool)."""
     for neighbour in home.spool.tx_neighbours():
@@ -123,7 +138,9 @@ def _give_all_bundles(
             continue
         try:
             with locks.held(home.spool.lock_path(f"tx-{neighbour}"), what=f"tx/{peer.name}"):
-                _give_bundles(home, carrier, peer, report, move=move, now=now, say=say)
+                _give_bundles(
+                    home, carrier, peer, report, move=move, now=now, say=say, progress=progress
+                )
         except NoSpaceError:
             report.medium_full = True
             say(f"{carrier.root} is full: the rest stays in the spool for the next exchange")
@@ -181,8 +198,12 @@ def _take_bundles(
     *,
     now: int,
     say: Say,
+    stream: Stream | None,
+    progress: Progress,
 ) -> None:
-    for found in carrier.bundles_for(home.identity.node_id):
+    listed = list(carrier.bundles_for(home.identity.node_id))
+    _plan_taking(listed, peers, progress)
+    for found in listed:
         peer = peers.get(found.sender)
         if peer is None:
             report.skipped.append(
@@ -197,8 +218,32 @@ def _take_bundles(
         except OSError as exc:
             report.rejected.append(f"{found.shown}: unreadable: {exc.strerror}")
             continue
-        with source:
-            _take_one(home, carrier, found, peer, report, source=source, now=now, say=say)
+        size = os.fstat(source.fileno()).st_size
+        with source, progress.item(f"from {peer.name}", found.name, size) as moved:
+            _take_one(
+                home,
+                carrier,
+                found,
+                peer,
+                report,
+                source=source,
+                now=now,
+                say=say,
+                stream=stream,
+                moved=moved,
+            )
+
+
+def _plan_taking(listed: list[Found], peers: dict[NodeId, Peer], progress: Progress) -> None:
+    """What the bars will show as ahead: the bundles on the medium from known peers."""
+    planned: dict[str, list[int]] = {}
+    for found in listed:
+        peer = peers.get(found.sender)
+        stat = found.folder.lstat(found.name) if peer is not None else None
+        if peer is not None and stat is not None:
+            planned.setdefault(f"from {peer.name}", []).append(stat.st_size)
+    for lane, sizes in planned.items():
+        progress.planned(lane, bundles=len(sizes), total_bytes=sum(sizes))
 
 
 def _take_one(
@@ -211,8 +256,11 @@ def _take_one(
     source: BinaryIO,
     now: int,
     say: Say,
+    stream: Stream | None,
+    moved: Moved,
 ) -> None:
-    """Move one bundle from the medium (`source`, open) into rx/ (durably, then off the medium)."""
+    """Move one bundle from the medium (`source`, open) into rx/ (durably, then off the medium),
+    or with `stream`, deliver it from there."""
     try:
         clear, size = parse_clear_file(source)
     except BundleError as exc:
@@ -222,13 +270,23 @@ def _take_one(
     except OSError as exc:
         report.rejected.append(f"{found.shown}: unreadable: {exc.strerror}")
         return
-    bundle_id = clear.bundle_id
+    if stream is not None and _deliver_from_medium(
+        home, clear, peer, source, stream, now=now, moved=moved
+    ):
+        _taken(home, carrier, found, peer, report, clear=clear, size=size, say=say)
+        return
 
     def write(target: Path) -> int:
         # A copy (or a reflink), never a hard link: the medium's holder must
         # not be able to change our copy after toss has checked it.
         return copy_file(
-            source, size, target, tmp_dir=home.spool.tmp, what="receiving a bundle", hold=True
+            source,
+            size,
+            target,
+            tmp_dir=home.spool.tmp,
+            what="receiving a bundle",
+            hold=True,
+            progress=moved,
         )
 
     admission = home.bundles.admit(clear, size, peer.node_id, now=now, write=write)
@@ -255,6 +313,87 @@ def _take_one(
         report.skipped.append(f"{found.shown}: expired, removed from the medium")
         carrier.remove(found)
         return
+    _taken(home, carrier, found, peer, report, clear=clear, size=size, say=say)
+
+
+def _deliver_from_medium(
+    home: Home,
+    clear: ClearPart,
+    peer: Peer,
+    source: BinaryIO,
+    stream: Stream,
+    *,
+    now: int,
+    moved: Moved,
+) -> bool:
+    """Toss a bundle for this node as it is read off the medium (deliver it, or forward
+    an onion packet); True if done.
+
+    One read of the medium and no copy in rx/: each chunk (an onion
+    payload's tag) is authenticated as it is read, and nothing is recorded
+    before the last one, so a medium's holder who changes the file meanwhile
+    only makes it fail. A bundle the admission rules do not take, and one
+    that fails here go the usual way, into rx/, where toss says what is wrong.
+    So does a bundle of one sealed chunk: it may be a map or a receipt,
+    whose taking-in toss follows up (routes held for a map), and a copy of
+    at most a MiB costs next to nothing.
+    Our own disk failing (StorageError: full, read-only) ends the exchange,
+    as it does when the usual way copies.
+    """
+    if clear.header.body_length <= ONE_CHUNK_BODY_BYTES:
+        return False
+    if not home.bundles.judge(clear, peer.node_id, now=now).taken:
+        return False
+    try:
+        source.seek(clear.size)
+        return stream(clear, peer.node_id, _MediumSource(source, moved))
+    except OSError:
+        return False  # the usual way reads it again, and says what is wrong
+    finally:
+        with contextlib.suppress(OSError):
+            source.seek(0)
+
+
+class _MediumSource:
+    """A bundle's sealed chunks, read from the medium in full (a short read is not its end)."""
+
+    def __init__(self, handle: BinaryIO, moved: Moved) -> None:
+        self._handle = handle
+        self._moved = moved  # a progress bar's, per chunk
+
+    def read(self, size: int, /) -> bytes:
+        data = self._handle.read(size)
+        self._moved(len(data))
+        if len(data) == size or not data:
+            return data
+        parts = [data]
+        left = size - len(data)
+        while left > 0:
+            more = self._handle.read(left)
+            if not more:
+                break
+            parts.append(more)
+            left -= len(more)
+            self._moved(len(more))
+        return b"".join(parts)
+
+    def finish(self) -> None:
+        return None
+
+
+def _taken(
+    home: Home,
+    carrier: DirectoryCarrier,
+    found: Found,
+    peer: Peer,
+    report: XferReport,
+    *,
+    clear: ClearPart,
+    size: int,
+    say: Say,
+) -> None:
+    """A bundle is ours now (in rx/, or delivered): what becomes of the copy on the medium."""
+    bundle_id = clear.bundle_id
     target = home.bundles.received_path(peer.node_id, bundle_id)
     # The copy on the medium stays until our ack goes out (_give_acks): until
     # then the sender would only write it again, and if our copy turns out
@@ -343,6 +482,8 @@ def _quarantine_from_medium(
 
 
 QUARANTINE_KEEP_BYTES = 1 << 20
+# E and one sealed chunk: the largest body a control bundle (map, receipt) can have.
+ONE_CHUNK_BODY_BYTES = PUBLIC_KEY_BYTES + sealing.SEALED_CHUNK_BYTES
 
 # A name a medium's holder chose is kept in quarantine only if it is short and
 # plain; any other gets one made from its bytes (a 255-byte name has no room
@@ -366,6 +507,7 @@ def _give_bundles(
     move: bool,
     now: int,
     say: Say,
+    progress: Progress,
 ) -> None:
     me = home.identity.node_id
     waiting = []
@@ -383,10 +525,14 @@ def _give_bundles(
             continue
         waiting.append((clear.header.priority, path, clear.bundle_id, size))
     waiting.sort(key=lambda item: item[0])  # stable: equal priorities stay oldest first
-    for _priority, path, bundle_id, size in waiting:
-        if carrier.holds(peer.node_id, me, bundle_id, size):
-            continue
-        carrier.put_bundle(path, recipient=peer.node_id, sender=me, bundle_id=bundle_id)
+    todo = [item for item in waiting if not carrier.holds(peer.node_id, me, item[2], item[3])]
+    lane = f"to {peer.name}"
+    progress.planned(lane, bundles=len(todo), total_bytes=sum(item[3] for item in todo))
+    for _priority, path, bundle_id, size in todo:
+        with progress.item(lane, str(bundle_id), size) as moved:
+            carrier.put_bundle(
+                path, recipient=peer.node_id, sender=me, bundle_id=bundle_id, progress=moved
+            )
         report.sent += 1
         report.sent_bytes += size
         if move:

@@ -42,6 +42,7 @@ from rise_dtn.core.live_policy import (
     Reply,
     stale_partials,
 )
+from rise_dtn.core.progress import NO_PROGRESS, Progress
 from rise_dtn.core.session import (
     MAX_DATA_BYTES,
     MAX_PUSH_BYTES,
@@ -76,6 +77,23 @@ class ByteWriter(Protocol):
     async def drain(self) -> None: ...
 
 
+async def _drain_replies(writer: ByteWriter) -> None:
+    """Let the receiver's replies out without waiting for the pump's DATA to leave.
+
+    drain() waits for the whole write buffer, and the pump keeps that full
+    of DATA while it sends: a receiver waiting there stops reading, and when
+    both ends send large bundles each waits for the other to read, for
+    ever. The replies (requests, confirmations) are small, so the receiver
+    waits only when they pile up (a peer that sends but never reads).
+    """
+    buffered = getattr(writer, "write_buffer_size", None)  # a link over a socket has it
+    if buffered is None or buffered() > REPLY_BUFFER_BYTES:
+        await writer.drain()
+
+
+# More than the pump alone ever leaves buffered (it drains at asyncio's high-water
+# mark, with at most one DATA frame over it).
+REPLY_BUFFER_BYTES = 4 << 20
 READ_BYTES = 1 << 18
 # fsync a partial copy every 16 MiB: a cut loses at most that much progress,
 # and a large file costs 64 fsyncs per GiB rather than one per frame.
@@ -261,12 +279,14 @@ class Link:
         toss: Toss | None = None,
         stream: Stream | None = None,
         log: Log | None = None,
+        progress: Progress = NO_PROGRESS,
     ) -> None:
         """`toss`, if given, tosses what arrived; what it queues for the peer goes out at once.
 
         `stream`, if given, delivers a large bundle for this node while it arrives.
         `log`, if given, hears each refused offer or bundle as it happens (a
         daemon's log); the report lists them too.
+        `progress` hears each DATA frame's bytes, in lanes "to NAME" and "from NAME".
         """
         self.idle_seconds = idle_seconds
         # Bytes of bundle per DATA frame. A receiver keeps a DATA frame only
@@ -280,6 +300,9 @@ class Link:
         self._toss = toss
         self._stream = stream
         self._log = log
+        self._progress = progress
+        self._lane_out, self._lane_in = f"to {peer.name}", f"from {peer.name}"
+        self._receiving: BundleId | None = None  # the bundle the in-lane shows
         self._started = (now, time.monotonic())
         rate = home.config.peer(peer.name).max_rate_bytes
         self._limit_in = RateLimit(rate) if rate is not None else None
@@ -366,6 +389,8 @@ class Link:
         the session's own outcome (a cut, a peer's error) is what the caller hears of."""
         for out in self._open_partials.values():
             out.end()  # streamed deliveries stop where the bytes stop
+        if self._receiving is not None:
+            self._progress.finished(self._lane_in, complete=False)
         receiver.cancel()
         await self._requests.put(None)
         # The receiver's error, if any, was raised by _converse already; the
@@ -555,12 +580,13 @@ class Link:
             elif isinstance(event, Push):
                 await self._on_push(event, writer)
             elif isinstance(event, Request):
+                self._plan_sending(event)
                 await self._requests.put(event)
             elif isinstance(event, Stored):
                 self._on_stored(event)
             elif isinstance(event, Gone):
                 self._on_gone(event)
-        await writer.drain()
+        await _drain_replies(writer)
 
     async def _on_offer(self, offer: Offer, writer: ByteWriter) -> None:
         """Answer an offer as the policy says: resume, commit, settle at once, or ignore."""
@@ -601,6 +627,8 @@ class Link:
             raise storage_error(exc, "receiving a bundle") from None
         if plan.reply is Reply.COMMIT:
             await self._complete(bundle_id, writer)
+        elif offer.size > plan.offset:
+            self._progress.planned(self._lane_in, bundles=1, total_bytes=offer.size - plan.offset)
 
     async def _on_push(self, push: Push, writer: ByteWriter) -> None:
         """A bundle offered with all its bytes: judged by its id as an offer is, then taken
@@ -632,6 +660,7 @@ class Link:
 
     async def _on_data(self, data: Data, writer: ByteWriter) -> None:
         bundle_id = data.bundle_id
+        self._show_arriving(data)
         action, complete = self.policy.arrived(bundle_id, data.offset, len(data.payload))
         if action is Arrival.WRITE and data.offset == 0 and not complete:
             # (A bundle complete in one frame is judged once, at its commit.)
@@ -641,8 +670,29 @@ class Link:
         if action is Arrival.WRITE:
             await self._write(data, complete=complete)
         if complete:
+            self._receiving = None
+            self._progress.finished(self._lane_in)
             delivered = await self._stream_result(bundle_id)
             await self._complete(bundle_id, writer, delivered=delivered)
+
+    def _show_arriving(self, data: Data) -> None:
+        """Tell the in-lane of a DATA frame (the sender sends one bundle at a time)."""
+        if data.bundle_id != self._receiving:
+            if self._receiving is not None:
+                self._progress.finished(self._lane_in, complete=False)
+            self._receiving = data.bundle_id
+            size = self.policy.size_of(data.bundle_id)
+            self._progress.started(self._lane_in, str(data.bundle_id), size, done_bytes=data.offset)
+        self._progress.moved(self._lane_in, len(data.payload))
+
+    def _plan_sending(self, request: Request) -> None:
+        """The bytes a request asks of us, as the out-lane's work ahead."""
+        path = self._offered.get(request.bundle_id)
+        offer = self._headers.get(path) if path is not None else None
+        if offer is not None and offer.size > request.offset:
+            self._progress.planned(
+                self._lane_out, bundles=1, total_bytes=offer.size - request.offset
+            )
 
     def _judge_header(self, bundle_id: BundleId, head: bytes) -> None:
         """The admission rules on a bundle's header, as soon as it is in: an expired bundle
@@ -867,7 +917,11 @@ class Link:
                 writer.write(self.session.send(Gone(request.bundle_id)))
                 await writer.drain()
                 continue
-            with handle:
+            size = os.fstat(handle.fileno()).st_size
+            shown = self._progress.item(
+                self._lane_out, str(request.bundle_id), size, done_bytes=request.offset
+            )
+            with handle, shown as moved:
                 handle.seek(request.offset)
                 offset = request.offset
                 while block := handle.read(self.data_bytes):
@@ -878,6 +932,7 @@ class Link:
                     )
                     offset += len(block)
                     await writer.drain()
+                    moved(len(block))
             if request.offset < offset:
                 self.report.sent += 1
                 self.report.sent_bytes += offset - request.offset

@@ -90,6 +90,14 @@ class SecureChannel:
     async def drain(self) -> None:
         await self._writer.drain()
 
+    def write_buffer_size(self) -> int:
+        """Bytes written and not yet sent on (see link._drain_replies): a socket's, or what
+        the writer below says (a serial line's ARQ)."""
+        transport = getattr(self._writer, "transport", None)
+        if transport is not None:
+            return int(transport.get_write_buffer_size())
+        return int(self._writer.write_buffer_size())  # type: ignore[attr-defined]
+
     def close(self) -> None:
         self._writer.close()
 

@@ -42,7 +42,9 @@ class SerialLink:
 
         spec = spec_of(address)
         return run_call(
-            lambda toss, stream: session.call(home, peer, spec, toss=toss, stream=stream, now=now),
+            lambda toss, stream: session.call(
+                home, peer, spec, toss=toss, stream=stream, now=now, progress=hooks.progress
+            ),
             hooks,
         )
 

@@ -230,6 +230,10 @@ class ArqStream:
             self.arq.write(bytes(part))
         self._wake.set()
 
+    def write_buffer_size(self) -> int:
+        """Bytes written and not yet acknowledged by the peer."""
+        return self.arq.buffered
+
     async def drain(self) -> None:
         high = self.arq.window * self.arq.payload_bytes * 2
         while self.arq.buffered > high and not self._ended:

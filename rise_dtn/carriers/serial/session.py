@@ -18,6 +18,7 @@ from rise_dtn.carriers.serial.profile import SerialSpec
 from rise_dtn.carriers.tcp import online
 from rise_dtn.core import arq as arqmod
 from rise_dtn.core.errors import FrameError, PeerError, RiseError
+from rise_dtn.core.progress import NO_PROGRESS, Progress
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 
@@ -32,6 +33,7 @@ async def call(
     now: int | None = None,
     link: Link | None = None,
     persistent: bool = False,
+    progress: Progress = NO_PROGRESS,
 ) -> LinkReport:
     """Call `peer` at the other end of the port in `spec`; both directions, then hang up."""
     port = Port(spec)
@@ -40,7 +42,12 @@ async def call(
         arq = ArqStream(port, new_epoch())
         port.on_frame = arq.on_frame
         session = link or Link(
-            home, peer, now=int(time.time()) if now is None else now, toss=toss, stream=stream
+            home,
+            peer,
+            now=int(time.time()) if now is None else now,
+            toss=toss,
+            stream=stream,
+            progress=progress,
         )
         session.data_bytes = spec.data_bytes
         try:

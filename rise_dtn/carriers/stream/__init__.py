@@ -46,7 +46,14 @@ class PipeLink:
         command = self.command(address)
         return run_call(
             lambda toss, stream: online.call_command(
-                home, peer, command, toss=toss, stream=stream, quiet=hooks.quiet, now=now
+                home,
+                peer,
+                command,
+                toss=toss,
+                stream=stream,
+                quiet=hooks.quiet,
+                now=now,
+                progress=hooks.progress,
             ),
             hooks,
         )

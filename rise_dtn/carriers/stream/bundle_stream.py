@@ -15,14 +15,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from rise_dtn.core import bundle
 from rise_dtn.core.encoding import canonical, split_item
 from rise_dtn.core.errors import BundleError, UsageError
 from rise_dtn.core.identity import NODE_ID_BYTES, NodeId
+from rise_dtn.core.progress import NO_PROGRESS, Progress
 from rise_dtn.node.home import Home
 from rise_dtn.store.atomic import atomic_file
 from rise_dtn.store.spool import read_clear
@@ -31,6 +32,10 @@ from rise_dtn.store.transaction import Release, Verdict
 MAGIC = b"RSS\x01"
 MAX_RECORD_HEADER_BYTES = 64
 COPY_BYTES = 1 << 20
+
+
+class Readable(Protocol):
+    def read(self, size: int, /) -> bytes: ...
 
 
 @dataclasses.dataclass(slots=True)
@@ -43,9 +48,16 @@ class StreamReport:
 
 
 def write_stream(
-    home: Home, out: BinaryIO, *, neighbours: Iterable[NodeId] | None, move: bool, now: int
+    home: Home,
+    out: BinaryIO,
+    *,
+    neighbours: Iterable[NodeId] | None,
+    move: bool,
+    now: int,
+    progress: Progress = NO_PROGRESS,
 ) -> StreamReport:
-    """Write every waiting (unexpired) bundle for `neighbours` (default: all peers)."""
+    """Write every waiting (unexpired) bundle for `neighbours` (default: all peers);
+    `progress` hears each block, in lanes "to NAME"."""
     report = StreamReport()
     me = home.identity.node_id
     peers = {peer.node_id: peer for peer in home.peers.all()}
@@ -53,17 +65,23 @@ def write_stream(
     out.write(MAGIC)
     written = []
     for neighbour in wanted:
-        for path in home.spool.files(home.spool.tx_dir(neighbour)):
+        paths = list(home.spool.files(home.spool.tx_dir(neighbour)))
+        lane = f"to {peers[neighbour].name}" if neighbour in peers else f"to {neighbour}"
+        progress.planned(lane, bundles=len(paths), total_bytes=_total_size(paths))
+        for path in paths:
             try:
                 clear, size = read_clear(path)
             except (BundleError, OSError):
+                progress.finished(lane, complete=False)
                 continue  # rise-check reports damaged files
             if clear.expired(now):
+                progress.finished(lane, complete=False)
                 continue
             out.write(canonical([me.raw, neighbour.raw, size]))
-            with open(path, "rb") as source:
+            with open(path, "rb") as source, progress.item(lane, path.stem, size) as moved:
                 while block := source.read(COPY_BYTES):
                     out.write(block)
+                    moved(len(block))
             written.append((neighbour, clear.bundle_id))
             report.bundles += 1
             report.bytes += size
@@ -77,14 +95,22 @@ def write_stream(
     return report
 
 
-def _read_exact(source: BinaryIO, size: int) -> bytes:
+def _total_size(paths: list[Path]) -> int:
+    total = 0
+    for path in paths:
+        with contextlib.suppress(OSError):
+            total += path.stat().st_size
+    return total
+
+
+def _read_exact(source: Readable, size: int) -> bytes:
     data = source.read(size)
     if len(data) != size:
         raise BundleError("bundle stream is truncated")
     return data
 
 
-def _record_header(source: BinaryIO) -> list[object]:
+def _record_header(source: Readable) -> list[object]:
     """Read one CBOR record header byte by byte (it is tiny) without over-reading."""
     buffer = b""
     while len(buffer) < MAX_RECORD_HEADER_BYTES:
@@ -103,8 +129,38 @@ def _record_header(source: BinaryIO) -> list[object]:
     raise BundleError("bundle stream has a malformed record header")
 
 
-def read_stream(home: Home, source: BinaryIO, *, now: int) -> StreamReport:
-    """Take the bundles addressed to this node into rx/; skip the rest."""
+READING = "reading"  # read_stream's progress lane: the whole stream, one item
+
+
+def read_stream(
+    home: Home, source: BinaryIO, *, now: int, progress: Progress = NO_PROGRESS
+) -> StreamReport:
+    """Take the bundles addressed to this node into rx/; skip the rest.
+
+    `progress` hears the stream's bytes as one item (lane READING), of the
+    file's size when `source` is a file, else of unknown size."""
+    try:
+        total = os.fstat(source.fileno()).st_size if source.seekable() else 0
+    except (OSError, ValueError):
+        total = 0
+    with progress.item(READING, "stream", total) as moved:
+        return _read_records(home, _Counted(source, moved), now=now)
+
+
+class _Counted:
+    """A source that tells a progress callback what was read (per block or header byte)."""
+
+    def __init__(self, inner: BinaryIO, moved: Callable[[int], object]) -> None:
+        self._inner = inner
+        self._moved = moved
+
+    def read(self, size: int, /) -> bytes:
+        data = self._inner.read(size)
+        self._moved(len(data))
+        return data
+
+
+def _read_records(home: Home, source: Readable, *, now: int) -> StreamReport:
     if source.read(len(MAGIC)) != MAGIC:
         raise UsageError("not a rise-dtn bundle stream (bad magic)")
     report = StreamReport()
@@ -132,7 +188,7 @@ def read_stream(home: Home, source: BinaryIO, *, now: int) -> StreamReport:
         _take(home, source, sender, size, report, now=now)
 
 
-def _skip(source: BinaryIO, size: int) -> None:
+def _skip(source: Readable, size: int) -> None:
     remaining = size
     while remaining:
         block = source.read(min(remaining, COPY_BYTES))
@@ -142,7 +198,7 @@ def _skip(source: BinaryIO, size: int) -> None:
 
 
 def _take(
-    home: Home, source: BinaryIO, sender: NodeId, size: int, report: StreamReport, *, now: int
+    home: Home, source: Readable, sender: NodeId, size: int, report: StreamReport, *, now: int
 ) -> None:
     """One record: into rx/ through the bundle transaction, or skipped with its reason."""
     head = _read_exact(source, min(size, bundle.MAX_CLEAR_BYTES))

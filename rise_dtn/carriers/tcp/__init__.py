@@ -39,7 +39,7 @@ class TcpLink:
         host, port = host_port(address)
         return run_call(
             lambda toss, stream: online.call(
-                home, peer, host, port, toss=toss, stream=stream, now=now
+                home, peer, host, port, toss=toss, stream=stream, now=now, progress=hooks.progress
             ),
             hooks,
         )

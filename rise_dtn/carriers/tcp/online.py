@@ -31,6 +31,7 @@ from rise_dtn.carriers.live.link import Link, LinkReport, Stream, Toss
 from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import BusyError, NoSpaceError, PeerError, RiseError, UsageError
 from rise_dtn.core.identity import NodeId
+from rise_dtn.core.progress import NO_PROGRESS, Progress
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.config import PeerSettings
 from rise_dtn.node.home import Home
@@ -242,6 +243,7 @@ async def call(
     toss: Toss | None = None,
     stream: Stream | None = None,
     now: int | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> LinkReport:
     """Dial `peer` over TCP, authenticate both ways, exchange everything both ways.
 
@@ -249,7 +251,14 @@ async def call(
     """
     reader, writer = await _dial(peer, host, port)
     try:
-        link = Link(home, peer, now=_now() if now is None else now, toss=toss, stream=stream)
+        link = Link(
+            home,
+            peer,
+            now=_now() if now is None else now,
+            toss=toss,
+            stream=stream,
+            progress=progress,
+        )
         return await call_over(home, peer, reader, writer, link=link)
     finally:
         await _close(writer)
@@ -306,6 +315,7 @@ async def call_command(
     stream: Stream | None = None,
     quiet: bool = False,
     now: int | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> LinkReport:
     """Run the operator's `command` (e.g. 'ssh relay rise-daemon --stdio'); talk over its pipes.
 
@@ -327,7 +337,14 @@ async def call_command(
         else None
     )
     try:
-        link = Link(home, peer, now=_now() if now is None else now, toss=toss, stream=stream)
+        link = Link(
+            home,
+            peer,
+            now=_now() if now is None else now,
+            toss=toss,
+            stream=stream,
+            progress=progress,
+        )
         return await call_over(home, peer, process.stdout, process.stdin, link=link)
     except BaseException:
         if keeping is not None:

@@ -18,9 +18,8 @@ import secrets
 from collections.abc import Iterator, Sequence
 
 from rise_dtn.core import bundle
-from rise_dtn.core.encoding import canonical
 from rise_dtn.core.errors import RiseError
-from rise_dtn.core.identity import BundleId, NodeId, PublicIdentity
+from rise_dtn.core.identity import NodeId, PublicIdentity
 from rise_dtn.core.onion import (
     COMMITMENT_BYTES,
     Hop,
@@ -30,8 +29,10 @@ from rise_dtn.core.onion import (
     padded_payload_bytes,
 )
 from rise_dtn.node.home import Home
+from rise_dtn.node.send.copies import Copy as Copy  # noqa: PLC0414 - re-exported
+from rise_dtn.node.send.copies import encode_copies as encode_copies  # noqa: PLC0414
 from rise_dtn.store.atomic import AtomicFile, storage_error
-from rise_dtn.store.index import EntryRow
+from rise_dtn.store.rows import EntryRow
 from rise_dtn.store.transaction import SpoolDigest
 
 BLOCK_BYTES = 1 << 20
@@ -47,28 +48,6 @@ class RouteNode:
 
     node_id: NodeId
     public: PublicIdentity
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Copy:
-    """One copy on its way: what the sender keeps to follow and cancel it."""
-
-    first_hop: NodeId
-    packet_id: BundleId  # its id on the first hop
-    relays: tuple[NodeId, ...]
-    tokens: tuple[bytes, ...]  # one cancel token per relay
-
-    def to_list(self) -> list[object]:
-        return [
-            self.first_hop.raw,
-            self.packet_id.raw,
-            [relay.raw for relay in self.relays],
-            list(self.tokens),
-        ]
-
-
-def encode_copies(copies: Sequence[Copy]) -> bytes:
-    return canonical([copy.to_list() for copy in copies])
 
 
 class PacketWriter:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from rise_dtn.core.bundle import ContentKind, Sealer
-from rise_dtn.core.errors import RiseError, StorageError, UsageError
+from rise_dtn.core.errors import RiseError, StorageError
 from rise_dtn.core.identity import PUBLIC_KEY_BYTES, BundleId
 from rise_dtn.core.onion import SlotKind
 from rise_dtn.core.routing import NoRoute
@@ -31,46 +31,14 @@ from rise_dtn.node.send.onion_send import (
     encode_copies,
     packet_writers,
 )
+from rise_dtn.node.send.options import RouteOptions as RouteOptions  # noqa: PLC0414 - re-exported
 from rise_dtn.store.atomic import atomic_file, storage_error
-from rise_dtn.store.relay_index import HeldRow, SentRow
+from rise_dtn.store.rows import HeldRow, SentRow
 
 BLOCK_BYTES = 1 << 20
 HELD_DIR = "held"
-# Relays per route when routing is asked for (--copies, a receipt) but no
-# --hops or [send] hops says how many: two relays is the least that keeps
-# any single relay from knowing both ends.
-DEFAULT_ROUTED_HOPS = 2
 EXTRA_HOPS = 2  # how many relays beyond --hops a route may take when none of N exists
 MAX_ROUTE_HOPS = 8  # the onion header's 9 slots: 8 relays and the destination
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RouteOptions:
-    """How a bundle travels; None means the node's configured default."""
-
-    hops: int | None = None
-    copies: int | None = None
-    via: tuple[str, ...] = ()
-    wait: bool = False
-
-    def routed(self, home: Home) -> bool:
-        hops = self.hops if self.hops is not None else home.config.hops
-        copies = self.copies if self.copies is not None else home.config.copies
-        return bool(hops or self.via or copies > 1)
-
-    def resolve(self, home: Home) -> tuple[int, int]:
-        """(relays per route, copies), checked; routing implied by copies means 2 relays."""
-        hops = self.hops if self.hops is not None else home.config.hops
-        copies = self.copies if self.copies is not None else home.config.copies
-        if self.via and copies > 1:
-            raise UsageError("--via forces one route; --copies needs routes drawn from the map")
-        if self.via and self.wait:
-            raise UsageError("--via and --wait do not mix: a forced route exists now or not")
-        if self.via:
-            hops = len(self.via)
-        elif not hops:
-            hops = DEFAULT_ROUTED_HOPS
-        return hops, copies
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -204,21 +172,24 @@ def _record(
     payload_bytes: int,
     now: int,
 ) -> None:
+    # A receipt is the network's business, not one the user follows: no record.
+    sent = (
+        None
+        if prepared.kind is ContentKind.RECEIPT
+        else SentRow(
+            bundle_id=str(bundle_id),
+            recipient=str(prepared.peer.node_id),
+            created=now,
+            expiry=prepared.expiry,
+            size=payload_bytes,
+            copies=encode_copies(copies),
+        )
+    )
     try:
-        for writer in writers:
-            home.bundles.list_queued(writer.entry(now=now), digest=writer.digest.hexdigest())
-        if prepared.kind is ContentKind.RECEIPT:
-            return  # a receipt is the network's business, not one the user follows
-        home.relay_index.put_sent(
-            SentRow(
-                bundle_id=str(bundle_id),
-                recipient=str(prepared.peer.node_id),
-                created=now,
-                expiry=prepared.expiry,
-                size=payload_bytes,
-                copies=encode_copies(copies),
-            ),
-            recipient_route=",".join(str(relay) for relay in copies[0].relays),
+        home.bundles.list_routed(
+            [(writer.entry(now=now), writer.digest.hexdigest()) for writer in writers],
+            sent=sent,
+            route=",".join(str(relay) for relay in copies[0].relays),
         )
     except BaseException:
         # An error must mean "not queued", or a retry would send it twice.

@@ -46,7 +46,7 @@ def hints(card: Card) -> list[NodeId]:
 def relay_cards(home: Home, *, now: int) -> dict[NodeId, Card]:
     """Every node this node may put on a route: relay neighbours and mapped relays."""
     cards: dict[NodeId, Card] = {}
-    for node_id, data in home.relay_index.cards(now).items():
+    for node_id, data in home.route_map.cards(now).items():
         try:
             card = Card.from_bytes(data)
         except PeerError:
@@ -73,7 +73,7 @@ def view(
             row.learned_at,
             row.expiry,
         )
-        for row in home.relay_index.links(now)
+        for row in home.route_map.links(now)
     ]
     relays = cards if cards is not None else relay_cards(home, now=now)
     # Names for messages such as "relay r3 in --via is not a neighbour": the
@@ -122,7 +122,7 @@ def draw(
         )
     else:
         previous = [
-            NodeId.parse(text) for text in home.relay_index.last_route(str(recipient.node_id))
+            NodeId.parse(text) for text in home.route_map.last_route(str(recipient.node_id))
         ]
         routes = [
             choose_route(

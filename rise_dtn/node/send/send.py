@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
 from rise_dtn.core import sealing
 from rise_dtn.core.bundle import ContentKind, Meta, Sealer, check_file_name
@@ -26,9 +26,7 @@ from rise_dtn.node.peers import Peer
 from rise_dtn.store import transaction
 from rise_dtn.store.atomic import AtomicFile, atomic_file, copy_into, storage_error
 from rise_dtn.store.pipeline import BackgroundWriter
-
-if TYPE_CHECKING:
-    from sqlalchemy import Executable
+from rise_dtn.store.rows import SentRow
 
 Progress = Callable[[int], None]
 
@@ -182,26 +180,23 @@ def queue(
         priority=priority,
         now=now,
         write=write,
-        also=lambda: _sent_record(home, peer, prepared, sealed[0], now=now),
+        sent=lambda: _sent_record(peer, prepared, sealed[0], now=now),
     )
     payload_bytes = sealed[0]
     return Queued(sealer.bundle_id, peer, prepared.kind, payload_bytes, bundle_bytes)
 
 
-def _sent_record(
-    home: Home, peer: Peer, prepared: Prepared, payload_bytes: int, *, now: int
-) -> list[Executable]:
+def _sent_record(peer: Peer, prepared: Prepared, payload_bytes: int, *, now: int) -> SentRow | None:
     """What `rise status` follows of a direct send: the user's files and messages only
     (maps and receipts are the network's business). One "copy", with no relays: the
     bundle is its own first-hop packet, delivered when the recipient acks it."""
     if prepared.kind not in (ContentKind.MESSAGE, ContentKind.FILE):
-        return []
-    from rise_dtn.node.send.onion_send import Copy, encode_copies
-    from rise_dtn.store.relay_index import SentRow
+        return None
+    from rise_dtn.node.send.copies import Copy, encode_copies
 
     assert prepared.sealer is not None
     bundle_id = prepared.sealer.bundle_id
-    row = SentRow(
+    return SentRow(
         bundle_id=str(bundle_id),
         recipient=str(peer.node_id),
         created=now,
@@ -209,7 +204,6 @@ def _sent_record(
         size=payload_bytes,
         copies=encode_copies([Copy(peer.node_id, bundle_id, (), ())]),
     )
-    return home.relay_index.sent_statements(row)
 
 
 def _seal_unknown_size(

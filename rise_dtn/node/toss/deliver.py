@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from rise_dtn.core.bundle import ClearPart, ContentKind, Inner, Opener
-from rise_dtn.core.errors import BundleError, StorageError
+from rise_dtn.core.errors import BundleError, Deferred, StorageError
 from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.node.toss.toss_events import Accepted, Delivered, Rejected, Source, TossEvent
+from rise_dtn.store import locks
 from rise_dtn.store.atomic import AtomicFile, remove_stale_tmp, storage_error
 from rise_dtn.store.index import InboxRow, SeenRow
 from rise_dtn.store.pipeline import BackgroundWriter
@@ -89,7 +90,7 @@ def deliver_peeled(
         reason = "duplicate of a bundle already delivered (another copy)"
         return drop_job(home, job, hop_id, stem, reason, now=now)
     opener = Opener(home.identity, inner)
-    return deliver(home, job, opener, seen, source, now=now, hop_id=hop_id)
+    return deliver(home, job, opener, source, now=now, hop_id=hop_id)
 
 
 def drop(
@@ -116,20 +117,50 @@ def deliver(
     home: Home,
     job: Job,
     opener: Opener,
-    seen: SeenRow | None,
     source: Source,
     *,
     now: int,
     hop_id: BundleId | None = None,
 ) -> TossEvent:
+    """Open, verify and deliver one bundle, once, whatever else is delivering at the time.
+
+    The same bundle can be in hand twice at once: from two neighbours (two
+    relays), or tossed from rx/ while a live link or `rise-xfer --toss`
+    delivers another copy as it arrives. A lock per bundle id makes the
+    journal check and the delivery one step; a copy whose id is being
+    delivered elsewhere is Deferred (left where it is, for a later toss,
+    which finds it delivered and drops it).
+    """
     inner, first_payload = opener.open_first(_read_exact(source, opener.first_chunk_bytes))
     peer = home.peers.by_id(inner.sender)
     if peer is None:
         raise BundleError(f"unknown sender {inner.sender} (not in the peer book)")
     opener.verify_sender(inner, peer.card.public)
     opened = _Opened(job, opener, inner, peer, hop_id)
-    if inner.meta.kind in CONTROL_KINDS:
-        return _deliver_control(home, opened, source, first_payload, now=now)
+    lock = home.spool.lock_path(f"deliver-{opened.bundle_id}")
+    with locks.claimed(lock) as ours:
+        if not ours:
+            raise Deferred(f"{opened.bundle_id} is being delivered by another rise-dtn process")
+        seen = home.index.seen_state(str(opened.bundle_id))
+        if seen is not None and seen.state == "delivered":
+            stem = job.path.name.split(".")[0]
+            reason = "duplicate of a bundle already delivered"
+            return drop_job(home, job, hop_id or opened.bundle_id, stem, reason, now=now)
+        if inner.meta.kind in CONTROL_KINDS:
+            return _deliver_control(home, opened, source, first_payload, now=now)
+        return _deliver_payload(home, opened, seen, source, first_payload, now=now)
+
+
+def _deliver_payload(
+    home: Home,
+    opened: _Opened,
+    seen: SeenRow | None,
+    source: Source,
+    first_payload: bytes,
+    *,
+    now: int,
+) -> TossEvent:
+    opener, inner = opened.opener, opened.inner
     if seen is not None and Path(seen.target).exists():
         source.finish()
         return _finish(home, opened, Path(seen.target), now=now)

@@ -13,8 +13,9 @@ and only within the previous hop's quota (protocol.md section 20.6).
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from rise_dtn.core import bundle
 from rise_dtn.core.bundle import ClearPart, parse_clear
@@ -33,15 +34,23 @@ from rise_dtn.node.toss.forwarding import (
 from rise_dtn.node.toss.toss_events import Delivered, Forwarded, Rejected, Source, TossEvent
 from rise_dtn.store.atomic import atomic_file
 from rise_dtn.store.index import EntryRow
+from rise_dtn.store.pipeline import BackgroundWriter
 from rise_dtn.store.transaction import Release
 
 BLOCK_BYTES = 1 << 20  # the hot path works in large blocks
 
 
+class Reader(Protocol):
+    """Where a packet's bytes come from: its file in rx/, or a stick (all that is asked for
+    comes back, short only at the end)."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
 class PeeledSource:
     """The payload of an onion packet, peeled as it is read; a `Source`."""
 
-    def __init__(self, handle: BinaryIO, peeler: OnionPeeler) -> None:
+    def __init__(self, handle: Reader, peeler: OnionPeeler) -> None:
         self._handle = handle
         self._peeler = peeler
         self._remaining = peeler.payload_bytes
@@ -77,15 +86,18 @@ def toss_packet(
     *,
     now: int,
     batch: ForwardBatch | None = None,
+    reader: Reader | None = None,
 ) -> TossEvent | None:
     """Handle one onion packet from rx/<neighbour>/; BundleError means quarantine.
 
     A small FORWARD packet joins `batch` and its event comes when the batch
-    is flushed (None here); everything else is done at once.
+    is flushed (None here); everything else is done at once. `reader`: the
+    packet read from elsewhere (a stick, with rise-xfer --toss), positioned
+    after its clear part; `path` is then where rx/ would have kept it.
     """
     stem = path.name.split(".")[0]
-    with open(path, "rb") as handle:
-        handle.seek(clear.size)
+    with contextlib.ExitStack() as stack:
+        handle = reader if reader is not None else stack.enter_context(_opened(path, clear))
         routing = handle.read(clear.slots * bundle.SLOT_BYTES + bundle.MAC_BYTES)
         peeler = OnionPeeler(home.identity, clear, routing)
         kind = peeler.slot.kind
@@ -116,6 +128,12 @@ def toss_packet(
                 return Rejected(stem, reason, "dropped")
             return _forward(home, path, neighbour, peeled, peeler, now=now)
         return _forward(home, path, neighbour, source, peeler, now=now)
+
+
+def _opened(path: Path, clear: ClearPart) -> BinaryIO:
+    handle = open(path, "rb")  # noqa: SIM115 - the caller's ExitStack closes it
+    handle.seek(clear.size)
+    return handle
 
 
 class PeeledBytes:
@@ -191,12 +209,14 @@ def _forward(
     ) as out:
         out.write(peeler.next_clear())
         remaining = peeler.payload_bytes
-        while remaining:
-            block = source.read(min(BLOCK_BYTES, remaining))
-            if not block:
-                raise BundleError("onion packet is truncated")
-            remaining -= len(block)
-            out.write(block)
+        # The disk writes while this thread reads and peels the next block.
+        with BackgroundWriter(out.write) as write:
+            while remaining:
+                block = source.read(min(BLOCK_BYTES, remaining))
+                if not block:
+                    raise BundleError("onion packet is truncated")
+                remaining -= len(block)
+                write(block)
         source.finish()  # a tagged payload never leaves this node
     entry = EntryRow(
         bundle_id=str(next_id),

@@ -9,6 +9,7 @@ tosses at once never take the same file (an flock per rx file).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -17,6 +18,7 @@ from pathlib import Path
 from rise_dtn.core.bundle import ClearPart, ContentKind, Opener
 from rise_dtn.core.errors import BundleError, Deferred
 from rise_dtn.core.identity import NodeId
+from rise_dtn.core.progress import NO_PROGRESS, Progress
 from rise_dtn.node.home import Home
 from rise_dtn.node.toss import deliver, parallel, relay
 from rise_dtn.node.toss.forwarding import ForwardBatch
@@ -48,9 +50,15 @@ __all__ = [
 
 
 def toss(
-    home: Home, *, now: int, on_event: Callable[[TossEvent], None] = lambda _event: None
+    home: Home,
+    *,
+    now: int,
+    on_event: Callable[[TossEvent], None] = lambda _event: None,
+    progress: Progress = NO_PROGRESS,
 ) -> list[TossEvent]:
-    """Toss every complete bundle in rx/; return what happened to each."""
+    """Toss every complete bundle in rx/; return what happened to each.
+
+    `progress` hears each bundle (lane TOSSING), and each chunk of a direct one."""
     home.spool.check_exists()
     remove_stale_tmp(home.spool.tmp)
     events: list[TossEvent] = []
@@ -60,17 +68,24 @@ def toss(
         announce(home, event, on_event)
 
     jobs = list(_jobs(home))
+    sizes = _plan(jobs, progress)
     workers = parallel.workers_for(len(jobs))
     if workers > 1:
+
+        def emit_counted(event: TossEvent) -> None:
+            # The workers draw nothing: each event the parent hears is a bundle done.
+            with progress.item(TOSSING, str(event.bundle_id), sizes.get(str(event.bundle_id), 0)):
+                emit(event)
+
         parallel.run_sliced(
             home,
             jobs,
             workers=workers,
             run=lambda part, send: _toss_jobs(home, part, now=now, emit=send),
-            emit=emit,
+            emit=emit_counted,
         )
     else:
-        _toss_jobs(home, jobs, now=now, emit=emit)
+        _toss_jobs(home, jobs, now=now, emit=emit, progress=progress)
     if any(isinstance(event, Accepted) and event.kind is ContentKind.MAP for event in events):
         _route_held(home, now=now, on_event=on_event)
     if home.index.receipts_owed():
@@ -102,32 +117,62 @@ def deliver_streamed(
     now: int,
     on_event: Callable[[TossEvent], None],
 ) -> bool:
-    """Deliver a direct bundle while it is still arriving on a live link; True if delivered.
+    """Toss a bundle as it arrives (a live link, a stick with --toss); True if done with.
 
-    `source` hands out the sealed chunks as the link writes them. Nothing is
-    recorded before the last chunk is authenticated, exactly as for a bundle
-    tossed from rx/: a cut or a crash leaves only a locked tmp file, swept
-    later, and the bundle is tossed again in full once complete. A bad
-    bundle is left to that ordinary toss, which quarantines it with its
-    reason; so is one seen before (a delivery a crash interrupted).
+    A direct bundle is delivered, an onion packet forwarded or delivered, as
+    `source` hands out the bytes after its clear part. Nothing is recorded
+    before the last chunk (the onion payload's tag) is authenticated,
+    exactly as for a bundle tossed from rx/: a cut or a crash leaves only a
+    locked tmp file, swept later, and the bundle is tossed again in full
+    once complete. A bad bundle is left to that ordinary toss, which
+    quarantines it with its reason; so is one seen before (a delivery a
+    crash interrupted), and one that must wait (a relay's quota).
     """
     if home.index.seen_state(str(clear.bundle_id)) is not None:
         return False
-    # The bundle is not in rx/ yet (it never will be, once delivered): there
-    # is no rx file for _finish to remove.
-    job = deliver.Job(
-        home.spool.bundle_path(home.spool.rx_dir(neighbour), clear.bundle_id), neighbour
-    )
+    # The bundle is not in rx/ (it never will be, once tossed): there is no
+    # rx file for the end of its toss to remove.
+    path = home.spool.bundle_path(home.spool.rx_dir(neighbour), clear.bundle_id)
     try:
-        event = deliver.deliver(home, job, Opener(home.identity, clear), None, source, now=now)
-    except (BundleError, StreamCut):
+        if clear.onion:
+            event = relay.toss_packet(home, path, neighbour, clear, now=now, reader=source)
+        else:
+            job = deliver.Job(path, neighbour)
+            event = deliver.deliver(home, job, Opener(home.identity, clear), source, now=now)
+    except (BundleError, Deferred, StreamCut):
+        return False
+    if event is None:  # pragma: no cover - only a batch defers an event
         return False
     announce(home, event, on_event)
-    return isinstance(event, Delivered)
+    # Delivered, forwarded, or taken in (a receipt or map), or dropped with
+    # its ack owed (a duplicate, a map from a peer not marked relay): done with.
+    return True
+
+
+TOSSING = "tossing"  # the progress lane of a toss
+
+
+def _plan(jobs: Sequence[deliver.Job], progress: Progress) -> dict[str, int]:
+    """Each job's size by the name its events give, told to `progress` as the work ahead."""
+    sizes = {}
+    for job in jobs:
+        with contextlib.suppress(OSError):
+            sizes[_stem(job.path)] = job.path.stat().st_size
+    progress.planned(TOSSING, bundles=len(sizes), total_bytes=sum(sizes.values()))
+    return sizes
+
+
+def _stem(path: Path) -> str:
+    return path.name.split(".")[0]
 
 
 def _toss_jobs(
-    home: Home, jobs: Sequence[deliver.Job], *, now: int, emit: Callable[[TossEvent], None]
+    home: Home,
+    jobs: Sequence[deliver.Job],
+    *,
+    now: int,
+    emit: Callable[[TossEvent], None],
+    progress: Progress = NO_PROGRESS,
 ) -> None:
     with ForwardBatch(home, now=now, emit=emit) as batch:
         for job in jobs:
@@ -135,11 +180,29 @@ def _toss_jobs(
             if fd is None:
                 continue  # another toss holds this one, or it is already gone
             try:
-                event = _toss_one(home, job, now=now, batch=batch)
+                size = os.fstat(fd).st_size
+                with progress.item(TOSSING, _stem(job.path), size) as moved:
+                    event = _toss_one(home, job, now=now, batch=batch, moved=moved)
             finally:
                 os.close(fd)
             if event is not None:
                 emit(event)
+
+
+class _Watched:
+    """A source that tells a progress bar of each chunk read (a chunk is 1 MiB)."""
+
+    def __init__(self, inner: Source, moved: Callable[[int], object]) -> None:
+        self._inner = inner
+        self._moved = moved
+
+    def read(self, size: int, /) -> bytes:
+        data = self._inner.read(size)
+        self._moved(len(data))
+        return data
+
+    def finish(self) -> None:
+        self._inner.finish()
 
 
 def _route_held(home: Home, *, now: int, on_event: Callable[[TossEvent], None]) -> None:
@@ -175,9 +238,14 @@ def _lock(path: Path) -> int | None:
 
 
 def _toss_one(
-    home: Home, job: deliver.Job, *, now: int, batch: ForwardBatch | None = None
+    home: Home,
+    job: deliver.Job,
+    *,
+    now: int,
+    batch: ForwardBatch | None = None,
+    moved: Callable[[int], object] | None = None,
 ) -> TossEvent | None:
-    stem = job.path.name.split(".")[0]
+    stem = _stem(job.path)
     try:
         clear, _size = read_clear(job.path)
         if clear.expired(now):
@@ -191,7 +259,10 @@ def _toss_one(
         with open(job.path, "rb") as handle:
             handle.seek(clear.size)
             opener = Opener(home.identity, clear)
-            return deliver.deliver(home, job, opener, seen, deliver.FileSource(handle), now=now)
+            source: Source = deliver.FileSource(handle)
+            if moved is not None:
+                source = _Watched(source, moved)
+            return deliver.deliver(home, job, opener, source, now=now)
     except Deferred as exc:
         return Rejected(stem, exc.message, "deferred")
     except BundleError as exc:

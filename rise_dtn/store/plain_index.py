@@ -1,0 +1,263 @@
+"""A direct send's one index write on the default SQLite index, with the standard library alone.
+
+`rise-send FILE NODE` without relays writes the index once: the new tx
+entry, the digest it was sealed to, and the record `rise status` follows,
+in one write transaction. Through SQLAlchemy that write costs its import,
+about a third of a one-off command's start-up, which a mail gateway or a
+cron job pays on every message. Here the same statements run through
+`sqlite3`, on a connection set up as store/database.py sets up every
+SQLite connection (`configure`: WAL, synchronous FULL, busy timeout; no
+implicit transactions) and under the same write lock (`BEGIN IMMEDIATE`),
+so a send written either way leaves the same rows
+(tests/store/test_plain_index.py holds them to it).
+
+Only for an index file that exists and has the tables: a new node's first
+command creates them through SQLAlchemy, and any other index URL (a
+PostgreSQL server) always goes through SQLAlchemy. Raises only
+StorageError (NoSpaceError for a full disk), as store/database.py does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rise_dtn.core.errors import NoSpaceError, StorageError
+from rise_dtn.store.rows import EntryRow, LinkRow, SentRow
+
+# How long a writer waits for another writer before giving up with an error.
+# A write transaction lasts milliseconds (a repair of a large spool, seconds);
+# 30 s means something is stuck, and an error says so instead of hanging a cron job.
+BUSY_TIMEOUT_SECONDS = 30
+
+# SQLite reports a full disk as SQLITE_FULL on a write, and as
+# SQLITE_IOERR_SHMSIZE when it cannot even grow its shared-memory file, which
+# every WAL reader needs: on a disk with no block left, opening the index fails.
+SQLITE_NO_SPACE = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR_SHMSIZE})
+
+NO_SPACE_MESSAGE = "no space left for the index; nothing was lost, retry when space returns"
+
+# The tables a send writes or checks, and those a route is drawn from
+# (store/index.py, store/relay_index.py).
+_WRITTEN = frozenset({"spool_entry", "release", "tx_digest", "sent", "last_route"})
+_MAP = frozenset({"map_card", "map_link", "last_route"})
+
+
+def configure(connection: Any) -> None:
+    """Set up a new SQLite connection to the index (both ways in: SQLAlchemy's and ours)."""
+    # Take transaction control away from the sqlite3 module: a deferred
+    # implicit BEGIN would let a check run outside the write lock
+    # (store/database.py says why); BEGIN is always ours.
+    connection.isolation_level = None
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # FULL: a committed "seen" row survives power loss, which is what makes
+    # "never delivered twice" hold across a crash.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_SECONDS * 1000}")
+    cursor.close()
+
+
+# One listing: a bundle made durable in tx/ and the digest it was sealed to.
+Listed = tuple[EntryRow, str | None]
+
+
+def put_queued(
+    path: Path,
+    listed: Sequence[Listed],
+    *,
+    sent: SentRow | None,
+    last_route: tuple[str, str] | None = None,
+) -> bool:
+    """List new tx bundles, their digests and the send's record in one write transaction.
+
+    As Index.put_entry with RelayIndex.sent_statements (a direct send: one
+    bundle), or as BundleTransaction.list_queued for each packet and then
+    RelayIndex.put_sent (a send over relays: a packet per copy, and
+    `last_route`, (recipient, route), for the next route's choice). The
+    sent record is written first, and a bundle whose release is recorded
+    already (a live link took and confirmed it before this got here) is
+    not listed. False: the index file or one of its tables is not there
+    yet, and nothing was written; the caller then goes through the Index,
+    which creates them.
+    """
+    connection = _connect(path)
+    if connection is None:
+        return False
+    try:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            if not _has_tables(connection, _WRITTEN):
+                connection.execute("ROLLBACK")
+                return False
+            if sent is not None:
+                _put_sent(connection, sent)
+            if last_route is not None:
+                recipient, route = last_route
+                _upsert(connection, "last_route", {"recipient": recipient}, {"route": route})
+            for entry, digest in listed:
+                _put_entry(connection, entry, digest=digest)
+            connection.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                connection.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        raise index_error(exc, "index failure") from None
+    finally:
+        connection.close()
+    return True
+
+
+class PlainMap:
+    """The reads a route is drawn from, as RelayIndex has them, straight from the file.
+
+    One connection for all of them (each connect sets the pragmas again),
+    shared by the threads of a daemon under a lock, and never across a fork
+    (a parallel toss's workers open their own); each read is its own
+    snapshot, as each RelayIndex read is its own read transaction. `open`
+    gives None when the index or a map table is not there yet; the caller
+    then reads through the RelayIndex, which creates them.
+    """
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self._path = path
+        self._connection = connection
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path) -> PlainMap | None:
+        connection = _connect(path)
+        if connection is None:
+            return None
+        try:
+            present = _has_tables(connection, _MAP)
+        except sqlite3.Error as exc:
+            connection.close()
+            raise index_error(exc, "index failure") from None
+        if not present:
+            connection.close()
+            return None
+        return cls(path, connection)
+
+    def cards(self, now: int) -> dict[str, bytes]:
+        query = "SELECT node_id, card FROM map_card WHERE expiry > ?"
+        return {node_id: card for node_id, card in self._read(query, (now,))}
+
+    def links(self, now: int) -> list[LinkRow]:
+        query = "SELECT a, b, via, distance, learned_at, expiry FROM map_link WHERE expiry > ?"
+        return [LinkRow(*row) for row in self._read(query, (now,))]
+
+    def last_route(self, recipient: str) -> list[str]:
+        rows = self._read("SELECT route FROM last_route WHERE recipient = ?", (recipient,))
+        return rows[0][0].split(",") if rows and rows[0][0] else []
+
+    def _read(self, query: str, parameters: tuple[object, ...]) -> list[Any]:
+        with self._lock:
+            if self._pid != os.getpid():
+                # Forked: the parent's connection is left alone, never used or closed here.
+                connection = _connect(self._path)
+                if connection is None:
+                    raise StorageError(f"index failure: cannot open {self._path}")
+                self._connection, self._pid = connection, os.getpid()
+            try:
+                return self._connection.execute(query, parameters).fetchall()
+            except sqlite3.Error as exc:
+                raise index_error(exc, "index failure") from None
+
+
+def _connect(path: Path) -> sqlite3.Connection | None:
+    """A connection set up as every index connection is; None if there is no index file."""
+    try:
+        connection = sqlite3.connect(
+            path.absolute().as_uri() + "?mode=rw",
+            uri=True,
+            timeout=BUSY_TIMEOUT_SECONDS,
+            check_same_thread=False,  # PlainMap's, behind its lock
+        )
+    except sqlite3.Error:
+        return None  # no index yet (or one we cannot open: the Index says why)
+    try:
+        configure(connection)
+    except sqlite3.Error as exc:
+        connection.close()
+        raise index_error(exc, "index failure") from None
+    return connection
+
+
+def _has_tables(connection: sqlite3.Connection, tables: frozenset[str]) -> bool:
+    present = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    return tables <= {name for (name,) in present}
+
+
+def _put_sent(connection: sqlite3.Connection, sent: SentRow) -> None:
+    connection.execute("DELETE FROM sent WHERE bundle_id = ?", (sent.bundle_id,))
+    connection.execute(
+        "INSERT INTO sent (bundle_id, recipient, created, expiry, size, copies, "
+        "delivered_at, cancelled) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            sent.bundle_id,
+            sent.recipient,
+            sent.created,
+            sent.expiry,
+            sent.size,
+            sent.copies,
+            sent.delivered_at,
+            sent.cancelled,
+        ),
+    )
+
+
+def _put_entry(connection: sqlite3.Connection, entry: EntryRow, *, digest: str | None) -> None:
+    if entry.direction == "tx" and _released(connection, entry.bundle_id):
+        return  # gone already: listing it now would name a file that is not there
+    keys = {"bundle_id": entry.bundle_id, "direction": entry.direction}
+    values = {
+        "neighbour": entry.neighbour,
+        "size": entry.size,
+        "expiry": entry.expiry,
+        "priority": entry.priority,
+        "queued_at": entry.queued_at,
+        "copies": entry.copies,
+    }
+    _upsert(connection, "spool_entry", keys, values)
+    if digest is not None:
+        _upsert(connection, "tx_digest", {"bundle_id": entry.bundle_id}, {"digest": digest})
+
+
+def _upsert(
+    connection: sqlite3.Connection,
+    table: str,
+    keys: Mapping[str, object],
+    values: Mapping[str, object],
+) -> None:
+    """Insert or replace by primary key, as index.upsert does: an UPDATE, then an INSERT.
+    Table and column names are this module's own constants, never input."""
+    assignments = ", ".join(f"{name} = ?" for name in values)
+    where = " AND ".join(f"{name} = ?" for name in keys)
+    update = f"UPDATE {table} SET {assignments} WHERE {where}"
+    if connection.execute(update, (*values.values(), *keys.values())).rowcount == 0:
+        columns = ", ".join((*keys, *values))
+        marks = ", ".join("?" * (len(keys) + len(values)))
+        insert = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+        connection.execute(insert, (*keys.values(), *values.values()))
+
+
+def _released(connection: sqlite3.Connection, bundle_id: str) -> bool:
+    query = 'SELECT 1 FROM "release" WHERE bundle_id = ?'
+    return connection.execute(query, (bundle_id,)).fetchone() is not None
+
+
+def index_error(exc: sqlite3.Error, what: str) -> StorageError:
+    """The one line a user sees for a database failure (the driver's first line)."""
+    if getattr(exc, "sqlite_errorcode", None) in SQLITE_NO_SPACE:
+        return NoSpaceError(NO_SPACE_MESSAGE)
+    text = str(exc)
+    reason = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
+    return StorageError(f"{what}: {reason}")

@@ -1,0 +1,78 @@
+"""`rise-xfer --toss` in one pass: a bundle for this node is delivered as it is read off the
+stick, with no copy in rx/; a damaged one falls back to rx/ and the toss that quarantines it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rise_dtn.carriers.directory import xfer
+from rise_dtn.core.bundle import ClearPart
+from rise_dtn.core.identity import NodeId
+from rise_dtn.node.home import Home
+from rise_dtn.node.toss import toss
+from rise_dtn.node.toss.toss_events import Source, TossEvent
+from tests.carriers.live.test_link import make_pair, queue
+
+MIB = 1 << 20
+
+
+def streaming(home: Home, events: list[TossEvent]) -> xfer.Stream:
+    def stream(clear: ClearPart, neighbour: NodeId, source: Source) -> bool:
+        return toss.deliver_streamed(
+            home, clear, neighbour, source, now=int(time.time()), on_event=events.append
+        )
+
+    return stream
+
+
+def test_a_bundle_for_us_is_delivered_off_the_stick_without_a_copy_in_rx(tmp_path: Path) -> None:
+    alice, bob = make_pair(tmp_path)
+    payload = bytes(range(256)) * (3 * MIB // 256 + 7)  # several sealed chunks
+    queue(alice, "bob", payload, "big.bin")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    xfer.exchange(alice, stick, move=False, now=int(time.time()))
+    events: list[TossEvent] = []
+    # No toss step at all: only the one-pass delivery can put the file in incoming/.
+    now = int(time.time())
+    report = xfer.exchange(bob, stick, move=False, now=now, stream=streaming(bob, events))
+    assert report.received == 1 and report.rejected == []
+    (delivered,) = events
+    assert isinstance(delivered, toss.Delivered)
+    assert (bob.incoming_dir("alice") / "big.bin").read_bytes() == payload
+    assert not list(bob.spool.rx.rglob("*.rsb"))
+    assert bob.index.held_bytes("rx", str(alice.identity.node_id)) == 0  # never listed in rx
+    # The ack left with this very exchange, and the copy on the stick went with it.
+    assert not list(stick.rglob("*.rsb"))
+    assert len(list(stick.rglob("*.rsa"))) == 1
+    back = xfer.exchange(alice, stick, move=False, now=int(time.time()))
+    assert back.released == 1
+    assert not list(alice.spool.tx.rglob("*.rsb"))
+
+
+def test_a_bundle_damaged_on_the_stick_goes_through_rx_and_is_quarantined(tmp_path: Path) -> None:
+    alice, bob = make_pair(tmp_path)
+    queue(alice, "bob", b"x" * (2 * MIB), "damaged.bin")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    xfer.exchange(alice, stick, move=False, now=int(time.time()))
+    (on_stick,) = stick.rglob("*.rsb")
+    data = bytearray(on_stick.read_bytes())
+    data[-10] ^= 0x01  # in the last sealed chunk: found only at the end of the read
+    on_stick.write_bytes(bytes(data))
+    events: list[TossEvent] = []
+    report = xfer.exchange(
+        bob,
+        stick,
+        move=False,
+        now=int(time.time()),
+        stream=streaming(bob, events),
+        toss=lambda: events.extend(toss.toss(bob, now=int(time.time()))),
+    )
+    assert report.received == 1  # taken into rx/ the usual way...
+    (rejected,) = events  # ...and quarantined by the toss, with its reason
+    assert isinstance(rejected, toss.Rejected) and rejected.action == "quarantined"
+    assert "fails authentication" in rejected.reason
+    assert not bob.incoming_dir("alice").exists() or not list(bob.incoming_dir("alice").iterdir())
+    assert (bob.spool.quarantine_dir / on_stick.name).read_bytes() == bytes(data)
