@@ -23,9 +23,10 @@ damaged frame, so damage is loss here). This module turns one into the other:
   back by that frame's line time: the peer cannot answer while it
   transmits) and then resend
   the oldest missing frame as a probe, doubling the time-out while the
-  peer stays silent. A random share (up to JITTER of it) is added to each
-  time-out, so that two radios whose frames collided (both keyed up at
-  once) do not resend at the same moment and collide again.
+  peer stays silent. On a half-duplex channel a random share (up to
+  JITTER of it) is added to each time-out, so that two radios whose frames
+  collided (both keyed up at once) do not resend at the same moment and
+  collide again; a full-duplex line has no collisions to break up.
 
 A frame's first byte is its kind and flags, the second the epoch (the
 caller's random session number: a frame of another epoch belongs to an
@@ -202,8 +203,8 @@ class Arq:
         give_up: float = 120.0,
         draw: Callable[[], float] | None = None,
     ) -> None:
-        """`draw` gives a random number in [0, 1) for each time-out's jitter (JITTER);
-        without it, time-outs have none (deterministic tests)."""
+        """`draw` gives a random number in [0, 1) for each time-out's jitter (JITTER, on
+        a half-duplex channel); without it, time-outs have none (deterministic tests)."""
         if not 1 <= window <= MAX_WINDOW:
             raise ValueError(f"ARQ window {window} is not 1-{MAX_WINDOW}")
         if payload_bytes < 1:
@@ -507,8 +508,8 @@ class Arq:
         wait = (answer + self.timing.slack + 2 * self._frame_time(self._burst_payload)) * (
             self._backoff
         )
-        if self._draw is not None:
-            wait *= 1 + JITTER * self._draw()
+        if self._draw is not None and self.timing.half_duplex:
+            wait *= 1 + JITTER * self._draw()  # only a shared channel has collisions
         return max(self._line_free, now) + wait
 
     def _prune_ordinals(self) -> None:

@@ -263,7 +263,7 @@ def _radio(draw_a: Any, draw_b: Any, *, limit: float) -> tuple[bytes, bytes, flo
     Direwolf tests set it): a station keys up as soon as the channel seems clear, and two
     that key up within the carrier-detect delay both lose their transmissions."""
     detect = 0.05  # a station hears the other's carrier this long after it keys up
-    timing = arq.LinkTiming(bytes_per_second=150.0, turnaround=0.4)
+    timing = arq.LinkTiming(bytes_per_second=150.0, turnaround=0.4, half_duplex=True)
     ends = {
         name: arq.Arq(9, payload_bytes=200, window=16, timing=timing, draw=draw)
         for name, draw in (("a", draw_a), ("b", draw_b))

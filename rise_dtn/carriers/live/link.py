@@ -146,10 +146,6 @@ class RateLimit:
         if self._tokens < 0:
             await asyncio.sleep(-self._tokens / self.rate)
 
-    def charge(self, count: int) -> None:
-        """Bytes already sent without waiting (a push): the next `spend` waits for them."""
-        self._tokens -= count
-
 
 class _DiskThread:
     """One thread that writes large partial copies while the event loop reads the network."""
@@ -323,7 +319,9 @@ class Link:
         self._wrote = False
         self._received_since_toss = False
         self._settling: asyncio.Task[None] | None = None
-        self._requests: asyncio.Queue[Request | None] = asyncio.Queue()
+        # What the pump sends, in order: requested bundles, and pushes (their frame's
+        # bytes, already counted by the session) so that they meet the same drain.
+        self._requests: asyncio.Queue[Request | tuple[Push, bytes] | None] = asyncio.Queue()
         self._partial_dir = partials.partial_dir(home.spool.tmp, str(peer.node_id))
 
     @property
@@ -521,9 +519,13 @@ class Link:
         found = self._offers()
         self._more_to_offer = len(found) > room
         for offer, path in found[: max(room, 0)]:
-            event = self._push_of(offer, path) or offer
             self._offered[offer.bundle_id] = path
-            self._send(writer, event)
+            push = self._push_of(offer, path)
+            if push is None:
+                self._send(writer, offer)
+                continue
+            self._progress.planned(self._lane_out, bundles=1, total_bytes=offer.size)
+            self._requests.put_nowait((push, self.session.send(push)))
 
     def _push_of(self, offer: Offer, path: Path) -> Push | None:
         """The offer as a PUSH (its bytes with it, saving the round trip of REQUEST) when
@@ -539,8 +541,6 @@ class Link:
         if len(payload) != offer.size or not payload:
             return None
         self._pushed[offer.bundle_id] = offer.size
-        if self._limit_out is not None:
-            self._limit_out.charge(offer.size)
         self.report.sent += 1
         self.report.sent_bytes += offer.size
         return Push(offer.bundle_id, offer.priority, payload)
@@ -650,6 +650,7 @@ class Link:
             if held.verdict is Verdict.RECEIVED:
                 self._received_since_toss = self._toss is not None  # it may never have been
             return
+        self._progress.planned(self._lane_in, bundles=1, total_bytes=len(push.payload))
         await self._on_data(Data(bundle_id, 0, push.payload), writer)
 
     def _partial(self, bundle_id: BundleId) -> Path:
@@ -906,6 +907,9 @@ class Link:
     async def _pump(self, writer: ByteWriter) -> None:
         """Send requested bundles, one at a time, while the reader keeps reading."""
         while (request := await self._requests.get()) is not None:
+            if isinstance(request, tuple):
+                await self._send_push(writer, *request)
+                continue
             path = self._offered.get(request.bundle_id)
             if path is None:
                 continue
@@ -936,6 +940,16 @@ class Link:
             if request.offset < offset:
                 self.report.sent += 1
                 self.report.sent_bytes += offset - request.offset
+
+    async def _send_push(self, writer: ByteWriter, push: Push, wire: bytes) -> None:
+        """A pushed bundle's one frame (the session counted it when it was offered)."""
+        size = len(push.payload)
+        with self._progress.item(self._lane_out, str(push.bundle_id), size) as moved:
+            if self._limit_out is not None:
+                await self._limit_out.spend(size)
+            writer.write(wire)
+            await writer.drain()
+            moved(size)
 
 
 def _fsync(path: Path) -> None:

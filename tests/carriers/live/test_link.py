@@ -17,6 +17,7 @@ from rise_dtn.carriers.live.link import Link, LinkReport, Stream
 from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import NoSpaceError, PeerError
 from rise_dtn.core.identity import NodeId
+from rise_dtn.core.progress import Progress
 from rise_dtn.node.home import Home
 from rise_dtn.node.send import send
 from rise_dtn.node.toss import toss
@@ -373,3 +374,58 @@ def test_a_pushed_bundle_with_no_room_stays_with_its_sender(tmp_path: Path) -> N
     left, right = asyncio.run(session(alice, bob, push=True))
     assert left is not None and right is not None and right.received == 1
     assert delivered(bob) == {"note.txt": hashlib.sha256(b"a message").digest()}
+
+
+class Recorder(Progress):
+    """What a progress listener hears, per lane, in order."""
+
+    def __init__(self) -> None:
+        self.heard: list[tuple[str, str, int]] = []
+
+    def planned(self, lane: str, *, bundles: int, total_bytes: int) -> None:
+        self.heard.append(("planned", lane, total_bytes))
+
+    def started(self, lane: str, name: str, total_bytes: int, *, done_bytes: int = 0) -> None:
+        self.heard.append(("started", lane, total_bytes))
+
+    def moved(self, lane: str, count: int) -> None:
+        self.heard.append(("moved", lane, count))
+
+    def finished(self, lane: str, *, complete: bool = True) -> None:
+        self.heard.append(("finished" if complete else "abandoned", lane, 0))
+
+
+def test_a_pushed_bundle_shows_in_both_progress_lanes(tmp_path: Path) -> None:
+    """A push is planned, started, moved and finished like a requested bundle, on the
+    sender's lane 'to bob' and the receiver's 'from alice'."""
+    alice, bob = make_pair(tmp_path)
+    queue(alice, "bob", b"a message", "note.txt")
+    (path,) = alice.spool.tx.rglob("*.rsb")
+    size = path.stat().st_size
+    sending, receiving = Recorder(), Recorder()
+
+    async def run() -> tuple[LinkReport, LinkReport]:
+        a_sock, b_sock = socket.socketpair()
+        a_reader, a_writer = await asyncio.open_connection(sock=a_sock)
+        b_reader, b_writer = await asyncio.open_connection(sock=b_sock)
+        now = int(time.time())
+        left = Link(alice, alice.peers.find("bob"), now=now, progress=sending)
+        right = Link(bob, bob.peers.find("alice"), now=now, progress=receiving)
+        left.peer_takes_push = right.peer_takes_push = True
+        reports = await asyncio.wait_for(
+            asyncio.gather(left.run(a_reader, a_writer), right.run(b_reader, b_writer)), 60
+        )
+        a_writer.close()
+        b_writer.close()
+        return reports
+
+    left, right = asyncio.run(run())
+    assert left.released == right.received == 1
+    lanes = [("to bob", sending), ("from alice", receiving)]
+    for lane, recorder in lanes:
+        assert [item for item in recorder.heard if item[1] == lane] == [
+            ("planned", lane, size),
+            ("started", lane, size),
+            ("moved", lane, size),
+            ("finished", lane, 0),
+        ]
