@@ -94,10 +94,18 @@ def start(home: Path, *, command: Command, preload: Callable[[], None]) -> int |
 
 
 def stop(home: Path, pid: int | None) -> None:
+    """End the worker (its children finish the sends they run) and remove its socket.
+
+    SIGKILL, not SIGTERM: the worker has nothing to tidy, and a SIGTERM that
+    lands while the just-forked worker still runs the interpreter's at-fork
+    hooks raises there, where the exception is ignored; the worker then
+    served on and this wait never ended (a daemon that failed to bind its
+    port, at once after starting the worker, hung).
+    """
     if pid is None:
         return
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGKILL)
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
     with contextlib.suppress(FileNotFoundError):
