@@ -31,7 +31,7 @@ from rise_dtn.store.spool import Spool
 
 if TYPE_CHECKING:
     from rise_dtn.store.index import Index
-    from rise_dtn.store.plain_index import PlainMap
+    from rise_dtn.store.plain_index import PlainIndex, PlainMap
     from rise_dtn.store.relay_index import RelayIndex
     from rise_dtn.store.transaction import BundleTransaction
 
@@ -174,11 +174,26 @@ class Home:
         room = Room(min_free_bytes=self.config.min_free_bytes, receive_max=receive_max)
         return BundleTransaction(
             self.spool,
-            lambda: self.index,
+            lambda: self.fast_index,
             self.identity.node_id,
             room=room,
             plain_index=self.plain_index,
+            full_index=lambda: self.index,
         )
+
+    @functools.cached_property
+    def fast_index(self) -> PlainIndex | Index:
+        """The index for a sneakernet exchange and a direct toss: the default SQLite
+        index written with `sqlite3`, so that `rise-xfer` and `rise-toss` need not
+        import SQLAlchemy (store/plain_index.py, PlainIndex); else the Index."""
+        if self.plain_index is not None:
+            from rise_dtn.store.plain_index import PlainIndex
+
+            self.spool.check_exists()
+            plain = PlainIndex.open(self.plain_index)
+            if plain is not None:
+                return plain
+        return self.index
 
     @functools.cached_property
     def route_map(self) -> PlainMap | RelayIndex:
@@ -211,5 +226,7 @@ class Home:
         return base / sender_name
 
     def close(self) -> None:
+        if "fast_index" in self.__dict__ and self.fast_index is not self.__dict__.get("index"):
+            self.fast_index.close()
         if "index" in self.__dict__:
             self.index.close()

@@ -47,8 +47,8 @@ from rise_dtn.store.atomic import (
     storage_error,
     write_atomic,
 )
-from rise_dtn.store.index import SeenRow
 from rise_dtn.store.pipeline import BackgroundWriter
+from rise_dtn.store.rows import SeenRow
 
 PARTS_DIR = "parts"
 # How long a toss waits for another process working on the same file's
@@ -332,7 +332,7 @@ def _copy_across(data: Path, target: Path) -> bool:
 
 def _finish_part(home: Home, opened: deliver.Opened, *, now: int) -> None:
     """Journal the part bundle as delivered: its ack (and, over relays, receipt) is owed."""
-    home.index.record_delivering(
+    home.fast_index.record_delivering(
         SeenRow(
             bundle_id=str(opened.bundle_id),
             expiry=opened.opener.clear.header.expiry,
@@ -342,7 +342,7 @@ def _finish_part(home: Home, opened: deliver.Opened, *, now: int) -> None:
             at=now,
         )
     )
-    home.index.finish_delivery(
+    home.fast_index.finish_delivery(
         str(opened.bundle_id),
         neighbour=str(opened.job.neighbour),
         message=None,

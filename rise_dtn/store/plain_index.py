@@ -23,12 +23,12 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from rise_dtn.core.errors import NoSpaceError, StorageError
-from rise_dtn.store.rows import EntryRow, LinkRow, SentRow
+from rise_dtn.store.rows import EntryRow, InboxRow, LinkRow, SeenRow, SentRow
 
 # How long a writer waits for another writer before giving up with an error.
 # A write transaction lasts milliseconds (a repair of a large spool, seconds);
@@ -165,11 +165,19 @@ class PlainMap:
                 connection = _connect(self._path)
                 if connection is None:
                     raise StorageError(f"index failure: cannot open {self._path}")
+                _INHERITED.append(self._connection)
                 self._connection, self._pid = connection, os.getpid()
             try:
                 return self._connection.execute(query, parameters).fetchall()
             except sqlite3.Error as exc:
                 raise index_error(exc, "index failure") from None
+
+
+# A parent's connections a forked child replaced, kept referenced for the
+# child's life: dropping one would close it (sqlite3_close), and SQLite's state
+# for a connection is not the child's to tear down (as SQLAlchemy's
+# dispose(close=False) in a toss worker, node/toss/parallel.py).
+_INHERITED: list[sqlite3.Connection] = []
 
 
 def _connect(path: Path) -> sqlite3.Connection | None:
@@ -261,3 +269,242 @@ def index_error(exc: sqlite3.Error, what: str) -> StorageError:
     text = str(exc)
     reason = text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__
     return StorageError(f"{what}: {reason}")
+
+
+# The tables PlainIndex reads and writes (store/index.py's own).
+_INDEX = frozenset(
+    {"spool_entry", "release", "tx_digest", "pending_ack", "seen", "receipt_owed", "inbox"}
+)
+
+# The largest IN list one statement binds, as Index.released_among bounds it.
+_IN_BATCH = 500
+
+
+class PlainIndex:
+    """The Index's operations a sneakernet exchange and a direct toss use, through `sqlite3`.
+
+    `rise-xfer DIR` (release acked bundles, count copies, give acks) and
+    `rise-xfer --toss` / `rise-toss` of direct bundles (admission, the
+    delivery journal, acks owed) touch nothing else, and through SQLAlchemy
+    they pay its import, half of a 256 MiB exchange's fixed cost. Each
+    method is the Index method of the same name, statement for statement,
+    in the same transaction shape: a write holds `BEGIN IMMEDIATE` from its
+    first statement, as database.writing does, so a crash or a full disk
+    leaves the rows the Index would have left (tests/store/test_plain_index.py
+    compares both). One connection, behind a lock, reopened in a forked
+    child (a parallel toss's worker) and never shared across the fork, as
+    PlainMap's. `open` gives None without the index file or its tables;
+    the caller then uses the Index, which creates them.
+    """
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self._path = path
+        self._connection = connection
+        self._pid = os.getpid()
+        self._lock = threading.RLock()
+
+    @classmethod
+    def open(cls, path: Path) -> PlainIndex | None:
+        connection = _connect(path)
+        if connection is None:
+            return None
+        try:
+            present = _has_tables(connection, _INDEX)
+        except sqlite3.Error as exc:
+            connection.close()
+            raise index_error(exc, "index failure") from None
+        if not present:
+            connection.close()
+            return None
+        return cls(path, connection)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                self._connection.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction under the write lock: committed on a clean exit, else rolled back."""
+        with self._lock:
+            connection = self._current()
+            try:
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    yield connection
+                    connection.execute("COMMIT")
+                except BaseException:
+                    with contextlib.suppress(sqlite3.Error):
+                        connection.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise index_error(exc, "index failure") from None
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction (one snapshot); nothing in it may write."""
+        with self._lock:
+            connection = self._current()
+            try:
+                connection.execute("BEGIN")
+                try:
+                    yield connection
+                finally:
+                    with contextlib.suppress(sqlite3.Error):
+                        connection.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise index_error(exc, "index failure") from None
+
+    def _current(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            # Forked: the parent's connection is left alone, never used or closed here.
+            connection = _connect(self._path)
+            if connection is None:
+                raise StorageError(f"index failure: cannot open {self._path}")
+            _INHERITED.append(self._connection)
+            self._connection, self._pid = connection, os.getpid()
+        return self._connection
+
+    # Spool entries.
+
+    def put_entry(self, row: EntryRow, *, digest: str | None = None) -> None:
+        with self.transaction() as connection:
+            _put_entry(connection, row, digest=digest)
+
+    def drop_entry(self, bundle_id: str, direction: str) -> None:
+        with self.transaction() as connection:
+            _delete_entry(connection, bundle_id, direction)
+
+    def held_bytes(self, direction: str, neighbour: str) -> int:
+        query = (
+            "SELECT coalesce(sum(size), 0) FROM spool_entry WHERE direction = ? AND neighbour = ?"
+        )
+        with self.reading() as connection:
+            return int(connection.execute(query, (direction, neighbour)).fetchone()[0])
+
+    def count_copy(self, bundle_id: str) -> None:
+        with self.transaction() as connection:
+            connection.execute(
+                "UPDATE spool_entry SET copies = copies + 1 WHERE bundle_id = ? AND direction = ?",
+                (bundle_id, "tx"),
+            )
+
+    # Releases.
+
+    def release(self, bundle_id: str, neighbour: str, *, size: int, how: str, now: int) -> None:
+        with self.transaction() as connection:
+            _delete_entry(connection, bundle_id, "tx")
+            connection.execute("DELETE FROM tx_digest WHERE bundle_id = ?", (bundle_id,))
+            values = {"neighbour": neighbour, "size": size, "released_at": now, "how": how}
+            _upsert(connection, '"release"', {"bundle_id": bundle_id}, values)
+
+    def released_among(self, bundle_ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        with self.reading() as connection:
+            for start in range(0, len(bundle_ids), _IN_BATCH):
+                batch = bundle_ids[start : start + _IN_BATCH]
+                marks = ", ".join("?" * len(batch))
+                query = f'SELECT bundle_id FROM "release" WHERE bundle_id IN ({marks})'
+                found.update(bundle_id for (bundle_id,) in connection.execute(query, batch))
+        return found
+
+    # The delivery journal.
+
+    def seen_state(self, bundle_id: str) -> SeenRow | None:
+        query = "SELECT bundle_id, expiry, state, sender, target, at FROM seen WHERE bundle_id = ?"
+        with self.reading() as connection:
+            row = connection.execute(query, (bundle_id,)).fetchone()
+        return SeenRow(*row) if row is not None else None
+
+    def record_delivering(self, row: SeenRow) -> None:
+        values = {
+            "expiry": row.expiry,
+            "state": row.state,
+            "sender": row.sender,
+            "target": row.target,
+            "at": row.at,
+        }
+        with self.transaction() as connection:
+            _upsert(connection, "seen", {"bundle_id": row.bundle_id}, values)
+
+    def finish_delivery(
+        self,
+        bundle_id: str,
+        *,
+        neighbour: str,
+        message: InboxRow | None,
+        now: int,
+        hop_id: str | None = None,
+        receipt_to: str | None = None,
+    ) -> None:
+        hop_id = hop_id or bundle_id
+        with self.transaction() as connection:
+            connection.execute(
+                "UPDATE seen SET state = ? WHERE bundle_id = ?", ("delivered", bundle_id)
+            )
+            if message is not None:
+                exists = connection.execute(
+                    "SELECT bundle_id FROM inbox WHERE bundle_id = ?", (bundle_id,)
+                ).fetchone()
+                if exists is None:
+                    connection.execute(
+                        "INSERT INTO inbox (bundle_id, sender, sender_name, received_at, size, "
+                        "path, read) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            message.bundle_id,
+                            message.sender,
+                            message.sender_name,
+                            message.received_at,
+                            message.size,
+                            message.path,
+                            message.read,
+                        ),
+                    )
+            _delete_entry(connection, hop_id, "rx")
+            _owe(connection, hop_id, neighbour, now)
+            if receipt_to is not None:
+                values = {"sender": receipt_to, "created": now}
+                _upsert(connection, "receipt_owed", {"bundle_id": bundle_id}, values)
+
+    def receipts_owed(self) -> list[tuple[str, str]]:
+        with self.reading() as connection:
+            rows = connection.execute("SELECT bundle_id, sender FROM receipt_owed").fetchall()
+        return [(bundle_id, sender) for bundle_id, sender in rows]
+
+    # Hop acks owed.
+
+    def owe_ack(self, bundle_id: str, neighbour: str, *, now: int) -> None:
+        with self.transaction() as connection:
+            _owe(connection, bundle_id, neighbour, now)
+
+    def drop_received(self, stem: str, bundle_id: str, neighbour: str, *, now: int) -> None:
+        with self.transaction() as connection:
+            _owe(connection, bundle_id, neighbour, now)
+            _delete_entry(connection, stem, "rx")
+
+    def acks_owed(self) -> list[tuple[str, str]]:
+        with self.reading() as connection:
+            rows = connection.execute("SELECT neighbour, bundle_id FROM pending_ack").fetchall()
+        return [(neighbour, bundle_id) for neighbour, bundle_id in rows]
+
+    def acks_sent(self, neighbour: str, bundle_ids: list[str]) -> None:
+        with self.transaction() as connection:
+            # Batched where the Index binds one IN list: the same rows go, in one transaction.
+            for start in range(0, len(bundle_ids), _IN_BATCH):
+                batch = bundle_ids[start : start + _IN_BATCH]
+                marks = ", ".join("?" * len(batch))
+                connection.execute(
+                    f"DELETE FROM pending_ack WHERE neighbour = ? AND bundle_id IN ({marks})",
+                    (neighbour, *batch),
+                )
+
+
+def _delete_entry(connection: sqlite3.Connection, bundle_id: str, direction: str) -> None:
+    connection.execute(
+        "DELETE FROM spool_entry WHERE bundle_id = ? AND direction = ?", (bundle_id, direction)
+    )
+
+
+def _owe(connection: sqlite3.Connection, bundle_id: str, neighbour: str, now: int) -> None:
+    keys = {"bundle_id": bundle_id, "neighbour": neighbour}
+    _upsert(connection, "pending_ack", keys, {"created": now})

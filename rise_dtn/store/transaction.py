@@ -48,6 +48,7 @@ from rise_dtn.store.spool import Spool, parse_clear_file
 
 if TYPE_CHECKING:
     from rise_dtn.store.index import Index
+    from rise_dtn.store.plain_index import PlainIndex
 
 
 DIGEST_PERSON = b"rise-spool"
@@ -115,14 +116,19 @@ class BundleTransaction:
     def __init__(
         self,
         spool: Spool,
-        index: Callable[[], Index],
+        index: Callable[[], Index | PlainIndex],
         me: NodeId,
         *,
         room: Room | None = None,
         plain_index: Path | None = None,
+        full_index: Callable[[], Index] | None = None,
     ) -> None:
         self._spool = spool
-        self._index = index  # opened on first use: a stick with nothing for us opens no database
+        # Opened on first use: a stick with nothing for us opens no database. It
+        # may be a PlainIndex (store/plain_index.py) with the Index's methods this
+        # module calls; `full_index` is the Index itself, for the sends' records.
+        self._index: Callable[[], Index | PlainIndex] = index
+        self._full_index: Callable[[], Index] = full_index or index  # type: ignore[assignment]
         # The default SQLite index's file, which `queue` may write without
         # SQLAlchemy (store/plain_index.py); None: always through the Index.
         self._plain_index = plain_index
@@ -289,7 +295,7 @@ class BundleTransaction:
 
     def _put_entry(self, entry: EntryRow, *, digest: str | None, sent: SentRow | None) -> None:
         """The listing through the Index (SQLAlchemy), which creates missing tables first."""
-        index = self._index()
+        index = self._full_index()
         if sent is None:
             index.put_entry(entry, digest=digest)
             return
@@ -322,7 +328,7 @@ class BundleTransaction:
         if sent is not None:
             from rise_dtn.store.relay_index import RelayIndex
 
-            RelayIndex(self._index()).put_sent(sent, recipient_route=route)
+            RelayIndex(self._full_index()).put_sent(sent, recipient_route=route)
 
     # Hop acks owed: journaled by admit and drop_received, given by carriers.
 

@@ -573,5 +573,5 @@ def _give_bundles(
         if move:
             home.bundles.release(peer.node_id, bundle_id, Release.MOVED, now=now)
         else:
-            home.index.count_copy(str(bundle_id))
+            home.fast_index.count_copy(str(bundle_id))
         say(f"sent {bundle_id} to {peer.name} ({human_bytes(size)})")

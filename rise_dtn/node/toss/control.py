@@ -28,7 +28,7 @@ from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.node.send import routed, routes, send
 from rise_dtn.node.send.onion_send import PacketWriter, RouteNode, packet_writers
-from rise_dtn.store.relay_index import LinkRow
+from rise_dtn.store.rows import LinkRow
 
 RECEIPT_VERSION = 1
 MAP_VERSION = 1

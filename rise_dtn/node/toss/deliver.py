@@ -25,8 +25,8 @@ from rise_dtn.node.peers import Peer
 from rise_dtn.node.toss.toss_events import Accepted, Delivered, Rejected, Source, TossEvent
 from rise_dtn.store import locks
 from rise_dtn.store.atomic import AtomicFile, remove_stale_tmp, storage_error
-from rise_dtn.store.index import InboxRow, SeenRow
 from rise_dtn.store.pipeline import BackgroundWriter
+from rise_dtn.store.rows import InboxRow, SeenRow
 
 CONTROL_KINDS = frozenset({ContentKind.RECEIPT, ContentKind.MAP})
 
@@ -85,7 +85,7 @@ def deliver_peeled(
     stem = path.name.split(".")[0]
     if inner.expired(now):
         return drop_job(home, job, hop_id, stem, "expired", now=now)
-    seen = home.index.seen_state(str(inner.bundle_id))
+    seen = home.fast_index.seen_state(str(inner.bundle_id))
     if seen is not None and seen.state == "delivered":
         reason = "duplicate of a bundle already delivered (another copy)"
         return drop_job(home, job, hop_id, stem, reason, now=now)
@@ -141,7 +141,7 @@ def deliver(
     with locks.claimed(lock) as ours:
         if not ours:
             raise Deferred(f"{opened.bundle_id} is being delivered by another rise-dtn process")
-        seen = home.index.seen_state(str(opened.bundle_id))
+        seen = home.fast_index.seen_state(str(opened.bundle_id))
         if seen is not None and seen.state == "delivered":
             stem = job.path.name.split(".")[0]
             reason = "duplicate of a bundle already delivered"
@@ -218,7 +218,7 @@ def _deliver_control(
         )
         return drop_job(home, opened.job, opened.hop_id or opened.bundle_id, stem, reason, now=now)
     control.accept(home, opened.peer, opened.inner.meta.kind, first_payload, now=now)
-    home.index.record_delivering(
+    home.fast_index.record_delivering(
         SeenRow(
             bundle_id=str(opened.bundle_id),
             expiry=opener.clear.header.expiry,
@@ -228,7 +228,7 @@ def _deliver_control(
             at=now,
         )
     )
-    home.index.finish_delivery(
+    home.fast_index.finish_delivery(
         str(opened.bundle_id),
         neighbour=str(opened.job.neighbour),
         message=None,
@@ -267,7 +267,7 @@ def _record_and_link(home: Home, staged: AtomicFile, opened: _Opened, *, now: in
             # Journal only a free name: after a crash, an existing target is
             # taken to be this delivery's own, so a taken name would lose it.
             continue
-        home.index.record_delivering(
+        home.fast_index.record_delivering(
             SeenRow(
                 bundle_id=bundle_id,
                 expiry=opened.opener.clear.header.expiry,
@@ -328,7 +328,7 @@ def _finish(home: Home, opened: _Opened, target: Path, *, now: int) -> Delivered
             size=size,
             path=str(target),
         )
-    home.index.finish_delivery(
+    home.fast_index.finish_delivery(
         str(bundle_id),
         neighbour=str(opened.job.neighbour),
         message=message,

@@ -35,7 +35,7 @@ from rise_dtn.store.atomic import (
     storage_error,
     sync_filesystem,
 )
-from rise_dtn.store.index import EntryRow, SeenRow
+from rise_dtn.store.rows import EntryRow, SeenRow
 
 # 1024 packets: the sync and the commit are amortised over many, a crash
 # redoes a second of work at most, and the batch holds ~1 MiB of index rows.

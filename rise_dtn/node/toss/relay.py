@@ -33,8 +33,8 @@ from rise_dtn.node.toss.forwarding import (
 )
 from rise_dtn.node.toss.toss_events import Delivered, Forwarded, Rejected, Source, TossEvent
 from rise_dtn.store.atomic import atomic_file
-from rise_dtn.store.index import EntryRow
 from rise_dtn.store.pipeline import BackgroundWriter
+from rise_dtn.store.rows import EntryRow
 from rise_dtn.store.transaction import Release
 
 BLOCK_BYTES = 1 << 20  # the hot path works in large blocks

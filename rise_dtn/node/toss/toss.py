@@ -94,7 +94,7 @@ def toss(
         _toss_jobs(home, jobs, now=now, emit=emit, progress=progress)
     if any(isinstance(event, Accepted) and event.kind is ContentKind.MAP for event in events):
         _route_held(home, now=now, on_event=on_event)
-    if home.index.receipts_owed():
+    if home.fast_index.receipts_owed():
         # A crash between a delivery and its receipt's queueing left a debt.
         from rise_dtn.node.toss import control  # late: control imports the sending side
 
@@ -134,7 +134,7 @@ def deliver_streamed(
     quarantines it with its reason; so is one seen before (a delivery a
     crash interrupted), and one that must wait (a relay's quota).
     """
-    if home.index.seen_state(str(clear.bundle_id)) is not None:
+    if home.fast_index.seen_state(str(clear.bundle_id)) is not None:
         return False
     # The bundle is not in rx/ (it never will be, once tossed): there is no
     # rx file for the end of its toss to remove.
@@ -258,7 +258,7 @@ def _toss_one(
             return deliver.drop_job(home, job, clear.bundle_id, stem, "expired", now=now)
         if clear.onion:
             return relay.toss_packet(home, job.path, job.neighbour, clear, now=now, batch=batch)
-        seen = home.index.seen_state(str(clear.bundle_id))
+        seen = home.fast_index.seen_state(str(clear.bundle_id))
         if seen is not None and seen.state == "delivered":
             reason = "duplicate of a bundle already delivered"
             return deliver.drop_job(home, job, clear.bundle_id, stem, reason, now=now)
