@@ -9,7 +9,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from rise_dtn.node import parts
 from rise_dtn.node.home import Home
 from rise_dtn.node.send import send
 from rise_dtn.node.toss import toss
-from tests.conftest import BIN, Node, command_env
+from tests.conftest import Node
 from tests.e2e.test_crash import (
     CRASH_STEPS,
     WriteSteps,
@@ -308,8 +307,15 @@ def test_kill_toss_before_every_write_step(tmp_path: Path, incoming: str) -> Non
     raise AssertionError("the toss never finished")
 
 
+KILLS = 12
+
+
 def test_kill_rise_toss_at_random_moments(tmp_path: Path) -> None:
+    """rise-toss SIGKILLed while it reassembles and delivers a split file, at moments
+    placed within what a run takes here and now (test_crash.Killer: a fixed span of
+    time would miss a toss that got faster); the next toss finishes it, once."""
     from tests.conftest import befriend, make_node
+    from tests.e2e.test_crash import Killer, timed
 
     rng = random.Random(6)
     data = rng.randbytes(3 * MIB + 5)
@@ -323,27 +329,24 @@ def test_kill_rise_toss_at_random_moments(tmp_path: Path) -> None:
     stick.mkdir()
     pair[0].run("rise-xfer", "-q", str(stick))
     pair[1].run("rise-xfer", "-q", str(stick))
-    kills = 0
-    for attempt in range(12):
+    killer: Killer | None = None
+    for attempt in range(200):  # bounded; the kills land within a run's span
+        if killer is not None and killer.kills >= KILLS:
+            break
         base = tmp_path / f"kill{attempt}"
         shutil.copytree(template, base, symlinks=True)
         bob = Node("bob", base / "bob", pair[1].node_id)
-        process = subprocess.Popen(
-            [str(BIN / "rise-toss"), "-q"],
-            env=command_env(bob.home),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(rng.uniform(0.05, 1.5))  # where the kill lands, not a timed assertion
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        kills += process.returncode == -signal.SIGKILL
-        bob.run("rise-toss", "-q")
+        if killer is None:  # the first, timed run tosses all four parts: the span to aim in
+            killer = Killer(rng, timed("rise-toss", "-q", home=bob.home), work_seconds=0.1)
+        else:
+            outcome = killer.run("rise-toss", "-q", home=bob.home)
+            assert outcome.status in {None, 0}, outcome.stderr
+            bob.run("rise-toss", "-q")
         assert delivered(bob) == [bob.incoming / "alice" / "f.bin"]
         assert (bob.incoming / "alice" / "f.bin").read_bytes() == data
         bob.run("rise-check")
         shutil.rmtree(base)
-    assert kills > 0
+    assert killer is not None and killer.kills >= KILLS
 
 
 def test_content_kind_part_is_five() -> None:
