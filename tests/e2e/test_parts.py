@@ -271,7 +271,7 @@ def test_kill_toss_before_every_write_step(tmp_path: Path, incoming: str) -> Non
     """`across`: [toss] incoming on a tmpfs, so the file is copied over, not linked."""
     from tests.conftest import befriend, make_node
 
-    data = random.Random(5).randbytes(200 * 1024)  # four parts of 64 KiB and one of 8
+    data = random.Random(5).randbytes(200 * 1024)  # three parts of 64 KiB and one of 8
     template = tmp_path / "template"
     template.mkdir()
     pair = (make_node(template, "alice"), make_node(template, "bob"))
