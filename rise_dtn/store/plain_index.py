@@ -25,7 +25,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from rise_dtn.core.errors import NoSpaceError, StorageError
 from rise_dtn.store.rows import EntryRow, InboxRow, LinkRow, SeenRow, SentRow
@@ -114,7 +114,47 @@ def put_queued(
     return True
 
 
-class PlainMap:
+class _PlainConnection:
+    """One `sqlite3` connection to the index file, behind a lock, reopened in a forked
+    child (a parallel toss's worker) and never shared across the fork."""
+
+    _tables: frozenset[str]
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self._path = path
+        self._connection = connection
+        self._pid = os.getpid()
+        self._lock = threading.RLock()
+
+    @classmethod
+    def _open(cls, path: Path) -> Self | None:
+        """None without the index file or `_tables`: the caller's SQLAlchemy side creates them."""
+        connection = _connect(path)
+        if connection is None:
+            return None
+        try:
+            present = _has_tables(connection, cls._tables)
+        except sqlite3.Error as exc:
+            connection.close()
+            raise index_error(exc, "index failure") from None
+        if not present:
+            connection.close()
+            return None
+        return cls(path, connection)
+
+    def _current(self) -> sqlite3.Connection:
+        """This process's connection (call with the lock held)."""
+        if self._pid != os.getpid():
+            # Forked: the parent's connection is left alone, never used or closed here.
+            connection = _connect(self._path)
+            if connection is None:
+                raise StorageError(f"index failure: cannot open {self._path}")
+            _INHERITED.append(self._connection)
+            self._connection, self._pid = connection, os.getpid()
+        return self._connection
+
+
+class PlainMap(_PlainConnection):
     """The reads a route is drawn from, as RelayIndex has them, straight from the file.
 
     One connection for all of them (each connect sets the pragmas again),
@@ -125,26 +165,11 @@ class PlainMap:
     then reads through the RelayIndex, which creates them.
     """
 
-    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
-        self._path = path
-        self._connection = connection
-        self._pid = os.getpid()
-        self._lock = threading.Lock()
+    _tables = _MAP
 
     @classmethod
     def open(cls, path: Path) -> PlainMap | None:
-        connection = _connect(path)
-        if connection is None:
-            return None
-        try:
-            present = _has_tables(connection, _MAP)
-        except sqlite3.Error as exc:
-            connection.close()
-            raise index_error(exc, "index failure") from None
-        if not present:
-            connection.close()
-            return None
-        return cls(path, connection)
+        return cls._open(path)
 
     def cards(self, now: int) -> dict[str, bytes]:
         query = "SELECT node_id, card FROM map_card WHERE expiry > ?"
@@ -160,15 +185,8 @@ class PlainMap:
 
     def _read(self, query: str, parameters: tuple[object, ...]) -> list[Any]:
         with self._lock:
-            if self._pid != os.getpid():
-                # Forked: the parent's connection is left alone, never used or closed here.
-                connection = _connect(self._path)
-                if connection is None:
-                    raise StorageError(f"index failure: cannot open {self._path}")
-                _INHERITED.append(self._connection)
-                self._connection, self._pid = connection, os.getpid()
             try:
-                return self._connection.execute(query, parameters).fetchall()
+                return self._current().execute(query, parameters).fetchall()
             except sqlite3.Error as exc:
                 raise index_error(exc, "index failure") from None
 
@@ -280,7 +298,7 @@ _INDEX = frozenset(
 _IN_BATCH = 500
 
 
-class PlainIndex:
+class PlainIndex(_PlainConnection):
     """The Index's operations a sneakernet exchange and a direct toss use, through `sqlite3`.
 
     `rise-xfer DIR` (release acked bundles, count copies, give acks) and
@@ -297,26 +315,11 @@ class PlainIndex:
     the caller then uses the Index, which creates them.
     """
 
-    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
-        self._path = path
-        self._connection = connection
-        self._pid = os.getpid()
-        self._lock = threading.RLock()
+    _tables = _INDEX
 
     @classmethod
     def open(cls, path: Path) -> PlainIndex | None:
-        connection = _connect(path)
-        if connection is None:
-            return None
-        try:
-            present = _has_tables(connection, _INDEX)
-        except sqlite3.Error as exc:
-            connection.close()
-            raise index_error(exc, "index failure") from None
-        if not present:
-            connection.close()
-            return None
-        return cls(path, connection)
+        return cls._open(path)
 
     def close(self) -> None:
         with self._lock:
@@ -354,16 +357,6 @@ class PlainIndex:
                         connection.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise index_error(exc, "index failure") from None
-
-    def _current(self) -> sqlite3.Connection:
-        if self._pid != os.getpid():
-            # Forked: the parent's connection is left alone, never used or closed here.
-            connection = _connect(self._path)
-            if connection is None:
-                raise StorageError(f"index failure: cannot open {self._path}")
-            _INHERITED.append(self._connection)
-            self._connection, self._pid = connection, os.getpid()
-        return self._connection
 
     # Spool entries.
 
