@@ -48,7 +48,6 @@ from rise_dtn.store.atomic import (
     write_atomic,
 )
 from rise_dtn.store.pipeline import BackgroundWriter
-from rise_dtn.store.rows import SeenRow
 
 PARTS_DIR = "parts"
 # How long a toss waits for another process working on the same file's
@@ -332,25 +331,7 @@ def _copy_across(data: Path, target: Path) -> bool:
 
 def _finish_part(home: Home, opened: deliver.Opened, *, now: int) -> None:
     """Journal the part bundle as delivered: its ack (and, over relays, receipt) is owed."""
-    home.fast_index.record_delivering(
-        SeenRow(
-            bundle_id=str(opened.bundle_id),
-            expiry=opened.opener.clear.header.expiry,
-            state="delivering",
-            sender=str(opened.peer.node_id),
-            target="",
-            at=now,
-        )
-    )
-    home.fast_index.finish_delivery(
-        str(opened.bundle_id),
-        neighbour=str(opened.job.neighbour),
-        message=None,
-        now=now,
-        hop_id=str(opened.hop_id) if opened.hop_id else None,
-        receipt_to=str(opened.peer.node_id) if opened.hop_id else None,
-    )
-    home.bundles.handled(opened.job.path)
+    deliver.journal_without_file(home, opened, now=now, receipt=True)
 
 
 def sweep(home: Home, *, now: int) -> list[tuple[str, str, str]]:

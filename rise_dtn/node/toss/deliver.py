@@ -218,10 +218,18 @@ def _deliver_control(
         )
         return drop_job(home, opened.job, opened.hop_id or opened.bundle_id, stem, reason, now=now)
     control.accept(home, opened.peer, opened.inner.meta.kind, first_payload, now=now)
+    journal_without_file(home, opened, now=now, receipt=False)
+    return Accepted(opened.bundle_id, opened.inner.meta.kind, opened.peer.name)
+
+
+def journal_without_file(home: Home, opened: Opened, *, now: int, receipt: bool) -> None:
+    """Journal a bundle handled with no file of its own in incoming/ (a receipt or map taken
+    in, a part stored) as delivered: its ack is owed, and with `receipt`, over relays, the
+    sender's receipt too; then the rx copy goes."""
     home.fast_index.record_delivering(
         SeenRow(
             bundle_id=str(opened.bundle_id),
-            expiry=opener.clear.header.expiry,
+            expiry=opened.opener.clear.header.expiry,
             state="delivering",
             sender=str(opened.peer.node_id),
             target="",
@@ -234,9 +242,9 @@ def _deliver_control(
         message=None,
         now=now,
         hop_id=str(opened.hop_id) if opened.hop_id else None,
+        receipt_to=str(opened.peer.node_id) if receipt and opened.hop_id else None,
     )
     home.bundles.handled(opened.job.path)
-    return Accepted(opened.bundle_id, opened.inner.meta.kind, opened.peer.name)
 
 
 def _read_exact(source: Source, size: int) -> bytes:
