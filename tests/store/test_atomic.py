@@ -8,6 +8,7 @@ holds its lock.
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import select
 import stat
@@ -412,3 +413,86 @@ def test_a_cleaner_running_during_commit_cannot_take_the_tmp_file(
     staged.commit(replace=replace)
     assert swept == [0]
     assert final.read_bytes() == b"payload"
+
+
+# -- dropping a large sequential read or write from the page cache --------------------------
+
+
+class Advice:
+    """posix_fadvise calls, as (fd, offset, length, advice); the real call is made too."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, int, int, int, int]] = []
+        self.watched = -1  # a file whose size is noted at each call: how far a copy got
+
+    def __call__(self, fd: int, offset: int, length: int, advice: int) -> None:
+        size = os.fstat(self.watched).st_size if self.watched >= 0 else -1
+        self.calls.append((fd, offset, length, advice, size))
+        os.posix_fadvise(fd, offset, length, advice)
+
+    def dropped(self, fd: int) -> list[tuple[int, int]]:
+        """The (start, end) ranges dropped on `fd`, in call order."""
+        return [
+            (offset, offset + length)
+            for called_fd, offset, length, advice, _ in self.calls
+            if called_fd == fd and advice == os.POSIX_FADV_DONTNEED
+        ]
+
+    def sizes(self, fd: int) -> list[int]:
+        """The watched file's size at each drop on `fd`."""
+        return [
+            size
+            for called_fd, _, _, advice, size in self.calls
+            if called_fd == fd and advice == os.POSIX_FADV_DONTNEED
+        ]
+
+
+def small_steps(monkeypatch: pytest.MonkeyPatch) -> Advice:
+    """Steps of 64 KiB and a lag of 256 KiB, so that a few MiB show the policy."""
+    advice = Advice()
+    monkeypatch.setattr(atomic, "WRITEBACK_BYTES", 64 << 10)
+    monkeypatch.setattr(atomic, "DROP_LAG_BYTES", 256 << 10)
+    monkeypatch.setattr(atomic, "os", OsWith(posix_fadvise=advice))
+    return advice
+
+
+def assert_drops_trail(ranges: list[tuple[int, int]], positions: list[int], size: int) -> None:
+    """Contiguous from the first byte, each at least the lag behind, up to near the end."""
+    assert ranges, "nothing was dropped"
+    assert ranges[0][0] == 0
+    for (_, end), (start, _) in itertools.pairwise(ranges):
+        assert start == end  # nothing dropped twice, nothing skipped
+    for (_, end), position in zip(ranges, positions, strict=True):
+        assert end <= position - (256 << 10)
+    assert ranges[-1][1] >= size - (256 << 10) - 2 * (64 << 10)
+
+
+def test_a_large_write_leaves_the_page_cache_behind_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    advice = small_steps(monkeypatch)
+    data = os.urandom(4 << 20)
+    positions = []
+    with atomic_file(tmp_path / "out") as out:
+        for start in range(0, len(data), 10_000):  # steps that never meet the 64 KiB ones
+            before = len(advice.calls)
+            out.write(data[start : start + 10_000])
+            if len(advice.calls) > before:
+                positions.append(start + len(data[start : start + 10_000]))
+        fd = out.fileno()
+    assert_drops_trail(advice.dropped(fd), positions, len(data))
+    assert (tmp_path / "out").read_bytes() == data
+
+
+def test_a_kernel_copy_leaves_both_files_out_of_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    advice = small_steps(monkeypatch)
+    monkeypatch.setattr(atomic, "COPY_BLOCK_BYTES", 64 << 10)
+    data = os.urandom(4 << 20)
+    with open(source_file(tmp_path, data), "rb") as source, atomic_file(tmp_path / "out") as out:
+        advice.watched = out.fileno()
+        copy_into(source, out, len(data))
+        for fd in (source.fileno(), out.fileno()):
+            assert_drops_trail(advice.dropped(fd), advice.sizes(fd), len(data))
+    assert (tmp_path / "out").read_bytes() == data

@@ -34,7 +34,7 @@ from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.store import locks
-from rise_dtn.store.atomic import Moved, copy_file
+from rise_dtn.store.atomic import DropBehind, Moved, copy_file
 from rise_dtn.store.spool import parse_clear_file, read_clear
 from rise_dtn.store.transaction import Release, Verdict
 
@@ -382,8 +382,16 @@ class _MediumSource:
     def __init__(self, handle: BinaryIO, moved: Moved) -> None:
         self._handle = handle
         self._moved = moved  # a progress bar's, per chunk
+        self._position = handle.tell()
+        self._behind = DropBehind(handle.fileno(), writing=False, start=self._position)
 
     def read(self, size: int, /) -> bytes:
+        data = self._read(size)
+        self._position += len(data)
+        self._behind.moved(self._position)
+        return data
+
+    def _read(self, size: int) -> bytes:
         data = self._handle.read(size)
         self._moved(len(data))
         if len(data) == size or not data:

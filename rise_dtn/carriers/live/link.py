@@ -60,7 +60,7 @@ from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.node.toss.toss_events import Source, StreamCut
 from rise_dtn.store import partials
-from rise_dtn.store.atomic import storage_error, write_atomic
+from rise_dtn.store.atomic import DropBehind, storage_error, write_atomic
 from rise_dtn.store.spool import read_clear
 from rise_dtn.store.transaction import Release, Verdict, commit_partial
 
@@ -179,6 +179,7 @@ class _PartialFile:
         self._disk = disk
         self._pending: collections.deque[concurrent.futures.Future[None]] = collections.deque()
         self.position = self.written = self._file.tell()
+        self._behind = DropBehind(self._file.fileno(), writing=True, start=self.position)
         self.progress = threading.Condition()
         self.ended = False
         # Off while the bundle is delivered as it arrives: the copy is thrown
@@ -192,6 +193,7 @@ class _PartialFile:
             await self.settle()
             self._file.truncate(offset)  # a torn tail from a crash is written again
             self._file.seek(offset)
+            self._behind = DropBehind(self._file.fileno(), writing=True, start=offset)
             with self.progress:
                 self.written = min(self.written, offset)
         end = self.position = offset + len(payload)
@@ -201,6 +203,7 @@ class _PartialFile:
             view = memoryview(payload)
             while view:
                 view = view[self._file.write(view) or 0 :]
+            self._behind.moved(end)
             with self.progress:
                 self.written = end
                 self.progress.notify_all()
@@ -242,6 +245,7 @@ class _StreamSource:
         self._partial = partial
         self._fd = os.open(partial.path, os.O_RDONLY | os.O_CLOEXEC)
         self._offset = start
+        self._behind = DropBehind(self._fd, writing=False, start=start)
 
     def read(self, size: int, /) -> bytes:
         end = self._offset + size
@@ -253,6 +257,7 @@ class _StreamSource:
                 partial.progress.wait()
         data = os.pread(self._fd, size, self._offset)
         self._offset += len(data)
+        self._behind.moved(self._offset)
         return data
 
     def finish(self) -> None:
@@ -928,7 +933,9 @@ class Link:
             with handle, shown as moved:
                 handle.seek(request.offset)
                 offset = request.offset
+                behind = DropBehind(handle.fileno(), writing=False, start=offset)
                 while block := handle.read(self.data_bytes):
+                    behind.moved(offset + len(block))
                     if self._limit_out is not None:
                         await self._limit_out.spend(len(block))
                     writer.writelines(

@@ -24,7 +24,7 @@ from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.node.toss.toss_events import Accepted, Delivered, Rejected, Source, TossEvent
 from rise_dtn.store import locks
-from rise_dtn.store.atomic import AtomicFile, remove_stale_tmp, storage_error
+from rise_dtn.store.atomic import AtomicFile, DropBehind, remove_stale_tmp, storage_error
 from rise_dtn.store.pipeline import BackgroundWriter
 from rise_dtn.store.rows import InboxRow, SeenRow
 
@@ -36,9 +36,14 @@ class FileSource:
 
     def __init__(self, handle: BinaryIO) -> None:
         self._handle = handle
+        self._position = handle.tell()
+        self._behind = DropBehind(handle.fileno(), writing=False, start=self._position)
 
     def read(self, size: int, /) -> bytes:
-        return self._handle.read(size)
+        data = self._handle.read(size)
+        self._position += len(data)
+        self._behind.moved(self._position)
+        return data
 
     def finish(self) -> None:
         return None
