@@ -39,9 +39,6 @@ MAX_ARRIVING = 4
 # first: a flaky link leaves one or two; more are a peer starting bundles it
 # never finishes, and the oldest go.
 MAX_PARTIALS_KEPT = 16
-# A partial copy not resumed for a week is given up ([spool]
-# partial_lifetime): its sender has most likely expired or re-sent it.
-DEFAULT_PARTIAL_LIFETIME_SECONDS = 7 * 24 * 3600
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -17,10 +17,12 @@ from typing import Any, TypeVar
 
 from rise_dtn.core.card import check_name
 from rise_dtn.core.errors import UsageError
-from rise_dtn.core.live_policy import DEFAULT_PARTIAL_LIFETIME_SECONDS
 
 DEFAULT_LIFETIME_SECONDS = 30 * 86400  # a month: long enough for a stick carried by hand
 MAX_LIFETIME_SECONDS = 10 * 365 * 86400
+# A live link's partial copy not resumed for a week is given up ([spool]
+# partial_lifetime): its sender has most likely expired or re-sent it.
+DEFAULT_PARTIAL_LIFETIME_SECONDS = 7 * 24 * 3600
 # Lower is sooner, as with nice(1). 16 is a small number so that it costs one
 # byte on the wire; urgent traffic can still go below it.
 DEFAULT_NICE = 16

@@ -118,6 +118,8 @@ class DropBehind:
         self._fd = fd
         self._writing = writing
         self._kicked = self._dropped = start
+        if not writing:  # a larger read-ahead: the disk reads while we copy or decrypt
+            advise(fd, start, 0, "POSIX_FADV_SEQUENTIAL")
 
     def moved(self, position: int) -> None:
         """The file has been read or written sequentially up to `position`."""
@@ -128,14 +130,15 @@ class DropBehind:
         self._kicked = position
         drop_to = position - DROP_LAG_BYTES
         if drop_to - self._dropped >= WRITEBACK_BYTES:
-            drop_cached(self._fd, self._dropped, drop_to - self._dropped)
+            advise(self._fd, self._dropped, drop_to - self._dropped, "POSIX_FADV_DONTNEED")
             self._dropped = drop_to
 
 
-def drop_cached(fd: int, offset: int, length: int) -> None:
-    """Let the kernel drop the clean cached pages of a range (a hint; never an error)."""
+def advise(fd: int, offset: int, length: int, advice: str) -> None:
+    """posix_fadvise(`advice`, by name), a hint only: where the platform or the file
+    refuses it (macOS has none), nothing."""
     with contextlib.suppress(OSError, AttributeError):
-        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+        os.posix_fadvise(fd, offset, length, getattr(os, advice))
 
 
 @functools.cache
