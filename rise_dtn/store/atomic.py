@@ -309,7 +309,7 @@ def _kernel_copy(
     """Copy with `copy` until done or refused; return how many bytes it copied."""
     done = 0
     read_behind = DropBehind(src_fd, writing=False, start=offset)
-    written_from = os.lseek(dst_fd, 0, os.SEEK_CUR)
+    written_from = os.lseek(dst_fd, 0, os.SEEK_CUR)  # a regular file (Writable's contract)
     write_behind = DropBehind(dst_fd, writing=True, start=written_from)
     try:
         while done < length:
