@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from rise_dtn.core.progress import NO_PROGRESS, Progress
+from rise_dtn.core.units import human_seconds
 from rise_dtn.node.home import Home
 
 if TYPE_CHECKING:
@@ -234,8 +235,4 @@ def stop_event_on_signals() -> asyncio.Event:
 def ago(seconds_since_epoch: int | None, *, now_seconds: int) -> str:
     if seconds_since_epoch is None:
         return "-"
-    delta = max(0, now_seconds - seconds_since_epoch)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if delta >= size:
-            return f"{delta // size}{unit} ago"
-    return f"{delta}s ago"
+    return f"{human_seconds(max(0, now_seconds - seconds_since_epoch))} ago"

@@ -15,3 +15,11 @@ def human_bytes(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"  # pragma: no cover - the loop always returns
+
+
+def human_seconds(seconds: int) -> str:
+    """A duration in its largest whole unit: 6d, 3h, 12m, 40s."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(0, seconds)}s"

@@ -21,6 +21,7 @@ This module must never deliver a file with a missing part, nor twice.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import os
@@ -32,7 +33,7 @@ from typing import Any
 from rise_dtn.core.bundle import ContentKind
 from rise_dtn.core.errors import BundleError, BusyError, Deferred, StorageError
 from rise_dtn.core.parts import PartHeader
-from rise_dtn.core.units import human_bytes
+from rise_dtn.core.units import human_bytes, human_seconds
 from rise_dtn.node.home import Home
 from rise_dtn.node.toss import deliver
 from rise_dtn.node.toss.toss_events import Delivered, PartStored, Source, TossEvent
@@ -391,3 +392,95 @@ def _read_state(path: Path) -> dict[str, Any] | None:
 
 def _state_bytes(state: dict[str, Any]) -> bytes:
     return json.dumps(state, sort_keys=True).encode()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reassembly:
+    """One folder of spool/parts/ as rise-check sees it."""
+
+    folder: str
+    summary: str  # for people: what it is and how far it got
+    problem: str | None  # what makes it unable to finish correctly, if anything
+
+
+def survey(home: Home, *, now: int) -> list[Reassembly]:
+    """Every reassembly, in progress or left over, and what is wrong with any of them.
+
+    A folder a toss is working on (its lock held) is skipped: what it shows
+    is changing. Leftovers the toss clears by itself (a folder from a crash
+    before its state was written, a delivered file's folder kept until its
+    parts expire) are summaries, not problems.
+    """
+    root = home.spool.root / PARTS_DIR
+    try:
+        folders = sorted(entry for entry in root.iterdir() if entry.is_dir())
+    except OSError:
+        return []
+    found = []
+    for folder in folders:
+        with locks.claimed(home.spool.lock_path(f"parts-{folder.name}")) as ours:
+            if ours:
+                found.append(_surveyed(folder, now=now))
+    return found
+
+
+def _surveyed(folder: Path, *, now: int) -> Reassembly:
+    try:
+        state = _read_state(folder / "state")
+    except StorageError as exc:
+        return Reassembly(folder.name, "a reassembly", exc.message)
+    if state is None:
+        summary = "begun by a toss that stopped before its first part (removed at expiry)"
+        return Reassembly(folder.name, summary, None)
+    what = f"{state['name']} from {state['sender']}"
+    left = state["expiry"] - now
+    when = "expired" if left <= 0 else f"expires in {human_seconds(left)}"
+    if (folder / "delivered").exists():
+        return Reassembly(folder.name, f"{what}: delivered (kept until its parts expire)", None)
+    have, problem = _markers(folder, state)
+    summary = (
+        f"{what}: {have} of {state['count']} parts ({human_bytes(state['total_bytes'])}), {when}"
+    )
+    if problem is None:
+        try:
+            size = os.stat(folder / "data").st_size
+        except OSError as exc:
+            problem = f"its data file is unreadable ({exc.strerror})"
+        else:
+            if size != state["total_bytes"]:
+                problem = (
+                    f"its data file holds {size} bytes, not the {state['total_bytes']} "
+                    "it was made with: the parts stored in it may be damaged"
+                )
+    return Reassembly(folder.name, summary, problem)
+
+
+def _markers(folder: Path, state: dict[str, Any]) -> tuple[int, str | None]:
+    """How many parts are marked stored, and whether any marker makes no sense."""
+    try:
+        names = os.listdir(folder / "have")
+    except FileNotFoundError:
+        return 0, None
+    except OSError as exc:
+        return 0, f"its part markers are unreadable ({exc.strerror})"
+    odd = sorted(name for name in names if not (name.isdigit() and int(name) < state["count"]))
+    if odd:
+        return len(names), f"marker(s) for parts it cannot have: {', '.join(odd[:5])}"
+    return len(names), None
+
+
+def set_aside(home: Home, folder_name: str, reason: str) -> Path:
+    """Move a reassembly that cannot finish correctly into quarantine/, with its reason."""
+    source = home.spool.root / PARTS_DIR / folder_name
+    target = home.spool.quarantine_dir / f"parts-{folder_name}"
+    with locks.claimed(home.spool.lock_path(f"parts-{folder_name}")) as ours:
+        if not ours:
+            raise Deferred(f"the reassembly {folder_name} is in use")
+        try:
+            write_atomic(target.with_name(target.name + ".reason"), (reason + "\n").encode())
+            os.replace(source, target)
+            fsync_dir(target.parent)
+            fsync_dir(source.parent)
+        except OSError as exc:
+            raise storage_error(exc, "setting a reassembly aside") from None
+    return target
