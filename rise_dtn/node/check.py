@@ -16,9 +16,10 @@ import os
 from pathlib import Path
 
 from rise_dtn.core.card import Card
-from rise_dtn.core.errors import BundleError, PeerError
+from rise_dtn.core.errors import BundleError, Deferred, PeerError, StorageError
 from rise_dtn.core.identity import NodeId
 from rise_dtn.core.live_policy import stale_partials
+from rise_dtn.node import parts
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import CARD_SUFFIX
 from rise_dtn.store import partials
@@ -96,6 +97,7 @@ def check(home: Home, *, repair: bool, now: int) -> CheckReport:
     _check_peers(home, report)
     _stale_tmp(home, report, repair=repair)
     _stale_partials(home, report, repair=repair, now=now)
+    _reassemblies(home, report, repair=repair, now=now)
     return report
 
 
@@ -206,3 +208,27 @@ def _stale_partials(home: Home, report: CheckReport, *, repair: bool, now: int) 
         for orphan in partials.orphan_checkpoints(folder):
             if repair:
                 orphan.unlink(missing_ok=True)
+
+
+def _reassemblies(home: Home, report: CheckReport, *, repair: bool, now: int) -> None:
+    """Split files being put together in spool/parts/: listed, and any that could only
+    ever deliver a damaged file set aside (their parts were acked: the sender must send
+    the file again)."""
+    for found in parts.survey(home, now=now):
+        shown = f"parts/{found.folder}"
+        if found.problem is None:
+            report.notes.append(f"reassembling {shown}: {found.summary}")
+            continue
+        problem = f"{shown} ({found.summary}): {found.problem}"
+        if not repair:
+            report.problems.append(f"{problem} (--repair sets it aside)")
+            continue
+        try:
+            target = parts.set_aside(home, found.folder, f"rise-check: {found.problem}")
+        except (Deferred, StorageError) as exc:
+            report.problems.append(f"{problem}; not set aside: {exc.message}")
+            continue
+        report.problems.append(problem)
+        report.repaired.append(
+            f"set {shown} aside in {target} (ask the sender to send the file again)"
+        )

@@ -430,7 +430,7 @@ def _surveyed(folder: Path, *, now: int) -> Reassembly:
     except StorageError as exc:
         return Reassembly(folder.name, "a reassembly", exc.message)
     if state is None:
-        summary = "begun by a toss that stopped before its first part (removed at expiry)"
+        summary = "begun by a toss that stopped before its first part (the next toss removes it)"
         return Reassembly(folder.name, summary, None)
     what = f"{state['name']} from {state['sender']}"
     left = state["expiry"] - now

@@ -462,3 +462,47 @@ def test_an_unreadable_reassembly_state_is_named_and_left_alone(
     assert b"unreadable reassembly state" in result.stderr
     assert b"Traceback" not in result.stderr
     assert (folder / "state").exists()
+
+
+def test_rise_check_lists_reassemblies_and_sets_a_damaged_one_aside(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    """rise-check sees spool/parts/: a file half put together is a note; one whose stored
+    parts can no longer be trusted (its data file cut short, a marker for a part it cannot
+    have) is a problem, and --repair moves it to quarantine/ with its reason."""
+    alice, bob = pair
+    make_file(tmp_path / "video.bin", 300 * 1024, 4)
+    alice.run("rise-send", "-q", "--part-size", "64K", str(tmp_path / "video.bin"), "bob")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    alice.run("rise-xfer", "-q", str(stick))
+    for path in rsb_on(stick)[:2]:  # three of the five parts reach bob
+        path.unlink()
+    bob.run("rise-xfer", "-q", "--toss", str(stick))
+    checked = bob.run("rise-check")
+    (folder,) = (bob.spool / "parts").iterdir()
+    line = f"note: reassembling parts/{folder.name}: video.bin from alice: 3 of 5 parts"
+    assert line.encode() in checked.stdout, checked.stdout
+
+    (folder / "have" / "9").touch()  # part 9 of 5
+    marked = bob.run("rise-check", check=False)
+    assert marked.returncode == ExitCode.REJECTED
+    assert b"marker(s) for parts it cannot have: 9" in marked.stdout, marked.stdout
+    (folder / "have" / "9").unlink()
+
+    os.truncate(folder / "data", 1000)
+    cut = bob.run("rise-check", check=False)
+    assert cut.returncode == ExitCode.REJECTED
+    assert b"its data file holds 1000 bytes, not the 307200" in cut.stdout, cut.stdout
+    repaired = bob.run("rise-check", "--repair", check=False)
+    assert repaired.returncode == ExitCode.REJECTED  # found and repaired
+    assert b"ask the sender to send the file again" in repaired.stdout
+    assert not folder.exists()
+    aside = bob.spool / "quarantine" / f"parts-{folder.name}"
+    assert (aside / "data").stat().st_size == 1000  # kept as it was, for a look
+    assert b"holds 1000 bytes" in aside.with_name(aside.name + ".reason").read_bytes()
+    bob.run("rise-check")  # clean now
+    # The two parts still to come start the file again; never a damaged delivery.
+    alice.run("rise-xfer", "-q", str(stick))
+    bob.run("rise-xfer", "-q", "--toss", str(stick))
+    assert delivered(bob) == []
