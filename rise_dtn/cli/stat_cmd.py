@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from rise_dtn.cli.common import ago, home_option, json_word, now, open_home
-from rise_dtn.core.units import human_bytes
+from rise_dtn.core.units import human_bytes, human_seconds
 from rise_dtn.node.status import SENT_STATES, status
 
 
@@ -42,6 +42,12 @@ def stat_cmd(as_json: bool, home_path: Path | None) -> None:
             f"{row.delivered:>9} {row.received_waiting:>8}"
         )
     click.echo(f"inbox: {result.inbox_unread} unread; quarantine: {result.quarantined}")
+    for file in result.receiving:
+        click.echo(
+            f"receiving: {file.name} from {file.sender}, {file.parts_in} of {file.parts} "
+            f"parts ({human_bytes(file.total_bytes)}), expires in "
+            f"{human_seconds(max(0, file.expiry - current))}"
+        )
     if any(result.sent.values()) or result.held_for_route:
         states = ", ".join(f"{result.sent.get(state, 0)} {state}" for state in SENT_STATES[1:])
         click.echo(f"sent: {states}; {result.held_for_route} held for a route")

@@ -396,20 +396,33 @@ def _state_bytes(state: dict[str, Any]) -> bytes:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Reassembly:
-    """One folder of spool/parts/ as rise-check sees it."""
+    """One folder of spool/parts/ as rise-check and rise-stat see it."""
 
     folder: str
     summary: str  # for people: what it is and how far it got
-    problem: str | None  # what makes it unable to finish correctly, if anything
+    problem: str | None = None  # what makes it unable to finish correctly, if anything
+    name: str | None = None  # the rest: None where the state cannot say
+    sender: str | None = None
+    parts_in: int = 0
+    parts: int = 0
+    total_bytes: int = 0
+    expiry: int = 0
+    delivered: bool = False
+
+    @property
+    def receiving(self) -> bool:
+        """Still waiting for parts: what rise-stat lists."""
+        return self.name is not None and not self.delivered and self.problem is None
 
 
-def survey(home: Home, *, now: int) -> list[Reassembly]:
+def survey(home: Home, *, now: int, lock: bool = True) -> list[Reassembly]:
     """Every reassembly, in progress or left over, and what is wrong with any of them.
 
-    A folder a toss is working on (its lock held) is skipped: what it shows
-    is changing. Leftovers the toss clears by itself (a folder from a crash
-    before its state was written, a delivered file's folder kept until its
-    parts expire) are summaries, not problems.
+    With `lock`, a folder a toss is working on (its lock held) is skipped:
+    what it shows is changing (rise-check); without, a glance that may be a
+    moment old (rise-stat). Leftovers the toss clears by itself (a folder
+    from a crash before its state was written, a delivered file's folder
+    kept until its parts expire) are summaries, not problems.
     """
     root = home.spool.root / PARTS_DIR
     try:
@@ -418,6 +431,9 @@ def survey(home: Home, *, now: int) -> list[Reassembly]:
         return []
     found = []
     for folder in folders:
+        if not lock:
+            found.append(_surveyed(folder, now=now))
+            continue
         with locks.claimed(home.spool.lock_path(f"parts-{folder.name}")) as ours:
             if ours:
                 found.append(_surveyed(folder, now=now))
@@ -431,13 +447,21 @@ def _surveyed(folder: Path, *, now: int) -> Reassembly:
         return Reassembly(folder.name, "a reassembly", exc.message)
     if state is None:
         summary = "begun by a toss that stopped before its first part (the next toss removes it)"
-        return Reassembly(folder.name, summary, None)
+        return Reassembly(folder.name, summary)
     what = f"{state['name']} from {state['sender']}"
+    known = {
+        "name": state["name"],
+        "sender": state["sender"],
+        "parts": state["count"],
+        "total_bytes": state["total_bytes"],
+        "expiry": state["expiry"],
+    }
+    if (folder / "delivered").exists():
+        summary = f"{what}: delivered (kept until its parts expire)"
+        return Reassembly(folder.name, summary, delivered=True, **known)
+    have, problem = _markers(folder, state)
     left = state["expiry"] - now
     when = "expired" if left <= 0 else f"expires in {human_seconds(left)}"
-    if (folder / "delivered").exists():
-        return Reassembly(folder.name, f"{what}: delivered (kept until its parts expire)", None)
-    have, problem = _markers(folder, state)
     summary = (
         f"{what}: {have} of {state['count']} parts ({human_bytes(state['total_bytes'])}), {when}"
     )
@@ -452,7 +476,7 @@ def _surveyed(folder: Path, *, now: int) -> Reassembly:
                     f"its data file holds {size} bytes, not the {state['total_bytes']} "
                     "it was made with: the parts stored in it may be damaged"
                 )
-    return Reassembly(folder.name, summary, problem)
+    return Reassembly(folder.name, summary, problem, parts_in=have, **known)
 
 
 def _markers(folder: Path, state: dict[str, Any]) -> tuple[int, str | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from rise_dtn.core.errors import BundleError
-from rise_dtn.node import inbox
+from rise_dtn.node import inbox, parts
 from rise_dtn.node.home import Home
 from rise_dtn.store.spool import read_clear
 
@@ -31,6 +31,19 @@ class Status:
     inbox_unread: int
     sent: dict[str, int] = dataclasses.field(default_factory=dict)  # routed bundles by state
     held_for_route: int = 0
+    receiving: list[ReceivingFile] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReceivingFile:
+    """A split file some of whose parts are in (spool/parts/)."""
+
+    name: str
+    sender: str  # local name
+    parts_in: int
+    parts: int
+    total_bytes: int
+    expiry: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -160,6 +173,19 @@ def status(home: Home, *, now: int | None = None) -> Status:
         quarantined=len(spool.quarantined()),
         inbox_unread=sum(1 for message in inbox.messages(home) if not message.read),
     )
+    for found in parts.survey(home, now=now or 0, lock=False):
+        if found.receiving:
+            assert found.name is not None and found.sender is not None
+            result.receiving.append(
+                ReceivingFile(
+                    found.name,
+                    found.sender,
+                    found.parts_in,
+                    found.parts,
+                    found.total_bytes,
+                    found.expiry,
+                )
+            )
     if now is not None:
         # Every state, zeros included: a script reads `sent["delivered"]` without a default.
         result.sent = dict.fromkeys(SENT_STATES, 0)

@@ -483,6 +483,17 @@ def test_rise_check_lists_reassemblies_and_sets_a_damaged_one_aside(
     (folder,) = (bob.spool / "parts").iterdir()
     line = f"note: reassembling parts/{folder.name}: video.bin from alice: 3 of 5 parts"
     assert line.encode() in checked.stdout, checked.stdout
+    shown = bob.run("rise-stat").stdout.decode()
+    assert "receiving: video.bin from alice, 3 of 5 parts (300.0 KiB), expires in " in shown
+    (receiving,) = json.loads(bob.run("rise-stat", "--json").stdout)["receiving"]
+    assert receiving | {"expiry": 0} == {
+        "name": "video.bin",
+        "sender": "alice",
+        "parts_in": 3,
+        "parts": 5,
+        "total_bytes": 300 * 1024,
+        "expiry": 0,
+    }
 
     (folder / "have" / "9").touch()  # part 9 of 5
     marked = bob.run("rise-check", check=False)
