@@ -45,11 +45,31 @@ def preload_worker() -> None:
     from rise_dtn.store import index, transaction  # noqa: F401
 
     load_command("send")
+    # click's parser tries `-q` as a long option first and builds a NoSuchOption
+    # on the way, which imports difflib (3 ms in each child otherwise).
+    import difflib  # noqa: F401
+
+    from rise_dtn.cli import bars  # noqa: F401 - progress_bars imports it on entry
+
     with contextlib.suppress(ImportError):
         import sqlalchemy.dialects.sqlite.pysqlite  # noqa: F401 - loaded on first connect
     from rise_dtn.store.warmup import warm_up
 
     warm_up()
+    _warm_ciphers()
+
+
+def _warm_ciphers() -> None:
+    """Create each cipher a send uses once: OpenSSL looks an algorithm up on its first use in
+    a process (0.5-0.8 ms each), and every forked child would otherwise pay that again."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+    from cryptography.hazmat.primitives.poly1305 import Poly1305
+
+    key = bytes(32)
+    Cipher(algorithms.ChaCha20(key, bytes(16)), mode=None).encryptor().update(b"warm")
+    ChaCha20Poly1305(key).encrypt(bytes(12), b"warm", None)
+    Poly1305(key).update(b"warm")
 
 
 def _home(argv: list[str]) -> str | None:
