@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
+import install
 import machine
 from nodes import NncpNetwork, RiseNetwork
 from relays import DEFAULT_WORKDIR, RiseNodes
@@ -103,6 +104,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="messages for the 3-hop latency figure (default 100)",
     )
     parser.add_argument("--no-shaped", action="store_true", help="skip the shaped-link goodput")
+    parser.add_argument(
+        "--latency-only",
+        action="store_true",
+        help="only the 3-hop latency figure (no bulk, no shaped goodput)",
+    )
+    parser.add_argument(
+        "--install",
+        choices=("wheel", "dev"),
+        default="wheel",
+        help="the rise commands to time: this checkout built into a wheel and installed in a "
+        "venv of its own, as a user installs it (default), or the dev venv's editable install",
+    )
     add_scratch_options(parser, workdir=DEFAULT_WORKDIR)
     args = parser.parse_args(argv)
     if args.messages < 1:
@@ -756,22 +769,7 @@ def print_latency(lat: dict[str, Any]) -> None:
             print(f"     {line}")
 
 
-def print_results(
-    info: dict[str, object],
-    bulk_rows: list[dict[str, object]],
-    lat: dict[str, Any],
-    shaped: list[dict[str, object]],
-    *,
-    nncp: bool,
-    rss_note: str,
-) -> None:
-    print("rise-dtn online benchmark: rise-call -> rise-daemon over TCP on 127.0.0.1")
-    keys = ("command", "cpu", "usable_cores", "memory", "kernel", "python", "rise_dtn", "nncp")
-    for key in (*keys, "git"):
-        print(f"  {key:<13} {info.get(key)}")
-    print(f"  {'filesystem':<13} {info.get('filesystem')}")
-    print(f"  {'load':<13} {info.get('load_average_at_start')} at the start (1, 5, 15 min)")
-    print()
+def print_bulk(bulk_rows: list[dict[str, object]], *, nncp: bool, rss_note: str) -> None:
     print("1. Bulk transfer, unshaped loopback (call start -> file in bob's incoming, tossed)")
     print("   MB = 10^6 bytes; caller = rise-call / nncp-call (CPU from wait4, RSS from GNU time);")
     print("   daemon = bob's rise-daemon / nncp-daemon -autotoss (CPU, VmHWM from /proc)")
@@ -802,6 +800,32 @@ def print_results(
             )
     print(f"   {rss_note}")
     print()
+
+
+def print_results(
+    info: dict[str, object],
+    bulk_rows: list[dict[str, object]],
+    lat: dict[str, Any],
+    shaped: list[dict[str, object]],
+    *,
+    nncp: bool,
+    rss_note: str,
+) -> None:
+    print("rise-dtn online benchmark: rise-call -> rise-daemon over TCP on 127.0.0.1")
+    keys = ("command", "cpu", "usable_cores", "memory", "kernel", "python", "rise_dtn", "nncp")
+    for key in (*keys, "git"):
+        print(f"  {key:<13} {info.get(key)}")
+    print(f"  {'filesystem':<13} {info.get('filesystem')}")
+    install_note = (
+        "this checkout's wheel, in a venv of its own"
+        if info.get("install") == "wheel"
+        else "the dev venv (editable)"
+    )
+    print(f"  {'commands':<13} {install_note}")
+    print(f"  {'load':<13} {info.get('load_average_at_start')} at the start (1, 5, 15 min)")
+    print()
+    if bulk_rows:
+        print_bulk(bulk_rows, nncp=nncp, rss_note=rss_note)
     print_latency(lat)
     print()
     if shaped:
@@ -837,7 +861,17 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     info_command = shlex.join([".venv/bin/python", "bench/online.py", *argv])
-    bin_dir = rise_bin_dir()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="rise-online-", dir=args.workdir))
+    if args.install == "wheel":
+        try:
+            bin_dir = install.wheel_venv(scratch / "install")
+        except install.InstallFailed as exc:
+            say(f"benchmark failed: {exc} (--install dev times the dev venv instead)")
+            shutil.rmtree(scratch, ignore_errors=True)
+            return 1
+    else:
+        bin_dir = rise_bin_dir()
     for name in ("rise-daemon", "rise-call", "rise-send"):
         if not (bin_dir / name).exists():
             raise SystemExit(f"{name} not found in {bin_dir}")
@@ -853,17 +887,20 @@ def main(argv: list[str] | None = None) -> int:
         if time_binary
         else "call RSS: no GNU time here; wait4's ru_maxrss, an UPPER BOUND"
     )
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="rise-online-", dir=args.workdir))
     # SIGTERM unwinds like Ctrl-C, so that every `finally` stops its daemons.
     signal.signal(signal.SIGTERM, _terminated)
     info = machine.describe(bin_dir, scratch, REPO)
     info["command"] = info_command
+    info["install"] = args.install
     started = time.monotonic()
     try:
-        bulk_rows = bulk(scratch, args.sizes, nncp, bin_dir, time_binary)
+        bulk_rows = (
+            [] if args.latency_only else bulk(scratch, args.sizes, nncp, bin_dir, time_binary)
+        )
         lat = latency(scratch, args.messages, bin_dir)
-        shaped = [] if args.no_shaped else goodput(scratch, bin_dir, time_binary)
+        shaped = (
+            [] if args.no_shaped or args.latency_only else goodput(scratch, bin_dir, time_binary)
+        )
     except (BenchFailed, StepFailed, subprocess.CalledProcessError) as exc:
         say(f"benchmark failed: {exc}")
         say(f"scratch kept in {scratch}")
