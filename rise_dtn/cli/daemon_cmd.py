@@ -18,7 +18,7 @@ from rise_dtn.cli.common import (
     setup_logging,
     stop_event_on_signals,
 )
-from rise_dtn.cli.toss_cmd import stream_now, toss_now, toss_reporter
+from rise_dtn.cli.toss_cmd import relay_now, stream_now, toss_now, toss_reporter
 from rise_dtn.core.errors import UsageError
 from rise_dtn.node import warm
 
@@ -105,6 +105,7 @@ def daemon_cmd(
         home,
         toss=None if no_toss else toss_now(home, on_event),
         stream=None if no_toss else stream_now(home, on_event),
+        relay=None if no_toss else relay_now(home, on_event),
         log=log,
     )
 

@@ -21,6 +21,7 @@ from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import ExitCode
 from rise_dtn.core.identity import NodeId
 from rise_dtn.node.home import Home
+from rise_dtn.node.toss.relay import forward_pushed
 from rise_dtn.node.toss.toss import (
     Delivered,
     NotifyFailed,
@@ -128,6 +129,22 @@ def stream_now(
 
     def run(clear: ClearPart, neighbour: NodeId, source: Source) -> bool:
         return deliver_streamed(home, clear, neighbour, source, now=now(), on_event=on_event)
+
+    return run
+
+
+def relay_now(
+    home: Home, on_event: Callable[[TossEvent], None]
+) -> Callable[[bytes, NodeId], NodeId | None]:
+    """A relay's forward of a small packet a live link received whole (relay.forward_pushed)."""
+
+    def run(packet: bytes, neighbour: NodeId) -> NodeId | None:
+        done = forward_pushed(home, neighbour, packet, now=now())
+        if done is None:
+            return None
+        event, next_hop = done
+        on_event(event)
+        return next_hop
 
     return run
 

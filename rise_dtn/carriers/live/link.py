@@ -111,6 +111,8 @@ Toss = Callable[[], Coroutine[None, None, None]]
 # A direct bundle for this node this large is delivered while it arrives.
 STREAM_BYTES = 8 << 20
 Stream = Callable[[ClearPart, NodeId, Source], Coroutine[None, None, bool]]
+# Forwards a small pushed bundle at once (the node's relay); False: take it in as usual.
+Relay = Callable[[bytes, NodeId], Coroutine[None, None, bool]]
 # Offers out at once, well under the 4,096 a receiver tracks (protocol.md 17.1).
 MAX_OFFERS_OUT = 1024
 # Bytes pushed (PUSH: offer and bytes at once) and not yet confirmed; past
@@ -279,12 +281,16 @@ class Link:
         idle_seconds: float = IDLE_SECONDS,
         toss: Toss | None = None,
         stream: Stream | None = None,
+        relay: Relay | None = None,
         log: Log | None = None,
         progress: Progress = NO_PROGRESS,
     ) -> None:
         """`toss`, if given, tosses what arrived; what it queues for the peer goes out at once.
 
         `stream`, if given, delivers a large bundle for this node while it arrives.
+        `relay`, if given, is offered each pushed onion packet first: when it
+        has forwarded the packet (durably), STORED confirms it and nothing
+        goes into rx/.
         `log`, if given, hears each refused offer or bundle as it happens (a
         daemon's log); the report lists them too.
         `progress` hears each DATA frame's bytes, in lanes "to NAME" and "from NAME".
@@ -300,6 +306,7 @@ class Link:
         self._pushed: dict[BundleId, int] = {}  # pushed, not yet confirmed: their sizes
         self._toss = toss
         self._stream = stream
+        self._relay = relay
         self._log = log
         self._progress = progress
         self._lane_out, self._lane_in = f"to {peer.name}", f"from {peer.name}"
@@ -656,7 +663,34 @@ class Link:
                 self._received_since_toss = self._toss is not None  # it may never have been
             return
         self._progress.planned(self._lane_in, bundles=1, total_bytes=len(push.payload))
+        if await self._relayed(push):
+            self._show_arriving(Data(bundle_id, 0, push.payload))
+            self.policy.arrived(bundle_id, 0, len(push.payload))
+            self._receiving = None
+            self._progress.finished(self._lane_in)
+            self.report.received += 1
+            self.report.received_bytes += len(push.payload)
+            writer.write(self.policy.confirm(bundle_id))
+            return
         await self._on_data(Data(bundle_id, 0, push.payload), writer)
+
+    async def _relayed(self, push: Push) -> bool:
+        """Whether the node's relay forwarded this pushed packet already (then it is durable
+        in tx/ of the next hop and recorded). Only onion packets for us are asked about; the
+        relay judges the rest (protocol.md 17.5)."""
+        if self._relay is None:
+            return False
+        try:
+            clear = parse_clear(push.payload[:MAX_CLEAR_BYTES])
+        except BundleError:
+            return False  # the commit says what is wrong with it
+        if (
+            not clear.onion
+            or clear.bundle_id != push.bundle_id
+            or clear.header.recipient != self.home.identity.node_id
+        ):
+            return False
+        return await self._relay(push.payload, self.peer.node_id)
 
     def _partial(self, bundle_id: BundleId) -> Path:
         return self._partial_dir / f"{bundle_id}{partials.PARTIAL_SUFFIX}"

@@ -59,11 +59,15 @@ class Hub:
         toss: Callable[[], None] | None,
         log: Log,
         stream: Callable[[ClearPart, NodeId, Source], bool] | None = None,
+        relay: Callable[[bytes, NodeId], NodeId | None] | None = None,
     ) -> None:
+        """`relay(packet, neighbour)` forwards a small pushed onion packet at once and names
+        the next hop, or declines (None) and the packet goes through rx/ and the toss."""
         self.home = home
         self.log = log
         self._toss_function = toss
         self._stream_function = stream
+        self._relay_function = relay
         self._links: dict[NodeId, tuple[Link, NodeId]] = {}
         self._toss_lock = asyncio.Lock()
         self._toss_requested = 0
@@ -82,12 +86,14 @@ class Hub:
             old[0].close()
         toss = self.toss if self._toss_function is not None else None
         stream = self.stream if self._stream_function is not None else None
+        relay = self.relay if self._relay_function is not None else None
         link = Link(
             self.home,
             peer,
             now=int(time.time()),
             toss=toss,
             stream=stream,
+            relay=relay,
             log=lambda line: self.log(f"{peer.name}: {line}"),
         )
         self._links[peer.node_id] = (link, caller)
@@ -141,6 +147,15 @@ class Hub:
         if delivered:
             self.poke()  # its receipt may now wait for a neighbour
         return delivered
+
+    async def relay(self, packet: bytes, neighbour: NodeId) -> bool:
+        """Forward a pushed packet in a thread (fsyncs), then wake only its next hop's link."""
+        assert self._relay_function is not None
+        next_hop = await asyncio.to_thread(self._relay_function, packet, neighbour)
+        if next_hop is None:
+            return False
+        self.poke(next_hop)
+        return True
 
     def watch_tx(self) -> None:
         """Wake links when another process (rise-send, rise-toss) queues for a neighbour."""

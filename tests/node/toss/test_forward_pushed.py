@@ -1,0 +1,190 @@
+"""A relay's daemon forwards a small packet a live link received whole without rx/
+(relay.forward_pushed): the same files and index rows as the ordinary toss, and
+nothing at all when it declines (a replay, a damaged packet, no relaying, a quota)."""
+
+from __future__ import annotations
+
+import io
+import random
+import shutil
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from rise_dtn.core.bundle import parse_clear
+from rise_dtn.core.identity import NodeId
+from rise_dtn.node.home import CONFIG_FILE, Home
+from rise_dtn.node.send import routed, send
+from rise_dtn.node.toss import toss
+from rise_dtn.node.toss.relay import forward_pushed
+from rise_dtn.node.toss.toss_events import Forwarded
+from rise_dtn.store.transaction import commit_partial
+
+
+def _swap(one: Home, other: Home, now: int) -> None:
+    one.peers.add(other.card(now=now), name=None, self_id=one.identity.node_id, replace=True)
+    other.peers.add(one.card(now=now), name=None, self_id=other.identity.node_id, replace=True)
+
+
+def _chain(base: Path, now: int, *, relay_settings: str = "") -> tuple[Home, Home, Home]:
+    """alice - relay - bob, bob's card naming the relay; a relay with [relay] enabled."""
+    alice = Home.create(base / "alice", name="alice")
+    relay = Home.create(base / "relay", name="relay")
+    bob = Home.create(base / "bob", name="bob")
+    config = relay.path / CONFIG_FILE
+    text = config.read_text().replace("# enabled = true", "enabled = true")
+    config.write_text(text + relay_settings)
+    relay = Home.open(relay.path)
+    _swap(alice, relay, now)
+    _swap(relay, bob, now)
+    alice.peers.set_relay("relay", relay=True)
+    bob.peers.set_relay("relay", relay=True)
+    card = bob.card(now=now, via=[relay.identity.node_id])
+    alice.peers.add(card, name=None, self_id=alice.identity.node_id, replace=True)
+    bob.peers.add(alice.card(now=now), name=None, self_id=bob.identity.node_id, replace=True)
+    return alice, relay, bob
+
+
+def _packet(alice: Home, relay: Home, now: int, text: bytes = b"hello over a relay") -> bytes:
+    """A one-relay packet alice queues for the relay, as the link would push it."""
+    tx = alice.spool.tx_dir(relay.identity.node_id)
+    before = set(alice.spool.files(tx)) if tx.exists() else set()
+    routed.queue_routed(
+        alice,
+        alice.peers.find("bob"),
+        io.BytesIO(text),
+        options=send.SendOptions(),
+        route=routed.RouteOptions(hops=1),
+        now=now,
+        rng=random.Random(text),
+    )
+    (path,) = set(alice.spool.files(tx)) - before
+    return path.read_bytes()
+
+
+def _rows(home: Home) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table of the node's index, sorted."""
+    with sqlite3.connect(home.spool.index_path) as connection:
+        tables = [
+            name
+            for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        ]
+        return {
+            table: sorted(map(tuple, connection.execute(f'SELECT * FROM "{table}"')), key=repr)
+            for table in tables
+        }
+
+
+def _files(home: Home) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(home.spool.root)): path.read_bytes()
+        for folder in (home.spool.tx, home.spool.rx)
+        for path in folder.rglob("*")
+        if path.is_file()
+    }
+
+
+def test_the_forward_is_the_ordinary_tosss_files_and_rows(tmp_path: Path) -> None:
+    now = int(time.time())
+    alice, relay, bob = _chain(tmp_path, now)
+    packet = _packet(alice, relay, now)
+    relay.close()
+    shutil.copytree(relay.path, tmp_path / "ordinary")
+    relay = Home.open(relay.path)
+    ordinary = Home.open(tmp_path / "ordinary")
+    # The ordinary way: the link takes the packet into rx/, then the toss.
+    clear = parse_clear(packet)
+    partial = ordinary.spool.tmp / "arriving"
+    partial.write_bytes(packet)
+    ordinary.bundles.admit(
+        clear,
+        len(packet),
+        alice.identity.node_id,
+        now=now,
+        write=lambda target: commit_partial(partial, target),
+    )
+    events = toss.toss(ordinary, now=now)
+    assert [type(event) for event in events] == [Forwarded]
+
+    done = forward_pushed(relay, alice.identity.node_id, packet, now=now)
+
+    assert done is not None
+    event, next_hop = done
+    assert next_hop == bob.identity.node_id
+    assert event == events[0]
+    assert _files(relay) == _files(ordinary)
+    assert _rows(relay) == _rows(ordinary)
+    # And bob gets the message from it.
+    (forward,) = relay.spool.files(relay.spool.tx_dir(bob.identity.node_id))
+    inbox_before = list(bob.inbox_dir.glob("*.msg")) if bob.inbox_dir.exists() else []
+    arriving = bob.spool.tmp / "arriving"
+    arriving.write_bytes(forward.read_bytes())
+    bob.bundles.admit(
+        parse_clear(forward.read_bytes()),
+        forward.stat().st_size,
+        relay.identity.node_id,
+        now=now,
+        write=lambda target: commit_partial(arriving, target),
+    )
+    toss.toss(bob, now=now)
+    (message,) = set(bob.inbox_dir.glob("*.msg")) - set(inbox_before)
+    assert message.read_bytes() == b"hello over a relay"
+
+
+def test_a_packet_seen_before_is_left_to_the_ordinary_way(tmp_path: Path) -> None:
+    now = int(time.time())
+    alice, relay, _bob = _chain(tmp_path, now)
+    packet = _packet(alice, relay, now)
+    assert forward_pushed(relay, alice.identity.node_id, packet, now=now) is not None
+    files, rows = _files(relay), _rows(relay)
+    assert forward_pushed(relay, alice.identity.node_id, packet, now=now) is None
+    assert (_files(relay), _rows(relay)) == (files, rows)
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    ["damaged payload", "truncated", "trailing byte", "from a stranger", "expired", "not relaying"],
+)
+def test_what_the_relay_declines_leaves_no_trace(tmp_path: Path, spoil: str) -> None:
+    now = int(time.time())
+    alice, relay, _bob = _chain(tmp_path, now)
+    packet = _packet(alice, relay, now)
+    neighbour = alice.identity.node_id
+    when = now
+    if spoil == "damaged payload":
+        packet = packet[:-1] + bytes([packet[-1] ^ 1])
+    elif spoil == "truncated":
+        packet = packet[:-1]
+    elif spoil == "trailing byte":
+        packet += b"\0"
+    elif spoil == "from a stranger":
+        neighbour = NodeId(bytes(16))
+    elif spoil == "expired":
+        when = parse_clear(packet).header.expiry + 1
+    else:
+        config = relay.path / CONFIG_FILE
+        config.write_text(config.read_text().replace("enabled = true", "enabled = false"))
+        relay = Home.open(relay.path)
+    files, rows = _files(relay), _rows(relay)
+
+    assert forward_pushed(relay, neighbour, packet, now=when) is None
+
+    assert (_files(relay), _rows(relay)) == (files, rows)
+
+
+def test_a_packet_over_the_quota_is_left_to_the_ordinary_way(tmp_path: Path) -> None:
+    """The toss then defers it in rx/ and says why; here nothing is written."""
+    now = int(time.time())
+    alice, relay, _bob = _chain(tmp_path, now)
+    config = relay.path / CONFIG_FILE
+    text = config.read_text().replace("# max_bundles = 10000", "max_bundles = 1")
+    config.write_text(text)
+    relay = Home.open(relay.path)
+    first = _packet(alice, relay, now, b"one")
+    assert forward_pushed(relay, alice.identity.node_id, first, now=now) is not None
+    packet = _packet(alice, relay, now, b"two")
+    files, rows = _files(relay), _rows(relay)
+    assert forward_pushed(relay, alice.identity.node_id, packet, now=now) is None
+    assert (_files(relay), _rows(relay)) == (files, rows)
