@@ -487,3 +487,26 @@ def test_twenty_messages_sent_while_a_relay_is_down_arrive_once(tmp_path: Path) 
         assert_settled(net, daemons, ids)
         assert net.inbox("b") == sorted(texts)
     assert_checks_clean(net)
+
+
+@pytest.mark.slow
+def test_messages_through_daemons_killed_at_random_moments_arrive_once(tmp_path: Path) -> None:
+    """SIGKILL r1, r2 or b at random moments while messages cross: each is pushed whole,
+    a relay forwards it and b delivers it at once (no rx/ in between), STORED only after.
+    Restarted, the chain delivers each message once and every receipt comes back."""
+    rng = random.Random(12)
+    with chain(tmp_path) as (net, daemons):
+        texts = [f"message {number} among the kills\n".encode() for number in range(30)]
+        ids = []
+        for number, text in enumerate(texts):
+            ids.append(net.send("a", "b", text).stdout.split()[0].decode())
+            if number % 3 == 2:
+                victim = rng.choice(("r1", "r2", "b"))
+                time.sleep(rng.uniform(0, 0.03))  # somewhere along the message's way
+                daemons.processes[victim].send_signal(signal.SIGKILL)
+                assert daemons.processes[victim].wait(timeout=10) == -signal.SIGKILL
+                restart(daemons, victim)
+        wait_for("every message at b", lambda: len(net.inbox("b")) >= len(texts), seconds=120)
+        assert_settled(net, daemons, ids)
+        assert net.inbox("b") == sorted(texts)
+    assert_checks_clean(net)

@@ -269,6 +269,20 @@ class _StreamSource:
         os.close(self._fd)
 
 
+class _BytesSource:
+    """The sealed chunks of a bundle that arrived whole (pushed), from memory."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = memoryview(data)
+
+    def read(self, size: int, /) -> bytes:
+        block, self._data = self._data[:size], self._data[size:]
+        return bytes(block)
+
+    def finish(self) -> None:
+        return None
+
+
 class Link:
     """The spool side of one session with `peer`."""
 
@@ -290,7 +304,7 @@ class Link:
         `stream`, if given, delivers a large bundle for this node while it arrives.
         `relay`, if given, is offered each pushed onion packet first: when it
         has forwarded the packet (durably), STORED confirms it and nothing
-        goes into rx/.
+        goes into rx/. `stream` is then offered the pushed bundle whole.
         `log`, if given, hears each refused offer or bundle as it happens (a
         daemon's log); the report lists them too.
         `progress` hears each DATA frame's bytes, in lanes "to NAME" and "from NAME".
@@ -663,7 +677,7 @@ class Link:
                 self._received_since_toss = self._toss is not None  # it may never have been
             return
         self._progress.planned(self._lane_in, bundles=1, total_bytes=len(push.payload))
-        if await self._relayed(push):
+        if await self._taken_at_once(push):
             self._show_arriving(Data(bundle_id, 0, push.payload))
             self.policy.arrived(bundle_id, 0, len(push.payload))
             self._receiving = None
@@ -674,23 +688,37 @@ class Link:
             return
         await self._on_data(Data(bundle_id, 0, push.payload), writer)
 
-    async def _relayed(self, push: Push) -> bool:
-        """Whether the node's relay forwarded this pushed packet already (then it is durable
-        in tx/ of the next hop and recorded). Only onion packets for us are asked about; the
-        relay judges the rest (protocol.md 17.5)."""
-        if self._relay is None:
+    async def _taken_at_once(self, push: Push) -> bool:
+        """Whether the node forwarded (`relay`) or delivered (`stream`) this pushed bundle
+        already, durably, without it passing through rx/ and the toss: then STORED alone
+        remains to do. False: nothing was done, and it is taken in as usual (protocol.md
+        17.5). Only bundles whose header is for us, whole and unexpired, are asked about;
+        the node judges the rest (seen before, damaged, refused)."""
+        if self._relay is None and self._stream is None:
             return False
         try:
             clear = parse_clear(push.payload[:MAX_CLEAR_BYTES])
         except BundleError:
             return False  # the commit says what is wrong with it
         if (
-            not clear.onion
-            or clear.bundle_id != push.bundle_id
+            clear.bundle_id != push.bundle_id
             or clear.header.recipient != self.home.identity.node_id
+            or clear.total_bytes != len(push.payload)
+            or clear.expired(self.now)
         ):
             return False
-        return await self._relay(push.payload, self.peer.node_id)
+        relay = self._relay if clear.onion else None
+        if relay is not None and await relay(push.payload, self.peer.node_id):
+            return True
+        if self._stream is None:
+            return False
+        source = _BytesSource(push.payload[clear.size :])
+        if not await self._stream(clear, self.peer.node_id, source):
+            return False
+        # As after a bundle streamed while it arrived: a toss settles what the
+        # delivery owes (a receipt for a direct bundle).
+        self._received_since_toss = self._toss is not None
+        return True
 
     def _partial(self, bundle_id: BundleId) -> Path:
         return self._partial_dir / f"{bundle_id}{partials.PARTIAL_SUFFIX}"

@@ -429,3 +429,36 @@ def test_a_pushed_bundle_shows_in_both_progress_lanes(tmp_path: Path) -> None:
             ("moved", lane, size),
             ("finished", lane, 0),
         ]
+
+
+def test_a_pushed_bundle_is_delivered_at_once_and_a_bad_one_takes_the_ordinary_way(
+    tmp_path: Path,
+) -> None:
+    """A small bundle pushed whole is handed to the node's delivery before anything goes
+    into rx/ (no partial copy, no toss), and confirmed once delivered. A damaged one is
+    declined there without a word, taken into rx/ as usual, and the toss quarantines it."""
+    alice, bob = make_pair(tmp_path)
+    queue(alice, "bob", b"a message", "note.txt")
+    events: list[toss.TossEvent] = []
+    left, right = asyncio.run(session(alice, bob, stream=streaming(bob, events), push=True))
+    assert left is not None and right is not None
+    assert left.released == right.received == 1
+    assert [type(event).__name__ for event in events] == ["Delivered"]
+    assert (bob.incoming_dir("alice") / "note.txt").read_bytes() == b"a message"
+    assert not list(bob.spool.rx.rglob("*.rsb"))
+    assert toss.toss(bob, now=int(time.time())) == []
+
+    queue(alice, "bob", b"another message", "spoilt.txt")
+    (bundle,) = alice.spool.tx.rglob("*.rsb")
+    data = bytearray(bundle.read_bytes())
+    data[-1] ^= 1  # the last chunk's tag
+    bundle.write_bytes(bytes(data))
+    events.clear()
+    left, right = asyncio.run(session(alice, bob, stream=streaming(bob, events), push=True))
+    assert left is not None and right is not None
+    assert left.released == right.received == 1
+    assert events == []
+    assert len(list(bob.spool.rx.rglob("*.rsb"))) == 1
+    (rejected,) = toss.toss(bob, now=int(time.time()))
+    assert isinstance(rejected, toss.Rejected) and rejected.action == "quarantined"
+    assert not (bob.incoming_dir("alice") / "spoilt.txt").exists()
