@@ -27,8 +27,11 @@ TEMPLATE_TABLE = re.compile(r"^#?\s*\[([a-z_]+)", re.MULTILINE)
 
 
 def console_scripts() -> list[str]:
+    """Every command installed: entry points, and scripts (rise-send is one, for its start-up)."""
     with open(ROOT / "pyproject.toml", "rb") as handle:
-        return sorted(tomllib.load(handle)["project"]["scripts"])
+        project = tomllib.load(handle)
+    scripts = project["tool"]["setuptools"].get("script-files", [])
+    return sorted([*project["project"]["scripts"], *(Path(path).name for path in scripts)])
 
 
 def man_text(name: str) -> str:
