@@ -125,7 +125,11 @@ def daemon_cmd(
     worker = (
         None
         if no_send_worker
-        else warm.start(home.path, command=quick.run_in_worker, preload=quick.preload_worker)
+        else warm.start(
+            home.path,
+            command=quick.run_in_worker,
+            preload=lambda: quick.preload_worker(home.path),
+        )
     )
 
     async def main() -> None:

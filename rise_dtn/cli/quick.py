@@ -36,8 +36,13 @@ def run_in_worker(argv: list[str]) -> int:
     return _dispatch(load_command("send"), "rise-send")
 
 
-def preload_worker() -> None:
-    """Import what a send uses, once in the worker, so that each child starts with it done."""
+def preload_worker(home: os.PathLike[str] | None = None) -> None:
+    """Import what a send uses, once in the worker, so that each child starts with it done.
+
+    With `home`, also parse its config and check its peers' cards: each child
+    then finds them done too, as long as the files have not changed since
+    (node/config.py's and node/peers.py's caches compare their stamps).
+    """
     import contextlib
 
     from rise_dtn.cli.main import load_command
@@ -57,6 +62,16 @@ def preload_worker() -> None:
 
     warm_up()
     _warm_ciphers()
+    if home is not None:
+        from pathlib import Path
+
+        from rise_dtn.core.errors import RiseError
+        from rise_dtn.node.home import Home
+
+        with contextlib.suppress(RiseError, OSError):  # a send reports what is wrong
+            opened = Home(Path(home))
+            opened.config  # noqa: B018 - parsed for the children
+            opened.peers.all()
 
 
 def _warm_ciphers() -> None:

@@ -10,6 +10,7 @@ import dataclasses
 import fractions
 import json
 import re
+import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -209,7 +210,30 @@ def render(name: str) -> str:
     return TEMPLATE.format(name=name, nice=DEFAULT_NICE)
 
 
+# Configs already parsed, by path and the file's stamp: rise-daemon's send worker
+# parses its node's once, and each rise-send it forks (node/warm.py) inherits it.
+_PARSED: dict[Path, tuple[tuple[int, int, int, int], Config]] = {}
+# A file changed this recently may change again within the same tick of the file
+# system's coarse clock with the same stamp: parsed, not kept.
+_SETTLED_NS = 2_000_000_000
+
+
 def load(path: Path) -> Config:
+    try:
+        info = path.stat()
+    except OSError:
+        info = None
+    stamp = (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns) if info else None
+    kept = _PARSED.get(path)
+    if kept is not None and kept[0] == stamp:
+        return kept[1]
+    config = _parse(path)
+    if info is not None and stamp is not None and time.time_ns() - info.st_ctime_ns > _SETTLED_NS:
+        _PARSED[path] = (stamp, config)
+    return config
+
+
+def _parse(path: Path) -> Config:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

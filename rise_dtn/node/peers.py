@@ -8,6 +8,7 @@ from us (default deny).
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 from rise_dtn.core.card import Card, check_name
@@ -32,12 +33,25 @@ class Peer:
         return self.card.node_id
 
 
+# Verified cards per peer directory, shared by every PeerBook of this process and
+# inherited by its forked children: rise-daemon's send worker loads them once and
+# each rise-send it runs (node/warm.py) starts with them checked.
+_VERIFIED: dict[Path, tuple[int, list[Peer]]] = {}
+# A directory changed this recently may change again within the same tick of the
+# file system's coarse clock without its mtime moving: not kept for others.
+_SETTLED_NS = 2_000_000_000
+
+
 class PeerBook:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         # Verified cards, until the directory changes: a relay asks for its
         # peers once per packet, and each card costs a signature check.
         self._cached: tuple[int, list[Peer]] | None = None
+
+    def _forget(self) -> None:
+        self._cached = None
+        _VERIFIED.pop(self.directory, None)
 
     def _path(self, name: str) -> Path:
         return self.directory / f"{name}{CARD_SUFFIX}"
@@ -49,8 +63,14 @@ class PeerBook:
             stamp = -1
         if self._cached is not None and self._cached[0] == stamp and stamp != -1:
             return list(self._cached[1])
+        shared = _VERIFIED.get(self.directory)
+        if shared is not None and shared[0] == stamp and stamp != -1:
+            self._cached = shared
+            return list(shared[1])
         peers = self._load()
         self._cached = (stamp, peers)
+        if stamp != -1 and time.time_ns() - stamp > _SETTLED_NS:
+            _VERIFIED[self.directory] = self._cached
         return list(peers)
 
     def _load(self) -> list[Peer]:
@@ -96,13 +116,13 @@ class PeerBook:
                     f"the name {alias!r} is taken by node {peer.node_id} (use --replace or --name)"
                 )
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._cached = None
+        self._forget()
         write_atomic(self._path(alias), card.armor().encode(), what="saving the card")
         return Peer(alias, card)
 
     def remove(self, name: str) -> Peer:
         peer = self.find(name)
-        self._cached = None
+        self._forget()
         self._path(peer.name).unlink()
         (self.directory / f"{peer.name}{RELAY_SUFFIX}").unlink(missing_ok=True)
         return peer
@@ -111,7 +131,7 @@ class PeerBook:
         """Mark or unmark a neighbour as a relay for this node's routes."""
         peer = self.find(name)
         marker = self.directory / f"{peer.name}{RELAY_SUFFIX}"
-        self._cached = None
+        self._forget()
         if relay:
             write_atomic(marker, b"", what="marking the relay")
         else:
