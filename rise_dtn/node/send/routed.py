@@ -14,7 +14,7 @@ import random
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from rise_dtn.core.bundle import ContentKind, Sealer
 from rise_dtn.core.errors import RiseError, StorageError
@@ -91,7 +91,7 @@ def queue_routed(
             committed = [writer.commit() for writer in writers]
     else:
         with _staging(home) as staging:
-            payload = send.seal_stream(sealer, source, staging.write, progress)
+            payload = send.seal_stream(sealer, source, _writing(staging), progress)
             staging.seek(0)
             writers = _writers(
                 home, drawn, destination, inner_bytes(sealer, payload), prepared, now=now, rng=rng
@@ -154,14 +154,31 @@ def _pump(handle: BinaryIO, write: Callable[[bytes], None]) -> None:
         write(block)
 
 
+# A sealed payload from a pipe is staged in memory up to this size, and in a file
+# in spool/tmp/ beyond: a chat message costs no file (and no disk) at all.
+STAGED_IN_MEMORY_BYTES = 1 << 20
+
+
 @contextlib.contextmanager
 def _staging(home: Home) -> Iterator[BinaryIO]:
-    try:
-        handle = tempfile.TemporaryFile(dir=home.spool.tmp)  # noqa: SIM115 - closed below
-    except OSError as exc:
-        raise storage_error(exc, "queueing the bundle") from None
+    handle = tempfile.SpooledTemporaryFile(  # noqa: SIM115 - closed below
+        max_size=STAGED_IN_MEMORY_BYTES, dir=str(home.spool.tmp)
+    )
     with handle:
-        yield handle
+        yield cast(BinaryIO, handle)
+
+
+def _writing(staging: BinaryIO) -> Callable[[bytes], object]:
+    """Writes into the staging file, whose failures (the file it rolls over into cannot
+    be made, a full disk) are the storage's one-line errors."""
+
+    def write(data: bytes) -> object:
+        try:
+            return staging.write(data)
+        except OSError as exc:
+            raise storage_error(exc, "queueing the bundle") from None
+
+    return write
 
 
 def _record(
@@ -222,7 +239,7 @@ def _hold(
     except OSError as exc:
         raise storage_error(exc, "holding the bundle") from None
     with _staging(home) as staging:
-        payload = send.seal_stream(sealer, source, staging.write, progress)
+        payload = send.seal_stream(sealer, source, _writing(staging), progress)
         staging.seek(0)
         with atomic_file(path, tmp_dir=home.spool.tmp, what="holding the bundle") as out:
             out.write(sealer.clear_part(payload))

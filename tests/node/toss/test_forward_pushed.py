@@ -5,9 +5,11 @@ nothing at all when it declines (a replay, a damaged packet, no relaying, a quot
 from __future__ import annotations
 
 import io
+import os
 import random
 import shutil
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -188,3 +190,56 @@ def test_a_packet_over_the_quota_is_left_to_the_ordinary_way(tmp_path: Path) -> 
     files, rows = _files(relay), _rows(relay)
     assert forward_pushed(relay, alice.identity.node_id, packet, now=now) is None
     assert (_files(relay), _rows(relay)) == (files, rows)
+
+
+def _through(relay: Home, bob: Home, alice: Home, packet: bytes, now: int) -> bytes:
+    """The ordinary way through the relay and into bob's inbox; the message delivered."""
+    for home, neighbour in ((relay, alice), (bob, relay)):
+        arriving = home.spool.tmp / "arriving"
+        arriving.write_bytes(packet)
+        home.bundles.admit(
+            parse_clear(packet),
+            len(packet),
+            neighbour.identity.node_id,
+            now=now,
+            write=lambda target, arriving=arriving: commit_partial(arriving, target),
+        )
+        toss.toss(home, now=now)
+        if home is relay:
+            (forward,) = relay.spool.files(relay.spool.tx_dir(bob.identity.node_id))
+            packet = forward.read_bytes()
+    (message,) = bob.inbox_dir.glob("*.msg")
+    return message.read_bytes()
+
+
+@pytest.mark.parametrize("size", [100, routed.STAGED_IN_MEMORY_BYTES + 12_345])
+def test_a_message_from_a_pipe_is_staged_in_memory_or_in_a_file_alike(
+    tmp_path: Path, size: int
+) -> None:
+    """A routed send from a pipe stages the sealed payload (its size is known only at the
+    end): in memory up to 1 MiB, in a file beyond. Either way the same message arrives."""
+    now = int(time.time())
+    alice, relay, bob = _chain(tmp_path, now)
+    text = random.Random(size).randbytes(size)
+    read_end, write_end = os.pipe()
+
+    def feed() -> None:
+        with open(write_end, "wb") as pipe:
+            pipe.write(text)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    with open(read_end, "rb") as pipe:
+        routed.queue_routed(
+            alice,
+            alice.peers.find("bob"),
+            pipe,
+            options=send.SendOptions(),
+            route=routed.RouteOptions(hops=1),
+            now=now,
+            rng=random.Random(1),
+        )
+    writer.join()
+    (path,) = alice.spool.files(alice.spool.tx_dir(relay.identity.node_id))
+    assert not list(alice.spool.tmp.iterdir())  # nothing staged is left behind
+    assert _through(relay, bob, alice, path.read_bytes(), now) == text
