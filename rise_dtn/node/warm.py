@@ -7,8 +7,9 @@ worker first, before any thread exists (so forking it again is safe): the
 worker imports what a send needs and waits on a Unix socket in the node
 directory. `rise-send` (rise_dtn/cli/quick.py) connects, passes its argv,
 working directory, RISE_* variables and its stdin, stdout and stderr (as
-file descriptors, SCM_RIGHTS), and the worker forks a child that runs the
-very same command there; the exit status comes back over the socket.
+file descriptors, SCM_RIGHTS), and a child the worker forked ahead of time
+(waiting in accept()) runs the very same command there; the exit status
+comes back over the socket.
 
 Only the same user may use it: the socket is 0600 in the 0700 node
 directory, and the worker checks the caller's uid (SO_PEERCRED). With no
@@ -26,6 +27,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -37,6 +39,7 @@ MAX_REQUEST_BYTES = 1 << 16
 # would then report the worker gone), and the wait holds up no one else.
 REQUEST_SECONDS = 60.0
 LENGTH = struct.Struct(">I")
+SPARE_DIED_PAUSE = 0.1  # seconds
 _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -122,20 +125,51 @@ def _answers(path: Path) -> bool:
 
 
 def _serve(listener: socket.socket, command: Command) -> None:
-    """Fork a child per connection at once: a caller that connects and says
-    nothing (or is slow) then holds up only its own child, never the next send."""
+    """Keep one child forked ahead, waiting in accept(): a send then starts in a process
+    that exists already, with no fork (and no second wake-up) between the caller's
+    connect and its work. The spare says when it has a caller, through a pipe of its
+    own, and the worker forks the next; a spare that died first closes that pipe, and
+    the next is forked all the same. Each child serves one caller only: a caller that
+    connects and says nothing (or is slow) holds up only its own child, never the next
+    send."""
+    worker = os.getpid()
     while True:
+        taken, tell = os.pipe()
+        if os.fork() == 0:
+            os.close(taken)
+            _spare(listener, command, worker, tell)  # never returns
+        os.close(tell)
+        try:
+            caller = os.read(taken, 1)  # b"!" once it has a caller; b"" if it died first
+        finally:
+            os.close(taken)
+        if not caller:
+            time.sleep(SPARE_DIED_PAUSE)  # a spare that cannot accept is not forked in a loop
+
+
+def _spare(listener: socket.socket, command: Command, worker: int, tell: int) -> None:
+    """A forked child: die with the worker while idle; once a caller came, tell the worker
+    and serve the caller to the end even if the worker goes (a send is never cut)."""
+    try:
+        from rise_dtn.node.toss.parallel import PR_SET_PDEATHSIG, die_with
+
+        die_with(worker)
         connection, _address = listener.accept()
-        with connection:
-            if os.fork() != 0:
-                continue
-            listener.close()
-            connection.settimeout(REQUEST_SECONDS)
-            request = _read_request(connection)
-            if request is None:
-                os._exit(0)
-            connection.settimeout(None)
-            _run(connection, command, request)  # never returns
+        with contextlib.suppress(OSError, AttributeError):
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, 0)
+        os.write(tell, b"!")
+        os.close(tell)
+        listener.close()
+        connection.settimeout(REQUEST_SECONDS)
+        request = _read_request(connection)
+        if request is None:
+            os._exit(0)
+        connection.settimeout(None)
+    except BaseException:  # noqa: BLE001 - a child never returns into the worker's loop
+        os._exit(1)
+    _run(connection, command, request)  # never returns
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
