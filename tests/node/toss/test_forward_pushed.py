@@ -4,6 +4,7 @@ nothing at all when it declines (a replay, a damaged packet, no relaying, a quot
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import random
@@ -11,6 +12,7 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,10 +21,14 @@ from rise_dtn.core.bundle import parse_clear
 from rise_dtn.core.identity import NodeId
 from rise_dtn.node.home import CONFIG_FILE, Home
 from rise_dtn.node.send import routed, send
+from rise_dtn.node.toss import relay as relay_module
 from rise_dtn.node.toss import toss
 from rise_dtn.node.toss.relay import forward_pushed
 from rise_dtn.node.toss.toss_events import Forwarded
+from rise_dtn.store import atomic
+from rise_dtn.store.atomic import remove_stale_tmp
 from rise_dtn.store.transaction import commit_partial
+from tests.e2e.test_crash import CRASH_STEPS, WriteSteps, _die
 
 
 def _swap(one: Home, other: Home, now: int) -> None:
@@ -243,3 +249,56 @@ def test_a_message_from_a_pipe_is_staged_in_memory_or_in_a_file_alike(
     (path,) = alice.spool.files(alice.spool.tx_dir(relay.identity.node_id))
     assert not list(alice.spool.tmp.iterdir())  # nothing staged is left behind
     assert _through(relay, bob, alice, path.read_bytes(), now) == text
+
+
+def test_a_relay_killed_before_any_write_step_of_the_forward_redoes_it_once(
+    tmp_path: Path,
+) -> None:
+    """SIGKILL before each write step of the forward (in a forked child), then the packet
+    pushed again, as the previous hop does when it never heard STORED: one forward in
+    tx/, the same files and rows as the ordinary toss makes, nothing left in tmp/."""
+    now = int(time.time())
+    alice, relay, _bob = _chain(tmp_path / "model", now)
+    packet = _packet(alice, relay, now)
+    relay.close()
+    pristine = tmp_path / "pristine"
+    shutil.copytree(relay.path, pristine)
+    relay = Home.open(relay.path)
+    assert forward_pushed(relay, alice.identity.node_id, packet, now=now) is not None
+    expected = _files(relay), _rows(relay)
+    for at in range(1, 50):
+        home_path = tmp_path / f"step{at}"
+        shutil.copytree(pristine, home_path)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                with _crashing(at):
+                    forward_pushed(Home.open(home_path), alice.identity.node_id, packet, now=now)
+                code = 0
+            finally:
+                os._exit(code)
+        _pid, status = os.waitpid(pid, 0)
+        crashed = os.WIFSIGNALED(status)
+        assert crashed or os.WEXITSTATUS(status) == 0
+        home = Home.open(home_path)
+        forward_pushed(home, alice.identity.node_id, packet, now=now)  # pushed again
+        remove_stale_tmp(home.spool.tmp)
+        assert (_files(home), _rows(home)) == expected, f"killed before step {at}"
+        assert not [path for path in home.spool.tmp.iterdir() if path.is_file()]
+        if not crashed:
+            assert at > 3, "the forward took no write step at all"
+            return
+    raise AssertionError("the forward never finished")
+
+
+@contextlib.contextmanager
+def _crashing(at: int) -> Iterator[None]:
+    """Write steps of the forward counted; SIGKILL just before step `at`."""
+    steps = WriteSteps(at, _die, CRASH_STEPS)
+    saved = atomic.os, relay_module.os
+    atomic.os = relay_module.os = steps  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        atomic.os, relay_module.os = saved
