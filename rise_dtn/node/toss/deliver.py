@@ -182,12 +182,17 @@ def _deliver_payload(
         raise storage_error(exc, "delivering") from None
     try:
         written = len(first_payload)
-        with BackgroundWriter(staged.write) as write:
-            write(first_payload)
-            for index, size in opener.chunk_sizes():
-                plain = opener.open(index, _read_exact(source, size))
-                written += len(plain)
-                write(plain)
+        if opener.chunk_count == 1:
+            # One chunk (a message, a small file): nothing to overlap, so no writer
+            # thread to start and join, milliseconds on a loaded machine.
+            staged.write(first_payload)
+        else:
+            with BackgroundWriter(staged.write) as write:
+                write(first_payload)
+                for index, size in opener.chunk_sizes():
+                    plain = opener.open(index, _read_exact(source, size))
+                    written += len(plain)
+                    write(plain)
         signed_size = inner.meta.size
         if signed_size is not None and written != signed_size:
             raise BundleError(f"payload is {written} bytes, the sender signed {signed_size}")
