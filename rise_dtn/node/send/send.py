@@ -169,8 +169,12 @@ def queue(
                 head = sealer.clear_part(size)
                 out.write(head)
                 hasher.head.update(head)
-                with BackgroundWriter(keep) as write_block:
-                    payload_bytes = seal_stream(sealer, source, write_block, progress)
+                if size <= sealing.CHUNK_BYTES:
+                    # One chunk: nothing to overlap, so no writer thread to start.
+                    payload_bytes = seal_stream(sealer, source, keep, progress)
+                else:
+                    with BackgroundWriter(keep) as write_block:
+                        payload_bytes = seal_stream(sealer, source, write_block, progress)
                 if payload_bytes != size:
                     raise StorageError(
                         f"the file changed size while it was read ({size} -> {payload_bytes})"
