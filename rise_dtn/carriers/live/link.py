@@ -311,6 +311,9 @@ class Link:
         self.home = home
         self.peer = peer
         self.policy = LivePolicy()
+        # We announce short pushes in every handshake (handshake.FEATURES): a
+        # short push leaves out its recipient, us.
+        self.policy.session.me = home.identity.node_id
         self.report = LinkReport()
         self._offered: dict[BundleId, Path] = {}
         self._headers: dict[Path, Offer] = {}  # read once per session, not once per rescan
@@ -333,6 +336,16 @@ class Link:
     def session(self) -> Session:
         """The wire machine under the policy."""
         return self.policy.session
+
+    @property
+    def peer_takes_short_push(self) -> bool:
+        """The peer takes PUSH in its short form (secure.SecureChannel's peer_takes_short_push):
+        the carrier sets it before `run`, and a push of a bundle for the peer then goes short."""
+        return self.session.short_push_to is not None
+
+    @peer_takes_short_push.setter
+    def peer_takes_short_push(self, takes: bool) -> None:
+        self.session.short_push_to = self.peer.node_id if takes else None
 
     @property
     def now(self) -> int:

@@ -14,6 +14,7 @@ import pytest
 
 from rise_dtn.carriers.live import link as link_module
 from rise_dtn.carriers.live.link import Link, LinkReport, Stream
+from rise_dtn.core import session as session_module
 from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import NoSpaceError, PeerError
 from rise_dtn.core.identity import NodeId
@@ -46,7 +47,7 @@ async def session(
     *,
     cut_after: int | None = None,
     stream: Stream | None = None,
-    push: bool = False,
+    push: bool | str = False,
 ) -> tuple[LinkReport | None, LinkReport | None]:
     """Run both ends over a socket pair; optionally a relay that cuts the link. `push`:
     both ends take PUSH, as two current nodes' handshakes tell them (secure.py)."""
@@ -75,7 +76,9 @@ async def session(
     now = int(time.time())
     left = Link(alice, alice.peers.find("bob"), now=now)
     right = Link(bob, bob.peers.find("alice"), now=now, stream=stream)
-    left.peer_takes_push = right.peer_takes_push = push
+    # push: False offers everything; True pushes small bundles; "short" in the short form.
+    left.peer_takes_push = right.peer_takes_push = bool(push)
+    left.peer_takes_short_push = right.peer_takes_short_push = push == "short"
     relays = [
         asyncio.create_task(forward(far_a[0], far_b[1])),
         asyncio.create_task(forward(far_b[0], far_a[1])),
@@ -105,8 +108,8 @@ def delivered(home: Home) -> dict[str, bytes]:
     return {path.name: hashlib.sha256(path.read_bytes()).digest() for path in folder.iterdir()}
 
 
-@pytest.mark.parametrize("push", [False, True])
-def test_session_moves_everything_both_ways(tmp_path: Path, push: bool) -> None:
+@pytest.mark.parametrize("push", [False, True, "short"])
+def test_session_moves_everything_both_ways(tmp_path: Path, push: bool | str) -> None:
     alice, bob = make_pair(tmp_path)
     payloads = {
         "big.bin": os.urandom(3 * (1 << 20) + 5),
@@ -124,10 +127,10 @@ def test_session_moves_everything_both_ways(tmp_path: Path, push: bool) -> None:
     assert not list(alice.spool.tx.rglob("*.rsb"))
 
 
-@pytest.mark.parametrize("push", [False, True])
+@pytest.mark.parametrize("push", [False, True, "short"])
 @pytest.mark.parametrize("cut_after", [10, 5000, 1_500_000, 3_000_000])
 def test_cut_link_resumes_and_delivers_once(
-    tmp_path: Path, cut_after: int, push: bool, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cut_after: int, push: bool | str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(link_module, "CHECKPOINT_BYTES", 256 * 1024)  # resume points in 3 MiB
     alice, bob = make_pair(tmp_path)
@@ -322,12 +325,14 @@ def test_a_bundle_with_no_room_stays_with_its_sender_until_there_is_room(tmp_pat
     assert not list(alice.spool.tx.rglob("*.rsb"))
 
 
+@pytest.mark.parametrize("form", [True, "short"])
 def test_small_bundles_are_pushed_and_a_duplicate_push_is_confirmed_not_kept(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: bool | str
 ) -> None:
     """PUSH (protocol.md 17.5): a message goes with its offer, a large file is offered.
     Pushed again after bob has it (alice crashed before she released it), it is judged by
-    its id: confirmed, so alice lets it go, and not delivered twice."""
+    its id: confirmed, so alice lets it go, and not delivered twice. In the short form
+    too, whose id bob works out from the bundle's E."""
     alice, bob = make_pair(tmp_path)
     queue(alice, "bob", b"a message", "note.txt")
     queue(alice, "bob", os.urandom(10_000), "file.bin")
@@ -343,14 +348,25 @@ def test_small_bundles_are_pushed_and_a_duplicate_push_is_confirmed_not_kept(
         return push
 
     monkeypatch.setattr(link_module.Link, "_push_of", watched)
-    left, right = asyncio.run(session(alice, bob, push=True))
+    short: list[bytes] = []
+    encode_short = session_module._encode_short_push
+
+    def counted(push: link_module.Push, recipient: NodeId) -> bytes | None:
+        frame = encode_short(push, recipient)
+        if frame is not None:
+            short.append(frame)
+        return frame
+
+    monkeypatch.setattr(session_module, "_encode_short_push", counted)
+    left, right = asyncio.run(session(alice, bob, push=form))
     assert left is not None and right is not None
     assert pushed == [len(kept)]  # the message only: the file is over MAX_PUSH_BYTES
+    assert len(short) == (1 if form == "short" else 0)
     assert left.released == right.received == 2
     first = delivered(bob)
     assert set(first) == {"note.txt", "file.bin"}
     note.write_bytes(kept)  # as if alice never heard STORED
-    left, right = asyncio.run(session(alice, bob, push=True))
+    left, right = asyncio.run(session(alice, bob, push=form))
     assert left is not None and right is not None
     assert pushed == [len(kept), len(kept)]
     assert left.released == 1 and right.received == 0  # confirmed, not taken again
