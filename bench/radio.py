@@ -130,8 +130,12 @@ def wait_for(condition: Callable[[], bool]) -> float:
 
 
 def inbox_count(home: Path) -> int:
+    """Messages in the inbox; not a delivery's temporary file (".rise-tmp-..."), which is
+    there before the message is whole and durable."""
     inbox = home / "inbox"
-    return len(list(inbox.iterdir())) if inbox.is_dir() else 0
+    if not inbox.is_dir():
+        return 0
+    return sum(1 for path in inbox.iterdir() if not path.name.startswith("."))
 
 
 SENDS: list[float] = []  # rise-send's own time, fork to exit, of every message timed

@@ -245,6 +245,51 @@ def test_a_large_bundle_is_delivered_while_it_arrives(tmp_path: Path) -> None:
     assert toss.toss(bob, now=int(time.time())) == []
 
 
+@pytest.mark.parametrize("form", [True, "short"])
+def test_a_pushed_message_is_delivered_from_its_frame_then_confirmed(
+    tmp_path: Path, form: bool | str
+) -> None:
+    """A pushed bundle for bob goes straight from the frame to his inbox (nothing in rx/ or
+    partial/ first), delivered once; pushed again (alice missed STORED) it is confirmed by
+    its id and not delivered twice."""
+    alice, bob = make_pair(tmp_path)
+    queue(alice, "bob", b"over the radio", "note.txt")
+    (note,) = alice.spool.tx.rglob("*.rsb")
+    kept = note.read_bytes()
+    events: list[toss.TossEvent] = []
+    left, right = asyncio.run(session(alice, bob, push=form, stream=streaming(bob, events)))
+    assert left is not None and right is not None
+    assert left.released == right.received == 1
+    assert [type(event).__name__ for event in events] == ["Delivered"]
+    assert (bob.incoming_dir("alice") / "note.txt").read_bytes() == b"over the radio"
+    assert not list(bob.spool.rx.rglob("*.rsb"))
+    assert not list((bob.spool.tmp / "partial").rglob("*.part*"))
+    note.write_bytes(kept)
+    left, right = asyncio.run(session(alice, bob, push=form, stream=streaming(bob, events)))
+    assert left is not None and right is not None
+    assert left.released == 1 and right.received == 0
+    assert len(events) == 1
+    assert toss.toss(bob, now=int(time.time())) == []
+    assert not list(alice.spool.tx.rglob("*.rsb"))
+
+
+def test_a_pushed_bundle_the_stream_will_not_take_goes_the_ordinary_way(tmp_path: Path) -> None:
+    """A pushed message whose chunk is damaged: not delivered from the frame, so kept in
+    rx/ and confirmed as ever; the toss quarantines it and says why."""
+    alice, bob = make_pair(tmp_path)
+    queue(alice, "bob", b"over the radio", "note.txt")
+    (note,) = alice.spool.tx.rglob("*.rsb")
+    damaged = bytearray(note.read_bytes())
+    damaged[-20] ^= 1
+    note.write_bytes(bytes(damaged))
+    events: list[toss.TossEvent] = []
+    left, right = asyncio.run(session(alice, bob, push="short", stream=streaming(bob, events)))
+    assert left is not None and right is not None and left.released == 1
+    assert events == []
+    (rejected,) = toss.toss(bob, now=int(time.time()))
+    assert isinstance(rejected, toss.Rejected) and rejected.action == "quarantined"
+
+
 def test_a_bad_chunk_stops_the_stream_and_the_toss_quarantines(tmp_path: Path) -> None:
     alice, bob = make_pair(tmp_path)
     payload = os.urandom(link_module.STREAM_BYTES + (1 << 20))
