@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from rise_dtn.carriers.live import link as link_module
+from rise_dtn.carriers.live import secure
 from rise_dtn.carriers.live.link import Link, LinkReport, Stream
+from rise_dtn.core import handshake
 from rise_dtn.core import session as session_module
 from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import NoSpaceError, PeerError
@@ -490,3 +492,87 @@ def test_a_pushed_bundle_shows_in_both_progress_lanes(tmp_path: Path) -> None:
             ("moved", lane, size),
             ("finished", lane, 0),
         ]
+
+
+@pytest.mark.parametrize("old_side", ["caller", "answerer"])
+def test_a_node_from_before_short_pushes_is_pushed_in_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old_side: str
+) -> None:
+    """Over the real Noise handshake, a node that announces PUSH only (01, as nodes did
+    before SHORT PUSH) and knows no other bit is sent full pushes; messages cross both
+    ways, and neither side writes a short push."""
+    alice, bob = make_pair(tmp_path)
+    queue(alice, "bob", b"to bob", "to-bob.txt")
+    queue(bob, "alice", b"to alice", "to-alice.txt")
+    only_push = bytes([handshake.FEATURE_PUSH])
+    if old_side == "caller":
+        finish = handshake.Initiator.finish
+
+        def first_message(self: handshake.Initiator) -> bytes:
+            return bytes(self._connection.write_message(only_push))
+
+        def finished(self: handshake.Initiator, reply: bytes) -> handshake.Cipher:
+            cipher = finish(self, reply)
+            self.peer_features &= handshake.FEATURE_PUSH  # the one bit it knows
+            return cipher
+
+        monkeypatch.setattr(handshake.Initiator, "first_message", first_message)
+        monkeypatch.setattr(handshake.Initiator, "finish", finished)
+    else:
+
+        def accept(self: handshake.Responder) -> tuple[bytes, handshake.Cipher]:
+            self.peer_features &= handshake.FEATURE_PUSH
+            reply = bytes(self._connection.write_message(only_push))
+            return reply, handshake.Cipher(self._connection)
+
+        monkeypatch.setattr(handshake.Responder, "accept", accept)
+    short: list[bytes] = []
+    encode_short = session_module._encode_short_push
+
+    def counted(push: link_module.Push, recipient: NodeId) -> bytes | None:
+        frame = encode_short(push, recipient)
+        if frame is not None:
+            short.append(frame)
+        return frame
+
+    monkeypatch.setattr(session_module, "_encode_short_push", counted)
+
+    async def run() -> tuple[LinkReport, LinkReport]:
+        a_sock, b_sock = socket.socketpair()
+        a_reader, a_writer = await asyncio.open_connection(sock=a_sock)
+        b_reader, b_writer = await asyncio.open_connection(sock=b_sock)
+        now = int(time.time())
+
+        async def caller() -> LinkReport:
+            channel = await secure.call(
+                alice.identity, bob.card(now=now).public.exchange_public, a_reader, a_writer
+            )
+            link = Link(alice, alice.peers.find("bob"), now=now)
+            link.peer_takes_push = channel.peer_takes_push
+            link.peer_takes_short_push = channel.peer_takes_short_push
+            report = await link.run(channel, channel)
+            a_writer.close()
+            return report
+
+        async def answerer() -> LinkReport:
+            _key, responder = await secure.answer(bob.identity, b_reader, b_writer)
+            channel = secure.accept(responder, b_reader, b_writer)
+            link = Link(bob, bob.peers.find("alice"), now=now)
+            link.peer_takes_push = channel.peer_takes_push
+            link.peer_takes_short_push = channel.peer_takes_short_push
+            report = await link.run(channel, channel, persistent=True)
+            b_writer.close()
+            return report
+
+        answering = asyncio.create_task(answerer())
+        left = await asyncio.wait_for(caller(), 60)
+        right = await asyncio.wait_for(answering, 60)
+        return left, right
+
+    left, right = asyncio.run(run())
+    assert short == []
+    assert left.released == right.received == 1
+    assert right.released == left.received == 1
+    assert delivered(bob) == {"to-bob.txt": hashlib.sha256(b"to bob").digest()}
+    toss.toss(alice, now=int(time.time()))
+    assert (alice.incoming_dir("bob") / "to-alice.txt").read_bytes() == b"to alice"
