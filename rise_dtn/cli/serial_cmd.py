@@ -10,6 +10,7 @@ import click
 
 from rise_dtn.carriers import address as addresses
 from rise_dtn.carriers.tcp import online
+from rise_dtn.cli import quick
 from rise_dtn.cli.common import (
     home_option,
     log_options,
@@ -21,6 +22,7 @@ from rise_dtn.cli.common import (
 )
 from rise_dtn.cli.toss_cmd import stream_now, toss_now, toss_reporter
 from rise_dtn.core.errors import RiseError
+from rise_dtn.node import warm
 
 
 @click.command("serial")
@@ -33,6 +35,12 @@ from rise_dtn.core.errors import RiseError
     "(instead of answering).",
 )
 @click.option("--no-toss", is_flag=True, help="Leave received bundles in the spool for rise-toss.")
+@click.option(
+    "--no-send-worker",
+    is_flag=True,
+    help="Do not keep a warm worker that runs rise-send for this node (it saves each "
+    "rise-send most of its start-up).",
+)
 @quiet_option
 @log_options
 @home_option
@@ -40,6 +48,7 @@ def serial_cmd(
     port: str,
     neighbour: str | None,
     no_toss: bool,
+    no_send_worker: bool,
     quiet: bool,
     verbose: int,
     log_file: Path | None,
@@ -50,7 +59,8 @@ def serial_cmd(
     The node at the other end calls with `rise-call NODE --address PORT`
     (its side of the cable or radio). Only nodes in the peer book get past
     the handshake (default deny); what arrives is tossed at once. SIGTERM
-    or Ctrl-C stops it.
+    or Ctrl-C stops it. Like rise-daemon, it keeps a warm worker that runs
+    rise-send for this node, so a message sent while it runs starts at once.
 
     \b
     Examples:
@@ -72,6 +82,16 @@ def serial_cmd(
         log=say,
     )
     peer = home.peers.find(neighbour) if neighbour is not None else None
+    # Forked before the event loop starts any thread: see rise_dtn/node/warm.py.
+    worker = (
+        None
+        if no_send_worker
+        else warm.start(
+            home.path,
+            command=quick.run_in_worker,
+            preload=lambda: quick.preload_worker(home.path),
+        )
+    )
 
     async def main() -> None:
         stop = stop_event_on_signals()
@@ -109,4 +129,7 @@ def serial_cmd(
         finally:
             hub.stop_watching()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        warm.stop(home.path, worker)

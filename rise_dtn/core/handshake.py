@@ -36,7 +36,10 @@ TAG_BYTES = 16
 MAX_PLAINTEXT_BYTES = MAX_MESSAGE_BYTES - TAG_BYTES
 # Session features a node takes, one bit each, in its handshake payload.
 FEATURE_PUSH = 0x01  # PUSH frames: a small bundle offered with its bytes (section 17)
-FEATURES = bytes([FEATURE_PUSH])
+# Short PUSH frames: a pushed bundle for the receiver itself without the bytes it knows
+# (section 17.5); taken together with FEATURE_PUSH.
+FEATURE_SHORT_PUSH = 0x02
+FEATURES = bytes([FEATURE_PUSH | FEATURE_SHORT_PUSH])
 _NOISE_ERRORS = (
     InvalidTag,
     NoiseHandshakeError,
@@ -72,6 +75,12 @@ def features_of(payload: bytes) -> int:
     """The feature bits of a peer's handshake payload: its first byte; an empty payload
     (a node that predates features) takes none, and later bytes are for later features."""
     return payload[0] if payload else 0
+
+
+def takes_short_push(features: int) -> bool:
+    """A peer with these feature bits takes short pushes: it announced them and PUSH."""
+    both = FEATURE_PUSH | FEATURE_SHORT_PUSH
+    return features & both == both
 
 
 def _connection(identity: Identity) -> NoiseConnection:

@@ -15,12 +15,14 @@ from test_codec_support import ALICE, BOB, MALLORY
 from rise_dtn.core.errors import PeerError
 from rise_dtn.core.handshake import (
     FEATURE_PUSH,
+    FEATURES,
     MAX_PLAINTEXT_BYTES,
     PROLOGUE,
     PROTOCOL_NAME,
     Initiator,
     Responder,
     features_of,
+    takes_short_push,
 )
 from tests.properties import TALLY, examples, mutations, untrusted
 
@@ -138,7 +140,7 @@ def test_a_node_from_before_features_takes_none_and_ignores_ours() -> None:
     responder.read_first(bytes(old_caller.write_message()))
     assert responder.peer_features == 0
     reply, bob_cipher = responder.accept()
-    assert bytes(old_caller.read_message(reply)) == bytes([FEATURE_PUSH])  # ignored by it
+    assert bytes(old_caller.read_message(reply)) == FEATURES  # ignored by it
     assert bob_cipher.decrypt(bytes(old_caller.encrypt(b"hi"))) == b"hi"
 
     old_answerer = _old_node(BOB)
@@ -163,3 +165,4 @@ def test_feature_vectors(vector: dict[str, Any]) -> None:
     features = features_of(bytes.fromhex(vector["payload"]))
     assert features == vector["features"]
     assert bool(features & FEATURE_PUSH) == vector["push"]
+    assert takes_short_push(features) == vector["short_push"]

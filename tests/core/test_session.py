@@ -11,10 +11,12 @@ import cbor2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_codec_support import ALICE, BOB, seal_bundle
 
+from rise_dtn.core.bundle import MAX_CLEAR_BYTES, HopHeader, parse_clear
 from rise_dtn.core.encoding import canonical
 from rise_dtn.core.errors import PeerError
-from rise_dtn.core.identity import BundleId
+from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.core.session import (
     LENGTH_BYTES,
     MAX_DATA_BYTES,
@@ -34,6 +36,7 @@ from rise_dtn.core.session import (
     _decode,
     _decode_data,
     _encode,
+    _encode_short_push,
     _Outgoing,
 )
 from tests.properties import examples, untrusted
@@ -291,9 +294,9 @@ def test_arbitrary_bytes_raise_only_peer_error(data: bytes) -> None:
 
 
 @settings(max_examples=examples(200))
-@given(st.lists(st.integers(0, 8), max_size=8), st.binary(max_size=40))
+@given(st.lists(st.integers(0, 9), max_size=8), st.binary(max_size=40))
 def test_framed_garbage_raises_only_peer_error(kinds: list[int], blob: bytes) -> None:
-    session = Session()
+    session = Session(me=BOB.node_id)
     for kind in kinds:
         frame = cbor2.dumps([kind, blob[:16], len(blob), blob])
         session.receive_data(len(frame).to_bytes(LENGTH_BYTES, "big") + frame)
@@ -341,7 +344,7 @@ FIELD_VALUES = st.one_of(
 @given(
     offered=st.lists(st.sampled_from(["a", "b"]), max_size=2),
     frames=st.lists(
-        st.tuples(st.integers(0, 8), st.lists(FIELD_VALUES, max_size=4)), min_size=1, max_size=12
+        st.tuples(st.integers(0, 9), st.lists(FIELD_VALUES, max_size=4)), min_size=1, max_size=12
     ),
     cut=st.integers(0, 40),
 )
@@ -349,7 +352,7 @@ def test_well_framed_hostile_events_raise_only_peer_error(
     offered: list[str], frames: list[tuple[int, list[object]]], cut: int
 ) -> None:
     """Frames of every type with any fields, in any order, after we offered some bundles."""
-    session = Session()
+    session = Session(me=BOB.node_id)
     for name in offered:
         session.send(Offer(bid(name), 20, 1))
     wire = b""
@@ -375,7 +378,7 @@ def _vector_event(vector: dict[str, Any]) -> Event:
         return Offer(bundle_id, vector["size"], vector["priority"])
     if kind == "REQUEST":
         return Request(bundle_id, vector["offset"])
-    if kind == "PUSH":
+    if kind in ("PUSH", "SHORT_PUSH"):
         return Push(bundle_id, vector["priority"], bytes.fromhex(vector["payload"]))
     if kind == "STORED":
         return Stored(bundle_id)
@@ -387,9 +390,11 @@ def test_session_frame_vectors_both_ways(vector: dict[str, Any]) -> None:
     """protocol.md 17's frame vectors: encoded to the golden bytes, decoded back."""
     event = _vector_event(vector)
     golden = bytes.fromhex(vector["frame"])
-    frame = _encode(event)
+    me = NodeId(bytes.fromhex(vector["recipient"])) if "recipient" in vector else None
+    frame = _encode_short_push(event, me) if isinstance(event, Push) and me else _encode(event)
+    assert frame is not None
     assert len(frame).to_bytes(LENGTH_BYTES, "big") + frame == golden
-    assert _decode(golden[LENGTH_BYTES:]) == event
+    assert _decode(golden[LENGTH_BYTES:], me=me) == event
 
 
 def test_a_push_is_offered_requested_and_sent_at_once() -> None:
@@ -427,3 +432,98 @@ def test_a_push_is_small_and_complete() -> None:
     offered.send(Offer(bid("q"), 5, 3))
     with pytest.raises(ValueError, match="push only a small bundle"):
         offered.send(Push(bid("q"), 3, b"hello"))
+
+
+# Short pushes (protocol.md 17.5): a push of a bundle for the receiver, without what it knows.
+
+
+def _pushed(payload: bytes) -> Push:
+    clear = parse_clear(payload[:MAX_CLEAR_BYTES])
+    return Push(clear.bundle_id, clear.header.priority, payload)
+
+
+def test_a_short_push_is_rebuilt_exactly_and_counted_as_a_push() -> None:
+    bundle = seal_bundle(b"hello bob" * 11, priority=16)  # for BOB
+    push = _pushed(bundle)
+    alice, bob = Session(), Session(me=BOB.node_id)
+    alice.short_push_to = BOB.node_id
+    wire = alice.send(push)
+    long = Session().send(push)
+    # No bundle id, magic, recipient or body length: 43 bytes less for a message.
+    assert len(long) - len(wire) == 43
+    assert wire[LENGTH_BYTES + 1] == 9
+    bob.receive_data(wire)
+    assert drain(bob) == [push]
+    alice.receive_data(bob.send(Stored(push.bundle_id)))
+    assert drain(alice) == [Stored(push.bundle_id)]
+    assert alice.idle and bob.idle
+
+
+@pytest.mark.parametrize(
+    "case", ["for another node", "priority differs", "onion packet", "not a bundle", "trailing"]
+)
+def test_a_push_the_receiver_cannot_rebuild_goes_long(case: str) -> None:
+    """Short only when the receiver rebuilds the very bytes: else the PUSH of before."""
+    bundle = seal_bundle(b"x" * 100, priority=16)
+    push = _pushed(bundle)
+    if case == "for another node":
+        push = _pushed(seal_bundle(b"x" * 100, recipient=ALICE.public))
+    elif case == "priority differs":
+        push = Push(push.bundle_id, 17, bundle)
+    elif case == "onion packet":
+        packet = HopHeader(BOB.node_id, 1 << 40, 16, 200, slots=1).encode() + bytes(200)
+        push = _pushed(packet)
+    elif case == "not a bundle":
+        push = Push(bid("raw"), 16, b"RSB\x01 not cbor at all")
+    else:
+        push = Push(push.bundle_id, 16, bundle + b"!")
+    sender = Session()
+    sender.short_push_to = BOB.node_id
+    wire = sender.send(push)
+    assert wire == Session().send(push)
+    receiver = Session(me=BOB.node_id)
+    receiver.receive_data(wire)
+    assert drain(receiver) == [push]
+
+
+def test_a_short_push_to_a_node_that_never_announced_it_is_a_protocol_error() -> None:
+    frame = _encode_short_push(_pushed(seal_bundle(b"x", priority=16)), BOB.node_id)
+    assert frame is not None
+    session = Session()  # no `me`: this side never said it takes them
+    session.receive_data(len(frame).to_bytes(LENGTH_BYTES, "big") + frame)
+    with pytest.raises(PeerError, match="unknown or malformed frame type 9"):
+        drain(session)
+
+
+@settings(max_examples=examples(100), suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=3000), st.integers(0, 255), st.integers(0, (1 << 63) - 1))
+def test_short_pushes_round_trip(payload: bytes, priority: int, expiry: int) -> None:
+    """Any message for the receiver goes short, comes back byte for byte, id from E."""
+    bundle = seal_bundle(payload, priority=priority, expiry=expiry)
+    push = _pushed(bundle)
+    frame = _encode_short_push(push, BOB.node_id)
+    assert frame is not None
+    assert _decode(frame, me=BOB.node_id) == push
+
+
+@settings(max_examples=examples(300))
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(0, 300),
+            st.sampled_from([2**63 - 1, 2**63, 2**64 - 1, -1, True, None, "x", b""]),
+            st.binary(max_size=80),
+            st.binary(min_size=4000, max_size=4100),
+        ),
+        max_size=4,
+    )
+)
+def test_short_push_decoder_raises_only_peer_error(fields: list[object]) -> None:
+    """Hostile short pushes: a PUSH of at most MAX_PUSH_BYTES whose id is E's, or PeerError."""
+    frame = canonical([9, *fields])  # type: ignore[list-item]
+    event = untrusted(lambda: _decode(frame, me=BOB.node_id), PeerError)
+    if event is None:
+        return
+    assert isinstance(event, Push)
+    assert 0 < len(event.payload) <= MAX_PUSH_BYTES
+    assert event.payload.startswith(b"RSB\x01")

@@ -332,6 +332,9 @@ class Link:
         self.home = home
         self.peer = peer
         self.policy = LivePolicy()
+        # We announce short pushes in every handshake (handshake.FEATURES): a
+        # short push leaves out its recipient, us.
+        self.policy.session.me = home.identity.node_id
         self.report = LinkReport()
         self._offered: dict[BundleId, Path] = {}
         self._headers: dict[Path, Offer] = {}  # read once per session, not once per rescan
@@ -354,6 +357,16 @@ class Link:
     def session(self) -> Session:
         """The wire machine under the policy."""
         return self.policy.session
+
+    @property
+    def peer_takes_short_push(self) -> bool:
+        """The peer takes PUSH in its short form (secure.SecureChannel's peer_takes_short_push):
+        the carrier sets it before `run`, and a push of a bundle for the peer then goes short."""
+        return self.session.short_push_to is not None
+
+    @peer_takes_short_push.setter
+    def peer_takes_short_push(self, takes: bool) -> None:
+        self.session.short_push_to = self.peer.node_id if takes else None
 
     @property
     def now(self) -> int:
@@ -678,6 +691,7 @@ class Link:
             return
         self._progress.planned(self._lane_in, bundles=1, total_bytes=len(push.payload))
         if await self._taken_at_once(push):
+            # Forwarded or delivered (and recorded durably) from the frame: nothing to keep.
             self._show_arriving(Data(bundle_id, 0, push.payload))
             self.policy.arrived(bundle_id, 0, len(push.payload))
             self._receiving = None
@@ -685,6 +699,7 @@ class Link:
             self.report.received += 1
             self.report.received_bytes += len(push.payload)
             writer.write(self.policy.confirm(bundle_id))
+            self._wake.set()  # a toss owes the sender a receipt now, not at the next rescan
             return
         await self._on_data(Data(bundle_id, 0, push.payload), writer)
 

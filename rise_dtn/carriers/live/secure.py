@@ -17,6 +17,7 @@ from rise_dtn.core.handshake import (
     Cipher,
     Initiator,
     Responder,
+    takes_short_push,
 )
 from rise_dtn.core.identity import Identity
 
@@ -53,6 +54,7 @@ class SecureChannel:
         self._writer = writer
         # What the peer's handshake said it takes (handshake.FEATURES).
         self.peer_takes_push = bool(peer_features & FEATURE_PUSH)
+        self.peer_takes_short_push = takes_short_push(peer_features)
 
     async def read(self, _size: int = -1) -> bytes:
         """The next message's plaintext; b'' once the link is closed."""

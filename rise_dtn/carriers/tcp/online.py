@@ -316,6 +316,7 @@ async def call_over(
         channel = await secure.call(home.identity, peer.card.public.exchange_public, reader, writer)
         session = link if isinstance(link, Link) else link()
         session.peer_takes_push = channel.peer_takes_push
+        session.peer_takes_short_push = channel.peer_takes_short_push
         return await session.run(channel, channel, persistent=persistent)
     except (TimeoutError, ConnectionError) as exc:
         raise PeerError(f"link to {peer.name} failed: {str(exc) or type(exc).__name__}") from None
@@ -567,6 +568,7 @@ async def _answer(
     if data_bytes is not None:
         link.data_bytes = data_bytes
     link.peer_takes_push = channel.peer_takes_push
+    link.peer_takes_short_push = channel.peer_takes_short_push
     try:
         # The answering side never hangs up on its own: the caller decides
         # whether this is a one-shot call or a link kept open.

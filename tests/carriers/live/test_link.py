@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 from rise_dtn.carriers.live import link as link_module
+from rise_dtn.carriers.live import secure
 from rise_dtn.carriers.live.link import Link, LinkReport, Stream
+from rise_dtn.core import handshake
+from rise_dtn.core import session as session_module
 from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import NoSpaceError, PeerError
 from rise_dtn.core.identity import NodeId
@@ -46,7 +49,7 @@ async def session(
     *,
     cut_after: int | None = None,
     stream: Stream | None = None,
-    push: bool = False,
+    push: bool | str = False,
 ) -> tuple[LinkReport | None, LinkReport | None]:
     """Run both ends over a socket pair; optionally a relay that cuts the link. `push`:
     both ends take PUSH, as two current nodes' handshakes tell them (secure.py)."""
@@ -75,7 +78,9 @@ async def session(
     now = int(time.time())
     left = Link(alice, alice.peers.find("bob"), now=now)
     right = Link(bob, bob.peers.find("alice"), now=now, stream=stream)
-    left.peer_takes_push = right.peer_takes_push = push
+    # push: False offers everything; True pushes small bundles; "short" in the short form.
+    left.peer_takes_push = right.peer_takes_push = bool(push)
+    left.peer_takes_short_push = right.peer_takes_short_push = push == "short"
     relays = [
         asyncio.create_task(forward(far_a[0], far_b[1])),
         asyncio.create_task(forward(far_b[0], far_a[1])),
@@ -105,8 +110,8 @@ def delivered(home: Home) -> dict[str, bytes]:
     return {path.name: hashlib.sha256(path.read_bytes()).digest() for path in folder.iterdir()}
 
 
-@pytest.mark.parametrize("push", [False, True])
-def test_session_moves_everything_both_ways(tmp_path: Path, push: bool) -> None:
+@pytest.mark.parametrize("push", [False, True, "short"])
+def test_session_moves_everything_both_ways(tmp_path: Path, push: bool | str) -> None:
     alice, bob = make_pair(tmp_path)
     payloads = {
         "big.bin": os.urandom(3 * (1 << 20) + 5),
@@ -124,10 +129,10 @@ def test_session_moves_everything_both_ways(tmp_path: Path, push: bool) -> None:
     assert not list(alice.spool.tx.rglob("*.rsb"))
 
 
-@pytest.mark.parametrize("push", [False, True])
+@pytest.mark.parametrize("push", [False, True, "short"])
 @pytest.mark.parametrize("cut_after", [10, 5000, 1_500_000, 3_000_000])
 def test_cut_link_resumes_and_delivers_once(
-    tmp_path: Path, cut_after: int, push: bool, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, cut_after: int, push: bool | str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(link_module, "CHECKPOINT_BYTES", 256 * 1024)  # resume points in 3 MiB
     alice, bob = make_pair(tmp_path)
@@ -242,6 +247,51 @@ def test_a_large_bundle_is_delivered_while_it_arrives(tmp_path: Path) -> None:
     assert toss.toss(bob, now=int(time.time())) == []
 
 
+@pytest.mark.parametrize("form", [True, "short"])
+def test_a_pushed_message_is_delivered_from_its_frame_then_confirmed(
+    tmp_path: Path, form: bool | str
+) -> None:
+    """A pushed bundle for bob goes straight from the frame to his inbox (nothing in rx/ or
+    partial/ first), delivered once; pushed again (alice missed STORED) it is confirmed by
+    its id and not delivered twice."""
+    alice, bob = make_pair(tmp_path)
+    queue(alice, "bob", b"over the radio", "note.txt")
+    (note,) = alice.spool.tx.rglob("*.rsb")
+    kept = note.read_bytes()
+    events: list[toss.TossEvent] = []
+    left, right = asyncio.run(session(alice, bob, push=form, stream=streaming(bob, events)))
+    assert left is not None and right is not None
+    assert left.released == right.received == 1
+    assert [type(event).__name__ for event in events] == ["Delivered"]
+    assert (bob.incoming_dir("alice") / "note.txt").read_bytes() == b"over the radio"
+    assert not list(bob.spool.rx.rglob("*.rsb"))
+    assert not list((bob.spool.tmp / "partial").rglob("*.part*"))
+    note.write_bytes(kept)
+    left, right = asyncio.run(session(alice, bob, push=form, stream=streaming(bob, events)))
+    assert left is not None and right is not None
+    assert left.released == 1 and right.received == 0
+    assert len(events) == 1
+    assert toss.toss(bob, now=int(time.time())) == []
+    assert not list(alice.spool.tx.rglob("*.rsb"))
+
+
+def test_a_pushed_bundle_the_stream_will_not_take_goes_the_ordinary_way(tmp_path: Path) -> None:
+    """A pushed message whose chunk is damaged: not delivered from the frame, so kept in
+    rx/ and confirmed as ever; the toss quarantines it and says why."""
+    alice, bob = make_pair(tmp_path)
+    queue(alice, "bob", b"over the radio", "note.txt")
+    (note,) = alice.spool.tx.rglob("*.rsb")
+    damaged = bytearray(note.read_bytes())
+    damaged[-20] ^= 1
+    note.write_bytes(bytes(damaged))
+    events: list[toss.TossEvent] = []
+    left, right = asyncio.run(session(alice, bob, push="short", stream=streaming(bob, events)))
+    assert left is not None and right is not None and left.released == 1
+    assert events == []
+    (rejected,) = toss.toss(bob, now=int(time.time()))
+    assert isinstance(rejected, toss.Rejected) and rejected.action == "quarantined"
+
+
 def test_a_bad_chunk_stops_the_stream_and_the_toss_quarantines(tmp_path: Path) -> None:
     alice, bob = make_pair(tmp_path)
     payload = os.urandom(link_module.STREAM_BYTES + (1 << 20))
@@ -322,12 +372,14 @@ def test_a_bundle_with_no_room_stays_with_its_sender_until_there_is_room(tmp_pat
     assert not list(alice.spool.tx.rglob("*.rsb"))
 
 
+@pytest.mark.parametrize("form", [True, "short"])
 def test_small_bundles_are_pushed_and_a_duplicate_push_is_confirmed_not_kept(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: bool | str
 ) -> None:
     """PUSH (protocol.md 17.5): a message goes with its offer, a large file is offered.
     Pushed again after bob has it (alice crashed before she released it), it is judged by
-    its id: confirmed, so alice lets it go, and not delivered twice."""
+    its id: confirmed, so alice lets it go, and not delivered twice. In the short form
+    too, whose id bob works out from the bundle's E."""
     alice, bob = make_pair(tmp_path)
     queue(alice, "bob", b"a message", "note.txt")
     queue(alice, "bob", os.urandom(10_000), "file.bin")
@@ -343,14 +395,25 @@ def test_small_bundles_are_pushed_and_a_duplicate_push_is_confirmed_not_kept(
         return push
 
     monkeypatch.setattr(link_module.Link, "_push_of", watched)
-    left, right = asyncio.run(session(alice, bob, push=True))
+    short: list[bytes] = []
+    encode_short = session_module._encode_short_push
+
+    def counted(push: link_module.Push, recipient: NodeId) -> bytes | None:
+        frame = encode_short(push, recipient)
+        if frame is not None:
+            short.append(frame)
+        return frame
+
+    monkeypatch.setattr(session_module, "_encode_short_push", counted)
+    left, right = asyncio.run(session(alice, bob, push=form))
     assert left is not None and right is not None
     assert pushed == [len(kept)]  # the message only: the file is over MAX_PUSH_BYTES
+    assert len(short) == (1 if form == "short" else 0)
     assert left.released == right.received == 2
     first = delivered(bob)
     assert set(first) == {"note.txt", "file.bin"}
     note.write_bytes(kept)  # as if alice never heard STORED
-    left, right = asyncio.run(session(alice, bob, push=True))
+    left, right = asyncio.run(session(alice, bob, push=form))
     assert left is not None and right is not None
     assert pushed == [len(kept), len(kept)]
     assert left.released == 1 and right.received == 0  # confirmed, not taken again
@@ -462,3 +525,87 @@ def test_a_pushed_bundle_is_delivered_at_once_and_a_bad_one_takes_the_ordinary_w
     (rejected,) = toss.toss(bob, now=int(time.time()))
     assert isinstance(rejected, toss.Rejected) and rejected.action == "quarantined"
     assert not (bob.incoming_dir("alice") / "spoilt.txt").exists()
+
+
+@pytest.mark.parametrize("old_side", ["caller", "answerer"])
+def test_a_node_from_before_short_pushes_is_pushed_in_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old_side: str
+) -> None:
+    """Over the real Noise handshake, a node that announces PUSH only (01, as nodes did
+    before SHORT PUSH) and knows no other bit is sent full pushes; messages cross both
+    ways, and neither side writes a short push."""
+    alice, bob = make_pair(tmp_path)
+    queue(alice, "bob", b"to bob", "to-bob.txt")
+    queue(bob, "alice", b"to alice", "to-alice.txt")
+    only_push = bytes([handshake.FEATURE_PUSH])
+    if old_side == "caller":
+        finish = handshake.Initiator.finish
+
+        def first_message(self: handshake.Initiator) -> bytes:
+            return bytes(self._connection.write_message(only_push))
+
+        def finished(self: handshake.Initiator, reply: bytes) -> handshake.Cipher:
+            cipher = finish(self, reply)
+            self.peer_features &= handshake.FEATURE_PUSH  # the one bit it knows
+            return cipher
+
+        monkeypatch.setattr(handshake.Initiator, "first_message", first_message)
+        monkeypatch.setattr(handshake.Initiator, "finish", finished)
+    else:
+
+        def accept(self: handshake.Responder) -> tuple[bytes, handshake.Cipher]:
+            self.peer_features &= handshake.FEATURE_PUSH
+            reply = bytes(self._connection.write_message(only_push))
+            return reply, handshake.Cipher(self._connection)
+
+        monkeypatch.setattr(handshake.Responder, "accept", accept)
+    short: list[bytes] = []
+    encode_short = session_module._encode_short_push
+
+    def counted(push: link_module.Push, recipient: NodeId) -> bytes | None:
+        frame = encode_short(push, recipient)
+        if frame is not None:
+            short.append(frame)
+        return frame
+
+    monkeypatch.setattr(session_module, "_encode_short_push", counted)
+
+    async def run() -> tuple[LinkReport, LinkReport]:
+        a_sock, b_sock = socket.socketpair()
+        a_reader, a_writer = await asyncio.open_connection(sock=a_sock)
+        b_reader, b_writer = await asyncio.open_connection(sock=b_sock)
+        now = int(time.time())
+
+        async def caller() -> LinkReport:
+            channel = await secure.call(
+                alice.identity, bob.card(now=now).public.exchange_public, a_reader, a_writer
+            )
+            link = Link(alice, alice.peers.find("bob"), now=now)
+            link.peer_takes_push = channel.peer_takes_push
+            link.peer_takes_short_push = channel.peer_takes_short_push
+            report = await link.run(channel, channel)
+            a_writer.close()
+            return report
+
+        async def answerer() -> LinkReport:
+            _key, responder = await secure.answer(bob.identity, b_reader, b_writer)
+            channel = secure.accept(responder, b_reader, b_writer)
+            link = Link(bob, bob.peers.find("alice"), now=now)
+            link.peer_takes_push = channel.peer_takes_push
+            link.peer_takes_short_push = channel.peer_takes_short_push
+            report = await link.run(channel, channel, persistent=True)
+            b_writer.close()
+            return report
+
+        answering = asyncio.create_task(answerer())
+        left = await asyncio.wait_for(caller(), 60)
+        right = await asyncio.wait_for(answering, 60)
+        return left, right
+
+    left, right = asyncio.run(run())
+    assert short == []
+    assert left.released == right.received == 1
+    assert right.released == left.received == 1
+    assert delivered(bob) == {"to-bob.txt": hashlib.sha256(b"to bob").digest()}
+    toss.toss(alice, now=int(time.time()))
+    assert (alice.incoming_dir("bob") / "to-alice.txt").read_bytes() == b"to alice"

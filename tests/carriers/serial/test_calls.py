@@ -11,8 +11,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from rise_dtn.core.errors import ExitCode
-from tests.conftest import BIN, Node, command_env
+from tests.conftest import BIN, Node, befriend, command_env, make_node
 from tests.radiolink import LinkProfile, paced_link
 
 pytestmark = pytest.mark.slow  # ten to twenty seconds each: started first
@@ -228,3 +230,38 @@ def test_a_kept_link_carries_what_is_queued_while_it_is_up_and_stops_on_sigterm(
         bob.run("rise-send", "-q", "-", "alice", input=b"and one back")
         wait_for(lambda: b"and one back" in inbox_text(alice), "message back over the link")
     assert "link down" not in (tmp_path / "alice.log").read_text()
+
+
+def test_rise_serial_keeps_a_warm_worker_that_sends_for_rise_send() -> None:
+    """rise-serial keeps rise-send's warm worker (rise_dtn/node/warm.py), as rise-daemon
+    does: a rise-send whose own process cannot import click (its command line) still
+    sends, so the worker did it, and the message crosses the kept link. The worker's
+    socket goes when rise-serial stops; `--no-send-worker` keeps none."""
+    base = Path(tempfile.mkdtemp(prefix="rs-", dir="/tmp"))  # a Unix socket path is short
+    try:
+        alice, bob = make_node(base, "alice"), make_node(base, "bob")
+        befriend(alice, bob)
+        poison = base / "poison" / "click"
+        poison.mkdir(parents=True)
+        (poison / "__init__.py").write_text("raise ImportError('not in this process')\n")
+        port = "serial:{}?baud=115200"
+        with (
+            paced_link(LinkProfile(bits_per_second=115_200)) as link,
+            answering(bob, port.format(link.b_path), base / "bob.log", "--no-send-worker"),
+            answering(alice, port.format(link.a_path), base / "alice.log", "--link", "bob"),
+        ):
+            wait_for((alice.home / "send.sock").exists, "alice's worker")
+            result = subprocess.run(
+                [str(BIN / "rise-send"), "-q", "-", "bob"],
+                input=b"sent by the worker",
+                env=command_env(alice.home, PYTHONPATH=str(base / "poison")),
+                capture_output=True,
+                timeout=CALL_TIMEOUT_SECONDS,
+                check=False,
+            )
+            assert result.returncode == 0, result.stderr
+            wait_for(lambda: b"sent by the worker" in inbox_text(bob), "the message")
+            assert not (bob.home / "send.sock").exists()
+        assert not (alice.home / "send.sock").exists()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
