@@ -20,13 +20,10 @@ from rise_dtn.cli.common import (
     stop_on_sigterm,
     warn,
 )
-from rise_dtn.cli.toss_cmd import stream_now, toss_reporter
 from rise_dtn.core.errors import ExitCode, NoSpaceError
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.config import parse_size
 from rise_dtn.node.home import Home
-from rise_dtn.node.toss.toss import toss
-from rise_dtn.node.watching import ChangeWaiter
 
 
 def _report(report: XferReport, *, quiet: bool) -> None:
@@ -146,7 +143,14 @@ def _runner(
     quiet: bool,
     max_bundle: int | None = None,
 ) -> Callable[[], XferReport]:
-    rejected_by_toss, on_event = toss_reporter(quiet)
+    rejected_by_toss = [0]
+    if toss_too:
+        # Late: the toss side (onion, delivery, OpenSSL) is a fifth of the start-up
+        # of a `rise-xfer` that only carries bundles.
+        from rise_dtn.cli.toss_cmd import stream_now, toss_reporter
+        from rise_dtn.node.toss.toss import toss
+
+        rejected_by_toss, on_event = toss_reporter(quiet)
 
     def run() -> XferReport:
         with progress_bars(quiet=quiet) as bars:
@@ -200,6 +204,8 @@ def _exit_for(report: XferReport) -> None:
 def _watch(directory: Path, run: Callable[[], XferReport], *, poll: float) -> None:
     """Exchange each time a medium appears at `directory`; say when it may be pulled."""
     parent = directory.parent if directory.parent.is_dir() else Path("/")
+    from rise_dtn.node.watching import ChangeWaiter  # late: watchdog, for --watch alone
+
     waiter = ChangeWaiter([parent], poll_seconds=poll)
     stop_on_sigterm(waiter.stop)
     say(f"waiting for a medium at {directory} (Ctrl-C to stop)")
