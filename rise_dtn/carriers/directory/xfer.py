@@ -34,7 +34,7 @@ from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.store import locks
-from rise_dtn.store.atomic import DropBehind, Moved, copy_file
+from rise_dtn.store.atomic import DropBehind, Moved, SourceChanged, copy_file
 from rise_dtn.store.spool import parse_clear_file, read_clear
 from rise_dtn.store.transaction import Release, Verdict
 
@@ -311,7 +311,17 @@ def _take_one(
             progress=moved,
         )
 
-    admission = home.bundles.admit(clear, size, peer.node_id, now=now, write=write)
+    try:
+        admission = home.bundles.admit(clear, size, peer.node_id, now=now, write=write)
+    except SourceChanged:
+        # Cut short after its size was checked: no copy of it is kept in rx/.
+        # Quarantined like any bundle found truncated, and off the medium, so
+        # that the sender writes its good copy again.
+        now_bytes = os.fstat(source.fileno()).st_size
+        reason = f"changed while it was read ({size} bytes when checked, now {now_bytes})"
+        report.rejected.append(f"{found.shown}: {reason}")
+        _quarantine_from_medium(home, carrier, found, source, reason)
+        return
     if admission.verdict is Verdict.NOT_FOR_US:
         report.rejected.append(f"{found.shown}: {admission.reason}")
         _quarantine_from_medium(home, carrier, found, source, admission.reason)

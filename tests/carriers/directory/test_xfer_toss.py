@@ -3,12 +3,16 @@ stick, with no copy in rx/; a damaged one falls back to rx/ and the toss that qu
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
+
+import pytest
 
 from rise_dtn.carriers.directory import xfer
 from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.identity import NodeId
+from rise_dtn.core.progress import Progress
 from rise_dtn.node.home import Home
 from rise_dtn.node.toss import toss
 from rise_dtn.node.toss.toss_events import Source, TossEvent
@@ -76,3 +80,70 @@ def test_a_bundle_damaged_on_the_stick_goes_through_rx_and_is_quarantined(tmp_pa
     assert "fails authentication" in rejected.reason
     assert not bob.incoming_dir("alice").exists() or not list(bob.incoming_dir("alice").iterdir())
     assert (bob.spool.quarantine_dir / on_stick.name).read_bytes() == bytes(data)
+
+
+class _CutWhileRead(Progress):
+    """A medium's holder who truncates a bundle on the stick once its copy has begun
+    (after the exchange checked its size: the first block moved)."""
+
+    def __init__(self, victim: Path, *, keep: int) -> None:
+        self.victim, self.keep, self.reading, self.done = victim, keep, "", False
+
+    def started(self, lane: str, name: str, total_bytes: int, *, done_bytes: int = 0) -> None:
+        self.reading = name
+
+    def moved(self, lane: str, count: int) -> None:
+        if not self.done and self.reading == self.victim.name:
+            self.done = True
+            os.truncate(self.victim, self.keep)
+
+
+# Larger than one step of a kernel copy (store/atomic.py COPY_BLOCK_BYTES): the file
+# is cut between two steps of the copy into rx/, or between two chunks of a delivery.
+CUT_BUNDLE_BYTES = 9 * MIB
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_bundle_cut_short_while_it_is_read_is_refused_and_the_rest_go_on(
+    tmp_path: Path, *, stream: bool
+) -> None:
+    """The stick's file shrinks after the exchange checked its size (a shared directory's
+    other user, a medium's holder): one line for it, and every other bundle still comes."""
+    alice, bob = make_pair(tmp_path)
+    big = os.urandom(CUT_BUNDLE_BYTES)
+    queue(alice, "bob", big, "big.bin")
+    for number in range(3):
+        queue(alice, "bob", f"small {number}".encode(), f"small{number}.txt")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    xfer.exchange(alice, stick, move=False, now=int(time.time()))
+    victim = max(stick.rglob("*.rsb"), key=lambda path: path.stat().st_size)
+    events: list[TossEvent] = []
+    hostile = _CutWhileRead(victim, keep=2 * MIB)
+    report = xfer.exchange(
+        bob,
+        stick,
+        move=False,
+        now=int(time.time()),
+        stream=streaming(bob, events) if stream else None,
+        toss=lambda: events.extend(toss.toss(bob, now=int(time.time()))),
+        progress=hostile,
+    )
+    assert hostile.done
+    (line,) = report.rejected
+    assert line.startswith(victim.name) and "changed while it was read" in line, line
+    assert sorted(path.name for path in bob.incoming_dir("alice").iterdir()) == [
+        "small0.txt",
+        "small1.txt",
+        "small2.txt",
+    ]
+    assert not list(bob.spool.rx.rglob("*.rsb"))
+    assert not [path for path in bob.spool.tmp.rglob("*") if path.is_file()]  # no half copy
+    # Quarantined (a part of it, as any bundle rejected off a stick), and off the stick,
+    # so that alice's good copy goes out again.
+    assert (bob.spool.quarantine_dir / victim.name).exists()
+    assert not victim.exists()
+    back = xfer.exchange(alice, stick, move=False, now=int(time.time()))
+    assert back.released == 3 and back.sent == 1  # the good copy, written again
+    xfer.exchange(bob, stick, move=False, now=int(time.time()), stream=streaming(bob, events))
+    assert (bob.incoming_dir("alice") / "big.bin").read_bytes() == big
