@@ -517,3 +517,60 @@ def test_rise_check_lists_reassemblies_and_sets_a_damaged_one_aside(
     alice.run("rise-xfer", "-q", str(stick))
     bob.run("rise-xfer", "-q", "--toss", str(stick))
     assert delivered(bob) == []
+
+
+def test_an_unreadable_reassembly_state_holds_up_no_other_file(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    """One reassembly whose state cannot be read (a disk error, a hand edit) is named and
+    left alone; a new split file and a whole file from the same stick are still delivered."""
+    alice, bob = pair
+    folder = bob.spool / "parts" / "someone-0123"
+    folder.mkdir(parents=True)
+    (folder / "state").write_text('{"name": "x"}')
+    (folder / "data").write_bytes(b"\0" * 4096)
+    data = make_file(tmp_path / "f.bin", 200 * 1024, 12)
+    alice.run("rise-send", "-q", "--part-size", "64K", str(tmp_path / "f.bin"), "bob")
+    (tmp_path / "whole.txt").write_text("whole\n")
+    alice.run("rise-send", "-q", str(tmp_path / "whole.txt"), "bob")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    alice.run("rise-xfer", "-q", str(stick))
+    result = bob.run("rise-xfer", "--toss", str(stick), check=False)
+    assert b"Traceback" not in result.stderr
+    assert b"someone-0123: left alone: " in result.stderr, result.stderr
+    assert [path.name for path in delivered(bob)] == ["f.bin", "whole.txt"]
+    assert (bob.incoming / "alice" / "f.bin").read_bytes() == data
+    assert (folder / "state").read_text() == '{"name": "x"}'  # left alone
+
+
+def test_parts_of_a_reassembly_whose_state_went_bad_wait_and_hold_up_nothing(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    """The state of a reassembly under way becomes unreadable: its later parts wait in rx/
+    (deferred, one line each), while a whole file on the same stick is delivered."""
+    alice, bob = pair
+    make_file(tmp_path / "f.bin", 200 * 1024, 13)
+    alice.run("rise-send", "-q", "--part-size", "64K", str(tmp_path / "f.bin"), "bob")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    alice.run("rise-xfer", "-q", str(stick))
+    bob.run("rise-xfer", "-q", str(stick))
+    rx = sorted((bob.spool / "rx").rglob("*.rsb"))
+    for path in rx[1:]:
+        shutil.move(path, tmp_path / path.name)
+    bob.run("rise-toss", "-q")
+    (state,) = (bob.spool / "parts").glob("*/state")
+    state.write_text("{")
+    for path in rx[1:]:
+        shutil.move(tmp_path / path.name, path)
+    (tmp_path / "whole.txt").write_text("whole\n")
+    alice.run("rise-send", "-q", str(tmp_path / "whole.txt"), "bob")
+    alice.run("rise-xfer", "-q", str(stick))
+    result = bob.run("rise-xfer", "--toss", str(stick), check=False)
+    assert b"Traceback" not in result.stderr
+    assert delivered(bob) == [bob.incoming / "alice" / "whole.txt"], result.stderr
+    deferred = [line for line in result.stderr.decode().splitlines() if ": deferred: " in line]
+    assert len(deferred) == len(rx) - 1, result.stderr
+    assert all("unreadable reassembly state" in line for line in deferred)
+    assert len(list((bob.spool / "rx").rglob("*.rsb"))) == len(rx) - 1  # kept, not lost
