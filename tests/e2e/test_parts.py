@@ -9,6 +9,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from rise_dtn.node import parts
 from rise_dtn.node.home import Home
 from rise_dtn.node.send import send
 from rise_dtn.node.toss import toss
-from tests.conftest import Node
+from tests.conftest import Node, befriend, make_node
 from tests.e2e.test_crash import (
     CRASH_STEPS,
     WriteSteps,
@@ -574,3 +575,30 @@ def test_parts_of_a_reassembly_whose_state_went_bad_wait_and_hold_up_nothing(
     assert len(deferred) == len(rx) - 1, result.stderr
     assert all("unreadable reassembly state" in line for line in deferred)
     assert len(list((bob.spool / "rx").rglob("*.rsb"))) == len(rx) - 1  # kept, not lost
+
+
+def test_a_split_send_that_fails_half_way_takes_back_the_parts_it_queued(
+    tmp_path: Path,
+) -> None:
+    """rise-send runs out of disk after two parts and says "retry when space returns": the
+    two parts must not go (the recipient would reserve the whole file for a reassembly that
+    never ends, beside the retry's), and the retry delivers the file once."""
+    with mounted_tmpfs(tmp_path / "small", size="3m") as small:
+        alice, bob = make_node(small, "alice"), make_node(tmp_path, "bob")
+        befriend(alice, bob)
+        data = make_file(tmp_path / "f.bin", 5 * MIB, 14)
+        failed = alice.run(
+            "rise-send", "-q", "--part-size", "1M", str(tmp_path / "f.bin"), "bob", check=False
+        )
+        assert failed.returncode == ExitCode.NO_SPACE, failed.stderr
+        assert b"Traceback" not in failed.stderr
+        assert list((alice.spool / "tx").rglob("*.rsb")) == []
+        assert alice.run("rise", "queue").stdout.strip() == b""
+        subprocess.run(["mount", "-o", "remount,size=20m", str(small)], check=True)
+        alice.run("rise-send", "-q", "--part-size", "1M", str(tmp_path / "f.bin"), "bob")
+        stick = tmp_path / "stick"
+        stick.mkdir()
+        alice.run("rise-xfer", "-q", str(stick))
+        bob.run("rise-xfer", "-q", "--toss", str(stick))
+        assert [path.read_bytes() == data for path in delivered(bob)] == [True]
+        assert len(list((bob.spool / "parts").iterdir())) == 1  # no orphan reassembly
