@@ -22,7 +22,7 @@ from typing import BinaryIO
 from rise_dtn.carriers.base import Stream
 from rise_dtn.carriers.directory import audience, medium
 from rise_dtn.carriers.directory.audience import Audience
-from rise_dtn.carriers.directory.folder import UnsafeEntry, UnwritableMedium
+from rise_dtn.carriers.directory.folder import OccupiedName, UnsafeEntry, UnwritableMedium
 from rise_dtn.carriers.directory.layout import DirectoryCarrier, Found
 from rise_dtn.core import sealing
 from rise_dtn.core.ack import MAX_ACK_BYTES, MAX_IDS, Ack
@@ -582,10 +582,14 @@ def _give_bundles(
     lane = f"to {peer.name}"
     progress.planned(lane, bundles=len(todo), total_bytes=sum(item[3] for item in todo))
     for _priority, path, bundle_id, size in todo:
-        with progress.item(lane, str(bundle_id), size) as moved:
-            carrier.put_bundle(
-                path, recipient=peer.node_id, sender=me, bundle_id=bundle_id, progress=moved
-            )
+        try:
+            with progress.item(lane, str(bundle_id), size) as moved:
+                carrier.put_bundle(
+                    path, recipient=peer.node_id, sender=me, bundle_id=bundle_id, progress=moved
+                )
+        except OccupiedName as exc:
+            carrier.refuse(exc.message)  # this one stays queued; the others still go
+            continue
         report.sent += 1
         report.sent_bytes += size
         if move:
