@@ -602,3 +602,23 @@ def test_a_split_send_that_fails_half_way_takes_back_the_parts_it_queued(
         bob.run("rise-xfer", "-q", "--toss", str(stick))
         assert [path.read_bytes() == data for path in delivered(bob)] == [True]
         assert len(list((bob.spool / "parts").iterdir())) == 1  # no orphan reassembly
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_file_whose_name_is_not_utf8_is_refused_in_one_line(
+    pair: tuple[Node, Node], tmp_path: Path, *, split: bool
+) -> None:
+    """A name from an old Latin-1 disk ("caf\\xe9.txt") cannot travel as the text a bundle's
+    name is: a usage error that says how to send it (--name), nothing queued. It was an
+    internal error (UnicodeEncodeError) once the name reached the metadata's encoder."""
+    alice, _bob = pair
+    path = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.bin")
+    Path(path).write_bytes(b"x" * 200 * 1024)
+    size = ["--part-size", "64K"] if split else []
+    refused = alice.run("rise-send", "-q", *size, path, "bob", check=False)
+    assert refused.returncode == ExitCode.USAGE, refused.stderr
+    (line,) = refused.stderr.decode().splitlines()
+    assert "not UTF-8" in line and "--name" in line, line
+    assert list((alice.spool / "tx").rglob("*.rsb")) == []
+    alice.run("rise-send", "-q", *size, "--name", "cafe.bin", path, "bob")
+    assert list((alice.spool / "tx").rglob("*.rsb"))
