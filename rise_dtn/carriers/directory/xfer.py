@@ -317,8 +317,7 @@ def _take_one(
         # Cut short after its size was checked: no copy of it is kept in rx/.
         # Quarantined like any bundle found truncated, and off the medium, so
         # that the sender writes its good copy again.
-        now_bytes = os.fstat(source.fileno()).st_size
-        reason = f"changed while it was read ({size} bytes when checked, now {now_bytes})"
+        reason = f"changed while it was read ({size} bytes when checked, fewer now)"
         report.rejected.append(f"{found.shown}: {reason}")
         _quarantine_from_medium(home, carrier, found, source, reason)
         return
