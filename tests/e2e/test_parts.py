@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from rise_dtn.core.bundle import ContentKind
-from rise_dtn.core.errors import ExitCode
+from rise_dtn.core.errors import ExitCode, StorageError
 from rise_dtn.core.parts import PartHeader
 from rise_dtn.node import parts
 from rise_dtn.node.home import Home
-from rise_dtn.node.send import send
+from rise_dtn.node.send import send, split
 from rise_dtn.node.toss import toss
 from tests.conftest import Node, befriend, make_node
 from tests.e2e.test_crash import (
@@ -622,3 +622,38 @@ def test_a_file_whose_name_is_not_utf8_is_refused_in_one_line(
     assert list((alice.spool / "tx").rglob("*.rsb")) == []
     alice.run("rise-send", "-q", *size, "--name", "cafe.bin", path, "bob")
     assert list((alice.spool / "tx").rglob("*.rsb"))
+
+
+def test_a_file_that_grows_while_it_is_split_is_refused_as_a_whole_send_is(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    """A log file appended to while rise-send cuts it: a whole send says the file changed
+    size; a split one sent its first bytes as if complete, in silence. Now it says so too,
+    and takes back the parts it queued."""
+    alice, _bob = pair
+    path = tmp_path / "growing.log"
+    make_file(path, 300 * 1024, 15)
+    home = _in_process(alice.home)
+    appended = []
+
+    def grow(_count: int) -> None:
+        if not appended:
+            with open(path, "ab") as log:
+                log.write(b"one more line\n")
+            appended.append(True)
+
+    try:
+        with open(path, "rb") as handle, pytest.raises(StorageError, match="changed size"):
+            split.queue_parts(
+                home,
+                home.peers.find("bob"),
+                handle,
+                options=send.SendOptions(name="growing.log"),
+                part_bytes=64 * 1024,
+                now=int(time.time()),
+                progress=grow,
+            )
+    finally:
+        home.close()
+    assert appended
+    assert list((alice.spool / "tx").rglob("*.rsb")) == []

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
 from rise_dtn.core import parts
-from rise_dtn.core.errors import BundleError, RiseError, UsageError
+from rise_dtn.core.errors import BundleError, RiseError, StorageError, UsageError
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
@@ -121,6 +121,14 @@ def queue_parts(
             route=route,
             rng=rng,
         )
+        # Each part read its own window of the file: a file that grew meanwhile (a
+        # log being written) went out as its first bytes. A whole send reads to the
+        # end and says so; so does this.
+        now_bytes = send.regular_size(source)
+        if now_bytes != total:
+            raise StorageError(
+                f"the file changed size while it was read ({total} -> {now_bytes} bytes)"
+            )
     except RiseError:
         # The user is told to retry (a full disk, a file that changed while read):
         # the parts queued so far must not go as well, or the recipient reserves
