@@ -25,7 +25,7 @@ def held(path: Path, *, wait_seconds: float = 0.0, what: str = "the spool") -> I
     so it is opened again.
     """
     deadline = time.monotonic() + wait_seconds
-    while True:
+    for _attempt in range(_OPEN_ATTEMPTS):
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             while True:
@@ -43,6 +43,13 @@ def held(path: Path, *, wait_seconds: float = 0.0, what: str = "the spool") -> I
                 return
         finally:
             os.close(fd)
+    raise BusyError(f"{what} is busy: its lock file keeps being removed")
+
+
+# Each new open needs a `claimed` holder to have removed the file meanwhile: a
+# hundred in a row is not contention but a filesystem whose names do not hold
+# still (a bound, so that it is an error and not a hang).
+_OPEN_ATTEMPTS = 100
 
 
 @contextlib.contextmanager
