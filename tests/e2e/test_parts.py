@@ -657,3 +657,49 @@ def test_a_file_that_grows_while_it_is_split_is_refused_as_a_whole_send_is(
         home.close()
     assert appended
     assert list((alice.spool / "tx").rglob("*.rsb")) == []
+
+
+@pytest.mark.parametrize("wait", [False, True])
+def test_a_split_send_over_relays_that_fails_takes_back_every_copy(
+    tmp_path: Path, *, wait: bool
+) -> None:
+    """The take-back of a failed split send over relays: each part's copies leave the
+    first hops' tx/, and with --wait and no route, what was held goes too."""
+    from rise_dtn.node.send.options import RouteOptions
+    from tests.e2e.relay_network import Network, opened
+    from tests.e2e.test_relays import DIAMOND
+
+    net = Network.build(tmp_path, **DIAMOND, index_urls=lambda _name: None)  # type: ignore[arg-type]
+    path = tmp_path / "growing.bin"
+    make_file(path, 4 * 65536, 16)
+    grown = []
+
+    def grow(_count: int) -> None:
+        if not grown:
+            with open(path, "ab") as handle:
+                handle.write(b"more")
+            grown.append(True)
+
+    # Five relays: no such route in the diamond, so with --wait each part is held.
+    route = RouteOptions(hops=5 if wait else 2, wait=wait)
+    with (
+        opened(net["a"]) as home,
+        open(path, "rb") as handle,
+        pytest.raises(StorageError, match="changed size"),
+    ):
+        split.queue_parts(
+            home,
+            home.peers.find("b"),
+            handle,
+            options=send.SendOptions(name="growing.bin"),
+            part_bytes=64 * 1024,
+            now=int(time.time()),
+            progress=grow,
+            route=route,
+            rng=random.Random(3),
+        )
+    assert grown
+    assert list((net["a"].spool / "tx").rglob("*.rsb")) == []
+    held = net["a"].spool / "held"
+    assert not held.exists() or list(held.iterdir()) == []
+    assert net["a"].run("rise", "queue").stdout.strip() == b""
