@@ -218,6 +218,13 @@ def _write_part(
     opener = opened.opener
     try:
         fd = os.open(data, os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        # Removed by hand, or lost with a damaged disk: this file cannot be put together
+        # (rise-check names it, --repair sets it aside); its parts wait, the rest goes on.
+        raise Deferred(
+            f"the reassembly of {opened.inner.meta.name} has lost its data file "
+            "(`rise-check --repair` sets it aside)"
+        ) from None
     except OSError as exc:
         raise storage_error(exc, "reassembling") from None
     position = [part.offset, part.offset]  # where the next write goes; written back up to
