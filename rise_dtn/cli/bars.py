@@ -33,6 +33,13 @@ REDRAW_SECONDS = 0.2
 NAME_CHARS = 16  # of a bundle id in its bar: enough to tell bundles apart
 
 
+def printable(name: str) -> str:
+    """A name as a bar may show it: a name on a stick is chosen by whoever held the
+    stick, and a control character there (an escape sequence) would reach the
+    terminal as a command, not as text."""
+    return "".join(char if char.isprintable() else "?" for char in name)
+
+
 def wanted(*, quiet: bool, stream: IO[str] | None = None) -> bool:
     """Bars only for a person watching: stderr a terminal, no -q, a terminal that can."""
     stream = sys.stderr if stream is None else stream
@@ -110,7 +117,7 @@ class Bars(Progress):
             state.planned = max(state.planned, state.moved + remaining)
             if state.done_bundles >= state.bundles:
                 state.bundles = state.done_bundles + 1
-            state.item_name = name
+            state.item_name = printable(name)
             state.item_total = total_bytes
             state.item_moved = done_bytes
             self._close_item(state)

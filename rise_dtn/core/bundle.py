@@ -222,7 +222,13 @@ def check_file_name(name: str) -> str:
         raise BundleError(f"unsafe file name {name[:40]!r}: contains bidirectional controls")
     if name.startswith(".rise-") or name.startswith("-"):
         raise BundleError(f"unsafe file name {name[:40]!r}: reserved prefix")
-    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        # A name of bytes that are not UTF-8 (an old Latin-1 disk's), as Python decodes
+        # it (surrogateescape): metadata holds text, so it cannot travel as it is.
+        raise BundleError(f"unsafe file name {name[:40]!r}: not UTF-8 text") from None
+    if len(encoded) > MAX_NAME_BYTES:
         raise BundleError("unsafe file name: longer than 255 bytes")
     return name
 

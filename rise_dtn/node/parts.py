@@ -114,7 +114,12 @@ def _start_or_check(
 ) -> None:
     """Begin a reassembly (within the caps), or check the part against the one begun."""
     state_path = folder / "state"
-    state = _read_state(state_path)
+    try:
+        state = _read_state(state_path)
+    except StorageError as exc:
+        # Not ours to guess at (sweep names it every toss): the part waits in rx/,
+        # and the other bundles go on.
+        raise Deferred(exc.message) from None
     if state is not None:
         earlier = PartHeader(
             part.file_id, 0, state["count"], state["total_bytes"], state["part_bytes"]
@@ -188,7 +193,14 @@ def _in_progress_bytes(home: Home) -> list[int]:
         return []
     sizes = []
     for folder in root.iterdir():
-        state = _read_state(folder / "state")
+        try:
+            state = _read_state(folder / "state")
+        except StorageError:
+            # Named by every toss's sweep and left alone; it must not stop other files
+            # from being reassembled. What its data file holds still counts.
+            with contextlib.suppress(OSError):
+                sizes.append((folder / "data").stat().st_size)
+            continue
         if state is not None and not (folder / "delivered").exists():
             sizes.append(state["total_bytes"])
     return sizes
@@ -206,6 +218,13 @@ def _write_part(
     opener = opened.opener
     try:
         fd = os.open(data, os.O_WRONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        # Removed by hand, or lost with a damaged disk: this file cannot be put together
+        # (rise-check names it, --repair sets it aside); its parts wait, the rest goes on.
+        raise Deferred(
+            f"the reassembly of {opened.inner.meta.name} has lost its data file "
+            "(`rise-check --repair` sets it aside)"
+        ) from None
     except OSError as exc:
         raise storage_error(exc, "reassembling") from None
     position = [part.offset, part.offset]  # where the next write goes; written back up to

@@ -28,6 +28,12 @@ COPY_BLOCK_BYTES = 8 << 20  # kernel copies in 8 MiB steps: few syscalls, bounde
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 
+class SourceChanged(StorageError):
+    """The file being copied ended before the length its caller had checked: it was cut
+    while it was read (on a medium, by whoever else holds it). Not this node's disk
+    failing: the caller refuses that one file and goes on with the rest."""
+
+
 def storage_error(exc: OSError, what: str) -> StorageError:
     """Turn an OSError into the rise-dtn error a user should see."""
     if exc.errno in _NO_SPACE:
@@ -315,7 +321,7 @@ def _kernel_copy(
         while done < length:
             copied = copy(src_fd, dst_fd, offset + done, min(length - done, COPY_BLOCK_BYTES))
             if copied == 0:
-                raise StorageError("source file is shorter than expected")
+                raise SourceChanged("source file is shorter than expected")
             done += copied
             read_behind.moved(offset + done)
             write_behind.moved(written_from + done)
@@ -359,7 +365,7 @@ def copy_into(source: BinaryIO, out: Writable, length: int, *, progress: Moved =
     while done < length:
         count = source.readinto(view[: min(length - done, len(buffer))])  # type: ignore[attr-defined]
         if not count:
-            raise StorageError("source file is shorter than expected")
+            raise SourceChanged("source file is shorter than expected")
         out.write(view[:count])
         done += count
         read_behind.moved(offset + done)

@@ -75,7 +75,7 @@ _WRITE_LOCKS = {"sqlite", "postgresql"}
 _EXTRAS = {"psycopg": "rise-dtn[postgres]"}
 
 
-def open_engine(url: str) -> Engine:
+def open_engine(url: str | URL) -> Engine:
     """An engine for `url` whose transactions start as this module says."""
     parsed = _parse(url)
     if parsed.get_backend_name() not in _WRITE_LOCKS:
@@ -182,7 +182,7 @@ def _engine_options(url: URL) -> dict[str, Any]:
     return {"connect_args": connect_args}
 
 
-def _parse(url: str) -> URL:
+def _parse(url: str | URL) -> URL:
     try:
         return make_url(url)
     except ArgumentError:

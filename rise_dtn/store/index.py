@@ -44,6 +44,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import URL
 
 from rise_dtn.store import database
 from rise_dtn.store.rows import EntryRow as EntryRow  # noqa: PLC0414 - re-exported
@@ -178,7 +179,7 @@ class Index:
     writer.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str | URL) -> None:
         self.engine: Engine = database.open_engine(url)
         database.create_tables(self.engine, metadata)
 

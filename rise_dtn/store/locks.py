@@ -17,21 +17,39 @@ from rise_dtn.core.errors import BusyError
 
 @contextlib.contextmanager
 def held(path: Path, *, wait_seconds: float = 0.0, what: str = "the spool") -> Iterator[None]:
-    """Hold an exclusive lock on `path`, waiting up to `wait_seconds`, else BusyError."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise BusyError(f"{what} is busy: another rise-dtn process holds it") from None
-                time.sleep(0.05)
-        yield
-    finally:
-        os.close(fd)
+    """Hold an exclusive lock on `path`, waiting up to `wait_seconds`, else BusyError.
+
+    The lock is on the file the name leads to once it is ours: a `claimed`
+    holder of the same name removes the file when done, and the file this
+    one opened before that leads nowhere then (a newcomer makes a new one),
+    so it is opened again.
+    """
+    deadline = time.monotonic() + wait_seconds
+    for _attempt in range(_OPEN_ATTEMPTS):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise BusyError(
+                            f"{what} is busy: another rise-dtn process holds it"
+                        ) from None
+                    time.sleep(0.05)
+            if _still_names(path, fd):
+                yield
+                return
+        finally:
+            os.close(fd)
+    raise BusyError(f"{what} is busy: its lock file keeps being removed")
+
+
+# Each new open needs a `claimed` holder to have removed the file meanwhile: a
+# hundred in a row is not contention but a filesystem whose names do not hold
+# still (a bound, so that it is an error and not a hang).
+_OPEN_ATTEMPTS = 100
 
 
 @contextlib.contextmanager

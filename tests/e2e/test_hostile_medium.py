@@ -416,3 +416,45 @@ def test_a_read_only_stick_still_brings_our_mail(pair: tuple[Node, Node], tmp_pa
         alice.run("rise-xfer", "-q", "--toss", str(stick))
         assert len(queued(alice, bob)) == 1  # the one for the next trip
         assert alice.run("rise", "inbox", "--json").stdout.count(b'"bundle_id"') == 1
+
+
+# --- folders where bundles belong: one line, and the rest goes on ---------------------------
+
+
+def test_folders_named_like_bundles_stop_no_exchange(
+    pair: tuple[Node, Node], stick: Path, tmp_path: Path
+) -> None:
+    """A folder under the name of a bundle that alice is about to write, and one under the
+    name of a bundle whose ack comes back (so alice removes that name): both are left
+    alone with one line each, and every other bundle goes out and is confirmed. Each
+    stopped the whole exchange ("Is a directory", exit 1), at every exchange."""
+    alice, bob = pair
+    first = alice.run("rise-send", "-q", "-", "bob", input=b"first").stdout.decode().strip()
+    alice.run("rise-xfer", "-q", str(stick))
+    bob.run("rise-xfer", "-q", "--toss", str(stick))  # takes it, acks it, removes it
+    to_bob = folder(stick, bob, alice)
+    (to_bob / f"{first}.rsb" / "inside").mkdir(parents=True)  # where the ack's removal goes
+    blocked = alice.run("rise-send", "-q", "-", "bob", input=b"blocked").stdout.decode().strip()
+    (to_bob / f"{blocked}.rsb" / "inside").mkdir(parents=True)  # where this one is written
+    others = [
+        alice.run("rise-send", "-q", "-", "bob", input=f"other {n}".encode())
+        .stdout.decode()
+        .strip()
+        for n in range(3)
+    ]
+    result = alice.run("rise-xfer", str(stick), check=False)
+    assert result.returncode == REJECTED, result.stderr
+    assert b"Traceback" not in result.stderr
+    lines = rejected(result)
+    assert len(lines) == 2, result.stderr
+    assert all("a folder where a file belongs" in line for line in lines), lines
+    assert any(f"{first}.rsb" in line for line in lines) and any(blocked in line for line in lines)
+    assert b"ack from bob: 1 bundle(s) confirmed" in result.stderr
+    on_stick = {path.stem for path in to_bob.glob("*.rsb") if path.is_file()}
+    assert on_stick == set(others)
+    assert (to_bob / f"{first}.rsb" / "inside").is_dir()  # left alone
+    assert [path.stem for path in queued(alice, bob)] == sorted([blocked, *others])
+    taken = bob.run("rise-xfer", "-q", "--toss", str(stick), check=False)
+    assert taken.returncode == REJECTED  # the two folders, not read: one line each
+    assert len(rejected(taken)) == 2, taken.stderr
+    assert len(list((bob.home / "inbox").glob("*.msg"))) == 4  # first and the three others

@@ -9,19 +9,20 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
 from rise_dtn.core.bundle import ContentKind
-from rise_dtn.core.errors import ExitCode
+from rise_dtn.core.errors import ExitCode, StorageError
 from rise_dtn.core.parts import PartHeader
 from rise_dtn.node import parts
 from rise_dtn.node.home import Home
-from rise_dtn.node.send import send
+from rise_dtn.node.send import send, split
 from rise_dtn.node.toss import toss
-from tests.conftest import Node
+from tests.conftest import Node, befriend, make_node
 from tests.e2e.test_crash import (
     CRASH_STEPS,
     WriteSteps,
@@ -517,3 +518,221 @@ def test_rise_check_lists_reassemblies_and_sets_a_damaged_one_aside(
     alice.run("rise-xfer", "-q", str(stick))
     bob.run("rise-xfer", "-q", "--toss", str(stick))
     assert delivered(bob) == []
+
+
+def test_an_unreadable_reassembly_state_holds_up_no_other_file(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    """One reassembly whose state cannot be read (a disk error, a hand edit) is named and
+    left alone; a new split file and a whole file from the same stick are still delivered."""
+    alice, bob = pair
+    folder = bob.spool / "parts" / "someone-0123"
+    folder.mkdir(parents=True)
+    (folder / "state").write_text('{"name": "x"}')
+    (folder / "data").write_bytes(b"\0" * 4096)
+    data = make_file(tmp_path / "f.bin", 200 * 1024, 12)
+    alice.run("rise-send", "-q", "--part-size", "64K", str(tmp_path / "f.bin"), "bob")
+    (tmp_path / "whole.txt").write_text("whole\n")
+    alice.run("rise-send", "-q", str(tmp_path / "whole.txt"), "bob")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    alice.run("rise-xfer", "-q", str(stick))
+    result = bob.run("rise-xfer", "--toss", str(stick), check=False)
+    assert b"Traceback" not in result.stderr
+    assert b"someone-0123: left alone: " in result.stderr, result.stderr
+    assert [path.name for path in delivered(bob)] == ["f.bin", "whole.txt"]
+    assert (bob.incoming / "alice" / "f.bin").read_bytes() == data
+    assert (folder / "state").read_text() == '{"name": "x"}'  # left alone
+
+
+def test_parts_of_a_reassembly_whose_state_went_bad_wait_and_hold_up_nothing(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    """The state of a reassembly under way becomes unreadable: its later parts wait in rx/
+    (deferred, one line each), while a whole file on the same stick is delivered."""
+    alice, bob = pair
+    make_file(tmp_path / "f.bin", 200 * 1024, 13)
+    alice.run("rise-send", "-q", "--part-size", "64K", str(tmp_path / "f.bin"), "bob")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    alice.run("rise-xfer", "-q", str(stick))
+    bob.run("rise-xfer", "-q", str(stick))
+    rx = sorted((bob.spool / "rx").rglob("*.rsb"))
+    for path in rx[1:]:
+        shutil.move(path, tmp_path / path.name)
+    bob.run("rise-toss", "-q")
+    (state,) = (bob.spool / "parts").glob("*/state")
+    state.write_text("{")
+    for path in rx[1:]:
+        shutil.move(tmp_path / path.name, path)
+    (tmp_path / "whole.txt").write_text("whole\n")
+    alice.run("rise-send", "-q", str(tmp_path / "whole.txt"), "bob")
+    alice.run("rise-xfer", "-q", str(stick))
+    result = bob.run("rise-xfer", "--toss", str(stick), check=False)
+    assert b"Traceback" not in result.stderr
+    assert delivered(bob) == [bob.incoming / "alice" / "whole.txt"], result.stderr
+    deferred = [line for line in result.stderr.decode().splitlines() if ": deferred: " in line]
+    assert len(deferred) == len(rx) - 1, result.stderr
+    assert all("unreadable reassembly state" in line for line in deferred)
+    assert len(list((bob.spool / "rx").rglob("*.rsb"))) == len(rx) - 1  # kept, not lost
+
+
+def test_a_split_send_that_fails_half_way_takes_back_the_parts_it_queued(
+    tmp_path: Path,
+) -> None:
+    """rise-send runs out of disk after two parts and says "retry when space returns": the
+    two parts must not go (the recipient would reserve the whole file for a reassembly that
+    never ends, beside the retry's), and the retry delivers the file once."""
+    with mounted_tmpfs(tmp_path / "small", size="3m") as small:
+        alice, bob = make_node(small, "alice"), make_node(tmp_path, "bob")
+        befriend(alice, bob)
+        data = make_file(tmp_path / "f.bin", 5 * MIB, 14)
+        failed = alice.run(
+            "rise-send", "-q", "--part-size", "1M", str(tmp_path / "f.bin"), "bob", check=False
+        )
+        assert failed.returncode == ExitCode.NO_SPACE, failed.stderr
+        assert b"Traceback" not in failed.stderr
+        assert list((alice.spool / "tx").rglob("*.rsb")) == []
+        assert alice.run("rise", "queue").stdout.strip() == b""
+        subprocess.run(["mount", "-o", "remount,size=20m", str(small)], check=True)
+        alice.run("rise-send", "-q", "--part-size", "1M", str(tmp_path / "f.bin"), "bob")
+        stick = tmp_path / "stick"
+        stick.mkdir()
+        alice.run("rise-xfer", "-q", str(stick))
+        bob.run("rise-xfer", "-q", "--toss", str(stick))
+        assert [path.read_bytes() == data for path in delivered(bob)] == [True]
+        assert len(list((bob.spool / "parts").iterdir())) == 1  # no orphan reassembly
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_file_whose_name_is_not_utf8_is_refused_in_one_line(
+    pair: tuple[Node, Node], tmp_path: Path, *, split: bool
+) -> None:
+    """A name from an old Latin-1 disk ("caf\\xe9.txt") cannot travel as the text a bundle's
+    name is: a usage error that says how to send it (--name), nothing queued. It was an
+    internal error (UnicodeEncodeError) once the name reached the metadata's encoder."""
+    alice, _bob = pair
+    path = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9.bin")
+    Path(path).write_bytes(b"x" * 200 * 1024)
+    size = ["--part-size", "64K"] if split else []
+    refused = alice.run("rise-send", "-q", *size, path, "bob", check=False)
+    assert refused.returncode == ExitCode.USAGE, refused.stderr
+    (line,) = refused.stderr.decode().splitlines()
+    assert "not UTF-8" in line and "--name" in line, line
+    assert list((alice.spool / "tx").rglob("*.rsb")) == []
+    alice.run("rise-send", "-q", *size, "--name", "cafe.bin", path, "bob")
+    assert list((alice.spool / "tx").rglob("*.rsb"))
+
+
+def test_a_file_that_grows_while_it_is_split_is_refused_as_a_whole_send_is(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    """A log file appended to while rise-send cuts it: a whole send says the file changed
+    size; a split one sent its first bytes as if complete, in silence. Now it says so too,
+    and takes back the parts it queued."""
+    alice, _bob = pair
+    path = tmp_path / "growing.log"
+    make_file(path, 300 * 1024, 15)
+    home = _in_process(alice.home)
+    appended = []
+
+    def grow(_count: int) -> None:
+        if not appended:
+            with open(path, "ab") as log:
+                log.write(b"one more line\n")
+            appended.append(True)
+
+    try:
+        with open(path, "rb") as handle, pytest.raises(StorageError, match="changed size"):
+            split.queue_parts(
+                home,
+                home.peers.find("bob"),
+                handle,
+                options=send.SendOptions(name="growing.log"),
+                part_bytes=64 * 1024,
+                now=int(time.time()),
+                progress=grow,
+            )
+    finally:
+        home.close()
+    assert appended
+    assert list((alice.spool / "tx").rglob("*.rsb")) == []
+
+
+@pytest.mark.parametrize("wait", [False, True])
+def test_a_split_send_over_relays_that_fails_takes_back_every_copy(
+    tmp_path: Path, *, wait: bool
+) -> None:
+    """The take-back of a failed split send over relays: each part's copies leave the
+    first hops' tx/, and with --wait and no route, what was held goes too."""
+    from rise_dtn.node.send.options import RouteOptions
+    from tests.e2e.relay_network import Network, opened
+    from tests.e2e.test_relays import DIAMOND
+
+    net = Network.build(tmp_path, **DIAMOND, index_urls=lambda _name: None)  # type: ignore[arg-type]
+    path = tmp_path / "growing.bin"
+    make_file(path, 4 * 65536, 16)
+    grown = []
+
+    def grow(_count: int) -> None:
+        if not grown:
+            with open(path, "ab") as handle:
+                handle.write(b"more")
+            grown.append(True)
+
+    # Five relays: no such route in the diamond, so with --wait each part is held.
+    route = RouteOptions(hops=5 if wait else 2, wait=wait)
+    with (
+        opened(net["a"]) as home,
+        open(path, "rb") as handle,
+        pytest.raises(StorageError, match="changed size"),
+    ):
+        split.queue_parts(
+            home,
+            home.peers.find("b"),
+            handle,
+            options=send.SendOptions(name="growing.bin"),
+            part_bytes=64 * 1024,
+            now=int(time.time()),
+            progress=grow,
+            route=route,
+            rng=random.Random(3),
+        )
+    assert grown
+    assert list((net["a"].spool / "tx").rglob("*.rsb")) == []
+    held = net["a"].spool / "held"
+    assert not held.exists() or list(held.iterdir()) == []
+    assert net["a"].run("rise", "queue").stdout.strip() == b""
+
+
+def test_a_reassembly_that_lost_its_data_file_holds_up_nothing(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    """Its data file gone (a clean-up by hand, a damaged disk): rise-check names it and
+    --repair sets it aside; meanwhile a toss defers that file's parts with a line and
+    delivers everything else. It stopped with "reassembling failed: No such file or
+    directory" (exit 1) before anything was delivered."""
+    alice, bob = pair
+    make_file(tmp_path / "f.bin", 200 * 1024, 17)
+    alice.run("rise-send", "-q", "--part-size", "64K", str(tmp_path / "f.bin"), "bob")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    alice.run("rise-xfer", "-q", str(stick))
+    bob.run("rise-xfer", "-q", str(stick))
+    rx = sorted((bob.spool / "rx").rglob("*.rsb"))
+    for path in rx[1:]:
+        shutil.move(path, tmp_path / path.name)
+    bob.run("rise-toss", "-q")
+    (data,) = (bob.spool / "parts").glob("*/data")
+    data.unlink()
+    for path in rx[1:]:
+        shutil.move(tmp_path / path.name, path)
+    alice.run("rise-send", "-q", "-", "bob", input=b"still comes")
+    alice.run("rise-xfer", "-q", str(stick))
+    result = bob.run("rise-xfer", "--toss", str(stick), check=False)
+    assert b"Traceback" not in result.stderr
+    assert [path.read_bytes() for path in (bob.home / "inbox").glob("*.msg")] == [b"still comes"]
+    deferred = [line for line in result.stderr.decode().splitlines() if ": deferred: " in line]
+    assert len(deferred) == len(rx) - 1, result.stderr
+    assert all("data file" in line for line in deferred), deferred
+    assert len(list((bob.spool / "rx").rglob("*.rsb"))) == len(rx) - 1  # kept, not lost

@@ -199,3 +199,24 @@ def test_a_send_through_the_daemons_warm_worker_draws_on_the_callers_terminal(
     # Talk as a rise-send run here would: not in the daemon's log format.
     assert "\nqueued file for bob: 3.0 MiB in a 3.0 MiB bundle" in drawn.replace("\r", "")
     assert " INFO " not in drawn and out.strip()
+
+
+def test_a_hostile_name_on_the_stick_draws_no_terminal_control_sequence(
+    pair: tuple[Node, Node], stick: Path, tmp_path: Path
+) -> None:
+    """The bar of the bundle in hand shows its name on the stick, which whoever held the
+    stick chose: an escape sequence there (set the window title, clear the screen, move
+    the cursor over earlier lines) reached the user's terminal as it was. Lines already
+    escape odd bytes (folder.shown); the bars do too."""
+    alice, bob = pair
+    for number in range(2):
+        alice.run("rise-send", str(payload(tmp_path / f"file{number}.bin")), "bob")
+    alice.run("rise-xfer", "-q", str(stick))
+    folder = stick / "rise-dtn" / bob.node_id / alice.node_id
+    first = sorted(folder.iterdir())[0]
+    first.rename(folder / f"\x1b]2;owned\x07\x1b[2J{first.name}")
+    status, drawn, _out = on_pty(bob, "rise-xfer", str(stick))
+    assert status == 0, drawn
+    assert "from alice (2/2): 100%|" in drawn
+    assert "\x1b]2;owned" not in drawn and "\x1b[2J" not in drawn
+    assert "\x07" not in drawn

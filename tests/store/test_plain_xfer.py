@@ -221,3 +221,29 @@ def test_rise_toss_of_a_direct_bundle_loads_no_sqlalchemy(tmp_path: Path) -> Non
     assert _rows(bob.spool / "index.sqlite", "SELECT state FROM seen") == [("delivered",)]
     assert len(_rows(bob.spool / "index.sqlite", "SELECT * FROM inbox")) == 1
     assert len(_rows(bob.spool / "index.sqlite", "SELECT * FROM pending_ack")) == 1
+
+
+@pytest.mark.parametrize("odd", ["a?b", "a#b", "a%41b", "a b"])
+def test_a_home_whose_path_has_url_characters_keeps_one_index_in_its_spool(
+    tmp_path: Path, odd: str
+) -> None:
+    """The Index (SQLAlchemy, a URL) and PlainIndex (sqlite3, a file URI) open the same
+    file, the spool's, whatever the home's path holds: with '?' the Index took the rest of
+    the path for a query and made its database beside the home's folder, so two homes
+    under "x?1" and "x?2" shared one (a bundle delivered to one was a replay to the other)."""
+    alice, bob = make_node(tmp_path, "alice"), make_node(tmp_path / odd, "bob")
+    made = {path.name for path in tmp_path.iterdir()}
+    assert made == {"alice", odd}, made  # nothing beside the homes
+    assert [path.name for path in (tmp_path / odd).iterdir()] == ["bob"]
+    alice.run("rise", "peer", "add", "-", input=bob.card())
+    bob.run("rise", "peer", "add", "-", input=alice.card())
+    alice.run("rise-send", "-q", "-", "bob", input=b"to an odd home")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    alice.run("rise-xfer", "-q", str(stick))
+    bob.run("rise-xfer", "-q", "--toss", str(stick))
+    assert _rows(bob.spool / "index.sqlite", "SELECT state FROM seen") == [("delivered",)]
+    listed = bob.run("rise", "inbox").stdout.decode()  # read through the Index
+    assert "alice" in listed, listed
+    assert {path.name for path in tmp_path.iterdir()} == {"alice", odd, "stick"}
+    assert [path.name for path in (tmp_path / odd).iterdir()] == ["bob"]

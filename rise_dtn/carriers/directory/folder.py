@@ -42,6 +42,16 @@ class UnsafeEntry(BundleError):
     a FIFO, a device, a file where a folder belongs. It is neither followed nor read."""
 
 
+class OccupiedName(UnsafeEntry):
+    """A name this node writes or removes is held by a folder (or anything else that is
+    not a regular file): left alone, with a line, and the rest goes on."""
+
+
+# What rename(2) and unlink(2) say of a name held by a folder: EISDIR (Linux), EPERM
+# (unlink elsewhere), ENOTEMPTY or EEXIST (rename onto a folder), EBUSY (a mount point).
+_FOLDER_IN_THE_WAY = {errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST, errno.EBUSY, errno.EPERM}
+
+
 class UnwritableMedium(StorageError):
     """The medium refused a write (read-only, write-protected, not ours)."""
 
@@ -173,12 +183,30 @@ class Folder:
         return b"".join(chunks)
 
     def remove(self, name: str) -> None:
-        """Unlink `name` (a link is removed itself, never its target); flush the folder."""
+        """Unlink `name` (a link is removed itself, never its target); flush the folder.
+
+        Raises OccupiedName if a folder holds the name (never removed: not ours)."""
         try:
             os.unlink(name, dir_fd=self.fd)
         except FileNotFoundError:
             return
+        except OSError as exc:
+            self._check_occupied(name, exc, "left alone")
+            raise
         os.fsync(self.fd)
+
+    def _check_occupied(self, name: str, exc: OSError, outcome: str) -> None:
+        """Raise OccupiedName if `exc` came of a folder (or the like) holding `name`."""
+        found = self.lstat(name) if exc.errno in _FOLDER_IN_THE_WAY else None
+        if (
+            found is not None
+            and not stat.S_ISREG(found.st_mode)
+            and not stat.S_ISLNK(found.st_mode)
+        ):
+            raise OccupiedName(
+                f"{shown(self.path / name)}: {kind_of(found.st_mode)} where a file belongs, "
+                f"{outcome}"
+            ) from None
 
     @contextlib.contextmanager
     def writing(self, name: str) -> Iterator[MediumFile]:
@@ -192,7 +220,11 @@ class Folder:
         try:
             yield MediumFile(fd)
             os.fsync(fd)
-            os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+            try:
+                os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+            except OSError as exc:
+                self._check_occupied(name, exc, "nothing written")
+                raise
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=self.fd)

@@ -28,6 +28,7 @@ from typing import BinaryIO
 from rise_dtn.carriers.directory.folder import (
     Folder,
     MediumFile,
+    OccupiedName,
     UnsafeEntry,
     not_writable,
     shown,
@@ -221,9 +222,12 @@ class DirectoryCarrier:
             self._remove(folder, self.bundle_name(bundle_id))
 
     def _remove(self, folder: Folder, name: str) -> None:
-        """Remove a file from the medium; a medium that refuses gets one line, not an error."""
+        """Remove a file from the medium; a medium that refuses gets one line, not an error,
+        and so does a folder under the name (left alone)."""
         try:
             folder.remove(name)
+        except OccupiedName as exc:
+            self.refuse(exc.message)
         except OSError as exc:
             refused = not_writable(exc, f"removing {shown(folder.path / name)}")
             if refused is None:

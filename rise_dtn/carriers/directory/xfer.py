@@ -22,7 +22,7 @@ from typing import BinaryIO
 from rise_dtn.carriers.base import Stream
 from rise_dtn.carriers.directory import audience, medium
 from rise_dtn.carriers.directory.audience import Audience
-from rise_dtn.carriers.directory.folder import UnsafeEntry, UnwritableMedium
+from rise_dtn.carriers.directory.folder import OccupiedName, UnsafeEntry, UnwritableMedium
 from rise_dtn.carriers.directory.layout import DirectoryCarrier, Found
 from rise_dtn.core import sealing
 from rise_dtn.core.ack import MAX_ACK_BYTES, MAX_IDS, Ack
@@ -34,7 +34,7 @@ from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.store import locks
-from rise_dtn.store.atomic import DropBehind, Moved, copy_file
+from rise_dtn.store.atomic import DropBehind, Moved, SourceChanged, copy_file
 from rise_dtn.store.spool import parse_clear_file, read_clear
 from rise_dtn.store.transaction import Release, Verdict
 
@@ -311,7 +311,16 @@ def _take_one(
             progress=moved,
         )
 
-    admission = home.bundles.admit(clear, size, peer.node_id, now=now, write=write)
+    try:
+        admission = home.bundles.admit(clear, size, peer.node_id, now=now, write=write)
+    except SourceChanged:
+        # Cut short after its size was checked: no copy of it is kept in rx/.
+        # Quarantined like any bundle found truncated, and off the medium, so
+        # that the sender writes its good copy again.
+        reason = f"changed while it was read ({size} bytes when checked, fewer now)"
+        report.rejected.append(f"{found.shown}: {reason}")
+        _quarantine_from_medium(home, carrier, found, source, reason)
+        return
     if admission.verdict is Verdict.NOT_FOR_US:
         report.rejected.append(f"{found.shown}: {admission.reason}")
         _quarantine_from_medium(home, carrier, found, source, admission.reason)
@@ -572,10 +581,14 @@ def _give_bundles(
     lane = f"to {peer.name}"
     progress.planned(lane, bundles=len(todo), total_bytes=sum(item[3] for item in todo))
     for _priority, path, bundle_id, size in todo:
-        with progress.item(lane, str(bundle_id), size) as moved:
-            carrier.put_bundle(
-                path, recipient=peer.node_id, sender=me, bundle_id=bundle_id, progress=moved
-            )
+        try:
+            with progress.item(lane, str(bundle_id), size) as moved:
+                carrier.put_bundle(
+                    path, recipient=peer.node_id, sender=me, bundle_id=bundle_id, progress=moved
+                )
+        except OccupiedName as exc:
+            carrier.refuse(exc.message)  # this one stays queued; the others still go
+            continue
         report.sent += 1
         report.sent_bytes += size
         if move:

@@ -136,9 +136,12 @@ def deliver_streamed(
     """
     if home.fast_index.seen_state(str(clear.bundle_id)) is not None:
         return False
-    # The bundle is not in rx/ (it never will be, once tossed): there is no
-    # rx file for the end of its toss to remove.
-    path = home.spool.bundle_path(home.spool.rx_dir(neighbour), clear.bundle_id)
+    # The bundle is not in rx/: its toss has no file of its own to remove at
+    # the end. Under its rx/ name there may be another's copy (a second
+    # exchange of the same stick, storing it meanwhile), which that one's
+    # index row lists and its toss drops: so a name no file ever has, with the
+    # bundle id for stem (what events and the index go by).
+    path = home.spool.rx_dir(neighbour) / f"{clear.bundle_id}{STREAMED_SUFFIX}"
     try:
         if clear.onion:
             event = relay.toss_packet(home, path, neighbour, clear, now=now, reader=source)
@@ -156,6 +159,7 @@ def deliver_streamed(
 
 
 TOSSING = "tossing"  # the progress lane of a toss
+STREAMED_SUFFIX = ".streamed"  # deliver_streamed's stand-in for an rx/ file: never a file
 
 
 def _plan(jobs: Sequence[deliver.Job], progress: Progress) -> dict[str, int]:
