@@ -249,7 +249,7 @@ def test_a_home_whose_path_has_url_characters_keeps_one_index_in_its_spool(
     assert [path.name for path in (tmp_path / odd).iterdir()] == ["bob"]
 
 
-def test_commands_with_an_index_url_configured_import_sqlalchemy_once(tmp_path: Path) -> None:
+def test_rise_send_with_an_index_url_configured_sends(tmp_path: Path) -> None:
     """With an index URL in the config, rise-send imports the index (SQLAlchemy) in a
     thread while it seals (Home.prewarm_index), and then uses it. Importing a piece of
     SQLAlchemy before the index module, while that thread was inside it, failed every
