@@ -151,17 +151,14 @@ class Home:
     def index(self) -> Index:
         # Imported here: SQLAlchemy is the largest part of start-up, and
         # `--help`, `rise card` and `rise peer` never touch the index.
-        from sqlalchemy.engine import URL
-
-        from rise_dtn.store.index import Index
+        # rise_dtn.store.index first and alone: prewarm_index may be importing it (and
+        # SQLAlchemy) in a thread, and this import waits for that one to finish.
+        from rise_dtn.store.index import Index, sqlite_file_url
 
         self.spool.check_exists()
         if self.config.index_url is not None:
             return Index(self.config.index_url)
-        # Built, not written as text: in "sqlite:///PATH" a '?' in the home's path
-        # starts a query and a '%' an escape, and the index would be another file
-        # (beside the home) than the one PlainIndex opens.
-        return Index(URL.create("sqlite", database=str(self.spool.index_path)))
+        return Index(sqlite_file_url(self.spool.index_path))
 
     @functools.cached_property
     def relay_index(self) -> RelayIndex:

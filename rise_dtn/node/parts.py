@@ -79,7 +79,7 @@ def deliver_part(
         with _locked(home, folder):
             if not (folder / "state").exists():
                 raise Deferred(f"the reassembly of {name} expired while part {part.index} arrived")
-            _mark(marker)
+            _mark(marker, name)
     else:
         source.finish()
     with _locked(home, folder):
@@ -265,12 +265,18 @@ def _checked(part: PartHeader, written: int, block: bytes) -> int:
     return written + len(block)
 
 
-def _mark(marker: Path) -> None:
+def _mark(marker: Path, name: str) -> None:
     """The part is durable in `data`: say so, durably."""
     try:
         fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         os.close(fd)
         fsync_dir(marker.parent)
+    except FileNotFoundError:
+        # have/ removed by hand or lost: as for a lost data file (_write_part).
+        raise Deferred(
+            f"the reassembly of {name} has lost its part markers "
+            "(`rise-check --repair` sets it aside)"
+        ) from None
     except OSError as exc:
         raise storage_error(exc, "reassembling") from None
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy
@@ -136,6 +137,13 @@ InboxMessage = Table(
     Column("path", String(4096), nullable=False),
     Column("read", Boolean, nullable=False, default=False),
 )
+
+
+def sqlite_file_url(path: Path) -> URL:
+    """The URL of the SQLite index file `path`, built, not written as text: in
+    "sqlite:///PATH" a '?' in the path starts a query and a '%' an escape, and the
+    index would be another file (beside the home) than the one PlainIndex opens."""
+    return URL.create("sqlite", database=str(path))
 
 
 def upsert(

@@ -247,3 +247,22 @@ def test_a_home_whose_path_has_url_characters_keeps_one_index_in_its_spool(
     assert "alice" in listed, listed
     assert {path.name for path in tmp_path.iterdir()} == {"alice", odd, "stick"}
     assert [path.name for path in (tmp_path / odd).iterdir()] == ["bob"]
+
+
+def test_rise_send_with_an_index_url_configured_sends(tmp_path: Path) -> None:
+    """With an index URL in the config, rise-send imports the index (SQLAlchemy) in a
+    thread while it seals (Home.prewarm_index), and then uses it. Importing a piece of
+    SQLAlchemy before the index module, while that thread was inside it, failed every
+    time: 'internal error: ImportError: ... partially initialized module'."""
+    alice, bob = make_node(tmp_path, "alice"), make_node(tmp_path, "bob")
+    alice.run("rise", "peer", "add", "-", input=bob.card())
+    config = alice.home / "config.toml"
+    elsewhere = tmp_path / "elsewhere.sqlite"
+    config.write_text(
+        config.read_text().replace("[spool]\n", f'[spool]\nindex_url = "sqlite:///{elsewhere}"\n')
+    )
+    for number in range(3):
+        alice.run("rise-send", "-q", "-", "bob", input=f"note {number}".encode())
+    listed = alice.run("rise", "queue").stdout.decode().splitlines()
+    assert len(listed) == 3, listed
+    assert elsewhere.exists()
