@@ -522,6 +522,10 @@ def set_aside(home: Home, folder_name: str, reason: str) -> Path:
     """Move a reassembly that cannot finish correctly into quarantine/, with its reason."""
     source = home.spool.root / PARTS_DIR / folder_name
     target = home.spool.quarantine_dir / f"parts-{folder_name}"
+    for number in range(1, 1000):  # the same file set aside before: keep both
+        if not os.path.lexists(target):
+            break
+        target = home.spool.quarantine_dir / f"parts-{folder_name}.{number}"
     with locks.claimed(home.spool.lock_path(f"parts-{folder_name}")) as ours:
         if not ours:
             raise Deferred(f"the reassembly {folder_name} is in use")

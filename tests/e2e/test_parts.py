@@ -518,6 +518,11 @@ def test_rise_check_lists_reassemblies_and_sets_a_damaged_one_aside(
     alice.run("rise-xfer", "-q", str(stick))
     bob.run("rise-xfer", "-q", "--toss", str(stick))
     assert delivered(bob) == []
+    os.truncate(folder / "data", 10)  # damaged again: set aside beside the first
+    bob.run("rise-check", "--repair", check=False)
+    assert (aside.with_name(aside.name + ".1") / "data").stat().st_size == 10
+    assert (aside / "data").stat().st_size == 1000
+    bob.run("rise-check")
 
 
 def test_an_unreadable_reassembly_state_holds_up_no_other_file(
