@@ -9,11 +9,10 @@ of the target, so they are measured on a wheel install by default.
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
-
-from run import say
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,7 +27,7 @@ def wheel_venv(where: Path) -> Path:
     user's would."""
     wheels = where / "wheel"
     venv = where / "venv"
-    say(f"building a wheel of {REPO} and installing it into {venv}")
+    print(f"building a wheel of {REPO} and installing it into {venv}", file=sys.stderr, flush=True)
     steps = [
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)],
         [sys.executable, "-m", "venv", str(venv)],
@@ -48,3 +47,20 @@ def _run(argv: list[str]) -> None:
         raise InstallFailed(
             f"`{' '.join(argv)}` failed ({done.returncode}): {done.stderr.strip()[-2000:]}"
         )
+
+
+def add_option(parser: argparse.ArgumentParser) -> None:
+    """--install wheel|dev, the same in every benchmark that times the rise commands."""
+    parser.add_argument(
+        "--install",
+        choices=("wheel", "dev"),
+        default="wheel",
+        help="the rise commands to time: this checkout built into a wheel and installed in a "
+        "venv of its own, as a user installs it (default), or the dev venv's editable install",
+    )
+
+
+def commands(choice: str, scratch: Path, dev: Path) -> Path:
+    """The bin/ directory of the commands to time: a fresh wheel venv under `scratch`, or
+    `dev` (the dev venv's)."""
+    return wheel_venv(scratch / "install") if choice == "wheel" else dev

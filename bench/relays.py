@@ -43,10 +43,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import install
 import machine
 from nodes import parse_cfgnew
 from report import MB, human_size
 from run import (
+    INSTALLS,
     add_scratch_options,
     choose_media,
     make_payload,
@@ -91,6 +93,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     add_scratch_options(parser, workdir=DEFAULT_WORKDIR)
     parser.add_argument("--no-nncp", action="store_true", help="do not run NNCP")
+    install.add_option(parser)
     args = parser.parse_args(argv)
     if args.nncp_count is None:
         args.nncp_count = args.count
@@ -741,14 +744,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args = parse_args(argv)
     command = shlex.join([".venv/bin/python", "bench/relays.py", *argv])
-    bin_dir = rise_bin_dir()
     nncp = not args.no_nncp and all(shutil.which(name) for name in NNCP_COMMANDS)
     if not args.no_nncp and not nncp:
         say("NNCP not installed (apt-get install nncp): rise-dtn only")
     time_binary = gnu_time()
     args.workdir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="rise-relays-", dir=args.workdir))
+    try:
+        bin_dir = install.commands(args.install, scratch, rise_bin_dir())
+    except install.InstallFailed as exc:
+        say(f"benchmark failed: {exc} (--install dev times the dev venv instead)")
+        shutil.rmtree(scratch, ignore_errors=True)
+        return 1
     info = machine.describe(bin_dir, scratch, REPO)
+    info["install"] = args.install
     if not nncp:
         info["nncp"] = None
     started = time.monotonic()
@@ -771,6 +780,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("cpu", "usable_cores", "memory", "kernel", "python", "rise_dtn", "nncp", "git"):
         print(f"  {key:<13} {info.get(key)}")
     print(f"  {'scratch':<13} {scratch} ({info.get('filesystem')})")
+    print(f"  {'commands':<13} {INSTALLS[args.install]}")
     rss = f"GNU time %M ({time_binary})" if time_binary else "wait4 ru_maxrss (an upper bound)"
     print(f"  {'peak RSS':<13} {rss}; load at start {info.get('load_average_at_start')}")
     print()

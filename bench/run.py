@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import install
 import machine
 import report
 from nodes import NncpNetwork, RiseNetwork
@@ -109,8 +110,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-install",
         action="store_true",
-        help="never try `apt-get install nncp` (done only as root, when nncp-file is missing)",
+        help="never try `apt-get install nncp` (done only as root, when nncp-file is missing); "
+        "not about --install",
     )
+    install.add_option(parser)
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write results here")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args(argv)
@@ -349,6 +352,12 @@ def check_space(scratch: Path, media: list[tuple[str, Path | None]], sizes: list
             )
 
 
+INSTALLS = {
+    "wheel": "this checkout's wheel, in a venv of its own (as a user installs it)",
+    "dev": "the dev venv (editable install: ~11 ms more start-up per command)",
+}
+
+
 def print_header(info: dict[str, object], command: str, repeat: int) -> None:
     print("rise-dtn benchmark")
     print(f"command:    {command}")
@@ -359,6 +368,7 @@ def print_header(info: dict[str, object], command: str, repeat: int) -> None:
     print(f"python:     {info['python']} ({info['python_executable']})")
     git = f", git {info['git']}" if info["git"] else ""
     print(f"rise-dtn:   {info['rise_dtn']} (pynacl {info['pynacl']}{git})")
+    print(f"commands:   {INSTALLS[str(info['install'])]}")
     print(f"nncp:       {info['nncp'] or 'not used'}")
     print(f"scratch:    {info['workdir']} ({info['filesystem']})")
     same = info["medium_filesystem"] == info["filesystem"]
@@ -443,12 +453,17 @@ NOTES = [
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     command = shlex.join(["./dev", "bench", *(sys.argv[1:] if argv is None else argv)])
-    bin_dir = rise_bin_dir()
     use_nncp, nncp_note = ensure_nncp(args)
     time_binary, time_note = ensure_gnu_time(args)
     if args.workdir is not None:
         args.workdir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="rise-bench-", dir=args.workdir))
+    try:
+        bin_dir = install.commands(args.install, scratch, rise_bin_dir())
+    except install.InstallFailed as exc:
+        say(f"benchmark failed: {exc} (--install dev times the dev venv instead)")
+        shutil.rmtree(scratch, ignore_errors=True)
+        return 1
     media = choose_media(args.medium, scratch)
     notes = list(NOTES) + [note for note in (nncp_note, time_note) if note]
     factories: list[Callable[[Path, Path], Network]] = [
@@ -462,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         info = machine.describe(bin_dir, scratch, REPO)
         first = media[0][1] or scratch
         info["medium"] = str(first)
+        info["install"] = args.install
         info["medium_filesystem"] = machine.filesystem(first)
         if not use_nncp:
             info["nncp"] = None
