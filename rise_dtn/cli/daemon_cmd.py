@@ -129,6 +129,7 @@ def daemon_cmd(
             home.path,
             command=quick.run_in_worker,
             preload=lambda: quick.preload_worker(home.path),
+            ready=lambda: quick.ready_worker(home.path),
         )
     )
 

@@ -74,6 +74,19 @@ def preload_worker(home: os.PathLike[str] | None = None) -> None:
             opened.peers.all()
 
 
+def ready_worker(home: os.PathLike[str]) -> None:
+    """In each child the worker forks ahead, while it waits for a caller: the index
+    connections a send to `home` opens (the map, then the write), set up already."""
+    from pathlib import Path
+
+    from rise_dtn.node.home import Home
+    from rise_dtn.store import plain_index
+
+    opened = Home(Path(home))
+    if opened.config.index_url is None:
+        plain_index.preopen(opened.spool.index_path, 2)
+
+
 def _warm_ciphers() -> None:
     """Create each cipher a send uses once: OpenSSL looks an algorithm up on its first use in
     a process (0.5-0.8 ms each), and every forked child would otherwise pay that again."""

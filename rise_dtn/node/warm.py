@@ -50,11 +50,18 @@ def socket_path(home: Path) -> Path:
 Command = Callable[[list[str]], int]  # runs rise-send with these arguments, returns its exit status
 
 
-def start(home: Path, *, command: Command, preload: Callable[[], None]) -> int | None:
+def start(
+    home: Path,
+    *,
+    command: Command,
+    preload: Callable[[], None],
+    ready: Callable[[], None] = lambda: None,
+) -> int | None:
     """Fork the worker for `home`; its pid, or None if it cannot run here.
 
-    `preload` imports what a send needs (once, in the worker); `command`
-    runs one rise-send in each forked child. Both come from the command
+    `preload` imports what a send needs (once, in the worker); `ready`
+    prepares each forked child while it waits for a caller (what it does
+    there is off a send's path); `command` runs one rise-send in it. Both come from the command
     line layer, which this module must not import.
 
     Call before any thread starts. The worker dies with the caller
@@ -91,7 +98,7 @@ def start(home: Path, *, command: Command, preload: Callable[[], None]) -> int |
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the daemon, which stops us
         signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps the children
         preload()
-        _serve(listener, command)
+        _serve(listener, command, ready)
     finally:
         os._exit(0)
 
@@ -124,7 +131,7 @@ def _answers(path: Path) -> bool:
     return True
 
 
-def _serve(listener: socket.socket, command: Command) -> None:
+def _serve(listener: socket.socket, command: Command, ready: Callable[[], None]) -> None:
     """Keep one child forked ahead, waiting in accept(): a send then starts in a process
     that exists already, with no fork (and no second wake-up) between the caller's
     connect and its work. The spare says when it has a caller, through a pipe of its
@@ -137,7 +144,7 @@ def _serve(listener: socket.socket, command: Command) -> None:
         taken, tell = os.pipe()
         if os.fork() == 0:
             os.close(taken)
-            _spare(listener, command, worker, tell)  # never returns
+            _spare(listener, command, ready, worker, tell)  # never returns
         os.close(tell)
         try:
             caller = os.read(taken, 1)  # b"!" once it has a caller; b"" if it died first
@@ -147,13 +154,21 @@ def _serve(listener: socket.socket, command: Command) -> None:
             time.sleep(SPARE_DIED_PAUSE)  # a spare that cannot accept is not forked in a loop
 
 
-def _spare(listener: socket.socket, command: Command, worker: int, tell: int) -> None:
+def _spare(
+    listener: socket.socket,
+    command: Command,
+    ready: Callable[[], None],
+    worker: int,
+    tell: int,
+) -> None:
     """A forked child: die with the worker while idle; once a caller came, tell the worker
     and serve the caller to the end even if the worker goes (a send is never cut)."""
     try:
         from rise_dtn.node.toss.parallel import PR_SET_PDEATHSIG, die_with
 
         die_with(worker)
+        with contextlib.suppress(Exception):  # a send does the same again, and says what fails
+            ready()
         connection, _address = listener.accept()
         with contextlib.suppress(OSError, AttributeError):
             import ctypes

@@ -198,8 +198,44 @@ class PlainMap(_PlainConnection):
 _INHERITED: list[sqlite3.Connection] = []
 
 
+# Connections opened ahead of need by this very process (`preopen`): rise-send's
+# spare child in the daemon's worker opens them while it waits for a caller.
+# Each with the file it opened (device, inode): one replaced since is not used.
+_READY: list[tuple[Path, int, tuple[int, int], sqlite3.Connection]] = []
+
+
+def preopen(path: Path, count: int) -> None:
+    """Open `count` connections to the index at `path` now, for this process's next
+    `count` connects to it: a waiting process does the set-up before it is needed
+    (a send connects twice: the map it draws its route from, then its write)."""
+    for _ in range(count):
+        connection = _open_connection(path)
+        if connection is None:
+            return
+        _READY.append((path.absolute(), os.getpid(), _file_of(path), connection))
+
+
+def _file_of(path: Path) -> tuple[int, int]:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return (-1, -1)
+    return (info.st_dev, info.st_ino)
+
+
 def _connect(path: Path) -> sqlite3.Connection | None:
     """A connection set up as every index connection is; None if there is no index file."""
+    for number, (ready_path, pid, opened, connection) in enumerate(_READY):
+        if pid == os.getpid() and ready_path == path.absolute():
+            del _READY[number]
+            if opened == _file_of(path):
+                return connection
+            connection.close()  # the index file was replaced meanwhile
+            break
+    return _open_connection(path)
+
+
+def _open_connection(path: Path) -> sqlite3.Connection | None:
     try:
         connection = sqlite3.connect(
             path.absolute().as_uri() + "?mode=rw",

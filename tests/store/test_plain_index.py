@@ -232,3 +232,35 @@ def test_rise_send_over_relays_imports_no_sqlalchemy_and_records_one_route(
     relays = {net["r1"].node_id, net["r2"].node_id}
     assert set(relay_index.last_route(net["b"].node_id)) == relays
     assert [row.neighbour for row in index.entries()] == [net["r1"].node_id]
+
+
+def test_connections_opened_ahead_serve_this_process_and_this_file_only(
+    tmp_path: Path,
+) -> None:
+    """rise-send's waiting child opens its two index connections ahead (preopen): the next
+    two connects to that file take them; a forked process, another file, or the same
+    path after the file was replaced get a fresh connection, and writes still land."""
+    path = tmp_path / "index.sqlite"
+    new_index(path)[0].close()
+    plain_index.preopen(path, 2)
+    ready = [connection for _, _, _, connection in plain_index._READY]
+    try:
+        assert len(ready) == 2
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            connection = plain_index._connect(path)
+            os._exit(0 if connection is not None and connection not in ready else 1)
+        assert os.waitpid(pid, 0)[1] == 0
+        assert plain_index._connect(tmp_path / "other.sqlite") is None  # no such file
+        assert plain_index._connect(path) is ready[0]
+        assert plain_index.put_queued(path, [(entry(), "0" * 32)], sent=sent())
+        assert not plain_index._READY  # the write took the second one
+        plain_index.preopen(path, 1)
+        os.rename(path, tmp_path / "old.sqlite")  # replaced, as by hand
+        new_index(path)[0].close()
+        assert plain_index.put_queued(path, [(entry("c" * 26), "1" * 32)], sent=sent("c" * 26))
+        index, _relay_index = new_index(path)
+        assert [row.bundle_id for row in index.entries()] == ["c" * 26]
+        index.close()
+    finally:
+        plain_index._READY.clear()
