@@ -77,14 +77,29 @@ def preload_worker(home: os.PathLike[str] | None = None) -> None:
 def ready_worker(home: os.PathLike[str]) -> None:
     """In each child the worker forks ahead, while it waits for a caller: the index
     connections a send to `home` opens (the map, then the write), set up already."""
+    import contextlib
+    import time
     from pathlib import Path
 
+    from rise_dtn.core.card import Card
+    from rise_dtn.core.errors import PeerError
     from rise_dtn.node.home import Home
     from rise_dtn.store import plain_index
 
     opened = Home(Path(home))
-    if opened.config.index_url is None:
-        plain_index.preopen(opened.spool.index_path, 2)
+    if opened.config.index_url is not None:
+        return
+    # The relays' cards a route is drawn from, checked ahead (Card.from_bytes
+    # remembers them by their bytes), on a connection of its own.
+    plain_map = plain_index.PlainMap.open(opened.spool.index_path)
+    if plain_map is not None:
+        try:
+            for data in plain_map.cards(int(time.time())).values():
+                with contextlib.suppress(PeerError):
+                    Card.from_bytes(data)
+        finally:
+            plain_map.close()
+    plain_index.preopen(opened.spool.index_path, 2)
 
 
 def _warm_ciphers() -> None:

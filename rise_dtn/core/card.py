@@ -38,6 +38,10 @@ def check_name(name: str, *, error: type[Exception]) -> str:
     return name
 
 
+MAX_CHECKED_CARDS = 4096  # remembered by Card.from_bytes; a few hundred KiB at most
+_CHECKED: dict[bytes, Card] = {}
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Card:
     """A verified contact card."""
@@ -86,6 +90,24 @@ class Card:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Card:
+        """The card these bytes are, checked (PeerError if they are not one).
+
+        Cards checked once are remembered by their exact bytes: a check is
+        an Ed25519 verification, and every route drawn and every map and
+        receipt handled read the same few cards again. The bytes are all a
+        card is, so the same bytes are the same card.
+        """
+        if type(data) is bytes and (known := _CHECKED.get(data)) is not None:
+            return known
+        card = cls._check(data)
+        if type(data) is bytes:
+            if len(_CHECKED) >= MAX_CHECKED_CARDS:
+                _CHECKED.clear()
+            _CHECKED[data] = card
+        return card
+
+    @classmethod
+    def _check(cls, data: bytes) -> Card:
         value = strict_loads(data, max_bytes=MAX_CARD_BYTES, error=PeerError, what="card")
         if not isinstance(value, list) or len(value) != 8 or value[0] != CARD_MAGIC:
             raise PeerError("not a rise-dtn card")

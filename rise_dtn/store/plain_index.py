@@ -142,6 +142,11 @@ class _PlainConnection:
             return None
         return cls(path, connection)
 
+    def close(self) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                self._connection.close()
+
     def _current(self) -> sqlite3.Connection:
         """This process's connection (call with the lock held)."""
         if self._pid != os.getpid():
@@ -356,11 +361,6 @@ class PlainIndex(_PlainConnection):
     @classmethod
     def open(cls, path: Path) -> PlainIndex | None:
         return cls._open(path)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._pid == os.getpid():
-                self._connection.close()
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

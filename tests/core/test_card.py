@@ -378,3 +378,18 @@ def test_invalid_names(name: str) -> None:
         check_name(name, error=UsageError)
     with pytest.raises(PeerError, match="invalid name"):
         check_name(name, error=PeerError)
+
+
+def test_a_card_checked_once_is_remembered_by_its_bytes_only() -> None:
+    """from_bytes remembers a checked card by its exact bytes (a route, a map, a receipt
+    read the same few cards again and again); a byte changed is checked anew and refused,
+    however often the genuine card was read before."""
+    data = Card.create(ALICE, name="alice", now=NOW).to_bytes()
+    first = Card.from_bytes(data)
+    assert Card.from_bytes(bytes(data)) is first
+    for index in (0, len(data) // 2, len(data) - 1):
+        spoilt = bytearray(data)
+        spoilt[index] ^= 1
+        with pytest.raises(PeerError):
+            Card.from_bytes(bytes(spoilt))
+    assert Card.from_bytes(data) is first
