@@ -90,6 +90,7 @@ def serial_cmd(
             home.path,
             command=quick.run_in_worker,
             preload=lambda: quick.preload_worker(home.path),
+            ready=lambda: quick.ready_worker(home.path),
         )
     )
 
