@@ -39,9 +39,10 @@ def run_in_worker(argv: list[str]) -> int:
 def preload_worker(home: os.PathLike[str] | None = None) -> None:
     """Import what a send uses, once in the worker, so that each child starts with it done.
 
-    With `home`, also parse its config and check its peers' cards: each child
-    then finds them done too, as long as the files have not changed since
-    (node/config.py's and node/peers.py's caches compare their stamps).
+    With `home`, also parse its config and check its peers' cards and its
+    map's: each child then finds them done too, as long as the files have not
+    changed since (node/config.py's and node/peers.py's caches compare their
+    stamps; core/card.py's remembers a card by its bytes).
     """
     import contextlib
 
@@ -70,36 +71,46 @@ def preload_worker(home: os.PathLike[str] | None = None) -> None:
 
         with contextlib.suppress(RiseError, OSError):  # a send reports what is wrong
             opened = Home(Path(home))
-            opened.config  # noqa: B018 - parsed for the children
             opened.peers.all()
+            if opened.config.index_url is None:
+                _check_map_cards(opened.spool.index_path)
 
 
 def ready_worker(home: os.PathLike[str]) -> None:
     """In each child the worker forks ahead, while it waits for a caller: the index
-    connections a send to `home` opens (the map, then the write), set up already."""
+    connections a send to `home` opens (the map, then the write), set up already.
+    Kept short: a caller who comes meanwhile waits for it."""
+    from pathlib import Path
+
+    from rise_dtn.node.home import Home
+    from rise_dtn.store import plain_index
+
+    opened = Home(Path(home))
+    if opened.config.index_url is None:
+        plain_index.preopen(opened.spool.index_path, 2)
+
+
+def _check_map_cards(index_path: os.PathLike[str]) -> None:
+    """The relays' cards a route is drawn from, checked once in the worker (Card.from_bytes
+    remembers them by their bytes, for every child), on a connection closed again before
+    any fork. A card that arrives later with a map is checked by the send that reads it."""
     import contextlib
     import time
     from pathlib import Path
 
     from rise_dtn.core.card import Card
     from rise_dtn.core.errors import PeerError
-    from rise_dtn.node.home import Home
     from rise_dtn.store import plain_index
 
-    opened = Home(Path(home))
-    if opened.config.index_url is not None:
+    plain_map = plain_index.PlainMap.open(Path(index_path))
+    if plain_map is None:
         return
-    # The relays' cards a route is drawn from, checked ahead (Card.from_bytes
-    # remembers them by their bytes), on a connection of its own.
-    plain_map = plain_index.PlainMap.open(opened.spool.index_path)
-    if plain_map is not None:
-        try:
-            for data in plain_map.cards(int(time.time())).values():
-                with contextlib.suppress(PeerError):
-                    Card.from_bytes(data)
-        finally:
-            plain_map.close()
-    plain_index.preopen(opened.spool.index_path, 2)
+    try:
+        for data in plain_map.cards(int(time.time())).values():
+            with contextlib.suppress(PeerError):
+                Card.from_bytes(data)
+    finally:
+        plain_map.close()
 
 
 def _warm_ciphers() -> None:
