@@ -4,7 +4,10 @@
     .venv/bin/python bench/radio.py --only message --repeat 5
     .venv/bin/python bench/radio.py --only goodput --json out.json
 
-Real processes of the installed commands on both sides: bob's `rise-serial`
+Real processes of the installed commands on both sides (by default this
+checkout built into a wheel and installed in a venv of its own, as a user
+installs it; `--install dev` times the dev venv's editable install, whose
+import hook costs each command ~11 ms: bench/install.py): bob's `rise-serial`
 answers on one end of two socat pty pairs joined by the relay of
 tests/radiolink.py, which paces to a bit rate at 8N1 (10 bits a byte: 960
 bytes/s each way at 9600), loses frames at a set rate and can be half
@@ -61,10 +64,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import install  # noqa: E402
+
 from tests.direwolf import AFSK_1200, G3RUH_9600, KissClient, running_link  # noqa: E402
 from tests.radiolink import LinkProfile, PacedLink, paced_link  # noqa: E402
 
-BIN = Path(sys.executable).parent
+# The bin/ directory of the rise commands timed: the wheel venv, or the dev venv's (--install).
+COMMANDS = {"bin": Path(sys.executable).parent}
 POLL_SECONDS = 0.002
 DEADLINE_SECONDS = 1200.0
 MESSAGE_BYTES = 100
@@ -79,13 +85,13 @@ def say(line: str) -> None:
 def env_of(home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["RISE_HOME"] = str(home)
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["PATH"] = f"{COMMANDS['bin']}{os.pathsep}{env.get('PATH', '')}"
     return env
 
 
 def run(home: Path, *args: str, stdin: bytes | None = None) -> str:
     result = subprocess.run(
-        [str(BIN / args[0]), *args[1:]],
+        [str(COMMANDS["bin"] / args[0]), *args[1:]],
         env=env_of(home),
         input=stdin,
         capture_output=True,
@@ -112,7 +118,7 @@ def nodes(base: Path) -> tuple[Path, Path]:
 def serial_process(home: Path, *args: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("ab") as stderr:
         process = subprocess.Popen(
-            [str(BIN / "rise-serial"), *args], env=env_of(home), stderr=stderr
+            [str(COMMANDS["bin"] / "rise-serial"), *args], env=env_of(home), stderr=stderr
         )
     try:
         yield process
@@ -155,7 +161,10 @@ def message_cold(alice: Path, bob: Path, link: PacedLink, options: str) -> float
     # The clock stops when the message is in the inbox, not when the call ends
     # (its goodbyes and the receipt's turn come after).
     calling = subprocess.Popen(
-        [str(BIN / "rise-call"), "-q", "bob", "--address", f"serial:{link.a_path}?{options}"],
+        [
+            str(COMMANDS["bin"] / "rise-call"),
+            *("-q", "bob", "--address", f"serial:{link.a_path}?{options}"),
+        ],
         env=env_of(alice),
     )
     arrived = wait_for(lambda: inbox_count(bob) > before) - started
@@ -298,16 +307,24 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument("--workdir", type=Path, default=None)
+    install.add_option(parser)
     args = parser.parse_args()
-    # An installed package has its bytecode; a checkout run with PYTHONDONTWRITEBYTECODE=1
-    # (as CI and these machines set) has none, and every rise-send would compile its
-    # modules again: tens of milliseconds that are not the carrier's.
-    compileall.compile_dir(REPO / "rise_dtn", quiet=1)
     GAP["seconds"] = args.gap
     only = set(args.only or ["message", "goodput", "lora", "direwolf"])
-    results: dict[str, object] = {}
+    results: dict[str, object] = {"install": args.install}
     with tempfile.TemporaryDirectory(prefix="rise-bench-radio-", dir=args.workdir) as scratch:
         base = Path(scratch)
+        if args.install == "dev":
+            # The dev venv's own bytecode: with PYTHONDONTWRITEBYTECODE=1 (as CI and these
+            # machines set) a checkout has none, and every rise-send would compile its
+            # modules again. A wheel install has it, as pip compiles on install.
+            compileall.compile_dir(REPO / "rise_dtn", quiet=1)
+        try:
+            COMMANDS["bin"] = install.commands(args.install, base, COMMANDS["bin"])
+        except install.InstallFailed as exc:
+            say(f"benchmark failed: {exc} (--install dev times the dev venv instead)")
+            raise SystemExit(1) from None
+        say(f"timing the commands in {COMMANDS['bin']} (--install {args.install})")
         cable = LinkProfile(bits_per_second=9600)
         if "message" in only:
             cold: list[float] = []
