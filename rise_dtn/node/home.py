@@ -32,6 +32,7 @@ from rise_dtn.store.spool import Spool
 if TYPE_CHECKING:
     from rise_dtn.store.index import Index
     from rise_dtn.store.plain_index import PlainIndex, PlainMap
+    from rise_dtn.store.plain_relay_index import PlainRelayIndex
     from rise_dtn.store.relay_index import RelayIndex
     from rise_dtn.store.transaction import BundleTransaction
 
@@ -196,6 +197,21 @@ class Home:
         return self.index
 
     @functools.cached_property
+    def fast_relay_index(self) -> PlainRelayIndex | RelayIndex:
+        """A relay's routing records (forwards, replays, quotas, map refreshes): the
+        default SQLite index written with `sqlite3`, so that a relay's `rise-xfer` and
+        `rise-toss` need not import SQLAlchemy (store/plain_relay_index.py); else the
+        RelayIndex, which creates the tables."""
+        if self.plain_index is not None:
+            from rise_dtn.store.plain_relay_index import PlainRelayIndex
+
+            self.spool.check_exists()
+            plain = PlainRelayIndex.open(self.plain_index)
+            if plain is not None:
+                return plain
+        return self.relay_index
+
+    @functools.cached_property
     def route_map(self) -> PlainMap | RelayIndex:
         """What a route is drawn from (the map's cards and links, the last route to
         each recipient): the default SQLite index read directly, so that a send over
@@ -228,5 +244,8 @@ class Home:
     def close(self) -> None:
         if "fast_index" in self.__dict__ and self.fast_index is not self.__dict__.get("index"):
             self.fast_index.close()
+        fast_relay = self.__dict__.get("fast_relay_index")
+        if fast_relay is not None and fast_relay is not self.__dict__.get("relay_index"):
+            fast_relay.close()
         if "index" in self.__dict__:
             self.index.close()

@@ -464,6 +464,10 @@ class PlainIndex(_PlainConnection):
             rows = connection.execute("SELECT bundle_id, sender FROM receipt_owed").fetchall()
         return [(bundle_id, sender) for bundle_id, sender in rows]
 
+    def receipt_queued(self, bundle_id: str) -> None:
+        with self.transaction() as connection:
+            connection.execute("DELETE FROM receipt_owed WHERE bundle_id = ?", (bundle_id,))
+
     # Hop acks owed.
 
     def owe_ack(self, bundle_id: str, neighbour: str, *, now: int) -> None:
@@ -501,3 +505,10 @@ def _delete_entry(connection: sqlite3.Connection, bundle_id: str, direction: str
 def _owe(connection: sqlite3.Connection, bundle_id: str, neighbour: str, now: int) -> None:
     keys = {"bundle_id": bundle_id, "neighbour": neighbour}
     _upsert(connection, "pending_ack", keys, {"created": now})
+
+
+# What store/plain_relay_index.py shares: it writes these tables too, row for row.
+INDEX_TABLES = _INDEX
+upsert = _upsert
+delete_entry = _delete_entry
+owe = _owe

@@ -227,7 +227,7 @@ def _hold(
         with atomic_file(path, tmp_dir=home.spool.tmp, what="holding the bundle") as out:
             out.write(sealer.clear_part(payload))
             _pump(staging, out.write)
-    home.relay_index.hold(
+    home.fast_relay_index.hold(
         HeldRow(
             bundle_id=str(sealer.bundle_id),
             recipient=str(prepared.peer.node_id),
@@ -245,11 +245,11 @@ def _hold(
 def retry_held(home: Home, *, now: int, rng: random.Random) -> list[tuple[str, str]]:
     """Try again to route every held bundle; return (bundle id, what happened)."""
     outcomes = []
-    for row in home.relay_index.held():
+    for row in home.fast_relay_index.held():
         path = held_path(home, BundleId.parse(row.bundle_id))
         peer = home.peers.by_id_text(row.recipient)
         if row.expiry <= now or peer is None or not path.exists():
-            home.relay_index.release_held(row.bundle_id)
+            home.fast_relay_index.release_held(row.bundle_id)
             path.unlink(missing_ok=True)
             outcomes.append((row.bundle_id, "expired" if row.expiry <= now else "dropped"))
             continue
@@ -320,5 +320,5 @@ def _send_held(
         committed = [writer.commit() for writer in writers]
     bundle_id = BundleId.parse(row.bundle_id)
     _record(home, bundle_id, writers, committed, prepared, payload_bytes=row.size, now=now)
-    home.relay_index.release_held(row.bundle_id)
+    home.fast_relay_index.release_held(row.bundle_id)
     path.unlink(missing_ok=True)

@@ -68,12 +68,12 @@ def send_receipts_owed(home: Home, *, now: int) -> None:
 
     A failure leaves the debt for the next toss; it never undoes the delivery.
     """
-    for bundle_id, sender in home.index.receipts_owed():
+    for bundle_id, sender in home.fast_index.receipts_owed():
         try:
             send_receipt(home, bundle_id=BundleId.parse(bundle_id), sender=sender, now=now)
         except RiseError:
             continue  # no route or no space now: the next toss tries again
-        home.index.receipt_queued(bundle_id)
+        home.fast_index.receipt_queued(bundle_id)
 
 
 def send_receipt(home: Home, *, bundle_id: BundleId, sender: str, now: int) -> None:
@@ -214,7 +214,7 @@ def refresh_maps(
     config = home.config
     if not config.relay.enabled:
         return []
-    last_sent = home.relay_index.maps_sent()
+    last_sent = home.fast_relay_index.maps_sent()
     cards = routes.relay_cards(home, now=now)
     cards[home.identity.node_id] = home.card(now=now)
     view = routes.view(home, now=now, cards=cards)
@@ -244,7 +244,7 @@ def refresh_maps(
             now=now,
             kind=ContentKind.MAP,
         )
-        home.relay_index.map_sent(str(peer.node_id), now=now)
+        home.fast_relay_index.map_sent(str(peer.node_id), now=now)
         sent.append(peer.name)
     return sent
 
@@ -289,7 +289,7 @@ def _accept_map(home: Home, peer: Peer, payload: bytes, *, now: int) -> None:
         )
         for known in merged
     ]
-    home.relay_index.learn(
+    home.fast_relay_index.learn(
         via=str(peer.node_id),
         links=rows,
         cards={str(card.node_id): card.to_bytes() for card in cards},
@@ -352,7 +352,9 @@ def _reach(home: Home, *, now: int) -> tuple[list[list[object]], list[bytes]]:
     relays = [peer for peer in home.peers.all() if peer.relay]
     chosen = [Link.of(me, peer.node_id, 0) for peer in relays][:REACH_LINKS]
     seen = {link.ends for link in chosen}
-    for row in sorted(home.relay_index.links(now), key=lambda row: (row.distance, row.learned_at)):
+    for row in sorted(
+        home.fast_relay_index.links(now), key=lambda row: (row.distance, row.learned_at)
+    ):
         if len(chosen) >= REACH_LINKS:
             break
         link = Link.of(NodeId.parse(row.a), NodeId.parse(row.b), row.distance)
@@ -381,7 +383,7 @@ def _learn_reach(home: Home, peer: Peer, links: list[Link], cards: list[Card], *
         for link in links
         if not link.touches(home.identity.node_id)
     ]
-    home.relay_index.learn(
+    home.fast_relay_index.learn(
         via=str(peer.node_id),
         links=rows,
         cards={str(card.node_id): card.to_bytes() for card in cards},

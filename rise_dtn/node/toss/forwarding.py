@@ -147,7 +147,7 @@ class ForwardBatch:
 
     def _check_quota(self, name: str, neighbour: str, size: int) -> None:
         if neighbour not in self._held:
-            self._held[neighbour] = list(self._home.relay_index.held_for(neighbour))
+            self._held[neighbour] = list(self._home.fast_relay_index.held_for(neighbour))
         count, held = self._held[neighbour]
         check_quota(self._home, name, count=count, held_bytes=held, size=size)
 
@@ -157,7 +157,7 @@ class ForwardBatch:
         if not pending:
             return
         home = self._home
-        known = home.relay_index.seen_among([item.arrived.bundle_id for item in pending])
+        known = home.fast_relay_index.seen_among([item.arrived.bundle_id for item in pending])
         fresh: list[_Pending] = []
         replays: list[_Pending] = []
         for item in pending:
@@ -184,7 +184,7 @@ class ForwardBatch:
             if self._staging is not None:
                 self._staging.close()  # replays' files go with it
                 self._staging = None
-        home.relay_index.record_forwarded_many(
+        home.fast_relay_index.record_forwarded_many(
             [(item.entry, str(item.neighbour), item.commitment, item.arrived) for item in fresh],
             replays=[(item.arrived, str(item.neighbour)) for item in replays],
         )

@@ -108,7 +108,7 @@ def toss_packet(
                 raise BundleError("onion packet is truncated")
             batch.add(path, neighbour, peeler, payload)
             return None
-        if home.index.seen_state(str(clear.bundle_id)) is not None:
+        if home.fast_index.seen_state(str(clear.bundle_id)) is not None:
             # Sphinx replay detection: the same alpha means the same packet.
             reason = "replay of a packet already handled"
             return deliver.drop(home, path, neighbour, clear.bundle_id, reason, now=now)
@@ -122,7 +122,9 @@ def toss_packet(
             source.finish()  # a tampered cancel drops nothing
             dropped = _cancel(home, peeler, now=now)
             if dropped is not None or kind is SlotKind.CANCEL_END:
-                home.relay_index.record_handled(relayed_seen(clear, now), neighbour=str(neighbour))
+                home.fast_relay_index.record_handled(
+                    relayed_seen(clear, now), neighbour=str(neighbour)
+                )
                 home.bundles.handled(path)
                 reason = dropped or "cancel: nothing held here"
                 return Rejected(stem, reason, "dropped")
@@ -179,7 +181,7 @@ def _deliver(
 def _cancel(home: Home, peeler: OnionPeeler, *, now: int) -> str | None:
     """Drop the packet held under this cancel token; say what was dropped, if anything."""
     commitment = commitment_for(peeler.slot.commitment).hex()
-    for bundle_id, next_hop in home.relay_index.holding(commitment):
+    for bundle_id, next_hop in home.fast_relay_index.holding(commitment):
         home.bundles.release(
             NodeId.parse(next_hop), BundleId.parse(bundle_id), Release.CANCELLED, now=now
         )
@@ -199,7 +201,7 @@ def _forward(
     """One packet, streamed in constant memory (large payloads, cancels)."""
     peers = {peer.node_id: peer for peer in home.peers.all()}
     previous, next_hop = check_forward(home, peers, neighbour, peeler, now=now)
-    count, held = home.relay_index.held_for(str(neighbour))
+    count, held = home.fast_relay_index.held_for(str(neighbour))
     check_quota(home, previous.name, count=count, held_bytes=held, size=peeler.clear.total_bytes)
     next_id = peeler.next_bundle_id
     tx_dir = home.spool.tx_dir(next_hop.node_id)
@@ -228,7 +230,7 @@ def _forward(
         queued_at=now,
     )
     commitment = peeler.slot.commitment.hex()  # already BLAKE2b(token): 20.2, 22.2
-    home.relay_index.record_forwarded_many(
+    home.fast_relay_index.record_forwarded_many(
         [(entry, str(neighbour), commitment, relayed_seen(peeler.clear, now))], replays=[]
     )
     home.bundles.handled(path)

@@ -101,7 +101,7 @@ def toss(
         control.send_receipts_owed(home, now=now)
     if home.config.relay.enabled or home.spool.root.joinpath("held").exists():
         # Routing records outlive nothing they are for (a seized relay keeps no log).
-        home.relay_index.forget_expired(now)
+        home.fast_relay_index.forget_expired(now)
     return events
 
 
