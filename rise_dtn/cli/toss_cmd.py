@@ -29,7 +29,6 @@ from rise_dtn.node.toss.toss import (
     toss,
 )
 from rise_dtn.node.toss.toss_events import Source
-from rise_dtn.node.watching import ChangeWaiter
 
 
 def toss_reporter(quiet: bool) -> tuple[list[int], Callable[[TossEvent], None]]:
@@ -88,6 +87,8 @@ def _toss_shown(home: Home, on_event: Callable[[TossEvent], None], *, quiet: boo
 
 
 def _watch(home: Home, poll: float, on_event: Callable[[TossEvent], None], *, quiet: bool) -> None:
+    from rise_dtn.node.watching import ChangeWaiter  # late: watchdog, for --watch alone
+
     waiter = ChangeWaiter([home.spool.rx], poll_seconds=poll)
     stop_on_sigterm(waiter.stop)
     say(f"watching {home.spool.rx} (Ctrl-C to stop)")

@@ -215,13 +215,18 @@ def refresh_maps(
     if not config.relay.enabled:
         return []
     last_sent = home.fast_relay_index.maps_sent()
+    due = [
+        peer
+        for peer in ([only] if only is not None else home.peers.all())
+        if force or now - last_sent.get(str(peer.node_id), 0) >= config.map.refresh_seconds
+    ]
+    if not due:
+        return []  # most exchanges: the map and its cards are not even read
     cards = routes.relay_cards(home, now=now)
     cards[home.identity.node_id] = home.card(now=now)
     view = routes.view(home, now=now, cards=cards)
     sent = []
-    for peer in [only] if only is not None else home.peers.all():
-        if not force and now - last_sent.get(str(peer.node_id), 0) < config.map.refresh_seconds:
-            continue
+    for peer in due:
         links = advertise(
             view,
             to=peer.node_id,

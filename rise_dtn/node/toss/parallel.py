@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import multiprocessing
 import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
 from queue import Empty
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from rise_dtn.core.errors import RiseError, StorageError
 from rise_dtn.node.home import Home
+
+if TYPE_CHECKING:
+    import multiprocessing
 
 # Below this many bundles a worker's fork and index connection cost more than
 # they save; above it, each core takes an equal, interleaved share.
@@ -41,6 +43,8 @@ def workers_for(jobs: int) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if jobs < MIN_PARALLEL_JOBS or not cores or cores < 2:
         return 1
+    import multiprocessing  # late: a toss of a few bundles never forks
+
     if multiprocessing.get_start_method(allow_none=True) not in (None, "fork"):
         return 1
     if threading.active_count() > 1:
@@ -63,6 +67,8 @@ def run_sliced(
     so the command exits with its code; anything else becomes a StorageError.
     """
     home.relay_index  # noqa: B018 - the tables exist before the workers race to make them
+    import multiprocessing  # late, as in workers_for
+
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     processes = [
