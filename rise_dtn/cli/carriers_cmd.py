@@ -24,6 +24,9 @@ def carriers_cmd(as_json: bool) -> None:
       ssh://[USER@]HOST[:PORT][/HOME]    ssh HOST rise-daemon --stdio
       exec:COMMAND                       any command's stdin and stdout
       dir:/PATH                          a folder or USB stick, as rise-xfer
+      imaps://USER@HOST/FOLDER           an IMAP mailbox, with rise-imap
+      serial:DEVICE, kiss:DEVICE         a serial line or KISS TNC (rise-serial)
+      kiss+tcp://HOST:PORT               a KISS TNC on TCP, e.g. Direwolf
 
     Other packages add carriers (and schemes) by entry point; see
     docs/carriers.md. A carrier that cannot be loaded is named on stderr

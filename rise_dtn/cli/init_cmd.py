@@ -24,4 +24,4 @@ def init_cmd(name: str, home_path: Path | None) -> None:
     home = Home.create(home_path or default_home(), name=name)
     click.echo(str(home.identity.node_id))
     say(f"created node {name!r} in {home.path}")
-    say("next: `rise card` prints your card; `rise peer add CARD` trusts a neighbour's")
+    say("next: `rise card` prints your card; `rise peer add CARD` trusts a neighbour's card")

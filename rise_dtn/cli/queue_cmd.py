@@ -58,6 +58,8 @@ def queue_cmd(
             f"{human_bytes(row.bundle_bytes):>10}  nice {row.priority:<3}  "
             f"{ago(row.queued_at, now_seconds=current):>8}  expires {_when(row.expiry)}"
         )
+    if not found:
+        say(f"nothing waits for or from {neighbour}" if neighbour else "nothing waits here")
 
 
 @queue_cmd.command("show")

@@ -64,7 +64,7 @@ def serial_cmd(
 
     \b
     Examples:
-      rise-serial serial:/dev/ttyUSB0?baud=9600
+      rise-serial 'serial:/dev/ttyUSB0?baud=9600'
       rise-serial 'kiss+tcp://127.0.0.1:8001?profile=tnc1200'
       rise-serial 'kiss:/dev/ttyACM0?profile=lora' --link relay1
     """

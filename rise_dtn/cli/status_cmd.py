@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from rise_dtn.cli.common import ago, home_option, json_row, now, open_home
+from rise_dtn.cli.common import ago, home_option, json_row, now, open_home, say
 from rise_dtn.core.errors import UsageError
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.status import sent_status
@@ -50,3 +50,5 @@ def status_cmd(bundle: str | None, as_json: bool, home_path: Path | None) -> Non
             f"{row.bundle_id}  {row.state:<10}  to {row.recipient}  "
             f"{human_bytes(row.size)}  {when}  {way}{cancels}"
         )
+    if not rows:
+        say("nothing sent from this node yet: `rise-send FILE NODE`")
