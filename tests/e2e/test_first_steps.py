@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import make_node, run
+from tests.conftest import Node, make_node, run
 
 
 def test_a_new_node_says_what_to_do_next(tmp_path: Path) -> None:
@@ -26,3 +26,16 @@ def test_a_new_node_says_what_to_do_next(tmp_path: Path) -> None:
         ("status",): "nothing sent from this node yet: `rise-send FILE NODE`\n",
         ("inbox",): "no messages\n",
     }
+
+
+def test_sending_a_directory_says_how_to_pack_it(pair: tuple[Node, Node]) -> None:
+    alice, _ = pair
+    folder = alice.home.parent / "my photos"
+    folder.mkdir()
+    refused = alice.run("rise-send", str(folder), "bob", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.decode() == (
+        f"rise-send: {folder} is a directory; a bundle carries one file:"
+        f" tar cf - '{folder}' | rise-send --name 'my photos.tar' - bob\n"
+    )
+    assert alice.run("rise", "queue").stdout == b""  # nothing was queued
