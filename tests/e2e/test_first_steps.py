@@ -39,3 +39,20 @@ def test_sending_a_directory_says_how_to_pack_it(pair: tuple[Node, Node]) -> Non
         f" tar cf - '{folder}' | rise-send --name 'my photos.tar' - bob\n"
     )
     assert alice.run("rise", "queue").stdout == b""  # nothing was queued
+
+
+def test_rise_check_says_what_to_run_next(pair: tuple[Node, Node]) -> None:
+    alice, _ = pair
+    alice.run("rise-send", "-q", "-", "bob", input=b"soon damaged\n")
+    (bundle,) = (alice.home / "spool" / "tx").glob("*/*.rsb")
+    bundle.write_bytes(bundle.read_bytes()[:50])  # as a failing disk might leave it
+
+    found = alice.run("rise-check", check=False)
+    assert found.returncode == 3
+    assert found.stderr.decode() == "1 spool file(s) checked: problems (run rise-check --repair)\n"
+    repaired = alice.run("rise-check", "--repair", check=False)
+    assert repaired.returncode == 3
+    assert repaired.stderr.decode() == (
+        "1 spool file(s) checked: problems, repaired as above (run rise-check again to confirm)\n"
+    )
+    assert alice.run("rise-check").stderr.decode() == "0 spool file(s) checked: clean\n"
