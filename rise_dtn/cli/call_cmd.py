@@ -142,8 +142,10 @@ def _where(
     where = asyncio.run(discovery.find(home, peer, listen=discover_on, timeout=DISCOVERY_SECONDS))
     if where is None:
         raise UsageError(
-            f"no address for {peer.name}: give one, put one on its card, "
-            f"or run its daemon with --announce (listened {DISCOVERY_SECONDS:g} s)"
+            f"no address for {peer.name}: give one (rise-call {peer.name} tcp://HOST:PORT,"
+            f" or dir:, ssh:, serial:, see `rise carriers`), set [peers.{peer.name}] address"
+            f" in config.toml, or run its daemon with --announce"
+            f" (listened {DISCOVERY_SECONDS:g} s)"
         )
     host, port = where
     return found.resolve(f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}")

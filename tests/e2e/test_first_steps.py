@@ -56,3 +56,15 @@ def test_rise_check_says_what_to_run_next(pair: tuple[Node, Node]) -> None:
         "1 spool file(s) checked: problems, repaired as above (run rise-check again to confirm)\n"
     )
     assert alice.run("rise-check").stderr.decode() == "0 spool file(s) checked: clean\n"
+
+
+def test_a_call_with_no_address_says_where_to_give_one(pair: tuple[Node, Node]) -> None:
+    alice, _ = pair
+    # a card without addresses and no config: rise-call listens for a beacon, then says how
+    failed = alice.run("rise-call", "--discover-on", "127.0.0.1:0", "bob", check=False)
+    assert failed.returncode == 2
+    assert failed.stderr.decode() == (
+        "rise-call: no address for bob: give one (rise-call bob tcp://HOST:PORT, or dir:,"
+        " ssh:, serial:, see `rise carriers`), set [peers.bob] address in config.toml,"
+        " or run its daemon with --announce (listened 12 s)\n"
+    )
