@@ -30,8 +30,9 @@ DISCOVERY_SECONDS = 12.0  # beacons come every 5 s: two chances to hear one
 @click.option(
     "--address",
     help="Where to reach NODE: tcp://HOST[:PORT] (or HOST:PORT), ssh://[USER@]HOST[:PORT][/HOME], "
-    "exec:COMMAND, dir:/PATH, or serial:DEVICE, kiss:DEVICE, kiss+tcp://HOST:PORT "
-    "(rise-serial(1)) (default: [peers.NODE] address, then the tcp address on "
+    "exec:COMMAND, dir:/PATH, imaps://USER@HOST/FOLDER (rise-imap(1)), or serial:DEVICE, "
+    "kiss:DEVICE, kiss+tcp://HOST:PORT (rise-serial(1)) (default: [peers.NODE] address, "
+    "then the tcp address on "
     "NODE's card). The same as the ADDRESS argument.",
 )
 @click.option(
