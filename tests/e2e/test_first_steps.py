@@ -41,6 +41,18 @@ def test_sending_a_directory_says_how_to_pack_it(pair: tuple[Node, Node]) -> Non
     assert alice.run("rise", "queue").stdout == b""  # nothing was queued
 
 
+def test_rise_status_asks_for_the_whole_id(pair: tuple[Node, Node]) -> None:
+    alice, _ = pair
+    bundle_id = alice.run("rise-send", "-q", "-", "bob", input=b"hi\n").stdout.decode().strip()
+    assert alice.run("rise", "status", bundle_id).stdout.decode().startswith(bundle_id)
+    short = alice.run("rise", "status", bundle_id[:4], check=False)
+    assert short.returncode == 2
+    assert short.stderr.decode() == (
+        f"rise: no bundle {bundle_id[:4]} was sent from this node (a file or message);"
+        " give the whole id rise-send printed (`rise status` lists them all)\n"
+    )
+
+
 def test_rise_check_says_what_to_run_next(pair: tuple[Node, Node]) -> None:
     alice, _ = pair
     alice.run("rise-send", "-q", "-", "bob", input=b"soon damaged\n")
