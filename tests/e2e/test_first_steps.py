@@ -80,3 +80,13 @@ def test_a_call_with_no_address_says_where_to_give_one(pair: tuple[Node, Node]) 
         " ssh:, serial:, see `rise carriers`), set [peers.bob] address in config.toml,"
         " or run its daemon with --announce (listened 12 s)\n"
     )
+
+
+def test_rise_serial_on_a_bare_device_names_the_schemes(tmp_path: Path) -> None:
+    carol = make_node(tmp_path, "carol")
+    refused = carol.run("rise-serial", "/dev/ttyUSB0", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.decode() == (
+        "rise-serial: not an address: '/dev/ttyUSB0' (a serial port is"
+        " 'serial:/dev/ttyUSB0?baud=9600', a KISS TNC on it 'kiss:/dev/ttyUSB0')\n"
+    )
