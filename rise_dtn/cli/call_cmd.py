@@ -30,8 +30,9 @@ DISCOVERY_SECONDS = 12.0  # beacons come every 5 s: two chances to hear one
 @click.option(
     "--address",
     help="Where to reach NODE: tcp://HOST[:PORT] (or HOST:PORT), ssh://[USER@]HOST[:PORT][/HOME], "
-    "exec:COMMAND, dir:/PATH, or serial:DEVICE, kiss:DEVICE, kiss+tcp://HOST:PORT "
-    "(rise-serial(1)) (default: [peers.NODE] address, then the tcp address on "
+    "exec:COMMAND, dir:/PATH, imaps://USER@HOST/FOLDER (rise-imap(1)), or serial:DEVICE, "
+    "kiss:DEVICE, kiss+tcp://HOST:PORT (rise-serial(1)) (default: [peers.NODE] address, "
+    "then the tcp address on "
     "NODE's card). The same as the ADDRESS argument.",
 )
 @click.option(
@@ -142,8 +143,10 @@ def _where(
     where = asyncio.run(discovery.find(home, peer, listen=discover_on, timeout=DISCOVERY_SECONDS))
     if where is None:
         raise UsageError(
-            f"no address for {peer.name}: give one, put one on its card, "
-            f"or run its daemon with --announce (listened {DISCOVERY_SECONDS:g} s)"
+            f"no address for {peer.name}: give one (rise-call {peer.name} tcp://HOST:PORT,"
+            f" or dir:, ssh:, serial:, see `rise carriers`), set [peers.{peer.name}] address"
+            f" in config.toml, or run its daemon with --announce"
+            f" (listened {DISCOVERY_SECONDS:g} s)"
         )
     host, port = where
     return found.resolve(f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}")

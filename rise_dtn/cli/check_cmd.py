@@ -34,6 +34,12 @@ def check_cmd(repair: bool, as_json: bool, home_path: Path | None) -> None:
             click.echo(f"repaired: {line}")
         for line in report.notes:
             click.echo(f"note: {line}")
-        say(f"{report.files} spool file(s) checked: " + ("clean" if report.clean else "problems"))
+        if report.clean:
+            verdict = "clean"
+        elif repair:
+            verdict = "problems, repaired as above (run rise-check again to confirm)"
+        else:
+            verdict = "problems (run rise-check --repair)"
+        say(f"{report.files} spool file(s) checked: {verdict}")
     if not report.clean:
         raise SystemExit(int(ExitCode.REJECTED))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -116,6 +117,12 @@ def send_cmd(
     )
     route = RouteOptions(hops=hops, copies=copies, via=tuple(_names(via)) if via else (), wait=wait)
     part_bytes = _part_bytes(part_size, home)
+    if source != "-" and Path(source).is_dir():
+        packed = shlex.quote(f"{Path(source).name}.tar")
+        raise UsageError(
+            f"{source} is a directory; a bundle carries one file: "
+            f"tar cf - {shlex.quote(source)} | rise-send --name {packed} - {node}"
+        )
     handle = send.open_source(source)
     with handle:
         total = send.regular_size(handle)

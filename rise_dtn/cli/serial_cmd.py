@@ -21,7 +21,7 @@ from rise_dtn.cli.common import (
     stop_event_on_signals,
 )
 from rise_dtn.cli.toss_cmd import stream_now, toss_now, toss_reporter
-from rise_dtn.core.errors import RiseError
+from rise_dtn.core.errors import RiseError, UsageError
 from rise_dtn.node import warm
 
 
@@ -73,6 +73,11 @@ def serial_cmd(
 
     setup_logging("rise-serial", verbose=verbose, quiet=quiet, log_file=log_file)
     home = open_home(home_path)
+    if port.startswith("/"):  # a bare device: name the schemes, not tcp://
+        raise UsageError(
+            f"not an address: {port!r} (a serial port is 'serial:{port}?baud=9600',"
+            f" a KISS TNC on it 'kiss:{port}')"
+        )
     spec = spec_of(addresses.parse(port, schemes=SCHEMES))
     _rejected, on_event = toss_reporter(False)
     hub = online.Hub(

@@ -37,7 +37,10 @@ def status_cmd(bundle: str | None, as_json: bool, home_path: Path | None) -> Non
     current = now()
     rows = sent_status(home, now=current, bundle_id=bundle.strip().lower() if bundle else None)
     if bundle and not rows:
-        raise UsageError(f"no bundle {bundle} was sent from this node (a file or message)")
+        raise UsageError(
+            f"no bundle {bundle} was sent from this node (a file or message);"
+            " give the whole id rise-send printed (`rise status` lists them all)"
+        )
     if as_json:
         click.echo(json.dumps([json_row(row) for row in rows], indent=2))
         return

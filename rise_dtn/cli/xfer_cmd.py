@@ -112,8 +112,12 @@ def xfer_cmd(
     serves only its one peer or those named (--for-all: every peer).
 
     \b
-    Example (a complete sneakernet, on both machines):
-      */10 * * * *  rise-xfer -q --toss /media/usb
+    Examples:
+      rise-xfer --toss /media/usb
+      rise-xfer --watch --toss /media/usb    # wait for the stick, say when to pull it
+    A complete sneakernet, the same crontab line on both machines (mountpoint:
+    with no stick, /media/usb is a folder on the local disk):
+      */10 * * * *  mountpoint -q /media/usb && rise-xfer -q --toss /media/usb
     """
     home = open_home(home_path)
     serving = Audience(names=for_names, everyone=for_all)

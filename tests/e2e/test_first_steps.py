@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.conftest import make_node, run
+from tests.conftest import Node, make_node, run
 
 
 def test_a_new_node_says_what_to_do_next(tmp_path: Path) -> None:
@@ -26,3 +26,67 @@ def test_a_new_node_says_what_to_do_next(tmp_path: Path) -> None:
         ("status",): "nothing sent from this node yet: `rise-send FILE NODE`\n",
         ("inbox",): "no messages\n",
     }
+
+
+def test_sending_a_directory_says_how_to_pack_it(pair: tuple[Node, Node]) -> None:
+    alice, _ = pair
+    folder = alice.home.parent / "my photos"
+    folder.mkdir()
+    refused = alice.run("rise-send", str(folder), "bob", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.decode() == (
+        f"rise-send: {folder} is a directory; a bundle carries one file:"
+        f" tar cf - '{folder}' | rise-send --name 'my photos.tar' - bob\n"
+    )
+    assert alice.run("rise", "queue").stdout == b""  # nothing was queued
+
+
+def test_rise_status_asks_for_the_whole_id(pair: tuple[Node, Node]) -> None:
+    alice, _ = pair
+    bundle_id = alice.run("rise-send", "-q", "-", "bob", input=b"hi\n").stdout.decode().strip()
+    assert alice.run("rise", "status", bundle_id).stdout.decode().startswith(bundle_id)
+    short = alice.run("rise", "status", bundle_id[:4], check=False)
+    assert short.returncode == 2
+    assert short.stderr.decode() == (
+        f"rise: no bundle {bundle_id[:4]} was sent from this node (a file or message);"
+        " give the whole id rise-send printed (`rise status` lists them all)\n"
+    )
+
+
+def test_rise_check_says_what_to_run_next(pair: tuple[Node, Node]) -> None:
+    alice, _ = pair
+    alice.run("rise-send", "-q", "-", "bob", input=b"soon damaged\n")
+    (bundle,) = (alice.home / "spool" / "tx").glob("*/*.rsb")
+    bundle.write_bytes(bundle.read_bytes()[:50])  # as a failing disk might leave it
+
+    found = alice.run("rise-check", check=False)
+    assert found.returncode == 3
+    assert found.stderr.decode() == "1 spool file(s) checked: problems (run rise-check --repair)\n"
+    repaired = alice.run("rise-check", "--repair", check=False)
+    assert repaired.returncode == 3
+    assert repaired.stderr.decode() == (
+        "1 spool file(s) checked: problems, repaired as above (run rise-check again to confirm)\n"
+    )
+    assert alice.run("rise-check").stderr.decode() == "0 spool file(s) checked: clean\n"
+
+
+def test_a_call_with_no_address_says_where_to_give_one(pair: tuple[Node, Node]) -> None:
+    alice, _ = pair
+    # a card without addresses and no config: rise-call listens for a beacon, then says how
+    failed = alice.run("rise-call", "--discover-on", "127.0.0.1:0", "bob", check=False)
+    assert failed.returncode == 2
+    assert failed.stderr.decode() == (
+        "rise-call: no address for bob: give one (rise-call bob tcp://HOST:PORT, or dir:,"
+        " ssh:, serial:, see `rise carriers`), set [peers.bob] address in config.toml,"
+        " or run its daemon with --announce (listened 12 s)\n"
+    )
+
+
+def test_rise_serial_on_a_bare_device_names_the_schemes(tmp_path: Path) -> None:
+    carol = make_node(tmp_path, "carol")
+    refused = carol.run("rise-serial", "/dev/ttyUSB0", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.decode() == (
+        "rise-serial: not an address: '/dev/ttyUSB0' (a serial port is"
+        " 'serial:/dev/ttyUSB0?baud=9600', a KISS TNC on it 'kiss:/dev/ttyUSB0')\n"
+    )
