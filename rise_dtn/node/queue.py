@@ -82,7 +82,7 @@ def find(home: Home, prefix: str) -> QueueRow:
     if not matches:
         raise UsageError(
             f"no bundle {prefix} waits here (delivered or sent on already? "
-            "`rise status` follows bundles sent over relays)"
+            "`rise status` follows the files and messages this node sent)"
         )
     if len(matches) > 1:
         raise UsageError(f"{prefix} matches {len(matches)} bundles: give more of the id")

@@ -23,7 +23,9 @@ class PipeLink:
 
     name = "stream"
     schemes = ("exec", "ssh")
-    summary = "live links over a command's pipes: ssh to a remote rise-daemon --stdio, or any"
+    summary = (
+        "live links over a command's pipes: ssh to a remote rise-daemon --stdio, or any command"
+    )
     kind = Kind.LINK
 
     def check(self, address: Address) -> None:
