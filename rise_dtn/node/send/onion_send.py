@@ -15,7 +15,7 @@ import dataclasses
 import os
 import random
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from rise_dtn.core import bundle
 from rise_dtn.core.errors import RiseError
@@ -120,8 +120,14 @@ class PacketWriter:
         # thread seals the next block through every layer: hashlib and the
         # kernel let go of the GIL, so a large send takes the longer of the
         # two instead of their sum (bench/README.md, relay figures).
+        # A payload of one block (a message) has nothing to overlap: no thread to
+        # start and join, milliseconds on a loaded machine, on every message's way.
         self._writing = contextlib.ExitStack()
-        self._put = self._writing.enter_context(BackgroundWriter(self._keep))
+        self._put: Callable[[bytes], None] = (
+            self._keep
+            if self.payload_bytes <= BLOCK_BYTES
+            else self._writing.enter_context(BackgroundWriter(self._keep))
+        )
 
     @property
     def packet_bytes(self) -> int:

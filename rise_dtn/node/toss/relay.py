@@ -278,7 +278,7 @@ def forward_pushed(
             return None
         peers = {peer.node_id: peer for peer in home.peers.all()}
         previous, next_hop = check_forward(home, peers, neighbour, peeler, now=now)
-        count, held = home.relay_index.held_for(str(neighbour))
+        count, held = home.fast_relay_index.held_for(str(neighbour))
         check_quota(
             home, previous.name, count=count, held_bytes=held, size=peeler.clear.total_bytes
         )
@@ -299,7 +299,7 @@ def forward_pushed(
         queued_at=now,
     )
     commitment = peeler.slot.commitment.hex()  # already BLAKE2b(token): 20.2, 22.2
-    home.relay_index.record_forwarded_many(
+    home.fast_relay_index.record_forwarded_many(
         [(entry, str(neighbour), commitment, relayed_seen(clear, now))], replays=[]
     )
     return Forwarded(str(clear.bundle_id), next_hop.name), next_hop.node_id
