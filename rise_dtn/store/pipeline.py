@@ -15,6 +15,7 @@ import queue
 import threading
 from collections.abc import Callable
 from types import TracebackType
+from typing import Generic, TypeVar
 
 QUEUE_CHUNKS = 4  # 4 MiB in flight: enough to smooth the disk, flat in file size
 
@@ -48,17 +49,23 @@ def reuse_block_memory() -> None:
         mallopt(_M_TRIM_THRESHOLD, HEAP_KEEP_BYTES)
 
 
-class BackgroundWriter:
-    """`with BackgroundWriter(out.write) as write: write(chunk)`; errors resurface in the caller."""
+Item = TypeVar("Item")
 
-    def __init__(self, write: Callable[[bytes], object]) -> None:
+
+class BackgroundWriter(Generic[Item]):
+    """`with BackgroundWriter(out.write) as write: write(chunk)`; errors resurface in the caller.
+
+    An item is a block to write, or what the writer turns into one (a sealed
+    chunk it opens first: node/toss/deliver.py)."""
+
+    def __init__(self, write: Callable[[Item], object]) -> None:
         reuse_block_memory()
         self._write = write
-        self._queue: queue.Queue[bytes | None] = queue.Queue(QUEUE_CHUNKS)
+        self._queue: queue.Queue[Item | None] = queue.Queue(QUEUE_CHUNKS)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="rise-writer", daemon=True)
 
-    def __enter__(self) -> Callable[[bytes], None]:
+    def __enter__(self) -> Callable[[Item], None]:
         self._thread.start()
         return self.put
 
@@ -74,7 +81,7 @@ class BackgroundWriter:
             except BaseException as exc:  # noqa: BLE001 - handed back to the caller's thread
                 self._error = exc
 
-    def put(self, data: bytes) -> None:
+    def put(self, data: Item) -> None:
         if self._error is not None:
             raise self._error
         self._queue.put(data)
