@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from tests.conftest import Node, make_node, run
@@ -90,3 +91,18 @@ def test_rise_serial_on_a_bare_device_names_the_schemes(tmp_path: Path) -> None:
         "rise-serial: not an address: '/dev/ttyUSB0' (a serial port is"
         " 'serial:/dev/ttyUSB0?baud=9600', a KISS TNC on it 'kiss:/dev/ttyUSB0')\n"
     )
+
+
+def test_a_call_to_a_port_where_nothing_listens_says_what_to_check(
+    pair: tuple[Node, Node],
+) -> None:
+    alice, _ = pair
+    with socket.socket() as taken:  # a port of our own, bound and never listening
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        refused = alice.run("rise-call", "bob", f"tcp://127.0.0.1:{port}", check=False)
+    assert refused.returncode != 0
+    assert (
+        f"cannot reach bob at 127.0.0.1:{port}: nothing listens there (is rise-daemon "
+        "running on bob, with --listen on that port?)"
+    ) in refused.stderr.decode()

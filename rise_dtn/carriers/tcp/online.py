@@ -284,6 +284,11 @@ async def _dial(
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     try:
         return await asyncio.open_connection(host, port)
+    except ConnectionRefusedError:
+        raise PeerError(
+            f"cannot reach {peer.name} at {host}:{port}: nothing listens there "
+            f"(is rise-daemon running on {peer.name}, with --listen on that port?)"
+        ) from None
     except OSError as exc:
         raise PeerError(f"cannot reach {peer.name} at {host}:{port}: {exc.strerror}") from None
 
