@@ -308,7 +308,10 @@ def _why_not(view: MapView, recipient: NodeId, problem: _Problem) -> str:
     """One line saying why the map holds no route of `problem.hops` relays."""
     name, hops = view.name(recipient), problem.hops
     if not view.relays:
-        return "this node has no relay neighbours; a route starts at a neighbour marked as a relay"
+        return (
+            "this node has no relay neighbours; a route starts at a neighbour marked as a "
+            "relay (rise peer add --relay CARD)"
+        )
     if not problem.first:
         return f"no relay neighbour is left to start a route to {name}"
     if not problem.last:

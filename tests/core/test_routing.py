@@ -129,7 +129,15 @@ def test_a_neighbour_not_marked_relay_never_starts_a_route() -> None:
 @pytest.mark.parametrize(
     "case",
     [
-        ("r1", "r1-r2", "", ["r2"], 2, "this node has no relay neighbours"),
+        (
+            "r1",
+            "r1-r2",
+            "",
+            ["r2"],
+            2,
+            "no relay neighbours; a route starts at a neighbour "
+            "marked as a relay (rise peer add --relay CARD)",
+        ),
         ("r1", "r1-r2", None, [], 2, "no known relay reaches d"),
         ("r1", "", None, ["r1"], 2, "only 1 relay is known; --hops 2 needs 2"),
         ("r1", "r1-r2 r2-r3", None, ["r3"], 2, "has 3 relays; --hops 2 is too few"),
