@@ -10,7 +10,8 @@ import click
 from rise_dtn.cli.common import ago, home_option, json_row, now, open_home, say
 from rise_dtn.core.errors import UsageError
 from rise_dtn.core.units import human_bytes
-from rise_dtn.node.status import sent_status
+from rise_dtn.node.home import Home
+from rise_dtn.node.status import SentStatus, sent_status
 
 
 @click.command("status")
@@ -18,7 +19,8 @@ from rise_dtn.node.status import sent_status
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @home_option
 def status_cmd(bundle: str | None, as_json: bool, home_path: Path | None) -> None:
-    """Show the end-to-end state of BUNDLE (an id rise-send printed), or of all sent.
+    """Show the end-to-end state of BUNDLE (an id rise-send printed, or its first 4+
+    characters), or of all sent.
 
     Files and messages sent directly and over relays: a direct one is
     delivered when its recipient acks it, one over relays when the
@@ -35,12 +37,10 @@ def status_cmd(bundle: str | None, as_json: bool, home_path: Path | None) -> Non
     """
     home = open_home(home_path)
     current = now()
-    rows = sent_status(home, now=current, bundle_id=bundle.strip().lower() if bundle else None)
-    if bundle and not rows:
-        raise UsageError(
-            f"no bundle {bundle} was sent from this node (a file or message);"
-            " give the whole id rise-send printed (`rise status` lists them all)"
-        )
+    wanted = bundle.strip().lower() if bundle else None
+    rows = sent_status(home, now=current, bundle_id=wanted)
+    if wanted is not None and not rows:
+        rows = _by_prefix(home, wanted, now=current)
     if as_json:
         click.echo(json.dumps([json_row(row) for row in rows], indent=2))
         return
@@ -55,3 +55,19 @@ def status_cmd(bundle: str | None, as_json: bool, home_path: Path | None) -> Non
         )
     if not rows:
         say("nothing sent from this node yet: `rise-send FILE NODE`")
+
+
+def _by_prefix(home: Home, prefix: str, *, now: int) -> list[SentStatus]:
+    """The one bundle sent whose id starts with `prefix` (4 characters at least, as for
+    `rise queue` and `rise inbox`)."""
+    if len(prefix) < 4:
+        raise UsageError(f"give at least 4 characters of a bundle id, not {prefix!r}")
+    matches = [row for row in sent_status(home, now=now) if row.bundle_id.startswith(prefix)]
+    if not matches:
+        raise UsageError(
+            f"no bundle {prefix} was sent from this node (a file or message;"
+            " `rise status` lists them all)"
+        )
+    if len(matches) > 1:
+        raise UsageError(f"{prefix} matches {len(matches)} bundles: give more of the id")
+    return matches

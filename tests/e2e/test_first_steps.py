@@ -42,15 +42,23 @@ def test_sending_a_directory_says_how_to_pack_it(pair: tuple[Node, Node]) -> Non
     assert alice.run("rise", "queue").stdout == b""  # nothing was queued
 
 
-def test_rise_status_asks_for_the_whole_id(pair: tuple[Node, Node]) -> None:
+def test_rise_status_takes_the_start_of_an_id(pair: tuple[Node, Node]) -> None:
+    """As rise queue and rise inbox do: 4 characters or more, one match."""
     alice, _ = pair
     bundle_id = alice.run("rise-send", "-q", "-", "bob", input=b"hi\n").stdout.decode().strip()
     assert alice.run("rise", "status", bundle_id).stdout.decode().startswith(bundle_id)
-    short = alice.run("rise", "status", bundle_id[:4], check=False)
-    assert short.returncode == 2
-    assert short.stderr.decode() == (
-        f"rise: no bundle {bundle_id[:4]} was sent from this node (a file or message);"
-        " give the whole id rise-send printed (`rise status` lists them all)\n"
+    assert alice.run("rise", "status", bundle_id[:6]).stdout.decode().startswith(bundle_id)
+    too_short = alice.run("rise", "status", bundle_id[:3], check=False)
+    assert too_short.returncode == 2
+    assert too_short.stderr.decode() == (
+        f"rise: give at least 4 characters of a bundle id, not {bundle_id[:3]!r}\n"
+    )
+    other = "zzzz" if not bundle_id.startswith("zzzz") else "2222"
+    unknown = alice.run("rise", "status", other, check=False)
+    assert unknown.returncode == 2
+    assert unknown.stderr.decode() == (
+        f"rise: no bundle {other} was sent from this node (a file or message;"
+        " `rise status` lists them all)\n"
     )
 
 
