@@ -109,13 +109,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="only the 3-hop latency figure (no bulk, no shaped goodput)",
     )
-    parser.add_argument(
-        "--install",
-        choices=("wheel", "dev"),
-        default="wheel",
-        help="the rise commands to time: this checkout built into a wheel and installed in a "
-        "venv of its own, as a user installs it (default), or the dev venv's editable install",
-    )
+    install.add_option(parser)
     add_scratch_options(parser, workdir=DEFAULT_WORKDIR)
     args = parser.parse_args(argv)
     if args.messages < 1:
@@ -863,15 +857,12 @@ def main(argv: list[str] | None = None) -> int:
     info_command = shlex.join([".venv/bin/python", "bench/online.py", *argv])
     args.workdir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="rise-online-", dir=args.workdir))
-    if args.install == "wheel":
-        try:
-            bin_dir = install.wheel_venv(scratch / "install")
-        except install.InstallFailed as exc:
-            say(f"benchmark failed: {exc} (--install dev times the dev venv instead)")
-            shutil.rmtree(scratch, ignore_errors=True)
-            return 1
-    else:
-        bin_dir = rise_bin_dir()
+    try:
+        bin_dir = install.commands(args.install, scratch, rise_bin_dir())
+    except install.InstallFailed as exc:
+        say(f"benchmark failed: {exc} (--install dev times the dev venv instead)")
+        shutil.rmtree(scratch, ignore_errors=True)
+        return 1
     for name in ("rise-daemon", "rise-call", "rise-send"):
         if not (bin_dir / name).exists():
             raise SystemExit(f"{name} not found in {bin_dir}")

@@ -122,16 +122,7 @@ def daemon_cmd(
         raise UsageError("--announce tells peers where to call: give --listen HOST:PORT")
     plan = daemon.DaemonPlan(where, keep, announce_to if announce else None)
     # Forked before the event loop starts any thread: see rise_dtn/node/warm.py.
-    worker = (
-        None
-        if no_send_worker
-        else warm.start(
-            home.path,
-            command=quick.run_in_worker,
-            preload=lambda: quick.preload_worker(home.path),
-            ready=lambda: quick.ready_worker(home.path),
-        )
-    )
+    worker = None if no_send_worker else quick.start_worker(home.path)
 
     async def main() -> None:
         await daemon.serve(hub, plan, stop=stop_event_on_signals(), say=log)

@@ -76,6 +76,21 @@ def preload_worker(home: os.PathLike[str] | None = None) -> None:
                 _check_map_cards(opened.spool.index_path)
 
 
+def start_worker(home: os.PathLike[str]) -> int | None:
+    """The warm worker a long-running command (rise-daemon, rise-serial) keeps for
+    rise-send to `home`: forked before the event loop starts any thread (node/warm.py)."""
+    from pathlib import Path
+
+    from rise_dtn.node import warm
+
+    return warm.start(
+        Path(home),
+        command=run_in_worker,
+        preload=lambda: preload_worker(home),
+        ready=lambda: ready_worker(home),
+    )
+
+
 def ready_worker(home: os.PathLike[str]) -> None:
     """In each child the worker forks ahead, while it waits for a caller: the index
     connections a send to `home` opens (the map, then the write), set up already.

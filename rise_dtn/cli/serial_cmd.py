@@ -88,16 +88,7 @@ def serial_cmd(
     )
     peer = home.peers.find(neighbour) if neighbour is not None else None
     # Forked before the event loop starts any thread: see rise_dtn/node/warm.py.
-    worker = (
-        None
-        if no_send_worker
-        else warm.start(
-            home.path,
-            command=quick.run_in_worker,
-            preload=lambda: quick.preload_worker(home.path),
-            ready=lambda: quick.ready_worker(home.path),
-        )
-    )
+    worker = None if no_send_worker else quick.start_worker(home.path)
 
     async def main() -> None:
         stop = stop_event_on_signals()

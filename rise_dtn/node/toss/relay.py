@@ -24,6 +24,7 @@ from rise_dtn.core.errors import BundleError, Deferred
 from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.core.onion import OnionPeeler, SlotKind, commitment_for
 from rise_dtn.node.home import Home
+from rise_dtn.node.peers import Peer
 from rise_dtn.node.toss import deliver
 from rise_dtn.node.toss.forwarding import (
     MAX_BATCHED_PAYLOAD_BYTES,
@@ -200,10 +201,7 @@ def _forward(
     now: int,
 ) -> TossEvent:
     """One packet, streamed in constant memory (large payloads, cancels)."""
-    peers = {peer.node_id: peer for peer in home.peers.all()}
-    previous, next_hop = check_forward(home, peers, neighbour, peeler, now=now)
-    count, held = home.fast_relay_index.held_for(str(neighbour))
-    check_quota(home, previous.name, count=count, held_bytes=held, size=peeler.clear.total_bytes)
+    next_hop = _next_hop(home, neighbour, peeler, now=now)
     next_id = peeler.next_bundle_id
     tx_dir = home.spool.tx_dir(next_hop.node_id)
     tx_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -221,19 +219,7 @@ def _forward(
                 remaining -= len(block)
                 write(block)
         source.finish()  # a tagged payload never leaves this node
-    entry = EntryRow(
-        bundle_id=str(next_id),
-        direction="tx",
-        neighbour=str(next_hop.node_id),
-        size=peeler.clear.total_bytes,
-        expiry=peeler.slot.next_expiry,
-        priority=peeler.slot.next_priority,
-        queued_at=now,
-    )
-    commitment = peeler.slot.commitment.hex()  # already BLAKE2b(token): 20.2, 22.2
-    home.fast_relay_index.record_forwarded_many(
-        [(entry, str(neighbour), commitment, relayed_seen(peeler.clear, now))], replays=[]
-    )
+    _record_forward(home, peeler, next_hop, neighbour, now=now)
     home.bundles.handled(path)
     return Forwarded(path.name.split(".")[0], next_hop.name)
 
@@ -276,12 +262,7 @@ def forward_pushed(
         peeler = OnionPeeler(home.identity, clear, packet[clear.size : start])
         if peeler.slot.kind is not SlotKind.FORWARD or peeler.payload_bytes != len(packet) - start:
             return None
-        peers = {peer.node_id: peer for peer in home.peers.all()}
-        previous, next_hop = check_forward(home, peers, neighbour, peeler, now=now)
-        count, held = home.fast_relay_index.held_for(str(neighbour))
-        check_quota(
-            home, previous.name, count=count, held_bytes=held, size=peeler.clear.total_bytes
-        )
+        next_hop = _next_hop(home, neighbour, peeler, now=now)
         peeled = peeler.transform(packet[start:])
         peeler.check_payload()  # a tagged payload never leaves this node
     except (BundleError, Deferred):
@@ -289,19 +270,7 @@ def forward_pushed(
     next_id = peeler.next_bundle_id
     tx_dir = home.spool.tx_dir(next_hop.node_id)
     _write_forward(home, home.spool.bundle_path(tx_dir, next_id), peeler.next_clear() + peeled)
-    entry = EntryRow(
-        bundle_id=str(next_id),
-        direction="tx",
-        neighbour=str(next_hop.node_id),
-        size=peeler.clear.total_bytes,
-        expiry=peeler.slot.next_expiry,
-        priority=peeler.slot.next_priority,
-        queued_at=now,
-    )
-    commitment = peeler.slot.commitment.hex()  # already BLAKE2b(token): 20.2, 22.2
-    home.fast_relay_index.record_forwarded_many(
-        [(entry, str(neighbour), commitment, relayed_seen(clear, now))], replays=[]
-    )
+    _record_forward(home, peeler, next_hop, neighbour, now=now)
     return Forwarded(str(clear.bundle_id), next_hop.name), next_hop.node_id
 
 
@@ -330,3 +299,33 @@ def _write_forward(home: Home, final: Path, data: bytes) -> None:
     except BaseException:
         out.abort()
         raise
+
+
+def _record_forward(
+    home: Home, peeler: OnionPeeler, next_hop: Peer, neighbour: NodeId, *, now: int
+) -> None:
+    """The forward's queue row, its replay commitment and the packet seen, in one
+    transaction (a forward off a stick or rx/, and one pushed over a live link)."""
+    entry = EntryRow(
+        bundle_id=str(peeler.next_bundle_id),
+        direction="tx",
+        neighbour=str(next_hop.node_id),
+        size=peeler.clear.total_bytes,
+        expiry=peeler.slot.next_expiry,
+        priority=peeler.slot.next_priority,
+        queued_at=now,
+    )
+    commitment = peeler.slot.commitment.hex()  # already BLAKE2b(token): 20.2, 22.2
+    home.fast_relay_index.record_forwarded_many(
+        [(entry, str(neighbour), commitment, relayed_seen(peeler.clear, now))], replays=[]
+    )
+
+
+def _next_hop(home: Home, neighbour: NodeId, peeler: OnionPeeler, *, now: int) -> Peer:
+    """Whom a packet from `neighbour` goes to, once the forwarding rules and the
+    neighbour's quota allow it (BundleError or Deferred if not)."""
+    peers = {peer.node_id: peer for peer in home.peers.all()}
+    previous, next_hop = check_forward(home, peers, neighbour, peeler, now=now)
+    count, held = home.fast_relay_index.held_for(str(neighbour))
+    check_quota(home, previous.name, count=count, held_bytes=held, size=peeler.clear.total_bytes)
+    return next_hop
