@@ -10,6 +10,7 @@ of the target, so they are measured on a wheel install by default.
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,6 +33,9 @@ def wheel_venv(where: Path) -> Path:
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)],
         [sys.executable, "-m", "venv", str(venv)],
     ]
+    # setuptools builds in the checkout's build/ and never empties it: a module deleted
+    # from the tree since the last build would still go into the wheel.
+    shutil.rmtree(REPO / "build", ignore_errors=True)
     for argv in steps:
         _run(argv)
     built = sorted(wheels.glob("rise_dtn-*.whl"))

@@ -250,5 +250,10 @@ class Home:
         fast_relay = self.__dict__.get("fast_relay_index")
         if fast_relay is not None and fast_relay is not self.__dict__.get("relay_index"):
             fast_relay.close()
+        # The map's own connection, opened again if the home is used after all.
+        route_map = self.__dict__.get("route_map")
+        if route_map is not None and route_map is not self.__dict__.get("relay_index"):
+            route_map.close()
+            del self.__dict__["route_map"]
         if "index" in self.__dict__:
             self.index.close()

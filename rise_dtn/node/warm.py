@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import select
 import signal
 import socket
 import struct
@@ -40,6 +41,11 @@ MAX_REQUEST_BYTES = 1 << 16
 REQUEST_SECONDS = 60.0
 LENGTH = struct.Struct(">I")
 SPARE_DIED_PAUSE = 0.1  # seconds
+# A new spare prepares (`ready`) only once it has waited this long without a caller:
+# it is forked as the previous one's send starts, and preparing at once would take
+# a core from that send and its way over the network. A caller in the meantime (a
+# burst of sends) is served at once, unprepared.
+READY_AFTER_SECONDS = 0.03
 _CREDENTIALS = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
@@ -167,8 +173,9 @@ def _spare(
         from rise_dtn.node.toss.parallel import PR_SET_PDEATHSIG, die_with
 
         die_with(worker)
-        with contextlib.suppress(Exception):  # a send does the same again, and says what fails
-            ready()
+        if not _caller_within(listener, READY_AFTER_SECONDS):
+            with contextlib.suppress(Exception):  # a send does the same again, and says what fails
+                ready()
         connection, _address = listener.accept()
         with contextlib.suppress(OSError, AttributeError):
             import ctypes
@@ -185,6 +192,13 @@ def _spare(
     except BaseException:  # noqa: BLE001 - a child never returns into the worker's loop
         os._exit(1)
     _run(connection, command, request)  # never returns
+
+
+def _caller_within(listener: socket.socket, seconds: float) -> bool:
+    """Whether a caller is waiting to be accepted, or comes within `seconds`."""
+    waiting = select.poll()
+    waiting.register(listener, select.POLLIN)
+    return bool(waiting.poll(seconds * 1000))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -68,43 +68,21 @@ class PacketWriter:
         now: int,
         tokens: tuple[bytes, ...] | None = None,
     ) -> None:
-        forward, last = kinds
-        nodes = [*route, destination] if last is SlotKind.DELIVER else list(route)
-        # Data packets get fresh cancel tokens; a cancel carries the stored ones.
-        self.tokens = tokens or tuple(secrets.token_bytes(COMMITMENT_BYTES) for _ in route)
-        jitter_range = max(1, min((expiry - now) // 10, MAX_EXPIRY_JITTER_SECONDS))
-        hops = []
-        for position, node in enumerate(nodes):
-            is_last = position == len(nodes) - 1
-            if last is SlotKind.DELIVER:
-                commitment = (
-                    secrets.token_bytes(COMMITMENT_BYTES)
-                    if is_last
-                    else commitment_for(self.tokens[position])
-                )
-            else:
-                commitment = self.tokens[position]  # a cancel carries the tokens themselves
-            hops.append(
-                Hop(
-                    node.node_id,
-                    node.public.exchange_public,
-                    last if is_last else forward,
-                    max(now + 1, expiry - rng.randrange(jitter_range)),
-                    priority,
-                    commitment,
-                )
-            )
+        self.tokens, self.sealer = wrap(
+            route,
+            destination,
+            kinds=kinds,
+            inner_bytes=inner_bytes,
+            expiry=expiry,
+            priority=priority,
+            rng=rng,
+            now=now,
+            tokens=tokens,
+        )
         self.priority = priority
         self.inner_bytes = inner_bytes
         self.payload_bytes = padded_payload_bytes(inner_bytes)
-        self.sealer = OnionSealer(
-            hops,
-            slots=len(hops),
-            payload_bytes=self.payload_bytes,
-            ephemeral_secret=secrets.token_bytes(32),
-            filler=secrets.token_bytes(len(hops) * bundle.SLOT_BYTES),
-        )
-        self.first_hop = nodes[0].node_id
+        self.first_hop = route[0].node_id if route else destination.node_id
         self.relays = tuple(node.node_id for node in route)
         tx_dir = home.spool.tx_dir(self.first_hop)
         try:
@@ -177,6 +155,56 @@ class PacketWriter:
         with contextlib.suppress(Exception):  # the writer's error, if any: the packet goes
             self._writing.close()
         self._out.abort()
+
+
+def wrap(
+    route: Sequence[RouteNode],
+    destination: RouteNode,
+    *,
+    kinds: tuple[SlotKind, SlotKind],
+    inner_bytes: int,
+    expiry: int,
+    priority: int,
+    rng: random.Random,
+    now: int,
+    tokens: tuple[bytes, ...] | None = None,
+) -> tuple[tuple[bytes, ...], OnionSealer]:
+    """One copy's onion, in memory: its cancel tokens and the sealer its payload goes
+    through (a PacketWriter writes it; rise-send's spare child rehearses it)."""
+    forward, last = kinds
+    nodes = [*route, destination] if last is SlotKind.DELIVER else list(route)
+    # Data packets get fresh cancel tokens; a cancel carries the stored ones.
+    tokens = tokens or tuple(secrets.token_bytes(COMMITMENT_BYTES) for _ in route)
+    jitter_range = max(1, min((expiry - now) // 10, MAX_EXPIRY_JITTER_SECONDS))
+    hops = []
+    for position, node in enumerate(nodes):
+        is_last = position == len(nodes) - 1
+        if last is SlotKind.DELIVER:
+            commitment = (
+                secrets.token_bytes(COMMITMENT_BYTES)
+                if is_last
+                else commitment_for(tokens[position])
+            )
+        else:
+            commitment = tokens[position]  # a cancel carries the tokens themselves
+        hops.append(
+            Hop(
+                node.node_id,
+                node.public.exchange_public,
+                last if is_last else forward,
+                max(now + 1, expiry - rng.randrange(jitter_range)),
+                priority,
+                commitment,
+            )
+        )
+    sealer = OnionSealer(
+        hops,
+        slots=len(hops),
+        payload_bytes=padded_payload_bytes(inner_bytes),
+        ephemeral_secret=secrets.token_bytes(32),
+        filler=secrets.token_bytes(len(hops) * bundle.SLOT_BYTES),
+    )
+    return tokens, sealer
 
 
 @contextlib.contextmanager
