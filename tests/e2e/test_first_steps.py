@@ -114,3 +114,29 @@ def test_a_call_to_a_port_where_nothing_listens_says_what_to_check(
         f"cannot reach bob at 127.0.0.1:{port}: nothing listens there (is rise-daemon "
         "running on bob, with --listen on that port?)"
     ) in refused.stderr.decode()
+
+
+def test_a_call_whose_command_cannot_start_says_so(pair: tuple[Node, Node]) -> None:
+    """Not "the node closed the link during the handshake": the node was never reached."""
+    alice, _ = pair
+    missing = alice.run("rise-call", "bob", "--command", "rise-daemonx --stdio", check=False)
+    assert missing.returncode == 2
+    assert missing.stderr.decode().splitlines()[-1] == (  # below the shell's own line
+        "rise-call: cannot start the command 'rise-daemonx --stdio':"
+        " rise-daemonx: not found in any folder of PATH"
+    )
+    script = alice.home.parent / "daemon"
+    script.write_text("#!/bin/sh\nexec rise-daemon --stdio\n")  # not made executable
+    refused = alice.run("rise-call", "-q", "bob", "--command", f"{script} --stdio", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.decode() == (
+        f"rise-call: cannot start the command '{script} --stdio': {script}: Permission denied\n"
+    )
+    # as over ssh: the command starts, but the one it runs does not (exit status 127)
+    inner = alice.run("rise-call", "-q", "bob", "--command", "env rise-daemonx", check=False)
+    assert inner.returncode == 2
+    assert inner.stderr.decode().splitlines()[-1] == (
+        "rise-call: the command 'env rise-daemonx' exited 127: a program it runs was not found"
+        " (its own message says which)"
+    )
+    assert "rise-daemonx" in inner.stderr.decode().splitlines()[0]  # env's message, kept by -q

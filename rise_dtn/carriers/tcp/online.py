@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
-from rise_dtn.carriers.live import secure
+from rise_dtn.carriers.live import program, secure
 from rise_dtn.carriers.live.link import Link, LinkReport, Stream, Toss
 from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.errors import BusyError, NoSpaceError, PeerError, RiseError, UsageError
@@ -367,13 +367,19 @@ async def call_command(
             progress=progress,
         )
         return await call_over(home, peer, process.stdout, process.stdin, link=link)
+    except RiseError:
+        # A command that could not start reads as a refusal by the node: say what it was.
+        process.stdin.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait(), 30)
+        unstarted = program.not_started(command, process.returncode)
+        if unstarted is None or not unstarted[1]:
+            await _show_kept(keeping, kept)
+        if unstarted is not None:
+            raise UsageError(unstarted[0]) from None
+        raise
     except BaseException:
-        if keeping is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(keeping), 2)
-            for line in kept:
-                sys.stderr.buffer.write(line if line.endswith(b"\n") else line + b"\n")
-            sys.stderr.flush()
+        await _show_kept(keeping, kept)
         raise
     finally:
         process.stdin.close()
@@ -384,6 +390,17 @@ async def call_command(
 
 
 KEPT_STDERR_LINES = 50  # of a quiet call's command, shown if the call fails
+
+
+async def _show_kept(keeping: asyncio.Task[None] | None, kept: collections.deque[bytes]) -> None:
+    """Print what a quiet call's command said on stderr, once the call has failed."""
+    if keeping is None:
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(keeping), 2)
+    for line in kept:
+        sys.stderr.buffer.write(line if line.endswith(b"\n") else line + b"\n")
+    sys.stderr.flush()
 
 
 async def _keep_lines(source: asyncio.StreamReader, kept: collections.deque[bytes]) -> None:
