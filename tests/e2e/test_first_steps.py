@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import select
 import socket
+import subprocess
+import time
 from pathlib import Path
 
-from tests.conftest import Node, make_node, run
+from tests.conftest import BIN, Node, command_env, make_node, run
+from tests.radiolink import open_raw, start_pty_pair
 
 
 def test_a_new_node_says_what_to_do_next(tmp_path: Path) -> None:
@@ -140,3 +145,57 @@ def test_a_call_whose_command_cannot_start_says_so(pair: tuple[Node, Node]) -> N
         " (its own message says which)"
     )
     assert "rise-daemonx" in inner.stderr.decode().splitlines()[0]  # env's message, kept by -q
+
+
+SERIAL_DEADLINE_SECONDS = 120.0  # for the caller's first frame, on a loaded machine
+
+
+def test_a_serial_call_that_nobody_answers_says_what_to_check(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    """A real pty pair with nothing at the far end: no rise-serial, or a radio switched off."""
+    alice, _ = pair
+    socat, here, _there = start_pty_pair(tmp_path / "socat.log")
+    try:
+        silent = alice.run("rise-call", "bob", f"serial:{here}?giveup=1", check=False)
+    finally:
+        socat.terminate()
+        socat.wait()
+    assert silent.returncode == 4
+    assert silent.stderr.decode() == (
+        f"rise-call: link to bob failed: nothing answered on {here} in 1 s: is rise-serial"
+        " running at the other end, is this the right port, with the same baud= (9600) at both"
+        " ends, and is the radio or modem on?\n"
+    )
+
+
+def test_a_serial_call_that_hears_only_noise_names_the_baud_rate(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    """What a far end at another baud rate sends: bytes, and never a frame that checks."""
+    alice, _ = pair
+    socat, here, there = start_pty_pair(tmp_path / "socat.log")
+    far = open_raw(there)
+    noise = bytes(range(256)) * 2  # FENDs among them: "frames" whose CRC fails
+    try:
+        calling = subprocess.Popen(
+            [str(BIN / "rise-call"), "bob", f"serial:{here}?giveup=5&baud=115200"],
+            env=command_env(alice.home),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + SERIAL_DEADLINE_SECONDS
+        while not select.select([far], [], [], 0.05)[0]:  # a poll with a deadline
+            assert time.monotonic() < deadline, "the call sent nothing"
+        os.read(far, 4096)  # its first frame: the call is up and listening
+        os.write(far, noise)
+        _, stderr = calling.communicate(timeout=SERIAL_DEADLINE_SECONDS)
+    finally:
+        os.close(far)
+        socat.terminate()
+        socat.wait()
+    assert calling.returncode == 4
+    assert stderr.decode() == (
+        f"rise-call: link to bob failed: only noise on {here} in 5 s (512 bytes, no frame):"
+        " does the other end use the same baud= (115200) and link profile?\n"
+    )

@@ -96,6 +96,7 @@ class Port:
         self._reading: asyncio.Task[None] | None = None
         self._serial: object | None = None
         self._read_transport: asyncio.BaseTransport | None = None
+        self.bytes_received = 0  # noise included: tells a dead line from a garbled one
 
     async def open(self) -> None:
         spec = self.spec
@@ -146,6 +147,7 @@ class Port:
                 data = await self._reader.read(READ_BYTES)
                 if not data:
                     break
+                self.bytes_received += len(data)
                 for frame in self.framer.feed(data):
                     self.on_frame(frame)
         except (ConnectionError, OSError):
@@ -293,7 +295,7 @@ class ArqStream:
                     self.reader.feed_eof()
                 self._progress.set()
                 if self.arq.dead(now) or self.port.closed.is_set():
-                    self.reader.set_exception(ConnectionError("the serial link went silent"))
+                    self.reader.set_exception(ConnectionError(self._silence()))
                     self._ended = True
                     return
                 deadline = self.arq.deadline()
@@ -304,6 +306,27 @@ class ArqStream:
         finally:
             self._ended = True
             self._progress.set()
+
+    def _silence(self) -> str:
+        """Why the link is given up. A peer never heard at all is most often no peer (no
+        rise-serial there, another port, another baud rate, the radio off): say so, since
+        the user otherwise waits `giveup` seconds for a bare time-out."""
+        spec = self.port.spec
+        if self.arq.stats.frames_received or self.port.closed.is_set():
+            return "the serial link went silent"
+        waited = f"{spec.give_up_seconds:g} s"
+        baud = (
+            "" if spec.scheme == "kiss+tcp" else f", with the same baud= ({spec.baud}) at both ends"
+        )
+        if self.port.bytes_received == 0:
+            return (
+                f"nothing answered on {spec.where} in {waited}: is rise-serial running at the"
+                f" other end, is this the right port{baud}, and is the radio or modem on?"
+            )
+        return (
+            f"only noise on {spec.where} in {waited} ({self.port.bytes_received} bytes, no"
+            f" frame): does the other end use the same baud= ({spec.baud}) and link profile?"
+        )
 
 
 def writer_of(stream: ArqStream) -> asyncio.StreamWriter:
