@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from rise_dtn.carriers import registry
 from rise_dtn.cli.common import home_option, say
 from rise_dtn.node.home import Home, default_home
 
@@ -21,7 +22,10 @@ def init_cmd(name: str, home_path: Path | None) -> None:
       rise init --name alice
       rise card > alice.card     # give this to your neighbours
     """
-    home = Home.create(home_path or default_home(), name=name)
+    found = registry.load()
+    for problem in found.problems:
+        say(f"rise init: {problem}")
+    home = Home.create(home_path or default_home(), name=name, address_schemes=found.schemes)
     click.echo(str(home.identity.node_id))
     say(f"created node {name!r} in {home.path}")
     say("next: `rise card` prints your card; `rise peer add CARD` trusts a neighbour's card")

@@ -10,9 +10,10 @@ import dataclasses
 import fractions
 import json
 import re
+import textwrap
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -115,7 +116,8 @@ nice = {nice}
 # max_rate = "2M"             # bytes per second each way on live links
 # relay_max_bytes = "100M"    # what this node holds for bob as a relay
 # relay_max_bundles = 1000
-# address = "tcp://bob.example.org:5454"  # where to reach bob: tcp://, ssh://, exec:, dir:
+# address = "tcp://bob.example.org:5454"  # where to reach bob; the schemes installed
+# {schemes}
 # keep_link = true            # rise-daemon keeps a link to bob open, redialling
 # media = ["/media/alice/BOB"]  # rise-xfer writes for bob on the sticks mounted here
 # receive_max_bytes = "1G"    # untossed bytes bob may have here ([spool] default)
@@ -206,8 +208,14 @@ class Config:
         return self.receive_max_bytes if own is None else own
 
 
-def render(name: str) -> str:
-    return TEMPLATE.format(name=name, nice=DEFAULT_NICE)
+def render(name: str, *, schemes: Iterable[str] = ()) -> str:
+    """The template for node `name`; `schemes` are the address schemes of the installed
+    carriers (carriers/registry.py, which this layer must not import: the caller passes
+    them), listed where an address is set so that the list follows what is installed."""
+    listed = ", ".join(f"{scheme}:" for scheme in sorted(schemes))
+    text = f"(`rise carriers`): {listed}" if listed else "(`rise carriers` lists them)"
+    lines = textwrap.wrap(text, width=76, break_on_hyphens=False)
+    return TEMPLATE.format(name=name, nice=DEFAULT_NICE, schemes="\n#   ".join(lines))
 
 
 # Configs already parsed, by path and the file's stamp: rise-daemon's send worker

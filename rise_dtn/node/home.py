@@ -17,7 +17,7 @@ import secrets
 import shlex
 import stat
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -102,7 +102,9 @@ class Home:
         return home
 
     @classmethod
-    def create(cls, path: Path, *, name: str) -> Home:
+    def create(cls, path: Path, *, name: str, address_schemes: Iterable[str] = ()) -> Home:
+        """A new node at `path`; `address_schemes` (the installed carriers') are listed in
+        its config.toml template."""
         check_name(name, error=UsageError)
         home = cls(path)
         if (path / KEY_FILE).exists():
@@ -112,7 +114,11 @@ class Home:
             path.chmod(0o700)  # also an existing folder, and whatever the umask
             _check_not_writable_by_others(path)  # an existing folder of another user
             identity = Identity.from_seeds(secrets.token_bytes(32), secrets.token_bytes(32))
-            write_atomic(path / CONFIG_FILE, config_module.render(name).encode(), mode=0o600)
+            write_atomic(
+                path / CONFIG_FILE,
+                config_module.render(name, schemes=address_schemes).encode(),
+                mode=0o600,
+            )
             home.spool.create()
             for directory in (home.peers.directory, home.inbox_dir, path / "incoming"):
                 directory.mkdir(mode=0o700, exist_ok=True)

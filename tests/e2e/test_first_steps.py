@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import socket
@@ -32,6 +33,22 @@ def test_a_new_node_says_what_to_do_next(tmp_path: Path) -> None:
         ("status",): "nothing sent from this node yet: `rise-send FILE NODE`\n",
         ("inbox",): "no messages\n",
     }
+
+
+def test_the_config_template_lists_every_installed_address_scheme(tmp_path: Path) -> None:
+    """Taken from the carriers installed when `rise init` runs, so the list cannot drift."""
+    home = tmp_path / "erin"
+    run("rise", "init", "--name", "erin", home=home)
+    installed = json.loads(run("rise", "carriers", "--json").stdout)["carriers"]
+    schemes = sorted(scheme for carrier in installed for scheme in carrier["schemes"])
+    assert {"tcp", "ssh", "exec", "dir", "imaps", "serial", "kiss", "kiss+tcp"} <= set(schemes)
+    text = (home / "config.toml").read_text()
+    comment = text[text.index("# where to reach bob") : text.index("# keep_link")]
+    assert " ".join(line.strip("# ") for line in comment.splitlines()) == (
+        "where to reach bob; the schemes installed (`rise carriers`): "
+        + ", ".join(f"{scheme}:" for scheme in schemes)
+    )
+    assert all(len(line) <= 80 for line in comment.splitlines()[1:])  # wrapped
 
 
 def test_sending_a_directory_says_how_to_pack_it(pair: tuple[Node, Node]) -> None:

@@ -214,3 +214,17 @@ def test_part_sizes_load_and_name_their_key(tmp_path: Path) -> None:
     assert (unset.part_bytes, unset.parts_max_bytes) == (None, config.DEFAULT_PARTS_MAX_BYTES)
     with pytest.raises(UsageError, match=r"\[send\] part_size: must be a size of at least 65536"):
         load(tmp_path, '[send]\npart_size = "1K"\n')
+
+
+def test_the_template_lists_the_schemes_it_is_given_and_still_loads(tmp_path: Path) -> None:
+    """A plugin's scheme is listed beside the built-ins; with none given, the command."""
+    many = ["tcp", "dir", "lora+mesh", *(f"scheme{number}" for number in range(12))]
+    text = config.render("alice", schemes=many)
+    comment = text[text.index("# where to reach bob") : text.index("# keep_link")]
+    listed = " ".join(line.strip("# ") for line in comment.splitlines())
+    assert listed.endswith(": " + ", ".join(f"{scheme}:" for scheme in sorted(many)))
+    assert all(len(line) <= 80 for line in comment.splitlines()[1:])
+    assert "(`rise carriers` lists them)" in config.render("alice")
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    assert config.load(path) == config.Config(name="alice")
