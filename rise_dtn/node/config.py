@@ -7,6 +7,7 @@ Read with tomllib; written once, from a commented template, by `rise init`
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import fractions
 import json
 import re
@@ -348,19 +349,40 @@ def parse_rate(text: object) -> int:
     return rate
 
 
+# How a section is written, where that is not [NAME]: for the "did you mean" of a typo.
+_SECTION_SHOWN = {"peers": "[peers.NAME]", "calls": "[[calls]]"}
+
+
 def _check_keys(data: dict[str, Any]) -> None:
     for table, value in data.items():
         if table not in KNOWN_KEYS:
-            raise KeyError(f"unknown section [{table}]")
+            near = _nearest(table, KNOWN_KEYS)
+            shown = _SECTION_SHOWN.get(near, f"[{near}]") if near else ""
+            if near == "peers" and isinstance(value, dict) and value:
+                shown = f"[peers.{next(iter(value))}]"  # [peer.bob]: the peer it was meant for
+            raise KeyError(
+                f"unknown section [{table}]" + (f", did you mean {shown}?" if near else "")
+            )
         allowed = KNOWN_KEYS[table]
         if allowed is not None and isinstance(value, dict):
             for key in value:
                 if key not in allowed:
-                    raise KeyError(f"unknown key {key!r} in [{table}]")
+                    raise KeyError(_unknown_key(key, f"[{table}]", allowed))
     for peer, settings in _table(data, "peers").items():
         for key in settings if isinstance(settings, dict) else ():
             if key not in PEER_KEYS:
-                raise KeyError(f"unknown key {key!r} in [peers.{peer}]")
+                raise KeyError(_unknown_key(key, f"[peers.{peer}]", PEER_KEYS))
+
+
+def _unknown_key(key: str, section: str, allowed: Iterable[str]) -> str:
+    near = _nearest(key, allowed)
+    return f"unknown key {key!r} in {section}" + (f", did you mean {near!r}?" if near else "")
+
+
+def _nearest(word: str, known: Iterable[str]) -> str | None:
+    """The known name a typo most likely meant (difflib's ratio, its default cut-off)."""
+    matches = difflib.get_close_matches(word.lower(), sorted(known), n=1)
+    return matches[0] if matches else None
 
 
 def _from_dict(data: dict[str, Any], *, base: Path) -> Config:

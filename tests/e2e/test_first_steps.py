@@ -51,6 +51,25 @@ def test_the_config_template_lists_every_installed_address_scheme(tmp_path: Path
     assert all(len(line) <= 80 for line in comment.splitlines()[1:])  # wrapped
 
 
+def test_a_misspelt_config_section_names_the_one_meant(tmp_path: Path) -> None:
+    carol = make_node(tmp_path, "carol")
+    path = carol.home / "config.toml"
+    written = path.read_text()
+    path.write_text(written + "\n[relays]\nenabled = true\n")
+    refused = carol.run("rise", "card", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.decode() == (
+        f"rise: {path}: unknown section [relays], did you mean [relay]? (see rise-config(5))\n"
+    )
+    path.write_text(written + '\n[peers.bob]\nadress = "tcp://bob.example.org"\n')
+    refused = carol.run("rise-send", "-", "bob", input=b"hi\n", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.decode() == (
+        f"rise-send: {path}: unknown key 'adress' in [peers.bob], did you mean 'address'?"
+        " (see rise-config(5))\n"
+    )
+
+
 def test_sending_a_directory_says_how_to_pack_it(pair: tuple[Node, Node]) -> None:
     alice, _ = pair
     folder = alice.home.parent / "my photos"

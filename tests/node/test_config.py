@@ -228,3 +228,34 @@ def test_the_template_lists_the_schemes_it_is_given_and_still_loads(tmp_path: Pa
     path = tmp_path / "config.toml"
     path.write_text(text)
     assert config.load(path) == config.Config(name="alice")
+
+
+NEAREST = {
+    "[relays]": ("[relays]\nenabled = true\n", "unknown section [relays], did you mean [relay]?"),
+    "[Send]": ("[Send]\nnice = 1\n", "unknown section [Send], did you mean [send]?"),
+    "[peer.bob]": (
+        '[peer.bob]\naddress = "x"\n',
+        "unknown section [peer], did you mean [peers.bob]?",
+    ),
+    "[call]": ('[call]\nnode = "bob"\n', "unknown section [call], did you mean [[calls]]?"),
+    "[colours]": ("[colours]\nred = 1\n", "unknown section [colours]"),
+    "enable": (
+        "[relay]\nenable = true\n",
+        "unknown key 'enable' in [relay], did you mean 'enabled'?",
+    ),
+    "adress": (
+        '[peers.bob]\nadress = "tcp://x"\n',
+        "unknown key 'adress' in [peers.bob], did you mean 'address'?",
+    ),
+    "colour": ("[toss]\ncolour = 1\n", "unknown key 'colour' in [toss]"),
+}
+
+
+@pytest.mark.parametrize("case", NEAREST.values(), ids=NEAREST.keys())
+def test_an_unknown_name_says_which_known_one_is_nearest(
+    tmp_path: Path, case: tuple[str, str]
+) -> None:
+    text, message = case
+    with pytest.raises(UsageError) as refused:
+        load(tmp_path, text)
+    assert refused.value.message == f"{tmp_path / 'config.toml'}: {message} (see rise-config(5))"
