@@ -35,7 +35,7 @@ from rise_dtn.core.errors import BundleError, BusyError, Deferred, StorageError
 from rise_dtn.core.parts import PartHeader
 from rise_dtn.core.units import human_bytes, human_seconds
 from rise_dtn.node.home import Home
-from rise_dtn.node.toss import deliver
+from rise_dtn.node.toss.delivery_steps import Opened, journal_without_file, numbered, read_exact
 from rise_dtn.node.toss.toss_events import Delivered, PartStored, Source, TossEvent
 from rise_dtn.store import locks
 from rise_dtn.store.atomic import (
@@ -56,12 +56,12 @@ PARTS_DIR = "parts"
 LOCK_WAIT_SECONDS = 30.0
 
 
-def folder_for(home: Home, opened: deliver.Opened, part: PartHeader) -> Path:
+def folder_for(home: Home, opened: Opened, part: PartHeader) -> Path:
     return home.spool.root / PARTS_DIR / f"{opened.peer.node_id}-{part.file_id.hex()}"
 
 
 def deliver_part(
-    home: Home, opened: deliver.Opened, source: Source, first_payload: bytes, *, now: int
+    home: Home, opened: Opened, source: Source, first_payload: bytes, *, now: int
 ) -> TossEvent:
     """Store one part; deliver the file if it was the last one missing."""
     part = opened.inner.meta.part
@@ -207,7 +207,7 @@ def _in_progress_bytes(home: Home) -> list[int]:
 
 
 def _write_part(
-    data: Path, part: PartHeader, opened: deliver.Opened, source: Source, first_payload: bytes
+    data: Path, part: PartHeader, opened: Opened, source: Source, first_payload: bytes
 ) -> None:
     """Open the rest of the part and write it at its offset; fsync before returning.
 
@@ -243,7 +243,7 @@ def _write_part(
             written = _checked(part, 0, first_payload)
             write(first_payload)
             for index, size in opener.chunk_sizes():
-                plain = opener.open(index, deliver.read_exact(source, size))
+                plain = opener.open(index, read_exact(source, size))
                 written = _checked(part, written, plain)
                 write(plain)
         if written != part.length:
@@ -288,9 +288,7 @@ def _count(folder: Path) -> int:
         return 0
 
 
-def _complete_if_ready(
-    home: Home, folder: Path, opened: deliver.Opened, part: PartHeader
-) -> Path | None:
+def _complete_if_ready(home: Home, folder: Path, opened: Opened, part: PartHeader) -> Path | None:
     """Give the file its name once every part is in; the path if it was done now."""
     if (folder / "delivered").exists() or _count(folder) < part.count:
         return None
@@ -318,7 +316,7 @@ def _read_state_name(folder: Path) -> str:
 def _link_free_name(folder: Path, journal: Path, wanted: Path) -> Path:
     """Journal a free name, then link `data` to it without ever replacing a file."""
     for attempt in range(1000):
-        target = deliver.numbered(wanted, attempt) if attempt else wanted
+        target = numbered(wanted, attempt) if attempt else wanted
         if os.path.lexists(target):
             continue
         write_atomic(journal, str(target).encode(), mode=0o600)
@@ -355,9 +353,9 @@ def _copy_across(data: Path, target: Path) -> bool:
     return True
 
 
-def _finish_part(home: Home, opened: deliver.Opened, *, now: int) -> None:
+def _finish_part(home: Home, opened: Opened, *, now: int) -> None:
     """Journal the part bundle as delivered: its ack (and, over relays, receipt) is owed."""
-    deliver.journal_without_file(home, opened, now=now, receipt=True)
+    journal_without_file(home, opened, now=now, receipt=True)
 
 
 def sweep(home: Home, *, now: int) -> list[tuple[str, str, str]]:

@@ -12,17 +12,20 @@ a live link for a bundle delivered while it arrives.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import BinaryIO
 
 from rise_dtn.core import sealing
-from rise_dtn.core.bundle import ClearPart, ContentKind, Inner, Opener
+from rise_dtn.core.bundle import ClearPart, ContentKind, Opener
 from rise_dtn.core.errors import BundleError, Deferred, StorageError
 from rise_dtn.core.identity import BundleId, NodeId
 from rise_dtn.node.home import Home
-from rise_dtn.node.peers import Peer
+from rise_dtn.node.toss.delivery_steps import Job as Job  # noqa: PLC0414 - toss.py's deliver.Job
+from rise_dtn.node.toss.delivery_steps import Opened as _Opened
+from rise_dtn.node.toss.delivery_steps import journal_without_file
+from rise_dtn.node.toss.delivery_steps import numbered as _numbered
+from rise_dtn.node.toss.delivery_steps import read_exact as _read_exact
 from rise_dtn.node.toss.toss_events import Accepted, Delivered, Rejected, Source, TossEvent
 from rise_dtn.store import locks
 from rise_dtn.store.atomic import AtomicFile, DropBehind, remove_stale_tmp, storage_error
@@ -48,27 +51,6 @@ class FileSource:
 
     def finish(self) -> None:
         return None
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Job:
-    path: Path
-    neighbour: NodeId
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Opened:
-    """A bundle whose first chunk opened and whose sender checked out."""
-
-    job: Job
-    opener: Opener
-    inner: Inner
-    peer: Peer
-    hop_id: BundleId | None = None  # the onion packet's id, if it came in one
-
-    @property
-    def bundle_id(self) -> BundleId:
-        return self.opener.clear.bundle_id
 
 
 def deliver_peeled(
@@ -155,7 +137,7 @@ def deliver(
         if inner.meta.kind in CONTROL_KINDS:
             return _deliver_control(home, opened, source, first_payload, now=now)
         if inner.meta.kind is ContentKind.PART:
-            from rise_dtn.node import parts  # late: parts builds on this module
+            from rise_dtn.node import parts  # late: only split files need it
 
             return parts.deliver_part(home, opened, source, first_payload, now=now)
         return _deliver_payload(home, opened, seen, source, first_payload, now=now)
@@ -240,38 +222,6 @@ def _deliver_control(
     return Accepted(opened.bundle_id, opened.inner.meta.kind, opened.peer.name)
 
 
-def journal_without_file(home: Home, opened: Opened, *, now: int, receipt: bool) -> None:
-    """Journal a bundle handled with no file of its own in incoming/ (a receipt or map taken
-    in, a part stored) as delivered: its ack is owed, and with `receipt`, over relays, the
-    sender's receipt too; then the rx copy goes."""
-    home.fast_index.record_delivering(
-        SeenRow(
-            bundle_id=str(opened.bundle_id),
-            expiry=opened.opener.clear.header.expiry,
-            state="delivering",
-            sender=str(opened.peer.node_id),
-            target="",
-            at=now,
-        )
-    )
-    home.fast_index.finish_delivery(
-        str(opened.bundle_id),
-        neighbour=str(opened.job.neighbour),
-        message=None,
-        now=now,
-        hop_id=str(opened.hop_id) if opened.hop_id else None,
-        receipt_to=str(opened.peer.node_id) if receipt and opened.hop_id else None,
-    )
-    home.bundles.handled(opened.job.path)
-
-
-def _read_exact(source: Source, size: int) -> bytes:
-    data = source.read(size)
-    if len(data) != size:
-        raise BundleError("bundle is truncated")
-    return data
-
-
 def _target(home: Home, opened: _Opened, seen: SeenRow | None) -> Path:
     if seen is not None:
         return Path(seen.target)  # resume the delivery a crash interrupted
@@ -316,26 +266,6 @@ def _record_and_link(home: Home, staged: AtomicFile, opened: _Opened, *, now: in
     raise StorageError(f"cannot find a free name for {staged.final}")
 
 
-MAX_NAME_BYTES = 255  # NAME_MAX on Linux and the BSDs
-
-
-def _numbered(path: Path, number: int) -> Path:
-    """'report.pdf' -> 'report.1.pdf': an existing file is never overwritten.
-
-    The stem is shortened (on a character boundary) where the number would
-    make the name longer than a file system takes.
-    """
-    suffix = "".join(path.suffixes[-1:])
-    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
-    tail = f".{number}{suffix}"
-    room = MAX_NAME_BYTES - len(tail.encode())
-    if room <= 0:  # a 250-byte "suffix": number the whole name instead
-        stem, tail = "", f"{number}"
-        room = MAX_NAME_BYTES - len(tail)
-    stem = stem.encode()[:room].decode("utf-8", "ignore")
-    return path.with_name(f"{stem}{tail}")
-
-
 def _finish(home: Home, opened: _Opened, target: Path, *, now: int) -> Delivered:
     bundle_id, peer, kind = opened.bundle_id, opened.peer, opened.inner.meta.kind
     try:
@@ -365,9 +295,3 @@ def _finish(home: Home, opened: _Opened, target: Path, *, now: int) -> Delivered
     )
     home.bundles.handled(opened.job.path)
     return Delivered(bundle_id, kind, peer.name, target, size)
-
-
-# For node/parts.py, which delivers a split file's parts with the same steps.
-Opened = _Opened
-read_exact = _read_exact
-numbered = _numbered
