@@ -7,7 +7,6 @@ Read with tomllib; written once, from a commented template, by `rise init`
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import fractions
 import json
 import re
@@ -367,20 +366,25 @@ def _check_keys(data: dict[str, Any]) -> None:
         if allowed is not None and isinstance(value, dict):
             for key in value:
                 if key not in allowed:
-                    raise KeyError(_unknown_key(key, f"[{table}]", allowed))
+                    raise KeyError(unknown_key(key, f"[{table}]", allowed))
     for peer, settings in _table(data, "peers").items():
         for key in settings if isinstance(settings, dict) else ():
             if key not in PEER_KEYS:
-                raise KeyError(_unknown_key(key, f"[peers.{peer}]", PEER_KEYS))
+                raise KeyError(unknown_key(key, f"[peers.{peer}]", PEER_KEYS))
 
 
-def _unknown_key(key: str, section: str, allowed: Iterable[str]) -> str:
-    near = _nearest(key, allowed)
+def unknown_key(key: str, section: str, known: Iterable[str]) -> str:
+    """The message for a key not in `known`, with the nearest known one when one is close:
+    one shape for every table of config.toml, those the carriers check too ([mailbox],
+    [[calls]]), so that a typo reads the same wherever it is."""
+    near = _nearest(key, known)
     return f"unknown key {key!r} in {section}" + (f", did you mean {near!r}?" if near else "")
 
 
 def _nearest(word: str, known: Iterable[str]) -> str | None:
     """The known name a typo most likely meant (difflib's ratio, its default cut-off)."""
+    import difflib  # only when a name is wrong: not on every command's way in
+
     matches = difflib.get_close_matches(word.lower(), sorted(known), n=1)
     return matches[0] if matches else None
 

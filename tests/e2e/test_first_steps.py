@@ -70,6 +70,26 @@ def test_a_misspelt_config_section_names_the_one_meant(tmp_path: Path) -> None:
     )
 
 
+def test_a_misspelt_mailbox_or_calls_key_names_the_one_meant(tmp_path: Path) -> None:
+    """[mailbox] and [[calls]] are checked by their carriers, in the same words."""
+    carol = make_node(tmp_path, "carol")
+    path = carol.home / "config.toml"
+    written = path.read_text()
+    path.write_text(written + '\n[mailbox]\npasword_file = "~/.mail-password"\n')
+    refused = carol.run("rise-imap", "--cards", "imaps://me@mail.example.org", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.decode() == (
+        "rise-imap: unknown key 'pasword_file' in [mailbox], did you mean 'password_file'?"
+        " (see rise-config(5))\n"
+    )
+    path.write_text(written + '\n[[calls]]\nnode = "bob"\ncorn = "*/10 * * * *"\n')
+    refused = carol.run("rise-caller", "--now", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.decode() == (
+        "rise-caller: unknown key 'corn' in [[calls]], did you mean 'cron'? (see rise-config(5))\n"
+    )
+
+
 def test_sending_a_directory_says_how_to_pack_it(pair: tuple[Node, Node]) -> None:
     alice, _ = pair
     folder = alice.home.parent / "my photos"

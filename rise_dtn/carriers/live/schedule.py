@@ -14,6 +14,7 @@ from typing import Any
 from croniter import croniter
 
 from rise_dtn.core.errors import UsageError
+from rise_dtn.node.config import unknown_key
 
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 CALL_KEYS = {"node", "cron", "address", "command", "window"}
@@ -69,9 +70,9 @@ def parse_calls(entries: list[Any]) -> list[CallPlan]:
     for entry in entries:
         if not isinstance(entry, dict):
             raise UsageError("[[calls]] entries must be tables")
-        unknown = set(entry) - CALL_KEYS
-        if unknown:
-            raise UsageError(f"unknown key {sorted(unknown)[0]!r} in [[calls]]")
+        for key in entry:
+            if key not in CALL_KEYS:
+                raise UsageError(unknown_key(key, "[[calls]]", CALL_KEYS) + " (see rise-config(5))")
         node, cron = entry.get("node"), entry.get("cron")
         if not isinstance(node, str) or not isinstance(cron, str):
             raise UsageError('each [[calls]] entry needs node = "NAME" and cron = "* * * * *"')

@@ -25,7 +25,7 @@ from typing import Any
 from rise_dtn.carriers.address import Address
 from rise_dtn.core.errors import UsageError
 from rise_dtn.core.mailpart import DEFAULT_MAX_MESSAGE_BYTES, MailStyle
-from rise_dtn.node.config import parse_duration, parse_size
+from rise_dtn.node.config import parse_duration, parse_size, unknown_key
 
 DEFAULT_STYLE = MailStyle()
 IMAPS_PORT = 993
@@ -155,10 +155,9 @@ def settings_for(table: dict[str, Any], place: Place, peer_name: str) -> Setting
     if not isinstance(own, dict):
         own = {}
     merged = {key: value for key, value in table.items() if not isinstance(value, dict)}
+    _check_keys(merged, "[mailbox]")
+    _check_keys(own, f"[mailbox.{peer_name}]")
     merged.update(own)
-    for key in merged:
-        if key not in KEYS:
-            raise UsageError(f"unknown key {key!r} in [mailbox] (see rise-config(5))")
     section = f"mailbox.{peer_name}" if peer_name in table else "mailbox"
     user = _text(merged, section, "user") or place.user
     if not user:
@@ -204,6 +203,12 @@ def settings_for(table: dict[str, Any], place: Place, peer_name: str) -> Setting
         idle_seconds=_duration(merged, section, "idle") or DEFAULT_IDLE_SECONDS,
         timeout_seconds=float(_duration(merged, section, "timeout") or DEFAULT_TIMEOUT_SECONDS),
     )
+
+
+def _check_keys(table: dict[str, Any], section: str) -> None:
+    for key in table:
+        if key not in KEYS:
+            raise UsageError(unknown_key(key, section, KEYS) + " (see rise-config(5))")
 
 
 def _smtp(table: dict[str, Any], section: str) -> SmtpServer | None:

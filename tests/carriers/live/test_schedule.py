@@ -61,6 +61,16 @@ def test_calls_config_is_checked() -> None:
         parse_calls(["bob"])
 
 
+def test_an_unknown_calls_key_names_the_nearest_known_one() -> None:
+    for key, message in [
+        ("adress", "unknown key 'adress' in [[calls]], did you mean 'address'?"),
+        ("colour", "unknown key 'colour' in [[calls]]"),
+    ]:
+        with pytest.raises(UsageError) as refused:
+            parse_calls([{"node": "bob", "cron": "0 * * * *", key: "x"}])
+        assert refused.value.message == f"{message} (see rise-config(5))"
+
+
 def test_schedule_retries_a_failing_call_with_backoff(tmp_path: Path) -> None:
     """A call that fails is retried after 30 s, then 60 s, with a clock we control."""
     home = Home.create(tmp_path / "node", name="alice")  # knows no "bob": every call fails

@@ -52,6 +52,25 @@ def test_bad_settings_are_one_line(table: dict[str, object], wanted: str) -> Non
     assert "\n" not in refused.value.message
 
 
+def test_an_unknown_key_names_its_table_and_the_nearest_known_one() -> None:
+    place = place_of(Address("imaps", "me@example.org@mail.example.org"))
+    for table, message in [
+        (
+            {"fingerprnt": "ab"},
+            "unknown key 'fingerprnt' in [mailbox], did you mean 'fingerprint'?",
+        ),
+        (
+            {"bob": {"subjet": "x"}},
+            "unknown key 'subjet' in [mailbox.bob], did you mean 'subject'?",
+        ),
+        ({"colour": "blue"}, "unknown key 'colour' in [mailbox]"),
+    ]:
+        with pytest.raises(UsageError) as refused:
+            settings_for(table, place, "bob")
+        assert refused.value.message == f"{message} (see rise-config(5))"
+    assert settings_for({"carol": {"subjet": "x"}}, place, "bob")  # carol's table: not bob's
+
+
 def test_a_neighbours_table_overrides_the_defaults() -> None:
     place = place_of(Address("imaps", "me@example.org@mail.example.org"))
     table = {"subject": "Scans", "bob": {"subject": "Photos", "user": "other@example.org"}}
