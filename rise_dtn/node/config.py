@@ -243,11 +243,18 @@ def load(path: Path) -> Config:
 
 def _parse(path: Path) -> Config:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"no config at {path} (run `rise init --name NAME` first)") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise UsageError(f"{path}: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        from rise_dtn.node.config_mistakes import explain  # only for a file that is wrong
+
+        explained = explain(text, str(exc))
+        raise UsageError(f"{path} {explained}" if explained else f"{path}: {exc}") from None
     try:
         return _from_dict(data, base=path.parent)
     except KeyError as exc:

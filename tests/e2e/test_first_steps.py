@@ -90,6 +90,22 @@ def test_a_misspelt_mailbox_or_calls_key_names_the_one_meant(tmp_path: Path) -> 
     )
 
 
+def test_a_table_appended_twice_says_which_line_to_edit(tmp_path: Path) -> None:
+    """The template `rise init` wrote has a [relay] already; a user appends another."""
+    carol = make_node(tmp_path, "carol")
+    path = carol.home / "config.toml"
+    written = path.read_text()
+    path.write_text(written + "\n[relay]\nenabled = true\n")
+    refused = carol.run("rise", "card", check=False)
+    assert refused.returncode == 2
+    first = written.splitlines().index("[relay]") + 1
+    appended = len(written.splitlines()) + 2
+    assert refused.stderr.decode() == (
+        f"rise: {path} line {appended}: [relay] appears twice:"
+        f" edit the one on line {first} instead of adding another\n"
+    )
+
+
 def test_sending_a_directory_says_how_to_pack_it(pair: tuple[Node, Node]) -> None:
     alice, _ = pair
     folder = alice.home.parent / "my photos"

@@ -259,3 +259,40 @@ def test_an_unknown_name_says_which_known_one_is_nearest(
     with pytest.raises(UsageError) as refused:
         load(tmp_path, text)
     assert refused.value.message == f"{tmp_path / 'config.toml'}: {message} (see rise-config(5))"
+
+
+TWICE = {
+    "[relay] twice": (
+        "[relay]\nenabled = true\n\n[relay]\nmax_bytes = 1\n",
+        "line 6: [relay] appears twice: edit the one on line 3 instead of adding another",
+    ),
+    "[peers.bob] twice": (
+        '[peers.bob]\nkeep_link = true\n[ peers . "bob" ]  # again\n',
+        "line 5: [peers.bob] appears twice: edit the one on line 3 instead of adding another",
+    ),
+    "a dotted key, then its table": (
+        '[node.addresses]\ntcp = "x"\n[peers]\nbob.keep_link = true\n[peers.bob]\n',
+        "line 7: [peers.bob] appears twice: edit the one above instead of adding another",
+    ),
+    "[calls] below [[calls]]": (
+        '[[calls]]\nnode = "bob"\n[calls]\n',
+        "line 5: [calls] below [[calls]]: write [[calls]] for each one",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", TWICE.values(), ids=TWICE.keys())
+def test_a_table_written_twice_says_which_line_to_edit(
+    tmp_path: Path, case: tuple[str, str]
+) -> None:
+    text, message = case
+    with pytest.raises(UsageError) as refused:
+        load(tmp_path, text)
+    assert refused.value.message == f"{tmp_path / 'config.toml'} {message}"
+
+
+def test_other_syntax_errors_keep_the_parsers_words_and_line(tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as refused:
+        load(tmp_path, "[relay\n")
+    assert refused.value.message.startswith(f"{tmp_path / 'config.toml'}: Expected ']'")
+    assert refused.value.message.endswith("(at line 3, column 7)")
