@@ -106,6 +106,21 @@ def test_a_table_appended_twice_says_which_line_to_edit(tmp_path: Path) -> None:
     )
 
 
+def test_a_size_without_quotes_says_to_quote_it(tmp_path: Path) -> None:
+    carol = make_node(tmp_path, "carol")
+    path = carol.home / "config.toml"
+    lines = path.read_text().splitlines()
+    number = next(index for index, line in enumerate(lines, 1) if "# min_free" in line)
+    lines[number - 1] = "min_free = 100MB"
+    path.write_text("\n".join(lines) + "\n")
+    refused = carol.run("rise", "card", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.decode() == (
+        f"rise: {path} line {number}: [spool] min_free = 100MB: text goes in quotes:"
+        ' min_free = "100MB"\n'
+    )
+
+
 def test_sending_a_directory_says_how_to_pack_it(pair: tuple[Node, Node]) -> None:
     alice, _ = pair
     folder = alice.home.parent / "my photos"

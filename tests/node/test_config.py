@@ -296,3 +296,72 @@ def test_other_syntax_errors_keep_the_parsers_words_and_line(tmp_path: Path) -> 
         load(tmp_path, "[relay\n")
     assert refused.value.message.startswith(f"{tmp_path / 'config.toml'}: Expected ']'")
     assert refused.value.message.endswith("(at line 3, column 7)")
+
+
+SYNTAX = {
+    "min_free = 100MB": (
+        "[spool]\nmin_free = 100MB\n",
+        'line 4: [spool] min_free = 100MB: text goes in quotes: min_free = "100MB"',
+    ),
+    "lifetime = 30d  # a month": (
+        "[send]\nlifetime = 30d  # a month\n",
+        'line 4: [send] lifetime = 30d: text goes in quotes: lifetime = "30d"',
+    ),
+    "incoming = /srv/rise": (
+        "[toss]\nincoming = /srv/rise\n",
+        'line 4: [toss] incoming = /srv/rise: text goes in quotes: incoming = "/srv/rise"',
+    ),
+    "[[calls]] cron unquoted": (
+        '[[calls]]\nnode = "bob"\ncron = */10 * * * *\n',
+        'line 5: [[calls]] cron = */10 * * * *: text goes in quotes: cron = "*/10 * * * *"',
+    ),
+    "enabled = yes": (
+        "[relay]\nenabled = yes\n",
+        "line 4: [relay] enabled = yes: write true or false (lower case, without quotes)",
+    ),
+    "keep_link = True": (
+        "[peers.bob]\nkeep_link = True\n",
+        "line 4: [peers.bob] keep_link = True: write true or false (lower case, without quotes)",
+    ),
+    "nice =": (
+        "[send]\nnice =\n",
+        "line 4: [send] nice: nothing after =: give a value, or delete the line",
+    ),
+    "curly quotes": (
+        "[send]\nlifetime = \u201c12h\u201d\n",
+        'line 4: [send] lifetime = \u201c12h\u201d: use straight quotes: lifetime = "12h"',
+    ),
+    "no closing quote": (
+        '[toss]\nincoming = "/srv/rise\n',
+        'line 4: [toss] incoming = "/srv/rise: the string has no closing "',
+    ),
+    "no closing single quote": (
+        "[toss]\nincoming = '/srv/rise\n[send]\nnice = 1\n",
+        "line 4: [toss] incoming = '/srv/rise: the string has no closing '",
+    ),
+    "a backslash": (
+        '[toss]\non_delivery = "grep -q \\d"\n',
+        'line 4: [toss] on_delivery = "grep -q \\d": a \\ in "..." starts an escape:'
+        " use '...', or write \\\\",
+    ),
+    "nice set twice": (
+        "[send]\nnice = 1\nhops = 2\n\nnice = 5\n",
+        "line 7: [send] nice is set twice: edit the one on line 4 instead of adding another",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", SYNTAX.values(), ids=SYNTAX.keys())
+def test_a_common_syntax_mistake_says_what_to_write(tmp_path: Path, case: tuple[str, str]) -> None:
+    text, message = case
+    with pytest.raises(UsageError) as refused:
+        load(tmp_path, text)
+    assert refused.value.message == f"{tmp_path / 'config.toml'} {message}"
+
+
+def test_a_value_at_the_top_is_named_without_a_table(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('hops = two\n[node]\nname = "alice"\n')
+    with pytest.raises(UsageError) as refused:
+        config.load(path)
+    assert refused.value.message == f'{path} line 1: hops = two: text goes in quotes: hops = "two"'
