@@ -291,7 +291,9 @@ def _string(value: object) -> str:
 
 def _boolean(value: object) -> bool:
     if not isinstance(value, bool):
-        raise UsageError(f"must be true or false, not {_shown(value)}")
+        quoted = isinstance(value, str) and value.strip().lower() in {"true", "false"}
+        hint = " (written without quotes)" if quoted else ""
+        raise UsageError(f"must be true or false, not {_shown(value)}{hint}")
     return value
 
 
@@ -459,7 +461,9 @@ def _count(  # noqa: PLR0917 - reads as the sentence it checks
 
     def check(value: object) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise UsageError(f"must be an integer from {low} to {high}, not {_shown(value)}")
+            quoted = isinstance(value, str) and value.strip().lstrip("+-").isdigit()
+            hint = " (a number is written without quotes)" if quoted else ""
+            raise UsageError(f"must be an integer from {low} to {high}, not {_shown(value)}{hint}")
         return value
 
     return _setting(table, section, key, check) if key in table else default

@@ -118,6 +118,19 @@ REFUSED = {
         "[peers.bob]\nreceive_max_bytes = true\n",
         "[peers.bob] receive_max_bytes: not a size: true (e.g. 500K, 100MB, 512MiB, 1G, 1 GiB)",
     ),
+    "hops = '2'": (
+        '[send]\nhops = "2"\n',
+        '[send] hops: must be an integer from 0 to 8, not "2" (a number is written without quotes)',
+    ),
+    "max_bundles = '-5'": (
+        '[relay]\nmax_bundles = "-5"\n',
+        '[relay] max_bundles: must be an integer from 1 to 1000000000, not "-5"'
+        " (a number is written without quotes)",
+    ),
+    "enabled = 'true'": (
+        '[relay]\nenabled = "true"\n',
+        '[relay] enabled: must be true or false, not "true" (written without quotes)',
+    ),
     "peer keep_link = 'yes'": (
         '[peers.bob]\nkeep_link = "yes"\n',
         '[peers.bob] keep_link: must be true or false, not "yes"',
