@@ -363,6 +363,8 @@ _SECTION_SHOWN = {"peers": "[peers.NAME]", "calls": "[[calls]]"}
 
 def _check_keys(data: dict[str, Any]) -> None:
     for table, value in data.items():
+        if table not in KNOWN_KEYS and not isinstance(value, (dict, list)):
+            raise KeyError(_misplaced(table, "above the first [table]", ()))  # a key, up top
         if table not in KNOWN_KEYS:
             near = _nearest(table, KNOWN_KEYS)
             shown = _SECTION_SHOWN.get(near, f"[{near}]") if near else ""
@@ -375,11 +377,25 @@ def _check_keys(data: dict[str, Any]) -> None:
         if allowed is not None and isinstance(value, dict):
             for key in value:
                 if key not in allowed:
-                    raise KeyError(unknown_key(key, f"[{table}]", allowed))
+                    raise KeyError(_misplaced(key, f"in [{table}]", allowed))
     for peer, settings in _table(data, "peers").items():
         for key in settings if isinstance(settings, dict) else ():
             if key not in PEER_KEYS:
-                raise KeyError(unknown_key(key, f"[peers.{peer}]", PEER_KEYS))
+                raise KeyError(_misplaced(key, f"in [peers.{peer}]", PEER_KEYS))
+
+
+def _misplaced(key: str, where: str, allowed: Iterable[str]) -> str:
+    """An unknown key, and where it goes when another table has it: a line appended at the
+    end of the file lands in the last table ([spool] in the template), not in [send].
+    Not [node]'s keys: `name` under [peers.bob] is no reason to rename this node."""
+    homes = [f"[{table}]" for table, keys in KNOWN_KEYS.items() if keys and key in keys]
+    homes += ["[peers.NAME]"] if key in PEER_KEYS else []
+    homes = [home for home in homes if home != "[node]"]
+    if homes:
+        return f"unknown key {key!r} {where}: put it below {' or '.join(homes)}"
+    if where.startswith("in "):
+        return unknown_key(key, where.removeprefix("in "), allowed)
+    return f"unknown key {key!r} {where}"
 
 
 def unknown_key(key: str, section: str, known: Iterable[str]) -> str:

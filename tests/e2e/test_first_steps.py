@@ -121,6 +121,18 @@ def test_a_size_without_quotes_says_to_quote_it(tmp_path: Path) -> None:
     )
 
 
+def test_a_key_appended_at_the_end_says_which_table_it_goes_below(tmp_path: Path) -> None:
+    """The template ends in [spool]: a `hops = 2` added at the bottom lands there."""
+    carol = make_node(tmp_path, "carol")
+    path = carol.home / "config.toml"
+    path.write_text(path.read_text() + "hops = 2\n")
+    refused = carol.run("rise", "card", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.decode() == (
+        f"rise: {path}: unknown key 'hops' in [spool]: put it below [send] (see rise-config(5))\n"
+    )
+
+
 def test_sending_a_directory_says_how_to_pack_it(pair: tuple[Node, Node]) -> None:
     alice, _ = pair
     folder = alice.home.parent / "my photos"

@@ -261,6 +261,23 @@ NEAREST = {
         "unknown key 'adress' in [peers.bob], did you mean 'address'?",
     ),
     "colour": ("[toss]\ncolour = 1\n", "unknown key 'colour' in [toss]"),
+    "hops appended below [spool]": (
+        "[spool]\nmin_free = 0\nhops = 2\n",
+        "unknown key 'hops' in [spool]: put it below [send]",
+    ),
+    "lifetime in [spool]": (
+        '[spool]\nlifetime = "1d"\n',
+        "unknown key 'lifetime' in [spool]: put it below [send] or [map]",
+    ),
+    "address in [toss]": (
+        '[toss]\naddress = "tcp://x"\n',
+        "unknown key 'address' in [toss]: put it below [peers.NAME]",
+    ),
+    "nice in [peers.bob]": (
+        "[peers.bob]\nnice = 3\n",
+        "unknown key 'nice' in [peers.bob]: put it below [send]",
+    ),
+    "name in [peers.bob]": ('[peers.bob]\nname = "Bob"\n', "unknown key 'name' in [peers.bob]"),
 }
 
 
@@ -378,3 +395,15 @@ def test_a_value_at_the_top_is_named_without_a_table(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as refused:
         config.load(path)
     assert refused.value.message == f'{path} line 1: hops = two: text goes in quotes: hops = "two"'
+
+
+def test_a_key_above_every_table_says_where_it_goes(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    for top, message in [
+        ("hops = 2\n", "unknown key 'hops' above the first [table]: put it below [send]"),
+        ("colour = 1\n", "unknown key 'colour' above the first [table]"),
+    ]:
+        path.write_text(top + '[node]\nname = "alice"\n')
+        with pytest.raises(UsageError) as refused:
+            config.load(path)
+        assert refused.value.message == f"{path}: {message} (see rise-config(5))"
