@@ -276,10 +276,14 @@ def _setting(
         raise UsageError(f"[{section}] {key}: {exc.message}") from None
 
 
-def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
+def _table(data: dict[str, Any], key: str, parent: str = "") -> dict[str, Any]:
+    """The table `key` of `data` ([parent.key]); named in full when it is something else."""
     value = data.get(key, {})
     if not isinstance(value, dict):
-        raise UsageError(f"[{key}] must be a table")
+        name, where = (f"{parent}.{key}", f"[{parent}] {key}") if parent else (key, key)
+        raise UsageError(
+            f"{where}: must be a table ([{name}] and its keys below it), not {_shown(value)}"
+        )
     return value
 
 
@@ -421,7 +425,7 @@ def _from_dict(data: dict[str, Any], *, base: Path) -> Config:
         raise UsageError('[node] name: missing (the node\'s name, e.g. name = "alice")')
     name = _setting(node, "node", "name", _string)
     _setting(node, "node", "name", lambda value: check_name(_string(value), error=UsageError))
-    node_addresses = _table(node, "addresses")
+    node_addresses = _table(node, "addresses", "node")
     addresses = tuple(
         sorted(
             (str(carrier), _setting(node_addresses, "node.addresses", carrier, _string))
@@ -445,7 +449,10 @@ def _from_dict(data: dict[str, Any], *, base: Path) -> Config:
         receive_max_bytes=_size(spool, "spool", "receive_max_bytes", minimum=0),
         partial_lifetime_seconds=_optional(spool, "spool", "partial_lifetime", parse_duration)
         or DEFAULT_PARTIAL_LIFETIME_SECONDS,
-        peers={str(peer): _peer_settings(_table(peers, peer), f"peers.{peer}") for peer in peers},
+        peers={
+            str(peer): _peer_settings(_table(peers, peer, "peers"), f"peers.{peer}")
+            for peer in peers
+        },
         calls=tuple(_calls(data)),
         mailbox=_table(data, "mailbox"),
         hops=_count(send, "send", "hops", DEFAULT_HOPS, 0, MAX_HOPS),

@@ -131,6 +131,14 @@ REFUSED = {
         '[relay]\nenabled = "true"\n',
         '[relay] enabled: must be true or false, not "true" (written without quotes)',
     ),
+    "addresses = 'tcp://x'": (
+        'addresses = "tcp://x"\n',
+        '[node] addresses: must be a table ([node.addresses] and its keys below it), not "tcp://x"',
+    ),
+    "[peers] bob = 1": (
+        "[peers]\nbob = 1\n",
+        "[peers] bob: must be a table ([peers.bob] and its keys below it), not 1",
+    ),
     "peer keep_link = 'yes'": (
         '[peers.bob]\nkeep_link = "yes"\n',
         '[peers.bob] keep_link: must be true or false, not "yes"',
@@ -407,3 +415,9 @@ def test_a_key_above_every_table_says_where_it_goes(tmp_path: Path) -> None:
         with pytest.raises(UsageError) as refused:
             config.load(path)
         assert refused.value.message == f"{path}: {message} (see rise-config(5))"
+    path.write_text('relay = true\n[node]\nname = "alice"\n')
+    with pytest.raises(UsageError) as refused:
+        config.load(path)
+    assert refused.value.message == (
+        f"{path}: invalid setting: relay: must be a table ([relay] and its keys below it), not true"
+    )
