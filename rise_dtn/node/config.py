@@ -144,9 +144,12 @@ def check_nice(nice: int) -> int:
     return nice
 
 
-def _shown(value: object) -> str:
-    """A value as it was written in TOML: true, "30 days", -1."""
+def as_written(value: object) -> str:
+    """A value as it was written in TOML: true, "30 days", -1 (the carriers' messages too)."""
     return json.dumps(value) if isinstance(value, (bool, int, float, str)) else repr(value)
+
+
+_shown = as_written  # short, for this module's many messages
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

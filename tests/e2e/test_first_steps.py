@@ -88,6 +88,10 @@ def test_a_misspelt_mailbox_or_calls_key_names_the_one_meant(tmp_path: Path) -> 
     assert refused.stderr.decode() == (
         "rise-caller: unknown key 'corn' in [[calls]], did you mean 'cron'? (see rise-config(5))\n"
     )
+    path.write_text(written + '\n[[calls]]\nnode = "bob"\ncron = "0 * * * *"\nwindow = 22\n')
+    refused = carol.run("rise-caller", "--now", check=False)  # it called at any hour
+    assert refused.returncode == 2
+    assert refused.stderr.decode() == "rise-caller: [[calls]] window: must be a string, not 22\n"
 
 
 def test_a_table_appended_twice_says_which_line_to_edit(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from croniter import croniter
 
 from rise_dtn.core.errors import UsageError
-from rise_dtn.node.config import unknown_key
+from rise_dtn.node.config import as_written, unknown_key
 
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 CALL_KEYS = {"node", "cron", "address", "command", "window"}
@@ -78,23 +78,30 @@ def parse_calls(entries: list[Any]) -> list[CallPlan]:
             raise UsageError('each [[calls]] entry needs node = "NAME" and cron = "* * * * *"')
         if not croniter.is_valid(cron):
             raise UsageError(f"call to {node}: not a cron schedule: {cron!r}")
-        window = entry.get("window")
+        window = _optional(entry, "window")  # not a string: refused, never "at any hour"
         plans.append(
             CallPlan(
                 node=node,
                 cron=cron,
                 address=_optional(entry, "address"),
                 command=_optional(entry, "command"),
-                window=parse_window(window) if isinstance(window, str) else None,
+                window=_window(node, window) if window is not None else None,
             )
         )
     return plans
 
 
+def _window(node: str, text: str) -> Window:
+    try:
+        return parse_window(text)
+    except UsageError as exc:
+        raise UsageError(f"call to {node}: window: {exc.message}") from None
+
+
 def _optional(entry: dict[str, Any], key: str) -> str | None:
     value = entry.get(key)
     if value is not None and not isinstance(value, str):
-        raise UsageError(f"[[calls]] {key} must be a string")
+        raise UsageError(f"[[calls]] {key}: must be a string, not {as_written(value)}")
     return value
 
 

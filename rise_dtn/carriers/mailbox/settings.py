@@ -25,7 +25,7 @@ from typing import Any
 from rise_dtn.carriers.address import Address
 from rise_dtn.core.errors import UsageError
 from rise_dtn.core.mailpart import DEFAULT_MAX_MESSAGE_BYTES, MailStyle
-from rise_dtn.node.config import parse_duration, parse_size, unknown_key
+from rise_dtn.node.config import as_written, parse_duration, parse_size, unknown_key
 
 DEFAULT_STYLE = MailStyle()
 IMAPS_PORT = 993
@@ -238,7 +238,7 @@ def _text(table: dict[str, Any], section: str, key: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise UsageError(f"[{section}] {key}: must be a string")
+        raise UsageError(f"[{section}] {key}: must be a string, not {as_written(value)}")
     return value
 
 

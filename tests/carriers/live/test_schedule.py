@@ -71,6 +71,17 @@ def test_an_unknown_calls_key_names_the_nearest_known_one() -> None:
         assert refused.value.message == f"{message} (see rise-config(5))"
 
 
+def test_a_wrong_calls_value_names_the_key_and_what_was_given() -> None:
+    for key, value, message in [
+        ("window", 22, "[[calls]] window: must be a string, not 22"),  # was ignored: any hour
+        ("window", "22-6", "call to bob: window: not a time window: '22-6' (use HH:MM-HH:MM)"),
+        ("command", ["ssh", "bob"], "[[calls]] command: must be a string, not ['ssh', 'bob']"),
+    ]:
+        with pytest.raises(UsageError) as refused:
+            parse_calls([{"node": "bob", "cron": "0 * * * *", key: value}])
+        assert refused.value.message == message
+
+
 def test_schedule_retries_a_failing_call_with_backoff(tmp_path: Path) -> None:
     """A call that fails is retried after 30 s, then 60 s, with a clock we control."""
     home = Home.create(tmp_path / "node", name="alice")  # knows no "bob": every call fails

@@ -43,6 +43,7 @@ def test_any_target_parses_or_is_a_one_line_usage_error(target: str, scheme: str
         ({"smtp": "ftp://h", "to": "b@h"}, "smtp: use smtps://"),
         ({"max_message_bytes": "1K"}, "out of range"),
         ({"subject": "two\nlines"}, "printable"),
+        ({"user": 5}, r"^\[mailbox\] user: must be a string, not 5$"),
     ],
 )
 def test_bad_settings_are_one_line(table: dict[str, object], wanted: str) -> None:
