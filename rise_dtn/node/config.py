@@ -246,11 +246,16 @@ def load(path: Path) -> Config:
 
 def _parse(path: Path) -> Config:
     try:
-        text = path.read_text(encoding="utf-8")
+        # -sig: a byte-order mark, as some editors write, is no reason to refuse the file
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise UsageError(f"no config at {path} (run `rise init --name NAME` first)") from None
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{path}: {exc}") from None
+        number = exc.object[: exc.start].count(b"\n") + 1
+        byte = exc.object[exc.start]
+        raise UsageError(
+            f"{path} line {number}: not UTF-8 (byte {byte:#04x}): save the file as UTF-8"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -421,3 +421,15 @@ def test_a_key_above_every_table_says_where_it_goes(tmp_path: Path) -> None:
     assert refused.value.message == (
         f"{path}: invalid setting: relay: must be a table ([relay] and its keys below it), not true"
     )
+
+
+def test_a_file_not_in_utf8_names_its_line_and_a_byte_order_mark_is_no_error(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_bytes('[node]\nname = "alice"\n# caf\u00e9 du coin\n'.encode("latin-1"))
+    with pytest.raises(UsageError) as refused:
+        config.load(path)
+    assert refused.value.message == f"{path} line 3: not UTF-8 (byte 0xe9): save the file as UTF-8"
+    path.write_bytes('\ufeff[node]\nname = "alice"\n'.encode())  # as some editors save it
+    assert config.load(path) == config.Config(name="alice")
