@@ -67,7 +67,11 @@ def _value(where: str, key: str, value: str) -> str | None:
         return None
     if value[0] in "[{":
         return None  # an array or inline table: tomllib's words say where
-    return f'{where} = {bare}: text goes in quotes: {key} = "{bare}"'
+    # '...' keeps a \ or a " as it is, where "..." would read an escape or end the string
+    quote = "'" if ('"' in bare or "\\" in bare) else '"'
+    if quote in bare:
+        return None
+    return f"{where} = {bare}: text goes in quotes: {key} = {quote}{bare}{quote}"
 
 
 def _key_twice(lines: list[str], key: str, number: int, where: str) -> str:

@@ -353,6 +353,11 @@ SYNTAX = {
         '[[calls]]\nnode = "bob"\ncron = */10 * * * *\n',
         'line 5: [[calls]] cron = */10 * * * *: text goes in quotes: cron = "*/10 * * * *"',
     ),
+    "a command with quotes": (
+        '[toss]\non_delivery = notify-send "new file"\n',
+        'line 4: [toss] on_delivery = notify-send "new file": text goes in quotes:'
+        " on_delivery = 'notify-send \"new file\"'",
+    ),
     "enabled = yes": (
         "[relay]\nenabled = yes\n",
         "line 4: [relay] enabled = yes: write true or false (lower case, without quotes)",
