@@ -28,7 +28,7 @@ _BOOLEAN_WORDS = {"true", "false", "yes", "no", "on", "off"}
 
 def explain(text: str, said: str) -> str | None:
     """'line N: ...' for a mistake recognised in tomllib's message `said`, else None."""
-    lines = text.splitlines()
+    lines = text.split("\n")  # as tomllib counts them (splitlines also splits at \f, \x85...)
     twice = _TWICE.match(said)
     if twice:
         return _table_twice(lines, _names(twice.group(1)), int(twice.group(2)))
@@ -37,9 +37,11 @@ def explain(text: str, said: str) -> str | None:
         number = int(at.group(1))
     else:  # 'Expected "'" (at end of document)': a '...' never closed, on some line
         number = next((index for index, line in enumerate(lines, 1) if _unclosed(line)), 0)
-    setting = _SETTING.match(lines[number - 1]) if 0 < number <= len(lines) else None
+    line = lines[number - 1] if 0 < number <= len(lines) else ""
+    line = line.removesuffix("\r").replace("\t", " ")
+    setting = _SETTING.match(line) if line.isprintable() else None
     if setting is None:
-        return None
+        return None  # a message quotes the line: only one that prints as one line
     key, value = setting.groups()
     where = f"line {number}: {_section(lines, number)}{key}"
     if said.startswith("Cannot overwrite a value"):
@@ -122,9 +124,9 @@ def _unclosed(line: str) -> bool:
 
 
 def _table_twice(lines: list[str], names: tuple[str, ...] | None, number: int) -> str | None:
-    if not names:
-        return None
-    table = _dotted(names)
+    table = _dotted(names) if names else ""
+    if not table or not table.isprintable():
+        return None  # none, or a name with a tab or a line break in it: tomllib's words
     above = list(enumerate(lines[: number - 1], start=1))
     if any(_header(line, double=True) == names for _index, line in above):
         return f"line {number}: [{table}] below [[{table}]]: write [[{table}]] for each one"

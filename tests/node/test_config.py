@@ -7,12 +7,15 @@ every command does (defect 10 of issue 9: `nice = true` and
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from rise_dtn.core.errors import UsageError
-from rise_dtn.node import config
+from rise_dtn.node import config, config_mistakes
 from tests.conftest import run
 
 GiB = 1 << 30
@@ -438,3 +441,18 @@ def test_a_file_not_in_utf8_names_its_line_and_a_byte_order_mark_is_no_error(
     assert refused.value.message == f"{path} line 3: not UTF-8 (byte 0xe9): save the file as UTF-8"
     path.write_bytes('\ufeff[node]\nname = "alice"\n'.encode())  # as some editors save it
     assert config.load(path) == config.Config(name="alice")
+
+
+# The stuff of config.toml and of its common slips: headers, keys, quotes, escapes, line ends.
+PIECES = [*"[]\"'=#.\\ \t\n\r\x0c\u2028\u201cab1-", "nice", "[send]", "[[calls]]", " = ", "yes"]
+CONFIG_TEXT = st.lists(st.sampled_from(PIECES), max_size=30).map("".join)
+
+
+@given(CONFIG_TEXT)
+def test_any_syntax_error_is_explained_in_one_line_or_left_as_it_was(text: str) -> None:
+    try:
+        tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        explained = config_mistakes.explain(text, str(exc))
+        if explained is not None:
+            assert explained.startswith("line ") and explained.isprintable()
