@@ -1,23 +1,25 @@
 """Two real Direwolf 1.6 software TNCs on a simulated radio channel, for the packet-radio tests.
 
-    KISS TCP -> direwolf A --TX audio, TCP--> hub (audiohub.py) --UDP--> direwolf B -> KISS TCP
-                (and the same the other way)
+    KISS TCP -> direwolf A --audio, named pipe--> hub (audiohub.py) --UDP--> direwolf B -> KISS
+                     `--PTT--> rigctld A <--PTT on?--'           (and the same the other way)
 
 The recipe and its pitfalls are in ../shared/notes/direwolf-link.md: with
 no sound card, Direwolf reads its receive audio from UDP (`ADEVICE
 udp:PORT`) and writes its transmit audio through an ALSA `file` plugin on
-the `null` PCM into a pipe (socat to the hub, retried `forever` so Direwolf
-never dies of SIGPIPE, with inherited descriptors closed so an orphaned
-pipe never keeps the audio port bound). The hub re-times the audio to real
-time and plays each station what the other transmits.
+the `null` PCM into a named pipe that the hub holds open. The hub re-times
+the audio to real time and plays each station what the other transmits.
+Each station keys its PTT through a Hamlib rigctld of its own (the dummy
+rig, `PTT RIG 2`): the hub asks it whether a transmission whose audio ran
+short is over or only late, and waits for late audio instead of breaking
+the frame with silence (tests/audiohub.py says why).
 
-Like tests/postgres.py: Direwolf and socat are found, or installed with
-apt-get when we are root; only when that cannot be done are the radio
+Like tests/postgres.py: Direwolf, rigctld and socat are found, or installed
+with apt-get when we are root; only when that cannot be done are the radio
 tests skipped, with one line saying why. Start-up is bounded (the KISS
 ports must accept within a deadline; a start that fails, say because a
 free port was taken meanwhile, is retried with new ports) and teardown
 is complete: each Direwolf runs in its own process group, which is killed
-with everything in it, the pipe's socat included.
+with everything in it.
 
 Direwolf 1.6 binds its KISS and UDP audio ports on every interface, with
 no option to do otherwise; the tests only ever connect to 127.0.0.1.
@@ -38,7 +40,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import wave
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -50,7 +53,9 @@ HUB = Path(__file__).resolve().parent / "audiohub.py"
 REAPER = Path(__file__).resolve().parent / "reaper.py"  # leaves no zombies behind Direwolf
 INSTALL_TIMEOUT_SECONDS = 900
 START_DEADLINE_SECONDS = 30.0  # Direwolf opens its ports in well under a second when idle
-START_ATTEMPTS = 3  # a free port can be taken by another process before Direwolf binds it
+START_ATTEMPTS = (
+    3  # a free port can be taken by another process before Direwolf or rigctld binds it
+)
 STOP_DEADLINE_SECONDS = 5.0
 KISS_PORT_RANGE = (20000, 30000)
 POLL_SECONDS = 0.05  # how often a start-up or teardown poll looks again, until its deadline
@@ -81,6 +86,8 @@ class Station:
     kiss_port: int
     directory: Path
     process: subprocess.Popen[bytes]
+    tx_fifo: Path  # the named pipe its transmit audio goes into, read by the hub
+    rig_port: int  # its rigctld, where its PTT is keyed
 
     def log(self) -> str:
         return (self.directory / "direwolf.log").read_text(errors="replace")
@@ -103,8 +110,12 @@ class DirewolfLink:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+PACKAGES = ("direwolf", "libhamlib-utils", "socat")  # libhamlib-utils: rigctld
+COMMANDS = ("direwolf", "rigctld", "socat")
+
+
 def install() -> None:
-    """apt-get install direwolf socat (after apt-get update if the first try fails)."""
+    """apt-get install direwolf, rigctld and socat (after apt-get update if the first try fails)."""
     if os.geteuid() != 0:
         raise Unavailable("radio tests skipped: no direwolf and not root to install it")
     if shutil.which("apt-get") is None:
@@ -116,13 +127,13 @@ def install() -> None:
                 step, env=env, capture_output=True, check=False, timeout=INSTALL_TIMEOUT_SECONDS
             )
         result = subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "direwolf", "socat"],
+            ["apt-get", "install", "-y", "-qq", *PACKAGES],
             env=env,
             capture_output=True,
             check=False,
             timeout=INSTALL_TIMEOUT_SECONDS,
         )
-        if result.returncode == 0 and shutil.which("direwolf") and shutil.which("socat"):
+        if result.returncode == 0 and all(map(shutil.which, COMMANDS)):
             return
     last = (result.stderr or result.stdout).decode(errors="replace").strip().splitlines()
     raise Unavailable(f"radio tests skipped: apt-get install direwolf failed: {last[-1:]}")
@@ -153,25 +164,26 @@ def free_kiss_port() -> int:
     raise RuntimeError("no free KISS port in 20000-29999")
 
 
-def asoundrc(tx_port: int) -> str:
-    # `exec 3>&- ... 9>&-`: the pipe's shell must not keep Direwolf's sockets
-    # (the UDP audio port) open after Direwolf is gone. `until ... forever`:
-    # Direwolf dies of SIGPIPE if the pipe's reader ever goes away.
-    command = (
-        "exec 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-; "
-        f"until socat -u STDIN TCP:127.0.0.1:{tx_port},forever,interval=0.5; do sleep 0.5; done"
-    )
+def asoundrc(tx_fifo: Path) -> str:
+    # A named pipe the hub holds open from before Direwolf starts to after it
+    # is gone (Direwolf would die of SIGPIPE if the pipe's reader went away),
+    # and no process between them: all of a transmission's audio is in the
+    # pipe once Direwolf drops its PTT, which is what the hub relies on.
     return (
         'pcm.dwtx {\n    type file\n    slave.pcm "null"\n'
-        f'    file "|exec sh -c \'{command}\'"\n    format "raw"\n}}\n'
+        f'    file "{tx_fifo}"\n    format "raw"\n}}\n'
     )
 
 
-def direwolf_conf(modem: Modem, *, call: str, rx_port: int, kiss_port: int, fast: bool) -> str:
+def direwolf_conf(
+    modem: Modem, *, call: str, rx_port: int, kiss_port: int, rig_port: int, fast: bool
+) -> str:
+    # PTT RIG 2: Hamlib's "NET rigctl", the station's rigctld.
     return (
         f"ADEVICE udp:{rx_port} dwtx\nARATE {modem.sample_rate}\nACHANNELS 1\n"
         f"CHANNEL 0\nMYCALL {call}\nMODEM {modem.baud}\n"
-        f"KISSPORT {kiss_port}\nAGWPORT 0\n" + (FAST_TIMING if fast else "")
+        f"KISSPORT {kiss_port}\nAGWPORT 0\nPTT RIG 2 127.0.0.1:{rig_port}\n"
+        + (FAST_TIMING if fast else "")
     )
 
 
@@ -190,9 +202,22 @@ def _ahead_of_the_load() -> None:
         os.nice(REAL_TIME_NICE)
 
 
+def start_rig(port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """A Hamlib rigctld with the dummy rig, keyed over TCP on 127.0.0.1:`port`."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            ["rigctld", "--model=1", "--ptt-type=RIG", "--listen-addr=127.0.0.1", f"--port={port}"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_ahead_of_the_load,  # noqa: PLW1509 - one syscall, no locks taken
+        )
+
+
 def start_hub(
-    modem: Modem, rx_ports: list[int], workdir: Path, *, noise_std: int
-) -> tuple[subprocess.Popen[bytes], list[int]]:
+    modem: Modem, channels: list[tuple[int, Path, int]], workdir: Path, *, noise_std: int
+) -> subprocess.Popen[bytes]:
+    """The hub, for stations given as (UDP receive port, transmit pipe, rigctld port)."""
     with (workdir / "hub.log").open("wb") as log:
         hub = subprocess.Popen(
             [
@@ -202,7 +227,11 @@ def start_hub(
                 str(modem.sample_rate),
                 "--noise-std",
                 str(noise_std),
-                *map(str, rx_ports),
+                *(
+                    word
+                    for rx_port, tx_fifo, rig_port in channels
+                    for word in ("--station", str(rx_port), str(tx_fifo), str(rig_port))
+                ),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -215,17 +244,26 @@ def start_hub(
     if not line:
         stop_process(hub)
         raise RuntimeError(f"audio hub did not start: {(workdir / 'hub.log').read_text()}")
-    return hub, [int(port) for port in json.loads(line)["tx_ports"]]
+    assert json.loads(line)["stations"] == len(channels)
+    return hub
 
 
 def start_station(
-    modem: Modem, directory: Path, *, call: str, rx_port: int, tx_port: int, fast: bool
+    modem: Modem,
+    directory: Path,
+    *,
+    call: str,
+    rx_port: int,
+    tx_fifo: Path,
+    rig_port: int,
+    fast: bool,
 ) -> Station:
-    directory.mkdir()
     kiss_port = free_kiss_port()
-    (directory / ".asoundrc").write_text(asoundrc(tx_port))
+    (directory / ".asoundrc").write_text(asoundrc(tx_fifo))
     (directory / "direwolf.conf").write_text(
-        direwolf_conf(modem, call=call, rx_port=rx_port, kiss_port=kiss_port, fast=fast)
+        direwolf_conf(
+            modem, call=call, rx_port=rx_port, kiss_port=kiss_port, rig_port=rig_port, fast=fast
+        )
     )
     with (directory / "direwolf.log").open("wb") as log:
         process = subprocess.Popen(
@@ -238,10 +276,10 @@ def start_station(
             start_new_session=True,  # its own process group: teardown kills the pipe too
             preexec_fn=_ahead_of_the_load,  # noqa: PLW1509 - one syscall, no locks taken
         )
-    return Station(call, kiss_port, directory, process)
+    return Station(call, kiss_port, directory, process, tx_fifo, rig_port)
 
 
-def kiss_port_accepts(port: int) -> bool:
+def port_accepts(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
             return True
@@ -257,7 +295,19 @@ def wait_until_ready(stations: list[Station], deadline: float) -> bool:
             return False
         if time.monotonic() > deadline:
             return False
-        waiting = [station for station in waiting if not kiss_port_accepts(station.kiss_port)]
+        waiting = [station for station in waiting if not port_accepts(station.kiss_port)]
+        if waiting:
+            time.sleep(POLL_SECONDS)  # a poll with a deadline
+    return True
+
+
+def wait_until_rigs_listen(rigs: dict[int, subprocess.Popen[bytes]], deadline: float) -> bool:
+    """True once every rigctld (by port) accepts; False if one exited or time ran out."""
+    waiting = dict(rigs)
+    while waiting:
+        if any(rig.poll() is not None for rig in rigs.values()) or time.monotonic() > deadline:
+            return False
+        waiting = {port: rig for port, rig in waiting.items() if not port_accepts(port)}
         if waiting:
             time.sleep(POLL_SECONDS)  # a poll with a deadline
     return True
@@ -320,33 +370,105 @@ def running_link(
     after the quarter-scale gain): 7000 loses about 40% of 200-byte frames
     at 1200 baud, 8000 all of them.
     """
-    if shutil.which("direwolf") is None or shutil.which("socat") is None:
+    if not all(map(shutil.which, COMMANDS)):
         install()
     for attempt in range(1, START_ATTEMPTS + 1):
         with contextlib.ExitStack() as stack:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rise-dw-")))
-            started = time.monotonic()
-            rx_ports = [free_port(socket.SOCK_DGRAM) for _ in range(2)]
-            hub, tx_ports = start_hub(modem, rx_ports, workdir, noise_std=noise_std)
-            stack.callback(stop_process, hub)
-            stations = []
-            for index, (rx_port, tx_port) in enumerate(zip(rx_ports, tx_ports, strict=True)):
-                station = start_station(
-                    modem,
-                    workdir / f"station{index + 1}",
-                    call=f"N0CALL-{index + 1}",
-                    rx_port=rx_port,
-                    tx_port=tx_port,
-                    fast=fast,
-                )
-                stack.callback(stop_group, station.process)
-                stations.append(station)
-            if wait_until_ready(stations, time.monotonic() + START_DEADLINE_SECONDS):
-                yield DirewolfLink(modem, stations, hub, time.monotonic() - started)
+            started = start_link(stack, workdir, modem, fast=fast, noise_std=noise_std)
+            if isinstance(started, DirewolfLink):
+                yield started
                 return
-            logs = "\n".join(station.log()[-2000:] for station in stations)
         if attempt == START_ATTEMPTS:
-            raise RuntimeError(f"Direwolf did not start in {START_ATTEMPTS} attempts:\n{logs}")
+            raise RuntimeError(f"the radio did not start in {START_ATTEMPTS} attempts:\n{started}")
+
+
+def start_link(
+    stack: contextlib.ExitStack, workdir: Path, modem: Modem, *, fast: bool, noise_std: int
+) -> DirewolfLink | str:
+    """One attempt: the link, its teardown on `stack`; or the logs of why it did not start."""
+    started = time.monotonic()
+    directories = [workdir / f"station{number}" for number in (1, 2)]
+    rigs = {}
+    for directory in directories:
+        directory.mkdir()
+        os.mkfifo(directory / "tx.fifo")
+        rig_port = free_port()
+        rigs[rig_port] = start_rig(rig_port, directory / "rigctld.log")
+        stack.callback(stop_process, rigs[rig_port])
+    if not wait_until_rigs_listen(rigs, time.monotonic() + START_DEADLINE_SECONDS):
+        return "\n".join((directory / "rigctld.log").read_text() for directory in directories)
+    channels = [
+        (free_port(socket.SOCK_DGRAM), directory / "tx.fifo", rig_port)
+        for directory, rig_port in zip(directories, rigs, strict=True)
+    ]
+    hub = start_hub(modem, channels, workdir, noise_std=noise_std)
+    stack.callback(stop_process, hub)
+    stations = []
+    for number, (directory, (rx_port, tx_fifo, rig_port)) in enumerate(
+        zip(directories, channels, strict=True), start=1
+    ):
+        station = start_station(
+            modem,
+            directory,
+            call=f"N0CALL-{number}",
+            rx_port=rx_port,
+            tx_fifo=tx_fifo,
+            rig_port=rig_port,
+            fast=fast,
+        )
+        stack.callback(stop_group, station.process)
+        stations.append(station)
+    if not wait_until_ready(stations, time.monotonic() + START_DEADLINE_SECONDS):
+        return "\n".join(station.log()[-2000:] for station in stations)
+    return DirewolfLink(modem, stations, hub, time.monotonic() - started)
+
+
+def frame_audio(modem: Modem, monitor_line: str, workdir: Path) -> bytes:
+    """The transmit audio of one frame, made by Direwolf's gen_packets: S16_LE mono
+    at the modem's rate, full scale as Direwolf transmits. `monitor_line` is in
+    the packet monitor's form, "N0CALL-1>N0CALL-2:text"."""
+    (workdir / "frame.txt").write_text(monitor_line)  # a newline would go into the frame
+    rate = ["-B", str(modem.baud), "-r", str(modem.sample_rate)]
+    subprocess.run(
+        [
+            "gen_packets",
+            *rate,
+            "-a",
+            "100",
+            "-o",
+            str(workdir / "frame.wav"),
+            str(workdir / "frame.txt"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=START_DEADLINE_SECONDS,
+    )
+    with wave.open(str(workdir / "frame.wav"), "rb") as recording:
+        return recording.readframes(recording.getnframes())
+
+
+@contextlib.contextmanager
+def keyed_by_hand(station: Station) -> Iterator[Callable[[bytes], None]]:
+    """Transmit in an idle `station`'s place: its PTT keyed through its rigctld
+    for the block, which writes audio with the function it is given into the
+    station's transmit pipe, as Direwolf would."""
+
+    def rig(command: bytes) -> None:
+        rigctl.sendall(command + b"\n")
+        reply = replies.readline().strip()
+        assert reply == b"RPRT 0", f"rigctld answered {reply!r} to {command!r}"
+
+    with (
+        socket.create_connection(("127.0.0.1", station.rig_port), timeout=5) as rigctl,
+        rigctl.makefile("rb") as replies,
+        station.tx_fifo.open("wb", buffering=0) as pipe,
+    ):
+        rig(b"T 1")
+        try:
+            yield pipe.write
+        finally:
+            rig(b"T 0")
 
 
 class KissClient:

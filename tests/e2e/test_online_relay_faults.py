@@ -4,11 +4,12 @@ Every node runs `rise-daemon` with a kept link to its next neighbour
 (tests/e2e/test_online_relays.py). Here the chain is hurt while a 24 MiB
 file crosses it: a daemon killed with SIGKILL at a chosen moment and started
 again on the same port, TCP connections cut (FIN or RST) at random byte
-offsets, a relay stopped while messages are sent. The moments are found by
-watching the spools, not the clock: a partial copy growing in
-spool/tmp/partial/, a packet in rx/ while its forward is written to
-spool/tmp/, a forward in tx/ while the next hop's partial copy grows, the
-delivery's tmp file in incoming/.
+offsets, a relay stopped while messages are sent. The daemon to kill stops
+itself at the moment's step (tests/e2e/pausing/sitecustomize.py: a partial
+copy past an offset, a forward or a delivery being written, a DATA frame
+past an offset, a STORED heard, a receipt about to be queued) and is
+killed there, however loaded the machine is; the spools then show that the
+kill landed in the moment.
 
 Whatever happened, the file must reach b exactly once (no "big.1.bin"),
 intact, a must learn so from b's receipt, every spool must empty and
@@ -18,6 +19,7 @@ intact, a must learn so from b's receipt, every spool must empty and
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
@@ -44,6 +46,8 @@ from tests.e2e.test_online_relays import (
 FILE_BYTES = 24 * MIB
 CHECKPOINT = 16 * MIB  # rise_dtn.carriers.live.link.CHECKPOINT_BYTES: a partial copy's fsync step
 PHASE_SECONDS = 30.0  # how long a kill waits for its moment
+POLL_SECONDS = 0.01  # how often it looks; the daemon waits there, stopped, until killed
+PAUSING = Path(__file__).resolve().parent / "pausing"  # sitecustomize.py, on the daemon's path
 SETTLE_SECONDS = 60.0  # delivery, receipt and quiet spools after the fault
 # Who keeps a link to whom, as `chain()` starts them.
 LINKS = {"a": ("r1",), "r1": ("r2",), "r2": ("b",), "b": ()}
@@ -105,17 +109,18 @@ def leftovers(net: Network, name: str) -> list[str]:
 
 
 class Moment:
-    """A phase of the transfer: `now(net)` says it is under way, `held(net)` that a kill
-    landed in it (checked once the daemon is dead)."""
+    """A phase of the transfer: `step` is where the daemon stops itself for the kill
+    (tests/e2e/pausing/sitecustomize.py), `held(net)` says the kill landed in the
+    phase (checked once the daemon is dead)."""
 
     def __init__(
         self,
-        now: Callable[[Network], bool],
+        step: dict[str, object],
         held: Callable[[Network], bool],
         *,
         receipt_seconds: float = SETTLE_SECONDS,
     ) -> None:
-        self.now = now
+        self.step = step
         self.held = held
         self.receipt_seconds = receipt_seconds
 
@@ -123,27 +128,33 @@ class Moment:
 R1_MOMENTS = {
     # Receiving from a, before its first 16 MiB checkpoint: a resumes from 0.
     "r1-receiving-early": Moment(
-        lambda net: 4 * MIB <= partial_bytes(net, "r1") < 12 * MIB,
+        {"step": "partial", "bytes": 4 * MIB},
         lambda net: net.rx("r1") == [] and 0 < partial_bytes(net, "r1") < FILE_BYTES,
     ),
     # Receiving from a, past the checkpoint: a resumes from 16 MiB.
     "r1-receiving-late": Moment(
-        lambda net: checkpointed(net, "r1") and partial_bytes(net, "r1") >= CHECKPOINT + 2 * MIB,
-        lambda net: net.rx("r1") == [] and partial_bytes(net, "r1") >= CHECKPOINT,
+        {"step": "partial", "bytes": CHECKPOINT + 2 * MIB},
+        lambda net: (
+            net.rx("r1") == []
+            and checkpointed(net, "r1")
+            and partial_bytes(net, "r1") >= CHECKPOINT
+        ),
     ),
     # The packet durable in rx/ (a has its STORED), the toss writing the forward.
     "r1-forwarding": Moment(
-        lambda net: net.rx("r1") != [] and forward_bytes(net, "r1") >= MIB,
-        lambda net: net.rx("r1") != [] and net.tx("r1", "r2") == [],
+        {"step": "tmp", "path": "spool/tmp/.rise-tmp-*", "bytes": MIB},
+        lambda net: (
+            net.rx("r1") != [] and forward_bytes(net, "r1") >= MIB and net.tx("r1", "r2") == []
+        ),
     ),
     # The forward in tx/r2/, r2's partial copy growing.
     "r1-sending": Moment(
-        lambda net: net.tx("r1", "r2") != [] and partial_bytes(net, "r2") >= 4 * MIB,
+        {"step": "data", "bytes": 4 * MIB},
         lambda net: net.tx("r1", "r2") != [] and net.rx("r2") == [] and net.tx("r2", "b") == [],
     ),
     # r2 has the whole packet in rx/ and confirms it; r1 has not released its copy.
     "r1-confirming": Moment(
-        lambda net: net.tx("r1", "r2") != [] and net.rx("r2") != [],
+        {"step": "stored", "bytes": FILE_BYTES},
         lambda net: net.tx("r1", "r2") != [],
         receipt_seconds=20.0,  # when r2 tosses it, the receipt is back in a few seconds
     ),
@@ -151,43 +162,63 @@ R1_MOMENTS = {
 R1_MOMENT_NAMES = list(R1_MOMENTS)
 
 
+B_STEPS: dict[str, dict[str, object]] = {
+    "b-receiving": {"step": "partial", "bytes": CHECKPOINT + 2 * MIB},
+    "b-delivering": {"step": "tmp", "path": "incoming/a/.rise-tmp-big.bin-*", "bytes": MIB},
+    "b-receipting": {"step": "receipt", "after": "incoming/a/big.bin"},
+}
+B_MOMENT_NAMES = list(B_STEPS)
+
+
 def b_moments(queued_before: int) -> dict[str, Moment]:
     """`queued_before`: what b had queued before the file (so its receipt is the next)."""
     return {
         # Receiving from r2, past the checkpoint.
         "b-receiving": Moment(
-            lambda net: checkpointed(net, "b") and partial_bytes(net, "b") >= CHECKPOINT + 2 * MIB,
+            B_STEPS["b-receiving"],
             lambda net: net.rx("b") == [] and partial_bytes(net, "b") >= CHECKPOINT,
         ),
         # The packet in rx/, the toss decrypting big.bin into a tmp file in incoming/a/.
         "b-delivering": Moment(
-            lambda net: net.rx("b") != [] and delivery_bytes(net) >= MIB,
-            lambda net: net.rx("b") != [] and not delivered_file(net),
+            B_STEPS["b-delivering"],
+            lambda net: (
+                net.rx("b") != [] and delivery_bytes(net) >= MIB and not delivered_file(net)
+            ),
         ),
         # big.bin delivered and recorded (the packet gone from rx/), the receipt
-        # for a not queued yet: a window of a few tens of milliseconds.
+        # for a not queued yet: a window of a few tens of milliseconds, once.
         "b-receipting": Moment(
+            B_STEPS["b-receipting"],
             lambda net: (
                 delivered_file(net) and net.rx("b") == [] and queued_by_b(net) == queued_before
             ),
-            lambda net: queued_by_b(net) == queued_before,
             receipt_seconds=20.0,  # with the receipt queued, it is back in a few seconds
         ),
     }
 
 
-B_MOMENT_NAMES = ["b-receiving", "b-delivering", "b-receipting"]
+def pausing(step: dict[str, object], marker: Path) -> dict[str, str]:
+    """The environment of a daemon that stops itself at `step`, once it has
+    written `marker`."""
+    return {
+        "PYTHONPATH": str(PAUSING),
+        "E2E_PAUSE_AT": json.dumps(step),
+        "E2E_PAUSED": str(marker),
+    }
 
 
-def kill_at(net: Network, daemons: Daemons, name: str, moment: Moment, what: str) -> None:
-    """SIGKILL `name`'s daemon as soon as `moment` is under way; check that it landed there."""
+def kill_at(
+    net: Network, daemons: Daemons, name: str, moment: Moment, what: str, *, marker: Path
+) -> None:
+    """SIGKILL `name`'s daemon, started with `pausing`, once it has stopped at the
+    moment's step; check that the kill landed in the moment."""
     process = daemons.processes[name]
     deadline = time.monotonic() + PHASE_SECONDS
-    while not moment.now(net):
+    while not marker.exists():
         assert process.poll() is None, daemons.log(name)
         if time.monotonic() > deadline:
             raise AssertionError(f"the transfer never reached {what}")
-        time.sleep(0.001)
+        time.sleep(POLL_SECONDS)  # a poll with a deadline, for a state that stays
     process.send_signal(signal.SIGKILL)
     assert process.wait(timeout=10) == -signal.SIGKILL
     assert moment.held(net), f"the kill of {name} missed {what}"
@@ -250,11 +281,12 @@ def assert_checks_clean(net: Network) -> None:
 @pytest.mark.parametrize("what", R1_MOMENT_NAMES)
 def test_a_relay_killed_mid_file_delivers_it_once(tmp_path: Path, what: str) -> None:
     """SIGKILL r1 while it receives the file, forwards it, or sends it on; restart it."""
-    with chain(tmp_path) as (net, daemons):
+    moment, marker = R1_MOMENTS[what], tmp_path / "paused"
+    with chain(tmp_path, env={"r1": pausing(moment.step, marker)}) as (net, daemons):
         file_id, payload = send_big_file(net, tmp_path)
-        kill_at(net, daemons, "r1", R1_MOMENTS[what], what)
+        kill_at(net, daemons, "r1", moment, what, marker=marker)
         restart(daemons, "r1")
-        assert_settled(net, daemons, [file_id], seconds=R1_MOMENTS[what].receipt_seconds)
+        assert_settled(net, daemons, [file_id], seconds=moment.receipt_seconds)
         assert_file_once(net, payload)
     assert_checks_clean(net)
 
@@ -264,10 +296,11 @@ def test_a_relay_killed_mid_file_delivers_it_once(tmp_path: Path, what: str) -> 
 def test_the_recipient_killed_mid_file_delivers_it_once(tmp_path: Path, what: str) -> None:
     """SIGKILL b while its partial copy grows, its toss writes big.bin, or it is about to
     send the receipt; restart it."""
-    with chain(tmp_path) as (net, daemons):
+    marker = tmp_path / "paused"
+    with chain(tmp_path, env={"b": pausing(B_STEPS[what], marker)}) as (net, daemons):
         moment = b_moments(queued_by_b(net))[what]
         file_id, payload = send_big_file(net, tmp_path)
-        kill_at(net, daemons, "b", moment, what)
+        kill_at(net, daemons, "b", moment, what, marker=marker)
         restart(daemons, "b")
         assert_settled(net, daemons, [file_id], seconds=moment.receipt_seconds)
         assert_file_once(net, payload)

@@ -15,7 +15,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -51,9 +51,10 @@ class Daemons:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.ports: dict[str, int] = {}
 
-    def start(self, name: str, *links: str) -> None:
-        """Start `name`'s daemon, keeping a link to each of `links` (already started)."""
-        self.run(name, "127.0.0.1:0", links)
+    def start(self, name: str, *links: str, env: Mapping[str, str] | None = None) -> None:
+        """Start `name`'s daemon, keeping a link to each of `links` (already started);
+        `env`: more environment for it (this start only)."""
+        self.run(name, "127.0.0.1:0", links, env=env)
         log = self.log_dir / f"{name}.log"
         wait_for(
             f"{name}'s daemon to listen", lambda: "listening on" in log.read_text(), seconds=30
@@ -61,12 +62,19 @@ class Daemons:
         line = next(line for line in log.read_text().splitlines() if "listening on" in line)
         self.ports[name] = int(line.strip().rsplit(":", 1)[1])
 
-    def run(self, name: str, listen: str, links: tuple[str, ...]) -> None:
+    def run(
+        self,
+        name: str,
+        listen: str,
+        links: tuple[str, ...],
+        *,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         args = [f"--link={peer}=127.0.0.1:{self.ports[peer]}" for peer in links]
         with open(self.log_dir / f"{name}.log", "ab") as log:
             self.processes[name] = subprocess.Popen(
                 [str(BIN / "rise-daemon"), "--listen", listen, *args],
-                env=command_env(self.net[name].home),
+                env=command_env(self.net[name].home, **(env or {})),
                 stdout=subprocess.DEVNULL,
                 stderr=log,
             )
@@ -83,14 +91,22 @@ class Daemons:
 
 
 @contextlib.contextmanager
-def chain(tmp_path: Path, index_urls: IndexUrls | None = None) -> Iterator[tuple[Network, Daemons]]:
+def chain(
+    tmp_path: Path,
+    index_urls: IndexUrls | None = None,
+    *,
+    env: Mapping[str, Mapping[str, str]] | None = None,
+) -> Iterator[tuple[Network, Daemons]]:
+    """The chain a -> r1 -> r2 -> b, each daemon started; `env`: more environment for
+    some of them, by name (their first start only)."""
     net = Network.build(tmp_path, **CHAIN, index_urls=index_urls)  # type: ignore[arg-type]
     daemons = Daemons(net, tmp_path)
+    extra = env or {}
     try:
-        daemons.start("b")
-        daemons.start("r2", "b")
-        daemons.start("r1", "r2")
-        daemons.start("a", "r1")
+        daemons.start("b", env=extra.get("b"))
+        daemons.start("r2", "b", env=extra.get("r2"))
+        daemons.start("r1", "r2", env=extra.get("r1"))
+        daemons.start("a", "r1", env=extra.get("a"))
         yield net, daemons
     finally:
         daemons.stop()

@@ -10,18 +10,29 @@ the air are in test_direwolf_calls.py, on links of their own.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from rise_dtn.core import ax25, kiss
 from rise_dtn.core.ax25 import Callsign
-from tests.direwolf import AFSK_1200, DirewolfLink, KissClient, link_or_skip
+from tests.direwolf import (
+    AFSK_1200,
+    POLL_SECONDS,
+    DirewolfLink,
+    KissClient,
+    frame_audio,
+    keyed_by_hand,
+    link_or_skip,
+)
 
 # One 200-byte frame is 1.8 s of air at 1200 baud with Direwolf's default
 # timing; the fixture's fast timing makes it less. 60 s covers a machine
 # busy enough to delay the hub, and CSMA waiting out the other station.
 FRAME_DEADLINE_SECONDS = 60.0
+LATE_NOTE = "station 1 is late"  # what tests/audiohub.py notes when it waits for station 1
 
 
 @pytest.fixture
@@ -57,6 +68,32 @@ def test_frames_with_an_ax25_header_cross_one_way_then_the_other(
     (to_a,) = a.receive(1, deadline_seconds=FRAME_DEADLINE_SECONDS)
     assert ax25.split_ui(to_b.payload) == (ax25.UiHeader(calls[1], calls[0]), payloads[0])
     assert ax25.split_ui(to_a.payload) == (ax25.UiHeader(calls[0], calls[1]), payloads[1])
+
+
+def test_a_transmission_whose_audio_comes_late_still_crosses_whole(
+    link: DirewolfLink, clients: tuple[KissClient, KissClient], tmp_path: Path
+) -> None:
+    """The simulated air waits for a transmitter's late audio instead of breaking its
+    frame with silence: a TNC descheduled in the middle of writing a transmission
+    must not lose a frame that no radio would lose. Station 1's audio (of a frame
+    made by gen_packets, 0.2 s of air) comes in two halves, the second only once
+    the hub has played the first and found the rest missing."""
+    _a, b = clients
+    calls = [station.call for station in link.stations]
+    text = "late but whole, " * 12
+    audio = frame_audio(link.modem, f"{calls[0]}>{calls[1]}:{text}", tmp_path)
+    half = len(audio) // 2 - len(audio) // 2 % 2  # in the middle of the frame, at a sample
+    waits_before = link.hub_log().count(LATE_NOTE)
+    with keyed_by_hand(link.stations[0]) as transmit:
+        transmit(audio[:half])
+        deadline = time.monotonic() + FRAME_DEADLINE_SECONDS
+        while link.hub_log().count(LATE_NOTE) == waits_before:
+            assert time.monotonic() < deadline, "the hub never ran out of station 1's audio"
+            time.sleep(POLL_SECONDS)  # a poll with a deadline
+        transmit(audio[half:])
+    (frame,) = b.receive(1, deadline_seconds=FRAME_DEADLINE_SECONDS)
+    header = ax25.UiHeader(Callsign.parse(calls[1]), Callsign.parse(calls[0]))
+    assert ax25.split_ui(frame.payload) == (header, text.encode())
 
 
 def test_direwolfs_frame_size_limits_hold(clients: tuple[KissClient, KissClient]) -> None:
