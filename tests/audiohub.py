@@ -103,6 +103,7 @@ class Station:
         read once more: all the audio was written before the PTT dropped.
         """
         if len(self.queue) >= tick_bytes or not (self.playing or self.queue):
+            self.late = False  # its audio came: a later wait is a new one, with its note
             return False
         if self.keyed():
             if not self.late:

@@ -83,17 +83,20 @@ def test_a_transmission_whose_audio_comes_late_still_crosses_whole(
     text = "late but whole, " * 12
     audio = frame_audio(link.modem, f"{calls[0]}>{calls[1]}:{text}", tmp_path)
     half = len(audio) // 2 - len(audio) // 2 % 2  # in the middle of the frame, at a sample
-    waits_before = link.hub_log().count(LATE_NOTE)
-    with keyed_by_hand(link.stations[0]) as transmit:
-        transmit(audio[:half])
-        deadline = time.monotonic() + FRAME_DEADLINE_SECONDS
-        while link.hub_log().count(LATE_NOTE) == waits_before:
-            assert time.monotonic() < deadline, "the hub never ran out of station 1's audio"
-            time.sleep(POLL_SECONDS)  # a poll with a deadline
-        transmit(audio[half:])
-    (frame,) = b.receive(1, deadline_seconds=FRAME_DEADLINE_SECONDS)
     header = ax25.UiHeader(Callsign.parse(calls[1]), Callsign.parse(calls[0]))
-    assert ax25.split_ui(frame.payload) == (header, text.encode())
+    # Twice: a station late once (as a loaded machine makes Direwolf, in any
+    # earlier test on this link) must be waited for, and noted, the next time too.
+    for _time in range(2):
+        waits_before = link.hub_log().count(LATE_NOTE)
+        with keyed_by_hand(link.stations[0]) as transmit:
+            transmit(audio[:half])
+            deadline = time.monotonic() + FRAME_DEADLINE_SECONDS
+            while link.hub_log().count(LATE_NOTE) == waits_before:
+                assert time.monotonic() < deadline, "the hub never ran out of station 1's audio"
+                time.sleep(POLL_SECONDS)  # a poll with a deadline
+            transmit(audio[half:])
+        (frame,) = b.receive(1, deadline_seconds=FRAME_DEADLINE_SECONDS)
+        assert ax25.split_ui(frame.payload) == (header, text.encode())
 
 
 def test_direwolfs_frame_size_limits_hold(clients: tuple[KissClient, KissClient]) -> None:
