@@ -107,6 +107,24 @@ def test_max_bundle_option(pair: tuple[Node, Node], tmp_path: Path) -> None:
     assert rsb_on(stick) == []
 
 
+@pytest.mark.parametrize("size", ["0", "0K", "-1", "-4K", "500", "1.5.3", "four", ""])
+def test_max_bundle_nonsense_is_a_usage_error(
+    pair: tuple[Node, Node], tmp_path: Path, size: str
+) -> None:
+    """A limit no bundle fits under (zero, below the smallest bundle) or no size at all is the
+    user's mistake: one line, exit status 2, before anything is read or written."""
+    alice, _bob = pair
+    alice.run("rise-send", "-q", "-", "bob", input=b"hello\n")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    result = alice.run("rise-xfer", "--max-bundle", size, str(stick), check=False)
+    message = result.stderr.decode()
+    assert result.returncode == ExitCode.USAGE, message
+    assert message.startswith("rise-xfer: --max-bundle"), message
+    assert message.count("\n") == 1 and "Traceback" not in message, message
+    assert list(stick.iterdir()) == []  # nothing was written, not even the folders
+
+
 def test_parts_over_two_carriers_out_of_order_and_twice(
     pair: tuple[Node, Node], tmp_path: Path
 ) -> None:

@@ -87,6 +87,7 @@ def exchange(
     """
     home.spool.check_exists()
     audience.check_names(home, serving)
+    medium.check_max_bundle(max_bundle_bytes)
     report = XferReport()
     me = home.identity.node_id
     peers = {peer.node_id: peer for peer in home.peers.all()}
