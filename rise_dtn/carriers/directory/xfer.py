@@ -35,7 +35,7 @@ from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
 from rise_dtn.store import locks
 from rise_dtn.store.atomic import DropBehind, Moved, SourceChanged, copy_file
-from rise_dtn.store.spool import parse_clear_file, read_clear
+from rise_dtn.store.spool import QUARANTINE_KEEP_BYTES, parse_clear_file, read_clear
 from rise_dtn.store.transaction import Release, Verdict
 
 
@@ -521,7 +521,6 @@ def _quarantine_from_medium(
     carrier.remove(found)
 
 
-QUARANTINE_KEEP_BYTES = 1 << 20
 # E and one sealed chunk: the largest body a control bundle (map, receipt) can have.
 ONE_CHUNK_BODY_BYTES = PUBLIC_KEY_BYTES + sealing.SEALED_CHUNK_BYTES
 

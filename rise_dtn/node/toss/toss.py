@@ -34,7 +34,7 @@ from rise_dtn.node.toss.toss_events import (
     TossEvent,
 )
 from rise_dtn.store.atomic import remove_stale_tmp
-from rise_dtn.store.spool import read_clear
+from rise_dtn.store.spool import QUARANTINE_KEEP_BYTES, read_clear
 
 # The events live in toss_events.py; callers read them as toss.Delivered etc.
 __all__ = [
@@ -276,5 +276,7 @@ def _toss_one(
     except Deferred as exc:
         return Rejected(stem, exc.message, "deferred")
     except BundleError as exc:
-        home.bundles.quarantine(job.path, exc.message, listed_as="rx")
+        home.bundles.quarantine(
+            job.path, exc.message, listed_as="rx", keep_bytes=QUARANTINE_KEEP_BYTES
+        )
         return Rejected(stem, exc.message, "quarantined")
