@@ -194,6 +194,11 @@ def _runner(
 
 
 def _exit_for(report: XferReport) -> None:
+    if report.left_queued:
+        raise NoSpaceError(
+            f"no space left on the medium for {report.left_queued} bundle(s); they stay "
+            "queued for the next exchange (the others were written)"
+        )
     if report.medium_full:
         raise NoSpaceError(
             "no space left on the medium; the rest stays queued for the next exchange"

@@ -52,3 +52,12 @@ def bundle_limit(directory: Path, max_bundle_bytes: int | None) -> tuple[int, st
     if info is not None and info.f_blocks:
         limits.append((info.f_blocks * info.f_frsize, "the medium's whole capacity"))
     return min(limits) if limits else None
+
+
+def free_bytes(directory: Path, *, default: int) -> int:
+    """What a file on the medium may still take (statvfs), or `default` if it cannot say."""
+    try:
+        info = os.statvfs(directory)
+    except OSError:
+        return default
+    return info.f_bavail * info.f_frsize

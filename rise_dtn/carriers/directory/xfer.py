@@ -54,7 +54,8 @@ class XferReport:
     no_room: list[str] = dataclasses.field(default_factory=list)  # left on it: spool full
     # Bundles larger than the medium can ever hold (medium.bundle_limit): one line each.
     never_fits: list[str] = dataclasses.field(default_factory=list)
-    medium_full: bool = False
+    medium_full: bool = False  # a write met a full medium (ENOSPC)
+    left_queued: int = 0  # bundles not written for want of room now; the others went
     serves_nobody: str | None = None  # set when bundles wait and the medium serves no one
     rejected_by_toss: int = 0  # with --toss: bundles the toss quarantined
 
@@ -165,9 +166,10 @@ def _give_all_bundles(
                     limit=limit,
                 )
         except NoSpaceError:
+            # Full before a bundle was begun (the neighbour's folder could not be
+            # made): its bundles stay queued; another neighbour's may have a folder.
             report.medium_full = True
-            say(f"{carrier.root} is full: the rest stays in the spool for the next exchange")
-            break
+            say(f"{carrier.root} is full: bundles for {peer.name} stay in the spool")
         except UnsafeEntry:
             continue  # its folder on the medium is a link or a file: refused, with a line
         except UnwritableMedium as exc:
@@ -581,6 +583,12 @@ def _give_bundles(
     lane = f"to {peer.name}"
     progress.planned(lane, bundles=len(todo), total_bytes=sum(item[3] for item in todo))
     for _priority, path, bundle_id, size in todo:
+        what = f"{bundle_id} for {peer.name} ({human_bytes(size)})"
+        if report.medium_full and size > medium.free_bytes(carrier.root, default=size):
+            # The medium has proved full: a bundle larger than what is left is
+            # not begun (it would only write until ENOSPC); smaller ones still go.
+            _left_queued(carrier, report, what, say=say)
+            continue
         try:
             with progress.item(lane, str(bundle_id), size) as moved:
                 carrier.put_bundle(
@@ -589,6 +597,11 @@ def _give_bundles(
         except OccupiedName as exc:
             carrier.refuse(exc.message)  # this one stays queued; the others still go
             continue
+        except NoSpaceError:
+            # Its tmp file is gone (Folder.writing): nothing torn, nothing named .rsb.
+            report.medium_full = True
+            _left_queued(carrier, report, what, say=say)
+            continue
         report.sent += 1
         report.sent_bytes += size
         if move:
@@ -596,3 +609,9 @@ def _give_bundles(
         else:
             home.fast_index.count_copy(str(bundle_id))
         say(f"sent {bundle_id} to {peer.name} ({human_bytes(size)})")
+
+
+def _left_queued(carrier: DirectoryCarrier, report: XferReport, what: str, *, say: Say) -> None:
+    """One bundle the full medium has no room for now: it stays queued for the next one."""
+    report.left_queued += 1
+    say(f"left queued: {what}: no room left on {carrier.root}")
