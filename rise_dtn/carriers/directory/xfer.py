@@ -33,6 +33,7 @@ from rise_dtn.core.progress import NO_PROGRESS, Progress
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
+from rise_dtn.node.toss.toss_events import STREAM_LEFT, Streamed
 from rise_dtn.store import locks
 from rise_dtn.store.atomic import DropBehind, Moved, SourceChanged, copy_file
 from rise_dtn.store.spool import QUARANTINE_KEEP_BYTES, parse_clear_file, read_clear
@@ -295,11 +296,22 @@ def _take_one(
     except OSError as exc:
         report.rejected.append(f"{found.shown}: unreadable: {exc.strerror}")
         return
-    if stream is not None and _deliver_from_medium(
-        home, clear, peer, source, stream, now=now, moved=moved
-    ):
-        _taken(home, carrier, found, peer, report, clear=clear, size=size, say=say)
-        return
+    if stream is not None:
+        streamed = _deliver_from_medium(home, clear, peer, source, stream, now=now, moved=moved)
+        if streamed.done:
+            _taken(home, carrier, found, peer, report, clear=clear, size=size, say=say)
+            return
+        if streamed.bad is not None:
+            # Proved bad as it was read: no whole copy into rx/ only for the toss
+            # to quarantine it. Its first MiB is quarantined and it leaves the
+            # medium, so that the sender (which keeps its copy, unacked) writes
+            # its good one again.
+            reason = streamed.bad
+            if _shrunk(source, size):
+                reason = f"changed while it was read ({size} bytes when checked, fewer now)"
+            report.rejected.append(f"{found.shown}: {reason}")
+            _quarantine_from_medium(home, carrier, found, source, reason)
+            return
 
     def write(target: Path) -> int:
         # A copy (or a reflink), never a hard link: the medium's holder must
@@ -359,15 +371,16 @@ def _deliver_from_medium(
     *,
     now: int,
     moved: Moved,
-) -> bool:
+) -> Streamed:
     """Toss a bundle for this node as it is read off the medium (deliver it, or forward
-    an onion packet); True if done.
+    an onion packet): done, proved bad (`bad`: the reason), or left to the usual way.
 
     One read of the medium and no copy in rx/: each chunk (an onion
     payload's tag) is authenticated as it is read, and nothing is recorded
     before the last one, so a medium's holder who changes the file meanwhile
-    only makes it fail. A bundle the admission rules do not take, and one
-    that fails here go the usual way, into rx/, where toss says what is wrong.
+    only makes it fail. A bundle the admission rules do not take goes the
+    usual way, into rx/, as does one that cannot be tossed now (it must wait)
+    or that the medium failed to give (an I/O error: read again there).
     So does a bundle of one sealed chunk: it may be a map or a receipt,
     whose taking-in toss follows up (routes held for a map), and a copy of
     at most a MiB costs next to nothing.
@@ -375,14 +388,14 @@ def _deliver_from_medium(
     as it does when the usual way copies.
     """
     if clear.header.body_length <= ONE_CHUNK_BODY_BYTES:
-        return False
+        return STREAM_LEFT
     if not home.bundles.judge(clear, peer.node_id, now=now).taken:
-        return False
+        return STREAM_LEFT
     try:
         source.seek(clear.size)
         return stream(clear, peer.node_id, _MediumSource(source, moved))
     except OSError:
-        return False  # the usual way reads it again, and says what is wrong
+        return STREAM_LEFT  # the usual way reads it again, and says what is wrong
     finally:
         with contextlib.suppress(OSError):
             source.seek(0)
@@ -421,6 +434,14 @@ class _MediumSource:
 
     def finish(self) -> None:
         return None
+
+
+def _shrunk(source: BinaryIO, size: int) -> bool:
+    """Is the file on the medium shorter now than when its size was checked?"""
+    try:
+        return os.fstat(source.fileno()).st_size < size
+    except OSError:
+        return False
 
 
 def _taken(

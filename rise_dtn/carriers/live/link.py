@@ -58,7 +58,7 @@ from rise_dtn.core.session import (
 )
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
-from rise_dtn.node.toss.toss_events import Source, StreamCut
+from rise_dtn.node.toss.toss_events import Source, StreamCut, Streamed
 from rise_dtn.store import partials
 from rise_dtn.store.atomic import DropBehind, storage_error, write_atomic
 from rise_dtn.store.spool import read_clear
@@ -110,7 +110,7 @@ MAPS_CHECK_SECONDS = 300.0
 Toss = Callable[[], Coroutine[None, None, None]]
 # A direct bundle for this node this large is delivered while it arrives.
 STREAM_BYTES = 8 << 20
-Stream = Callable[[ClearPart, NodeId, Source], Coroutine[None, None, bool]]
+Stream = Callable[[ClearPart, NodeId, Source], Coroutine[None, None, Streamed]]
 # Forwards a small pushed bundle at once (the node's relay); False: take it in as usual.
 Relay = Callable[[bytes, NodeId], Coroutine[None, None, bool]]
 # Offers out at once, well under the 4,096 a receiver tracks (protocol.md 17.1).
@@ -728,8 +728,8 @@ class Link:
         if self._stream is None:
             return False
         source = _BytesSource(push.payload[clear.size :])
-        if not await self._stream(clear, self.peer.node_id, source):
-            return False
+        if not (await self._stream(clear, self.peer.node_id, source)).done:
+            return False  # a bad one too: the commit quarantines it (at most its first MiB)
         # As after a bundle streamed while it arrived: a toss settles what the
         # delivery owes (a receipt for a direct bundle).
         self._received_since_toss = self._toss is not None
@@ -844,7 +844,7 @@ class Link:
 
         async def run() -> bool:
             try:
-                return await stream(clear, self.peer.node_id, source)
+                return (await stream(clear, self.peer.node_id, source)).done
             finally:
                 source.close()
 
