@@ -119,8 +119,13 @@ class Spool:
         for entry in entries:
             yield Path(entry.path)
 
-    def quarantine(self, path: Path, reason: str, *, keep_bytes: int | None = None) -> Path:
+    def quarantine(
+        self, path: Path, reason: str, *, keep_bytes: int | None = None, name: str | None = None
+    ) -> Path:
         """Move a rejected bundle aside with its reason; never raises on a vanished file.
+
+        `name`: its name there, if not its own (a live link's partial copy is
+        kept as the bundle it was, so that rise-stat counts it).
 
         With `keep_bytes`, only that much of it stays (the reason says so):
         enough to see what it claimed to be, while whoever sends or carries
@@ -128,7 +133,7 @@ class Spool:
         crash in between leaves a whole copy in quarantine/, never a cut one
         in rx/ that the next toss would reject for another reason.
         """
-        target = self.quarantine_dir / path.name
+        target = self.quarantine_dir / (name or path.name)
         try:
             size = os.stat(path).st_size
             cut = keep_bytes is not None and size > keep_bytes

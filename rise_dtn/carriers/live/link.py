@@ -61,7 +61,7 @@ from rise_dtn.node.peers import Peer
 from rise_dtn.node.toss.toss_events import STREAM_LEFT, Source, StreamCut, Streamed
 from rise_dtn.store import partials
 from rise_dtn.store.atomic import DropBehind, storage_error, write_atomic
-from rise_dtn.store.spool import QUARANTINE_KEEP_BYTES, read_clear
+from rise_dtn.store.spool import BUNDLE_SUFFIX, QUARANTINE_KEEP_BYTES, read_clear
 from rise_dtn.store.transaction import Release, Verdict, commit_partial
 
 
@@ -980,6 +980,7 @@ class Link:
             self._partial(bundle_id),
             f"received over a live link: {reason}",
             keep_bytes=QUARANTINE_KEEP_BYTES,
+            name=f"{bundle_id}{BUNDLE_SUFFIX}",
         )
         self._checkpoint(bundle_id).unlink(missing_ok=True)
         self._note(f"{bundle_id}: {reason}")
