@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from rise_dtn.core.identity import NodeId
     from rise_dtn.node.home import Home
     from rise_dtn.node.peers import Peer
-    from rise_dtn.node.toss.toss_events import Source
+    from rise_dtn.node.toss.toss_events import Source, Streamed
 
 
 class Kind(enum.Enum):
@@ -44,7 +44,7 @@ class Kind(enum.Enum):
 
 
 Toss = Callable[[], object]
-Stream = Callable[["ClearPart", "NodeId", "Source"], bool]
+Stream = Callable[["ClearPart", "NodeId", "Source"], "Streamed"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

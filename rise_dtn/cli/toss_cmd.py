@@ -29,7 +29,7 @@ from rise_dtn.node.toss.toss import (
     deliver_streamed,
     toss,
 )
-from rise_dtn.node.toss.toss_events import Source
+from rise_dtn.node.toss.toss_events import Source, Streamed
 
 
 def toss_reporter(quiet: bool) -> tuple[list[int], Callable[[TossEvent], None]]:
@@ -125,10 +125,10 @@ def toss_now(home: Home, on_event: Callable[[TossEvent], None]) -> Callable[[], 
 
 def stream_now(
     home: Home, on_event: Callable[[TossEvent], None]
-) -> Callable[[ClearPart, NodeId, Source], bool]:
+) -> Callable[[ClearPart, NodeId, Source], Streamed]:
     """Delivery of a large bundle while a live link still receives it (see Link._start_stream)."""
 
-    def run(clear: ClearPart, neighbour: NodeId, source: Source) -> bool:
+    def run(clear: ClearPart, neighbour: NodeId, source: Source) -> Streamed:
         return deliver_streamed(home, clear, neighbour, source, now=now(), on_event=on_event)
 
     return run

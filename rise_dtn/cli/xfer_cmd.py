@@ -20,7 +20,7 @@ from rise_dtn.cli.common import (
     stop_on_sigterm,
     warn,
 )
-from rise_dtn.core.errors import ExitCode, NoSpaceError
+from rise_dtn.core.errors import ExitCode, NoSpaceError, UsageError
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.config import parse_size
 from rise_dtn.node.home import Home
@@ -119,10 +119,10 @@ def xfer_cmd(
     with no stick, /media/usb is a folder on the local disk):
       */10 * * * *  mountpoint -q /media/usb && rise-xfer -q --toss /media/usb
     """
+    limit = _max_bundle_bytes(max_bundle)  # first: a typo is told before anything moves
     home = open_home(home_path)
     serving = Audience(names=for_names, everyone=for_all)
     check_names(home, serving)
-    limit = parse_size(max_bundle) if max_bundle is not None else None
     run = _runner(
         home, directory, serving, move=move, toss_too=toss_too, quiet=quiet, max_bundle=limit
     )
@@ -131,6 +131,17 @@ def xfer_cmd(
         _exit_for(report)
         return
     _watch(directory, run, poll=poll)
+
+
+def _max_bundle_bytes(text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        size = parse_size(text)
+    except UsageError as exc:
+        raise UsageError(f"--max-bundle: {exc.message}") from None
+    medium.check_max_bundle(size)
+    return size
 
 
 def _verbose(quiet: bool) -> Say:
@@ -183,6 +194,11 @@ def _runner(
 
 
 def _exit_for(report: XferReport) -> None:
+    if report.left_queued:
+        raise NoSpaceError(
+            f"no space left on the medium for {report.left_queued} bundle(s); they stay "
+            "queued for the next exchange (the others were written)"
+        )
     if report.medium_full:
         raise NoSpaceError(
             "no space left on the medium; the rest stays queued for the next exchange"

@@ -170,8 +170,18 @@ def _reserve(fd: int, size: int) -> None:
 
 
 def _check_room(home: Home, part: PartHeader, *, name: str) -> None:
-    """The cap on all reassemblies at once ([toss] parts_max_bytes), and min_free."""
+    """The cap on all reassemblies at once ([toss] parts_max_bytes), and min_free.
+
+    A file larger than the cap on its own is refused (BundleError); one that
+    fits only once others finish, or once there is room, is Deferred."""
     cap = home.config.parts_max_bytes
+    if part.total_bytes > cap:
+        # Never, whatever finishes meanwhile: refused now (quarantined, its first
+        # MiB), not left in rx/ for its lifetime against the sender's quota.
+        raise BundleError(
+            f"{name} ({human_bytes(part.total_bytes)}) is larger than [toss] "
+            f"parts_max_bytes ({human_bytes(cap)}): refused"
+        )
     busy = sum(total for total in _in_progress_bytes(home))
     if busy + part.total_bytes > cap:
         raise Deferred(

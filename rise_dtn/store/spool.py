@@ -26,6 +26,10 @@ from rise_dtn.store.atomic import TMP_PREFIX, fsync_dir, storage_error, write_at
 
 BUNDLE_SUFFIX = ".rsb"
 REASON_SUFFIX = ".reason"
+# What a toss keeps of a bundle it quarantines, as rise-xfer does of one it
+# rejects off a medium: the clear part and the first sealed chunk, to see what
+# it claimed to be, and never more, whatever size it claims.
+QUARANTINE_KEEP_BYTES = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -115,10 +119,26 @@ class Spool:
         for entry in entries:
             yield Path(entry.path)
 
-    def quarantine(self, path: Path, reason: str) -> Path:
-        """Move a rejected bundle aside with its reason; never raises on a vanished file."""
-        target = self.quarantine_dir / path.name
+    def quarantine(
+        self, path: Path, reason: str, *, keep_bytes: int | None = None, name: str | None = None
+    ) -> Path:
+        """Move a rejected bundle aside with its reason; never raises on a vanished file.
+
+        `name`: its name there, if not its own (a live link's partial copy is
+        kept as the bundle it was, so that rise-stat counts it).
+
+        With `keep_bytes`, only that much of it stays (the reason says so):
+        enough to see what it claimed to be, while whoever sends or carries
+        junk cannot fill the spool with it. It is cut after the move, so a
+        crash in between leaves a whole copy in quarantine/, never a cut one
+        in rx/ that the next toss would reject for another reason.
+        """
+        target = self.quarantine_dir / (name or path.name)
         try:
+            size = os.stat(path).st_size
+            cut = keep_bytes is not None and size > keep_bytes
+            if cut:
+                reason = f"{reason} (the first {keep_bytes} of its {size} bytes kept)"
             write_atomic(target.with_name(target.name + REASON_SUFFIX), (reason + "\n").encode())
             if target.exists() and os.path.samefile(path, target):
                 # Hard links (xfer links bundles in from the medium) to one file:
@@ -126,6 +146,8 @@ class Spool:
                 path.unlink()
             else:
                 os.replace(path, target)
+            if cut:
+                os.truncate(target, keep_bytes or 0)
             fsync_dir(self.quarantine_dir)
             fsync_dir(path.parent)
         except FileNotFoundError:

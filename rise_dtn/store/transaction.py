@@ -413,12 +413,21 @@ class BundleTransaction:
             self._spool.remove(path)
         return finished
 
-    def quarantine(self, path: Path, reason: str, *, listed_as: str | None = None) -> Path:
+    def quarantine(
+        self,
+        path: Path,
+        reason: str,
+        *,
+        listed_as: str | None = None,
+        keep_bytes: int | None = None,
+        name: str | None = None,
+    ) -> Path:
         """Set a rejected bundle aside with its one-line reason; forget its index row.
 
-        `listed_as` is "rx" or "tx" when the file was a listed spool entry.
+        `listed_as` is "rx" or "tx" when the file was a listed spool entry;
+        `keep_bytes` bounds what stays of it, `name` renames it (Spool.quarantine).
         """
-        target = self._spool.quarantine(path, reason)
+        target = self._spool.quarantine(path, reason, keep_bytes=keep_bytes, name=name)
         if listed_as is not None:
             self._index().drop_entry(_stem(path), listed_as)
         return target

@@ -143,7 +143,7 @@ class World:
         """Bob's `rise-xfer --toss`: bundles for him delivered as they are read off the stick."""
         with self.open(self.bob) as bob:
 
-            def stream(clear: ClearPart, neighbour: NodeId, source: Source) -> bool:
+            def stream(clear: ClearPart, neighbour: NodeId, source: Source) -> toss.Streamed:
                 return toss.deliver_streamed(
                     bob, clear, neighbour, source, now=now(), on_event=lambda _event: None
                 )
@@ -803,4 +803,37 @@ def test_crash_before_every_write_step(tmp_path: Path, scenario: Scenario, place
             if not crashed:
                 assert at > 2, "the operation took no write step at all"
                 return
+    raise AssertionError("the operation never finished")
+
+
+def _prepare_damaged_on_stick(base: Path, stick: Path) -> World:
+    """On the stick: a message, and a two-chunk file whose last chunk a holder changed."""
+    world = _prepare_on_stick(base, stick)
+    damaged = max(world.stick.rglob("*.rsb"), key=lambda path: path.stat().st_size)
+    data = bytearray(damaged.read_bytes())
+    data[-10] ^= 0x01  # found bad only at the end of the one-pass toss
+    damaged.write_bytes(bytes(data))
+    return world
+
+
+@pytest.mark.slow
+def test_crash_before_every_write_step_of_a_bad_bundle_off_the_stick(tmp_path: Path) -> None:
+    """`rise-xfer --toss` proves a bundle on the stick bad as it reads it, quarantines its
+    first MiB and takes it off the stick. Killed before any write step of that (or of the
+    message's delivery beside it), nothing good is lost or delivered twice, and what
+    quarantine keeps stays bounded."""
+    for at in range(1, 200):
+        world = _prepare_damaged_on_stick(tmp_path / f"step{at}", tmp_path / f"stick{at}")
+        crashed = crash_before_step(world, lambda world: world.xfer_toss(), at)
+        quarantined = list((world.bob / "spool" / "quarantine").glob("*.rsb"))
+        assert all(path.stat().st_size <= MIB for path in quarantined)
+        assert world.rx_bundles() == [] or crashed  # a clean run copies nothing whole
+        world.complete()  # Alice's good copy goes again; both arrive, once
+        world.repair_and_check()
+        world.assert_delivered_exactly_once()
+        shutil.rmtree(world.base)
+        shutil.rmtree(world.stick)
+        if not crashed:
+            assert at > 2, "the operation took no write step at all"
+            return
     raise AssertionError("the operation never finished")

@@ -327,3 +327,41 @@ def test_xfer_to_a_full_stick(tmp_path: Path, rng: random.Random) -> None:
         world.assert_delivered_exactly_once()
         for home in (world.alice, world.bob):
             run("rise-check", home=home)
+
+
+def test_a_full_stick_still_takes_the_smaller_bundles_behind_a_large_one(
+    tmp_path: Path, rng: random.Random
+) -> None:
+    """The oldest bundle does not fit the room left on the stick; the three after it do:
+    they go, it stays queued (one line for it, and a summary), and nothing torn is left."""
+    with mounted_tmpfs(tmp_path / "usb", size="512k") as stick:
+        world = World.create(tmp_path, stick=stick)
+        scan = rng.randbytes(200 * 1024)  # fits the stick, not the room left on it
+        world.send(scan, name="scan.png")
+        world.expect(scan, name="scan.png")
+        (large,) = world.tx_bundles()
+        for number in range(3):
+            data = rng.randbytes(100 + number)
+            world.send(data)
+            world.expect(data)
+        filler = fill(stick, leave_bytes=64 * 1024)
+        result = run("rise-xfer", str(stick), home=world.alice, check=False)
+        lines = result.stderr.decode(errors="replace").splitlines()
+        on_stick = stick_bundles(world)
+        assert sorted(path.name for path in on_stick) == sorted(
+            path.name for path in world.tx_bundles() if path != large
+        )
+        assert result.returncode == NO_SPACE_EXIT, lines
+        assert "Traceback" not in result.stderr.decode(errors="replace")
+        left = [line for line in lines if line.startswith("left queued: ")]
+        assert len(left) == 1 and left[0].startswith(f"left queued: {large.stem} for bob"), lines
+        assert lines[-1].startswith("rise-xfer: no space left on the medium for 1 bundle(s)")
+        assert leftover_tmp(stick) == []
+        assert_complete_bundles(on_stick)
+        quiet = run("rise-xfer", "-q", str(stick), home=world.alice, check=False)
+        assert_no_space(quiet, "rise-xfer")  # -q: the summary alone
+        filler.unlink()
+        world.complete()
+        world.assert_delivered_exactly_once()
+        for home in (world.alice, world.bob):
+            run("rise-check", home=home)

@@ -107,6 +107,24 @@ def test_max_bundle_option(pair: tuple[Node, Node], tmp_path: Path) -> None:
     assert rsb_on(stick) == []
 
 
+@pytest.mark.parametrize("size", ["0", "0K", "-1", "-4K", "500", "1.5.3", "four", ""])
+def test_max_bundle_nonsense_is_a_usage_error(
+    pair: tuple[Node, Node], tmp_path: Path, size: str
+) -> None:
+    """A limit no bundle fits under (zero, below the smallest bundle) or no size at all is the
+    user's mistake: one line, exit status 2, before anything is read or written."""
+    alice, _bob = pair
+    alice.run("rise-send", "-q", "-", "bob", input=b"hello\n")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    result = alice.run("rise-xfer", "--max-bundle", size, str(stick), check=False)
+    message = result.stderr.decode()
+    assert result.returncode == ExitCode.USAGE, message
+    assert message.startswith("rise-xfer: --max-bundle"), message
+    assert message.count("\n") == 1 and "Traceback" not in message, message
+    assert list(stick.iterdir()) == []  # nothing was written, not even the folders
+
+
 def test_parts_over_two_carriers_out_of_order_and_twice(
     pair: tuple[Node, Node], tmp_path: Path
 ) -> None:
@@ -197,27 +215,85 @@ def test_mismatched_parts_are_quarantined_with_a_reason(
     assert delivered(bob) == []
 
 
-def test_reassembly_cap_defers_and_stale_reassemblies_are_given_up(
+def _cap_parts(bob: Node, cap: str) -> None:
+    config = bob.home / "config.toml"
+    config.write_text(
+        config.read_text().replace("[toss]\n", f'[toss]\nparts_max_bytes = "{cap}"\n')
+    )
+
+
+def test_a_file_larger_than_the_reassembly_cap_is_refused_at_once(
     pair: tuple[Node, Node], tmp_path: Path
 ) -> None:
+    """It could never be put together here: each part is quarantined with one line (its first
+    MiB at most), nothing waits in rx/ against alice's receive quota, nothing is reserved."""
     alice, bob = pair
-    config = bob.home / "config.toml"
-    config.write_text(config.read_text().replace("[toss]\n", '[toss]\nparts_max_bytes = "100K"\n'))
-    make_file(tmp_path / "f.bin", 200 * 1024, 4)
-    alice.run("rise-send", "-q", "--part-size", "64K", str(tmp_path / "f.bin"), "bob")
+    _cap_parts(bob, "1M")
+    make_file(tmp_path / "f.bin", 3 * MIB + 5, 4)
+    sent = alice.run("rise-send", "-q", "--part-size", "2MiB", str(tmp_path / "f.bin"), "bob")
+    ids = sent.stdout.decode().split()
+    assert len(ids) == 2
     stick = tmp_path / "stick"
     stick.mkdir()
     alice.run("rise-xfer", "-q", str(stick))
     bob.run("rise-xfer", "-q", str(stick))
+    result = bob.run("rise-toss", "-q", check=False)
+    assert result.returncode == ExitCode.REJECTED, result.stderr
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 2, lines  # one line per part, and nothing else
+    for line in lines:
+        assert "f.bin (3.0 MiB) is larger than [toss] parts_max_bytes (1.0 MiB)" in line
+        assert line.endswith("(quarantined)"), line
+    assert list((bob.spool / "rx").rglob("*.rsb")) == []
+    home = _in_process(bob.home)
+    try:
+        assert home.index.held_bytes("rx", alice.node_id) == 0
+    finally:
+        home.close()
+    assert not (bob.spool / "parts").exists() or list((bob.spool / "parts").iterdir()) == []
+    quarantined = sorted((bob.spool / "quarantine").glob("*.rsb"))
+    assert sorted(path.stem for path in quarantined) == sorted(ids)
+    for path in quarantined:  # what it claimed to be, not what it weighs
+        assert path.stat().st_size == MIB
+        reason = path.with_name(path.name + ".reason").read_text()
+        assert f"(the first {MIB} of its " in reason and reason.count("\n") == 1
+    assert delivered(bob) == []
+    bob.run("rise-check")
+
+
+def test_reassembly_cap_defers_and_stale_reassemblies_are_given_up(
+    pair: tuple[Node, Node], tmp_path: Path
+) -> None:
+    """Two files that each fit the cap but not together: the second waits in rx/ (deferred)
+    while the first is in progress."""
+    alice, bob = pair
+    _cap_parts(bob, "300K")
+    make_file(tmp_path / "f.bin", 200 * 1024, 4)
+    make_file(tmp_path / "g.bin", 200 * 1024, 5)
+    first = alice.run("rise-send", "-q", "--part-size", "64K", str(tmp_path / "f.bin"), "bob")
+    second = alice.run("rise-send", "-q", "--part-size", "64K", str(tmp_path / "g.bin"), "bob")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    alice.run("rise-xfer", "-q", str(stick))
+    bob.run("rise-xfer", "-q", str(stick))
+    # One part of f.bin only: its reassembly stays in progress, holding 200 KiB of the cap.
+    rx = {path.stem: path for path in (bob.spool / "rx").rglob("*.rsb")}
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    for path in rx.values():
+        shutil.move(path, aside / path.name)
+    f_first = first.stdout.decode().split()[0]
+    shutil.move(aside / rx[f_first].name, rx[f_first])
+    assert b"part stored" in bob.run("rise-toss").stderr
+    for bundle_id in second.stdout.decode().split():  # then g.bin comes
+        shutil.move(aside / rx[bundle_id].name, rx[bundle_id])
     result = bob.run("rise-toss")
-    assert b"deferred" in result.stderr and b"parts_max_bytes" in result.stderr
-    assert list((bob.spool / "rx").rglob("*.rsb"))  # kept, not lost
-    config.write_text(config.read_text().replace('parts_max_bytes = "100K"\n', ""))
-    # One part only, then the rest expire: the reassembly is given up at their expiry.
-    rx = sorted((bob.spool / "rx").rglob("*.rsb"))
-    for path in rx[1:]:
-        shutil.move(path, tmp_path / path.name)
-    bob.run("rise-toss", "-q")
+    assert result.stderr.count(b"deferred") == 4 and b"parts_max_bytes" in result.stderr
+    waiting = sorted(path.stem for path in (bob.spool / "rx").rglob("*.rsb"))
+    assert waiting == sorted(second.stdout.decode().split())  # kept, not lost
+    # The rest expire: the reassembly is given up at their expiry.
+    for path in (bob.spool / "rx").rglob("*.rsb"):
+        shutil.move(path, aside / path.name)
     assert len(list((bob.spool / "parts").iterdir())) == 1
     home = _in_process(bob.home)
     try:

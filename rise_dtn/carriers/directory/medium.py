@@ -6,6 +6,13 @@ import os
 from pathlib import Path
 
 from rise_dtn.carriers.directory.layout import TOP
+from rise_dtn.core.errors import UsageError
+from rise_dtn.core.units import human_bytes
+
+# The smallest --max-bundle that makes sense: a one-byte message's bundle is
+# 161 bytes; under a KiB no medium is worth writing to (and 0 would turn every
+# bundle into "can never fit", which is a typo, not a medium).
+MIN_MAX_BUNDLE_BYTES = 1 << 10
 
 
 def ready(directory: Path) -> bool:
@@ -17,6 +24,15 @@ def ready(directory: Path) -> bool:
         return directory.is_dir() and (os.path.ismount(directory) or (directory / TOP).is_dir())
     except OSError:
         return False
+
+
+def check_max_bundle(max_bundle_bytes: int | None) -> None:
+    """Refuse a --max-bundle under which no useful bundle fits (UsageError, one line)."""
+    if max_bundle_bytes is not None and max_bundle_bytes < MIN_MAX_BUNDLE_BYTES:
+        raise UsageError(
+            f"--max-bundle must be at least {human_bytes(MIN_MAX_BUNDLE_BYTES)}, not "
+            f"{max_bundle_bytes} bytes: a smaller limit lets no bundle through"
+        )
 
 
 def bundle_limit(directory: Path, max_bundle_bytes: int | None) -> tuple[int, str] | None:
@@ -36,3 +52,12 @@ def bundle_limit(directory: Path, max_bundle_bytes: int | None) -> tuple[int, st
     if info is not None and info.f_blocks:
         limits.append((info.f_blocks * info.f_frsize, "the medium's whole capacity"))
     return min(limits) if limits else None
+
+
+def free_bytes(directory: Path, *, default: int) -> int:
+    """What a file on the medium may still take (statvfs), or `default` if it cannot say."""
+    try:
+        info = os.statvfs(directory)
+    except OSError:
+        return default
+    return info.f_bavail * info.f_frsize

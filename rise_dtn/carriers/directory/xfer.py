@@ -33,9 +33,10 @@ from rise_dtn.core.progress import NO_PROGRESS, Progress
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
+from rise_dtn.node.toss.toss_events import STREAM_LEFT, Streamed
 from rise_dtn.store import locks
 from rise_dtn.store.atomic import DropBehind, Moved, SourceChanged, copy_file
-from rise_dtn.store.spool import parse_clear_file, read_clear
+from rise_dtn.store.spool import QUARANTINE_KEEP_BYTES, parse_clear_file, read_clear
 from rise_dtn.store.transaction import Release, Verdict
 
 
@@ -54,7 +55,8 @@ class XferReport:
     no_room: list[str] = dataclasses.field(default_factory=list)  # left on it: spool full
     # Bundles larger than the medium can ever hold (medium.bundle_limit): one line each.
     never_fits: list[str] = dataclasses.field(default_factory=list)
-    medium_full: bool = False
+    medium_full: bool = False  # a write met a full medium (ENOSPC)
+    left_queued: int = 0  # bundles not written for want of room now; the others went
     serves_nobody: str | None = None  # set when bundles wait and the medium serves no one
     rejected_by_toss: int = 0  # with --toss: bundles the toss quarantined
 
@@ -87,6 +89,7 @@ def exchange(
     """
     home.spool.check_exists()
     audience.check_names(home, serving)
+    medium.check_max_bundle(max_bundle_bytes)
     report = XferReport()
     me = home.identity.node_id
     peers = {peer.node_id: peer for peer in home.peers.all()}
@@ -164,9 +167,10 @@ def _give_all_bundles(
                     limit=limit,
                 )
         except NoSpaceError:
+            # Full before a bundle was begun (the neighbour's folder could not be
+            # made): its bundles stay queued; another neighbour's may have a folder.
             report.medium_full = True
-            say(f"{carrier.root} is full: the rest stays in the spool for the next exchange")
-            break
+            say(f"{carrier.root} is full: bundles for {peer.name} stay in the spool")
         except UnsafeEntry:
             continue  # its folder on the medium is a link or a file: refused, with a line
         except UnwritableMedium as exc:
@@ -292,11 +296,22 @@ def _take_one(
     except OSError as exc:
         report.rejected.append(f"{found.shown}: unreadable: {exc.strerror}")
         return
-    if stream is not None and _deliver_from_medium(
-        home, clear, peer, source, stream, now=now, moved=moved
-    ):
-        _taken(home, carrier, found, peer, report, clear=clear, size=size, say=say)
-        return
+    if stream is not None:
+        streamed = _deliver_from_medium(home, clear, peer, source, stream, now=now, moved=moved)
+        if streamed.done:
+            _taken(home, carrier, found, peer, report, clear=clear, size=size, say=say)
+            return
+        if streamed.bad is not None:
+            # Proved bad as it was read: no whole copy into rx/ only for the toss
+            # to quarantine it. Its first MiB is quarantined and it leaves the
+            # medium, so that the sender (which keeps its copy, unacked) writes
+            # its good one again.
+            reason = streamed.bad
+            if _shrunk(source, size):
+                reason = f"changed while it was read ({size} bytes when checked, fewer now)"
+            report.rejected.append(f"{found.shown}: {reason}")
+            _quarantine_from_medium(home, carrier, found, source, reason)
+            return
 
     def write(target: Path) -> int:
         # A copy (or a reflink), never a hard link: the medium's holder must
@@ -356,15 +371,16 @@ def _deliver_from_medium(
     *,
     now: int,
     moved: Moved,
-) -> bool:
+) -> Streamed:
     """Toss a bundle for this node as it is read off the medium (deliver it, or forward
-    an onion packet); True if done.
+    an onion packet): done, proved bad (`bad`: the reason), or left to the usual way.
 
     One read of the medium and no copy in rx/: each chunk (an onion
     payload's tag) is authenticated as it is read, and nothing is recorded
     before the last one, so a medium's holder who changes the file meanwhile
-    only makes it fail. A bundle the admission rules do not take, and one
-    that fails here go the usual way, into rx/, where toss says what is wrong.
+    only makes it fail. A bundle the admission rules do not take goes the
+    usual way, into rx/, as does one that cannot be tossed now (it must wait)
+    or that the medium failed to give (an I/O error: read again there).
     So does a bundle of one sealed chunk: it may be a map or a receipt,
     whose taking-in toss follows up (routes held for a map), and a copy of
     at most a MiB costs next to nothing.
@@ -372,14 +388,14 @@ def _deliver_from_medium(
     as it does when the usual way copies.
     """
     if clear.header.body_length <= ONE_CHUNK_BODY_BYTES:
-        return False
+        return STREAM_LEFT
     if not home.bundles.judge(clear, peer.node_id, now=now).taken:
-        return False
+        return STREAM_LEFT
     try:
         source.seek(clear.size)
         return stream(clear, peer.node_id, _MediumSource(source, moved))
     except OSError:
-        return False  # the usual way reads it again, and says what is wrong
+        return STREAM_LEFT  # the usual way reads it again, and says what is wrong
     finally:
         with contextlib.suppress(OSError):
             source.seek(0)
@@ -418,6 +434,14 @@ class _MediumSource:
 
     def finish(self) -> None:
         return None
+
+
+def _shrunk(source: BinaryIO, size: int) -> bool:
+    """Is the file on the medium shorter now than when its size was checked?"""
+    try:
+        return os.fstat(source.fileno()).st_size < size
+    except OSError:
+        return False
 
 
 def _taken(
@@ -520,7 +544,6 @@ def _quarantine_from_medium(
     carrier.remove(found)
 
 
-QUARANTINE_KEEP_BYTES = 1 << 20
 # E and one sealed chunk: the largest body a control bundle (map, receipt) can have.
 ONE_CHUNK_BODY_BYTES = PUBLIC_KEY_BYTES + sealing.SEALED_CHUNK_BYTES
 
@@ -581,6 +604,12 @@ def _give_bundles(
     lane = f"to {peer.name}"
     progress.planned(lane, bundles=len(todo), total_bytes=sum(item[3] for item in todo))
     for _priority, path, bundle_id, size in todo:
+        what = f"{bundle_id} for {peer.name} ({human_bytes(size)})"
+        if report.medium_full and size > medium.free_bytes(carrier.root, default=size):
+            # The medium has proved full: a bundle larger than what is left is
+            # not begun (it would only write until ENOSPC); smaller ones still go.
+            _left_queued(carrier, report, what, say=say)
+            continue
         try:
             with progress.item(lane, str(bundle_id), size) as moved:
                 carrier.put_bundle(
@@ -589,6 +618,11 @@ def _give_bundles(
         except OccupiedName as exc:
             carrier.refuse(exc.message)  # this one stays queued; the others still go
             continue
+        except NoSpaceError:
+            # Its tmp file is gone (Folder.writing): nothing torn, nothing named .rsb.
+            report.medium_full = True
+            _left_queued(carrier, report, what, say=say)
+            continue
         report.sent += 1
         report.sent_bytes += size
         if move:
@@ -596,3 +630,9 @@ def _give_bundles(
         else:
             home.fast_index.count_copy(str(bundle_id))
         say(f"sent {bundle_id} to {peer.name} ({human_bytes(size)})")
+
+
+def _left_queued(carrier: DirectoryCarrier, report: XferReport, what: str, *, say: Say) -> None:
+    """One bundle the full medium has no room for now: it stays queued for the next one."""
+    report.left_queued += 1
+    say(f"left queued: {what}: no room left on {carrier.root}")

@@ -17,7 +17,7 @@ from rise_dtn.carriers.live.link import Stream as LinkStream
 from rise_dtn.carriers.live.link import Toss as LinkToss
 from rise_dtn.core.bundle import ClearPart
 from rise_dtn.core.identity import NodeId
-from rise_dtn.node.toss.toss_events import Source
+from rise_dtn.node.toss.toss_events import Source, Streamed
 
 Dial = Callable[[LinkToss | None, LinkStream | None], Coroutine[None, None, LinkReport]]
 
@@ -30,7 +30,7 @@ def run_call(dial: Dial, hooks: Hooks) -> Exchanged:
         assert toss is not None
         await asyncio.to_thread(toss)
 
-    async def stream_in_thread(clear: ClearPart, neighbour: NodeId, source: Source) -> bool:
+    async def stream_in_thread(clear: ClearPart, neighbour: NodeId, source: Source) -> Streamed:
         assert stream is not None
         return await asyncio.to_thread(stream, clear, neighbour, source)
 

@@ -58,10 +58,10 @@ from rise_dtn.core.session import (
 )
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
-from rise_dtn.node.toss.toss_events import Source, StreamCut
+from rise_dtn.node.toss.toss_events import STREAM_LEFT, Source, StreamCut, Streamed
 from rise_dtn.store import partials
 from rise_dtn.store.atomic import DropBehind, storage_error, write_atomic
-from rise_dtn.store.spool import read_clear
+from rise_dtn.store.spool import BUNDLE_SUFFIX, QUARANTINE_KEEP_BYTES, read_clear
 from rise_dtn.store.transaction import Release, Verdict, commit_partial
 
 
@@ -110,7 +110,7 @@ MAPS_CHECK_SECONDS = 300.0
 Toss = Callable[[], Coroutine[None, None, None]]
 # A direct bundle for this node this large is delivered while it arrives.
 STREAM_BYTES = 8 << 20
-Stream = Callable[[ClearPart, NodeId, Source], Coroutine[None, None, bool]]
+Stream = Callable[[ClearPart, NodeId, Source], Coroutine[None, None, Streamed]]
 # Forwards a small pushed bundle at once (the node's relay); False: take it in as usual.
 Relay = Callable[[bytes, NodeId], Coroutine[None, None, bool]]
 # Offers out at once, well under the 4,096 a receiver tracks (protocol.md 17.1).
@@ -340,7 +340,7 @@ class Link:
         self._headers: dict[Path, Offer] = {}  # read once per session, not once per rescan
         self._more_to_offer = False
         self._open_partials: dict[BundleId, _PartialFile] = {}
-        self._streams: dict[BundleId, asyncio.Task[bool]] = {}
+        self._streams: dict[BundleId, asyncio.Task[Streamed]] = {}
         self._disk = _DiskThread()
         self._wake = asyncio.Event()
         self._poked = False
@@ -728,8 +728,8 @@ class Link:
         if self._stream is None:
             return False
         source = _BytesSource(push.payload[clear.size :])
-        if not await self._stream(clear, self.peer.node_id, source):
-            return False
+        if not (await self._stream(clear, self.peer.node_id, source)).done:
+            return False  # a bad one too: the commit quarantines it (at most its first MiB)
         # As after a bundle streamed while it arrived: a toss settles what the
         # delivery owes (a receipt for a direct bundle).
         self._received_since_toss = self._toss is not None
@@ -750,13 +750,17 @@ class Link:
             self._judge_header(bundle_id, data.payload)
             if self.policy.refused(bundle_id) is not None:
                 action = Arrival.DROP
+        if action is Arrival.WRITE and self._proved_bad(bundle_id):
+            action = Arrival.DROP  # no more of it on our disk
         if action is Arrival.WRITE:
             await self._write(data, complete=complete)
         if complete:
             self._receiving = None
             self._progress.finished(self._lane_in)
-            delivered = await self._stream_result(bundle_id)
-            await self._complete(bundle_id, writer, delivered=delivered)
+            streamed = await self._stream_result(bundle_id)
+            if streamed.bad is not None and self.policy.refused(bundle_id) is None:
+                self._refuse_bad(bundle_id, streamed.bad)  # proved bad at its last chunk
+            await self._complete(bundle_id, writer, delivered=streamed.done)
 
     def _show_arriving(self, data: Data) -> None:
         """Tell the in-lane of a DATA frame (the sender sends one bundle at a time)."""
@@ -842,7 +846,7 @@ class Link:
         out.checkpoints = False
         stream = self._stream
 
-        async def run() -> bool:
+        async def run() -> Streamed:
             try:
                 return await stream(clear, self.peer.node_id, source)
             finally:
@@ -850,15 +854,38 @@ class Link:
 
         self._streams[bundle_id] = asyncio.create_task(run())
 
-    async def _stream_result(self, bundle_id: BundleId) -> bool:
-        """Whether the streamed delivery of a now complete bundle succeeded (False: none ran)."""
+    async def _stream_result(self, bundle_id: BundleId) -> Streamed:
+        """What the streamed delivery of a now complete bundle came to (left: none ran)."""
         task = self._streams.pop(bundle_id, None)
         if task is None:
-            return False
+            return STREAM_LEFT
         try:
             return await task
         except Exception:  # noqa: BLE001 - the ordinary toss then does it, and says why
+            return STREAM_LEFT
+
+    def _proved_bad(self, bundle_id: BundleId) -> bool:
+        """Has the delivery streamed while it arrives proved this bundle bad? Then it is
+        refused now (_refuse_bad), and the rest of it is dropped as it comes."""
+        task = self._streams.get(bundle_id)
+        if task is None or not task.done() or task.cancelled() or task.exception() is not None:
             return False
+        reason = task.result().bad
+        if reason is None:
+            return False
+        self._refuse_bad(bundle_id, reason)
+        return True
+
+    def _refuse_bad(self, bundle_id: BundleId, reason: str) -> None:
+        """A bundle the streamed delivery proved bad: quarantine what arrived of it (its
+        first MiB at most) and drop the rest; STORED settles it once its last byte is in.
+
+        Not copied whole into rx/ only for the toss to quarantine it there. The
+        neighbour is authenticated: sending it again would not make it good.
+        """
+        self.policy.refuse(bundle_id, reason)
+        self._close_partial(bundle_id)
+        self._quarantine(bundle_id, reason)
 
     def _close_partial(self, bundle_id: BundleId) -> None:
         out = self._open_partials.pop(bundle_id, None)
@@ -950,7 +977,10 @@ class Link:
 
     def _quarantine(self, bundle_id: BundleId, reason: str) -> None:
         self.home.bundles.quarantine(
-            self._partial(bundle_id), f"received over a live link: {reason}"
+            self._partial(bundle_id),
+            f"received over a live link: {reason}",
+            keep_bytes=QUARANTINE_KEEP_BYTES,
+            name=f"{bundle_id}{BUNDLE_SUFFIX}",
         )
         self._checkpoint(bundle_id).unlink(missing_ok=True)
         self._note(f"{bundle_id}: {reason}")

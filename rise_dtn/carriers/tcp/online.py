@@ -36,7 +36,7 @@ from rise_dtn.core.units import human_bytes
 from rise_dtn.node.config import PeerSettings
 from rise_dtn.node.home import Home
 from rise_dtn.node.peers import Peer
-from rise_dtn.node.toss.toss_events import Source
+from rise_dtn.node.toss.toss_events import Source, Streamed
 from rise_dtn.store import locks
 
 DEFAULT_PORT = 5454
@@ -58,7 +58,7 @@ class Hub:
         *,
         toss: Callable[[], None] | None,
         log: Log,
-        stream: Callable[[ClearPart, NodeId, Source], bool] | None = None,
+        stream: Callable[[ClearPart, NodeId, Source], Streamed] | None = None,
         relay: Callable[[bytes, NodeId], NodeId | None] | None = None,
     ) -> None:
         """`relay(packet, neighbour)` forwards a small pushed onion packet at once and names
@@ -140,13 +140,13 @@ class Hub:
             self._toss_done = covers
         self.poke()  # forwards, receipts and acks may now wait for any neighbour
 
-    async def stream(self, clear: ClearPart, neighbour: NodeId, source: Source) -> bool:
+    async def stream(self, clear: ClearPart, neighbour: NodeId, source: Source) -> Streamed:
         """Deliver a large bundle while its link still receives it (in a thread)."""
         assert self._stream_function is not None
-        delivered = await asyncio.to_thread(self._stream_function, clear, neighbour, source)
-        if delivered:
+        streamed = await asyncio.to_thread(self._stream_function, clear, neighbour, source)
+        if streamed.done:
             self.poke()  # its receipt may now wait for a neighbour
-        return delivered
+        return streamed
 
     async def relay(self, packet: bytes, neighbour: NodeId) -> bool:
         """Forward a pushed packet in a thread (fsyncs), then wake only its next hop's link."""

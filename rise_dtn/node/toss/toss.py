@@ -24,6 +24,8 @@ from rise_dtn.node.toss import deliver, parallel, relay
 from rise_dtn.node.toss.forwarding import ForwardBatch
 from rise_dtn.node.toss.notify import notify
 from rise_dtn.node.toss.toss_events import (
+    STREAM_DONE,
+    STREAM_LEFT,
     Accepted,
     Delivered,
     Forwarded,
@@ -31,10 +33,11 @@ from rise_dtn.node.toss.toss_events import (
     Rejected,
     Source,
     StreamCut,
+    Streamed,
     TossEvent,
 )
 from rise_dtn.store.atomic import remove_stale_tmp
-from rise_dtn.store.spool import read_clear
+from rise_dtn.store.spool import QUARANTINE_KEEP_BYTES, read_clear
 
 # The events live in toss_events.py; callers read them as toss.Delivered etc.
 __all__ = [
@@ -43,6 +46,7 @@ __all__ = [
     "Forwarded",
     "NotifyFailed",
     "Rejected",
+    "Streamed",
     "TossEvent",
     "deliver_streamed",
     "toss",
@@ -122,20 +126,23 @@ def deliver_streamed(
     *,
     now: int,
     on_event: Callable[[TossEvent], None],
-) -> bool:
-    """Toss a bundle as it arrives (a live link, a stick with --toss); True if done with.
+) -> Streamed:
+    """Toss a bundle as it arrives (a live link, a stick with --toss): done, bad, or left.
 
     A direct bundle is delivered, an onion packet forwarded or delivered, as
     `source` hands out the bytes after its clear part. Nothing is recorded
     before the last chunk (the onion payload's tag) is authenticated,
     exactly as for a bundle tossed from rx/: a cut or a crash leaves only a
     locked tmp file, swept later, and the bundle is tossed again in full
-    once complete. A bad bundle is left to that ordinary toss, which
-    quarantines it with its reason; so is one seen before (a delivery a
-    crash interrupted), and one that must wait (a relay's quota).
+    once complete. A bundle that proves bad (what the toss from rx/ would
+    quarantine: a chunk that fails authentication, an unknown sender, a
+    refused part) is reported with its reason, so that the caller stops
+    copying it rather than keep a whole copy only to quarantine it. One
+    seen before (a delivery a crash interrupted), and one that must wait
+    (a relay's quota), or a cut link, are left to the ordinary toss.
     """
     if home.fast_index.seen_state(str(clear.bundle_id)) is not None:
-        return False
+        return STREAM_LEFT
     # The bundle is not in rx/: its toss has no file of its own to remove at
     # the end. Under its rx/ name there may be another's copy (a second
     # exchange of the same stick, storing it meanwhile), which that one's
@@ -148,14 +155,16 @@ def deliver_streamed(
         else:
             job = deliver.Job(path, neighbour)
             event = deliver.deliver(home, job, Opener(home.identity, clear), source, now=now)
-    except (BundleError, Deferred, StreamCut):
-        return False
+    except BundleError as exc:
+        return Streamed(bad=exc.message)  # nothing was recorded: the caller quarantines it
+    except (Deferred, StreamCut):
+        return STREAM_LEFT
     if event is None:  # pragma: no cover - only a batch defers an event
-        return False
+        return STREAM_LEFT
     announce(home, event, on_event)
     # Delivered, forwarded, or taken in (a receipt or map), or dropped with
     # its ack owed (a duplicate, a map from a peer not marked relay): done with.
-    return True
+    return STREAM_DONE
 
 
 TOSSING = "tossing"  # the progress lane of a toss
@@ -276,5 +285,7 @@ def _toss_one(
     except Deferred as exc:
         return Rejected(stem, exc.message, "deferred")
     except BundleError as exc:
-        home.bundles.quarantine(job.path, exc.message, listed_as="rx")
+        home.bundles.quarantine(
+            job.path, exc.message, listed_as="rx", keep_bytes=QUARANTINE_KEEP_BYTES
+        )
         return Rejected(stem, exc.message, "quarantined")

@@ -75,6 +75,25 @@ class PartStored:
 TossEvent = Delivered | Rejected | NotifyFailed | Accepted | Forwarded | PartStored
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Streamed:
+    """What tossing a bundle while it arrived came to (toss.deliver_streamed).
+
+    `done`: delivered, forwarded or taken in, or dropped with its ack owed:
+    nothing more to do with it. `bad`: it proved bad, for this reason (what
+    a toss from rx/ would quarantine it for): the caller stops copying it,
+    quarantines what it read (bounded) and goes on. Neither: take it the
+    usual way (into rx/, then the toss), as for a bundle that must wait.
+    """
+
+    done: bool = False
+    bad: str | None = None
+
+
+STREAM_DONE = Streamed(done=True)
+STREAM_LEFT = Streamed()  # the usual way: rx/, then the toss
+
+
 class StreamCut(Exception):
     """The link went, or the bundle ended, before the bytes a streamed delivery needed."""
 

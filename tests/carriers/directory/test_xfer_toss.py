@@ -1,5 +1,6 @@
 """`rise-xfer --toss` in one pass: a bundle for this node is delivered as it is read off the
-stick, with no copy in rx/; a damaged one falls back to rx/ and the toss that quarantines it."""
+stick, with no copy in rx/; a damaged one is quarantined as it is read (its first MiB), never
+copied whole into rx/ first."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ MIB = 1 << 20
 
 
 def streaming(home: Home, events: list[TossEvent]) -> xfer.Stream:
-    def stream(clear: ClearPart, neighbour: NodeId, source: Source) -> bool:
+    def stream(clear: ClearPart, neighbour: NodeId, source: Source) -> toss.Streamed:
         return toss.deliver_streamed(
             home, clear, neighbour, source, now=int(time.time()), on_event=events.append
         )
@@ -58,9 +59,15 @@ def test_a_bundle_for_us_is_delivered_off_the_stick_without_a_copy_in_rx(tmp_pat
     assert not list(alice.spool.tx.rglob("*.rsb"))
 
 
-def test_a_bundle_damaged_on_the_stick_goes_through_rx_and_is_quarantined(tmp_path: Path) -> None:
+def test_a_bundle_damaged_on_the_stick_is_quarantined_as_read_not_copied_whole(
+    tmp_path: Path,
+) -> None:
+    """The one-pass toss proves it bad: it is not copied whole into rx/ only to be
+    quarantined there (a stick's holder could fill the spool so), but quarantined at once,
+    its first MiB, and taken off the stick; the sender's good copy then comes."""
     alice, bob = make_pair(tmp_path)
-    queue(alice, "bob", b"x" * (2 * MIB), "damaged.bin")
+    payload = b"x" * (3 * MIB)
+    queue(alice, "bob", payload, "damaged.bin")
     stick = tmp_path / "stick"
     stick.mkdir()
     xfer.exchange(alice, stick, move=False, now=int(time.time()))
@@ -77,12 +84,23 @@ def test_a_bundle_damaged_on_the_stick_goes_through_rx_and_is_quarantined(tmp_pa
         stream=streaming(bob, events),
         toss=lambda: events.extend(toss.toss(bob, now=int(time.time()))),
     )
-    assert report.received == 1  # taken into rx/ the usual way...
-    (rejected,) = events  # ...and quarantined by the toss, with its reason
-    assert isinstance(rejected, toss.Rejected) and rejected.action == "quarantined"
-    assert "fails authentication" in rejected.reason
+    assert report.received == 0  # never into rx/...
+    (line,) = report.rejected  # ...rejected as it was read, with its reason
+    assert line.startswith(on_stick.name) and "fails authentication" in line, line
+    assert events == []  # the toss had nothing of it to quarantine
+    assert bob.index.held_bytes("rx", str(alice.identity.node_id)) == 0
     assert not bob.incoming_dir("alice").exists() or not list(bob.incoming_dir("alice").iterdir())
-    assert (bob.spool.quarantine_dir / on_stick.name).read_bytes() == bytes(data)
+    kept = bob.spool.quarantine_dir / on_stick.name
+    assert kept.read_bytes() == bytes(data[:MIB])  # what it claimed to be, not what it weighs
+    reason = kept.with_name(kept.name + ".reason").read_text()
+    assert "fails authentication" in reason and f"(the first {MIB} of its {len(data)}" in reason
+    assert not on_stick.exists()  # off the stick: alice writes her good copy again
+    xfer.exchange(alice, stick, move=False, now=int(time.time()))
+    report = xfer.exchange(
+        bob, stick, move=False, now=int(time.time()), stream=streaming(bob, events)
+    )
+    assert report.rejected == [] and report.received == 1
+    assert (bob.incoming_dir("alice") / "damaged.bin").read_bytes() == payload
 
 
 class _CutWhileRead(Progress):

@@ -218,7 +218,7 @@ def test_more_bundles_than_offers_out_all_go_in_one_session(
 def streaming(home: Home, events: list[toss.TossEvent]) -> Stream:
     """Bob's delivery-while-receiving, as rise-daemon wires it (in a thread)."""
 
-    async def stream(clear: ClearPart, neighbour: NodeId, source: Source) -> bool:
+    async def stream(clear: ClearPart, neighbour: NodeId, source: Source) -> toss.Streamed:
         return await asyncio.to_thread(
             toss.deliver_streamed,
             home,
@@ -292,7 +292,10 @@ def test_a_pushed_bundle_the_stream_will_not_take_goes_the_ordinary_way(tmp_path
     assert isinstance(rejected, toss.Rejected) and rejected.action == "quarantined"
 
 
-def test_a_bad_chunk_stops_the_stream_and_the_toss_quarantines(tmp_path: Path) -> None:
+def test_a_bad_chunk_stops_the_stream_and_the_copy(tmp_path: Path) -> None:
+    """The delivery streamed while it arrives proves the bundle bad: what arrived of it is
+    quarantined (its first MiB), the rest is not kept, nothing waits in rx/ for a toss,
+    and STORED settles it (the neighbour is authenticated: again would not help)."""
     alice, bob = make_pair(tmp_path)
     payload = os.urandom(link_module.STREAM_BYTES + (1 << 20))
     queue(alice, "bob", payload, "big.bin")
@@ -303,10 +306,20 @@ def test_a_bad_chunk_stops_the_stream_and_the_toss_quarantines(tmp_path: Path) -
         handle.seek(-1, os.SEEK_CUR)
         handle.write(bytes([byte[0] ^ 1]))
     events: list[toss.TossEvent] = []
-    asyncio.run(session(alice, bob, stream=streaming(bob, events)))
-    assert events == []  # the stream gave up without a word: the toss says why
-    (rejected,) = toss.toss(bob, now=int(time.time()))
-    assert isinstance(rejected, toss.Rejected) and rejected.action == "quarantined"
+    left, right = asyncio.run(session(alice, bob, stream=streaming(bob, events)))
+    assert left is not None and right is not None and left.released == 1
+    assert events == []
+    (line,) = right.rejected
+    assert line.startswith(bundle.stem) and "fails authentication" in line, line
+    assert not list(bob.spool.rx.rglob("*.rsb"))  # never copied whole into rx/
+    assert toss.toss(bob, now=int(time.time())) == []
+    assert not list((bob.spool.tmp / "partial").rglob("*.part*"))
+    # Under the bundle's own name, as rise-stat counts it (not its partial copy's name).
+    ((kept, reason),) = bob.spool.quarantined()
+    assert kept.name == bundle.name and "fails authentication" in reason
+    assert kept.stat().st_size <= 1 << 20
+    reason = kept.with_name(kept.name + ".reason").read_text()
+    assert "fails authentication" in reason and reason.count("\n") == 1
     incoming = bob.incoming_dir("alice")
     assert not incoming.exists() or not list(incoming.iterdir())  # no file, no tmp left
 
