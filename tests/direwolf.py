@@ -104,6 +104,15 @@ class DirewolfLink:
         """What the hub noted: when each station started and stopped transmitting."""
         return (self.stations[0].directory.parent / "hub.log").read_text(errors="replace")
 
+    def evidence(self, lines: int = 40) -> str:
+        """For a failed test's message: the hub's notes and the end of each station's log,
+        to tell a collision (both keyed at once) from a frame lost on the air."""
+        parts = [f"hub.log:\n{self.hub_log()}"]
+        for station in self.stations:
+            tail = "\n".join(station.log().splitlines()[-lines:])
+            parts.append(f"{station.call} direwolf.log (last {lines} lines):\n{tail}")
+        return "\n".join(parts)
+
     def hub_cpu_seconds(self) -> float:
         """User plus system CPU the hub has used so far (from /proc)."""
         fields = Path(f"/proc/{self.hub.pid}/stat").read_text().rsplit(")", 1)[1].split()

@@ -63,11 +63,13 @@ def test_frames_with_an_ax25_header_cross_one_way_then_the_other(
     # One way, then the other: sent at once, both stations key up before
     # either hears the other (PERSIST 255 of the fast timing) and collide.
     a.send(ax25.ui_header(destination=calls[1], source=calls[0]) + payloads[0])
-    (to_b,) = b.receive(1, deadline_seconds=FRAME_DEADLINE_SECONDS)
+    to_b = b.receive(1, deadline_seconds=FRAME_DEADLINE_SECONDS)
+    assert len(to_b) == 1, link.evidence()
     b.send(ax25.ui_header(destination=calls[0], source=calls[1]) + payloads[1])
-    (to_a,) = a.receive(1, deadline_seconds=FRAME_DEADLINE_SECONDS)
-    assert ax25.split_ui(to_b.payload) == (ax25.UiHeader(calls[1], calls[0]), payloads[0])
-    assert ax25.split_ui(to_a.payload) == (ax25.UiHeader(calls[0], calls[1]), payloads[1])
+    to_a = a.receive(1, deadline_seconds=FRAME_DEADLINE_SECONDS)
+    assert len(to_a) == 1, link.evidence()
+    assert ax25.split_ui(to_b[0].payload) == (ax25.UiHeader(calls[1], calls[0]), payloads[0])
+    assert ax25.split_ui(to_a[0].payload) == (ax25.UiHeader(calls[0], calls[1]), payloads[1])
 
 
 def test_a_transmission_whose_audio_comes_late_still_crosses_whole(
