@@ -27,6 +27,12 @@ damaged frame, so damage is loss here). This module turns one into the other:
   JITTER of it) is added to each time-out, so that two radios whose frames
   collided (both keyed up at once) do not resend at the same moment and
   collide again; a full-duplex line has no collisions to break up.
+- on a half-duplex channel a POLL hands the turn to the peer: new DATA
+  waits until a frame of the peer's is heard (its answer) or the time-out
+  fires. The peer answers at once, so sending meanwhile would key up with
+  it, and two radios that key up together lose both transmissions (a
+  message written the moment the last one was delivered met that one's
+  STORED on the air).
 
 A frame's first byte is its kind and flags, the second the epoch (the
 caller's random session number: a frame of another epoch belongs to an
@@ -232,6 +238,7 @@ class Arq:
         self._burst_payload = payload_bytes  # the largest payload of our last burst
         self._backoff = 1.0
         self._heard_at: float | None = None
+        self._poll_unanswered = False  # half duplex: our POLL went out, nothing heard since
         # receiving
         self._expected = 0
         self._held: dict[int, Data] = {}
@@ -295,6 +302,7 @@ class Arq:
             self.stats.foreign += 1
             return
         self._heard_at = now
+        self._poll_unanswered = False
         self.stats.frames_received += 1
         self._push_back_timeout(len(frame))
         if isinstance(parsed, Ack):
@@ -386,6 +394,7 @@ class Arq:
             oldest = min(self._unacked.values(), key=lambda item: _after(item.seq, self._base))
             oldest.resend = True
             self._timeout_at = None
+            self._poll_unanswered = False  # the answer is lost: our turn again
         if self._peer_mid_burst(due):
             return frames  # nothing can go yet: our DATA waits, the ACK state grows fresher
         burst: list[_Outgoing] = sorted(
@@ -393,7 +402,7 @@ class Arq:
             key=lambda item: _after(item.seq, self._base),
         )
         self.stats.frames_resent += len(burst)
-        new_frames = self._may_send_new()
+        new_frames = self._may_send_new() and not self._poll_unanswered
         while (
             new_frames
             and _after(self._next, self._base) < self.window
@@ -432,6 +441,7 @@ class Arq:
         for frame_bytes in frames:
             self._line_free = max(self._line_free, now) + self._line_time(len(frame_bytes))
         if burst:
+            self._poll_unanswered = self.timing.half_duplex
             self._started(now)
             self._burst_payload = max(len(item.payload) for item in burst)
             self._timeout_at = self._timeout_from(now)
