@@ -768,12 +768,23 @@ def crash_before_step(world: World, operation: Callable[[World], object], at: in
 
     True if it was killed; False if it finished first (it has fewer steps).
     """
+    return crash_in_child(lambda: operation(world), at)
+
+
+def crash_in_child(
+    run: Callable[[], object],
+    at: int,
+    *,
+    route: Callable[[WriteSteps], contextlib.AbstractContextManager[WriteSteps]] = stepping,
+) -> bool:
+    """`run` in a forked child whose write steps go through `route`, SIGKILLed just before
+    step `at`; True if killed, False if it finished first."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         code = 1
         try:
-            with stepping(WriteSteps(at, _die, CRASH_STEPS)):
-                operation(world)
+            with route(WriteSteps(at, _die, CRASH_STEPS)):
+                run()
             code = 0
         except BaseException:  # the exit status reports it; the traceback says what
             traceback.print_exc()

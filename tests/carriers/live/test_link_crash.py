@@ -9,9 +9,7 @@ import contextlib
 import hashlib
 import os
 import random
-import signal
 import time
-import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from rise_dtn.node.home import Home
 from rise_dtn.node.toss import toss
 from rise_dtn.store import spool
 from tests.carriers.live.test_link import make_pair, queue, session, streaming
-from tests.e2e.test_crash import CRASH_STEPS, WriteSteps, _die, stepping
+from tests.e2e.test_crash import WriteSteps, crash_in_child, stepping
 
 MIB = 1 << 20
 
@@ -55,23 +53,7 @@ def one_session(base: Path) -> None:
 
 def crash_in_session(base: Path, at: int) -> bool:
     """A session in a forked child, SIGKILLed just before write step `at`; True if killed."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 1
-        try:
-            with stepping_link(WriteSteps(at, _die, CRASH_STEPS)):
-                one_session(base)
-            code = 0
-        except BaseException:  # the exit status reports it; the traceback says what
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    _pid, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        assert os.WTERMSIG(status) == signal.SIGKILL
-        return True
-    assert os.WEXITSTATUS(status) == 0, "the session failed without a crash"
-    return False
+    return crash_in_child(lambda: one_session(base), at, route=stepping_link)
 
 
 def prepare(base: Path) -> bytes:
