@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from rise_dtn.cli.common import ago, home_option, json_row, now, open_home, say
-from rise_dtn.core.errors import UsageError
 from rise_dtn.core.units import human_bytes
 from rise_dtn.node.home import Home
+from rise_dtn.node.queue import one_by_prefix
 from rise_dtn.node.status import SentStatus, sent_status
 
 
@@ -60,14 +60,10 @@ def status_cmd(bundle: str | None, as_json: bool, home_path: Path | None) -> Non
 def _by_prefix(home: Home, prefix: str, *, now: int) -> list[SentStatus]:
     """The one bundle sent whose id starts with `prefix` (4 characters at least, as for
     `rise queue` and `rise inbox`)."""
-    if len(prefix) < 4:
-        raise UsageError(f"give at least 4 characters of a bundle id, not {prefix!r}")
-    matches = [row for row in sent_status(home, now=now) if row.bundle_id.startswith(prefix)]
-    if not matches:
-        raise UsageError(
-            f"no bundle {prefix} was sent from this node (a file or message;"
-            " `rise status` lists them all)"
-        )
-    if len(matches) > 1:
-        raise UsageError(f"{prefix} matches {len(matches)} bundles: give more of the id")
-    return matches
+    found = one_by_prefix(
+        sent_status(home, now=now),
+        prefix,
+        missing=f"no bundle {prefix} was sent from this node (a file or message;"
+        " `rise status` lists them all)",
+    )
+    return [found]

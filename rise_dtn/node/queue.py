@@ -11,7 +11,9 @@ and survives a crash half way.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from rise_dtn.core.errors import UsageError
 from rise_dtn.core.identity import BundleId, NodeId
@@ -76,14 +78,30 @@ def rows(home: Home, *, neighbour: str | None = None) -> list[QueueRow]:
 def find(home: Home, prefix: str) -> QueueRow:
     """The one waiting bundle whose id starts with `prefix` (at least 4 characters)."""
     prefix = prefix.strip().lower()
+    return one_by_prefix(
+        rows(home),
+        prefix,
+        missing=f"no bundle {prefix} waits here (delivered or sent on already? "
+        "`rise status` follows the files and messages this node sent)",
+    )
+
+
+class _HasBundleId(Protocol):
+    @property
+    def bundle_id(self) -> str: ...
+
+
+_Row = TypeVar("_Row", bound=_HasBundleId)
+
+
+def one_by_prefix(rows: Iterable[_Row], prefix: str, *, missing: str) -> _Row:
+    """The one row whose bundle id starts with `prefix` (at least 4 characters, as `rise
+    queue`, `rise status` and `rise inbox` take them); `missing` says there is none."""
     if len(prefix) < 4:
         raise UsageError(f"give at least 4 characters of a bundle id, not {prefix!r}")
-    matches = [row for row in rows(home) if row.bundle_id.startswith(prefix)]
+    matches = [row for row in rows if row.bundle_id.startswith(prefix)]
     if not matches:
-        raise UsageError(
-            f"no bundle {prefix} waits here (delivered or sent on already? "
-            "`rise status` follows the files and messages this node sent)"
-        )
+        raise UsageError(missing)
     if len(matches) > 1:
         raise UsageError(f"{prefix} matches {len(matches)} bundles: give more of the id")
     return matches[0]
