@@ -68,3 +68,17 @@ def commands(choice: str, scratch: Path, dev: Path) -> Path:
     """The bin/ directory of the commands to time: a fresh wheel venv under `scratch`, or
     `dev` (the dev venv's)."""
     return wheel_venv(scratch / "install") if choice == "wheel" else dev
+
+
+def commands_or_none(choice: str, scratch: Path, dev: Path) -> Path | None:
+    """`commands`, or None once a failed install has been said in one line on stderr (the
+    caller removes its scratch and exits 1)."""
+    try:
+        return commands(choice, scratch, dev)
+    except InstallFailed as exc:
+        print(
+            f"benchmark failed: {exc} (--install dev times the dev venv instead)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return None

@@ -857,10 +857,8 @@ def main(argv: list[str] | None = None) -> int:
     info_command = shlex.join([".venv/bin/python", "bench/online.py", *argv])
     args.workdir.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="rise-online-", dir=args.workdir))
-    try:
-        bin_dir = install.commands(args.install, scratch, rise_bin_dir())
-    except install.InstallFailed as exc:
-        say(f"benchmark failed: {exc} (--install dev times the dev venv instead)")
+    bin_dir = install.commands_or_none(args.install, scratch, rise_bin_dir())
+    if bin_dir is None:
         shutil.rmtree(scratch, ignore_errors=True)
         return 1
     for name in ("rise-daemon", "rise-call", "rise-send"):

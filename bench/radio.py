@@ -319,11 +319,10 @@ def main() -> None:
             # machines set) a checkout has none, and every rise-send would compile its
             # modules again. A wheel install has it, as pip compiles on install.
             compileall.compile_dir(REPO / "rise_dtn", quiet=1)
-        try:
-            COMMANDS["bin"] = install.commands(args.install, base, COMMANDS["bin"])
-        except install.InstallFailed as exc:
-            say(f"benchmark failed: {exc} (--install dev times the dev venv instead)")
-            raise SystemExit(1) from None
+        bin_dir = install.commands_or_none(args.install, base, COMMANDS["bin"])
+        if bin_dir is None:
+            raise SystemExit(1)
+        COMMANDS["bin"] = bin_dir
         say(f"timing the commands in {COMMANDS['bin']} (--install {args.install})")
         cable = LinkProfile(bits_per_second=9600)
         if "message" in only:
