@@ -112,10 +112,11 @@ def ready_worker(home: os.PathLike[str]) -> None:
 REHEARSED_ARGV = ("-q", "--hops", "2", "-")
 
 
-def _rehearse(path: os.PathLike[str]) -> None:
+def _rehearse(path: os.PathLike[str]) -> bool:
     """Parse a rise-send command line and queue a message over relays in memory only
     (routed.rehearse), for the first peer that is not a relay: the worker's pages a
-    send writes to become this child's own now, not on the caller's way."""
+    send writes to become this child's own now, not on the caller's way. True if it
+    went the whole way (False: no such peer, no relay, no route, or a failure)."""
     import contextlib
     import random
     import time
@@ -124,19 +125,21 @@ def _rehearse(path: os.PathLike[str]) -> None:
     from rise_dtn.cli.main import load_command
     from rise_dtn.node.home import Home
     from rise_dtn.node.send import routed
-    from rise_dtn.node.send.options import DEFAULT_ROUTED_HOPS
 
     # A rehearsal that fails costs the send nothing: the send says what is wrong.
     with contextlib.suppress(Exception), contextlib.closing(Home.open(Path(path))) as home:
         peers = home.peers.all()
         peer = next((peer for peer in peers if not peer.relay), None)
         if peer is None:
-            return
+            return False
         with load_command("send").make_context("rise-send", [*REHEARSED_ARGV, peer.name]):
             pass
-        if any(other.relay for other in peers):
-            hops = home.config.hops or DEFAULT_ROUTED_HOPS
-            routed.rehearse(home, peer, hops=hops, now=int(time.time()), rng=random.SystemRandom())
+        if not any(other.relay for other in peers):
+            return False
+        hops, _copies = routed.RouteOptions().resolve(home)  # as a send with no options
+        routed.rehearse(home, peer, hops=hops, now=int(time.time()), rng=random.SystemRandom())
+        return True
+    return False
 
 
 def _check_map_cards(index_path: os.PathLike[str]) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from rise_dtn.cli import quick
 from rise_dtn.core.routing import NoRoute
-from rise_dtn.node.home import Home
+from rise_dtn.node.home import CONFIG_FILE, Home
 from rise_dtn.node.send import routed, send
 from tests.node.toss.test_forward_pushed import _chain, _rows
 
@@ -30,11 +30,15 @@ def _tree(home: Home) -> dict[str, bytes]:
 def test_a_rehearsal_queues_nothing_and_records_nothing(tmp_path: Path) -> None:
     now = int(time.time())
     alice, _relay, _bob = _chain(tmp_path, now)
+    config = alice.path / CONFIG_FILE
+    config.write_text(config.read_text().replace("# hops = 2", "hops = 1", 1))
+    alice = Home.open(alice.path)  # one relay on the map: a route of one, as sends take
     before = (_tree(alice), _rows(alice))
 
     # Called directly, a failure would raise: the rehearsal really goes the whole way.
     routed.rehearse(alice, alice.peers.find("bob"), hops=1, now=now, rng=random.Random(7))
-    quick._rehearse(alice.path)  # and as the spare runs it: the command line parsed too
+    # And as the spare runs it, the command line parsed too; it says it went the whole way.
+    assert quick._rehearse(alice.path)
 
     alice.close()
     assert (_tree(alice), _rows(alice)) == before
@@ -61,7 +65,7 @@ def test_a_rehearsal_with_no_route_raises_and_the_spare_shrugs(tmp_path: Path) -
 
     with pytest.raises(NoRoute):
         routed.rehearse(alice, alice.peers.find("bob"), hops=1, now=now, rng=random.Random(1))
-    quick._rehearse(alice.path)  # no relay neighbour: nothing to rehearse, no error
-    quick._rehearse(tmp_path / "no-node-here")  # nor for a home that is not there
+    assert not quick._rehearse(alice.path)  # no relay neighbour: nothing to rehearse, no error
+    assert not quick._rehearse(tmp_path / "no-node-here")  # nor for a home that is not there
 
     assert _tree(alice) == before
